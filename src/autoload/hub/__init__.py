@@ -1,0 +1,16 @@
+"""The hub client (Hugging Face protocol): `hub_download`, `snapshot_download`, errors; and the local server.
+
+Importing this package is cheap: the download machinery (requests, filelock, tqdm) loads on first use.
+"""
+
+from .errors import *  # noqa: F401,F403  (plain exception classes, no heavy imports)
+from .errors import __all__ as _errors
+
+__all__ = ["hub_download", "snapshot_download", *_errors]
+
+
+def __getattr__(name: str):
+    if name in ("hub_download", "snapshot_download"):
+        from . import download
+        return getattr(download, name)
+    raise AttributeError(f"module 'autoload.hub' has no attribute {name!r}")

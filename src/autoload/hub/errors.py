@@ -1,0 +1,87 @@
+"""Typed errors of the hub client.
+
+Every error names what the user asked for (repo id, file, revision, endpoint) and says
+what to do next. The class tree mirrors huggingface_hub's where users catch by type:
+`RepositoryNotFoundError`, `GatedRepoError`, `RevisionNotFoundError`, `EntryNotFoundError`,
+`LocalEntryNotFoundError` (a `FileNotFoundError`), plus `IntegrityError` and `OfflineModeError`.
+"""
+
+from __future__ import annotations
+
+
+class HubError(Exception):
+    """Base class of every error raised by the hub client."""
+
+    def __init__(self, message: str, *, repo_id: str | None = None, filename: str | None = None,
+                 revision: str | None = None, endpoint: str | None = None):
+        super().__init__(message)
+        self.repo_id = repo_id
+        self.filename = filename
+        self.revision = revision
+        self.endpoint = endpoint
+
+    def __str__(self) -> str:  # OSError (FileNotFoundError) would format errno/filename instead
+        return str(self.args[0]) if self.args else ""
+
+
+class HubHTTPError(HubError):
+    """The hub answered with an HTTP error. `status` and `request_id` come from the response."""
+
+    def __init__(self, message: str, *, status: int | None = None, request_id: str | None = None,
+                 server_message: str | None = None, **context):
+        super().__init__(message, **context)
+        self.status = status
+        self.request_id = request_id
+        self.server_message = server_message
+
+
+class RepositoryNotFoundError(HubHTTPError):
+    """The repo does not exist, is private, or the token has no access to it."""
+
+
+class GatedRepoError(RepositoryNotFoundError):
+    """The repo is gated: the user must accept its conditions on the hub and pass a token."""
+
+
+class RevisionNotFoundError(HubHTTPError):
+    """The branch, tag or commit does not exist in the repo."""
+
+
+class EntryNotFoundError(HubHTTPError, FileNotFoundError):
+    """The file does not exist in the repo at that revision."""
+
+
+class LocalEntryNotFoundError(HubError, FileNotFoundError):
+    """The file is not in the local cache and the hub could not (or may not) be asked."""
+
+
+class OfflineModeError(LocalEntryNotFoundError):
+    """Offline mode (HF_HUB_OFFLINE / local_files_only) is on and the file is not cached."""
+
+
+class IncompleteSnapshotError(LocalEntryNotFoundError):
+    """A cached snapshot lacks files that its recorded file list names."""
+
+    def __init__(self, message: str, *, snapshot_path: str, missing: list[str], **context):
+        super().__init__(message, **context)
+        self.snapshot_path = snapshot_path
+        self.missing = missing
+
+
+class IntegrityError(HubError):
+    """Downloaded bytes do not match the size or hash the hub announced; they were deleted."""
+
+
+class UnsafePathError(HubError, ValueError):
+    """A file path would escape the snapshot folder (`..`, absolute, drive letter)."""
+
+
+class InvalidRepoIdError(HubError, ValueError):
+    """The repo id is not of the form `name` or `namespace/name`."""
+
+
+__all__ = [
+    "HubError", "HubHTTPError", "RepositoryNotFoundError", "GatedRepoError", "RevisionNotFoundError",
+    "EntryNotFoundError", "LocalEntryNotFoundError", "OfflineModeError", "IncompleteSnapshotError",
+    "IntegrityError", "UnsafePathError", "InvalidRepoIdError",
+]

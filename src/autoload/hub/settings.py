@@ -1,0 +1,101 @@
+"""Environment settings of the hub client, read at call time (not frozen at import).
+
+The names are huggingface_hub's, so one environment drives both libraries; an AUTOLOAD_*
+variable, where one exists, wins over its HF_* twin.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DEFAULT_ENDPOINT = "https://huggingface.co"
+_TRUE = {"1", "on", "yes", "true"}
+
+
+def _env(*names: str) -> str | None:
+    for name in names:
+        value = os.environ.get(name)
+        if value:
+            return value
+    return None
+
+
+def _flag(*names: str) -> bool:
+    value = _env(*names)
+    return value is not None and value.strip().lower() in _TRUE
+
+
+def _expand(path: str) -> str:
+    return os.path.expanduser(os.path.expandvars(path))
+
+
+def hf_home() -> str:
+    """`$HF_HOME`, else `$XDG_CACHE_HOME/huggingface`, else `~/.cache/huggingface`."""
+    home = _env("HF_HOME")
+    if home:
+        return _expand(home)
+    xdg = _env("XDG_CACHE_HOME") or os.path.join("~", ".cache")
+    return _expand(os.path.join(xdg, "huggingface"))
+
+
+def hub_cache(cache_dir: str | os.PathLike | None = None) -> str:
+    """The cache folder: the argument, `AUTOLOAD_CACHE`, `HF_HUB_CACHE`, `HUGGINGFACE_HUB_CACHE`, `$HF_HOME/hub`."""
+    if cache_dir is not None:
+        return os.path.realpath(_expand(os.fspath(cache_dir)))
+    env = _env("AUTOLOAD_CACHE", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE")
+    return os.path.realpath(_expand(env) if env else os.path.join(hf_home(), "hub"))
+
+
+def endpoint(value: str | None = None) -> str:
+    """The hub URL: the argument, `AUTOLOAD_ENDPOINT`, `HF_ENDPOINT`, else huggingface.co. No trailing slash."""
+    return (value or _env("AUTOLOAD_ENDPOINT", "HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
+
+
+def offline() -> bool:
+    """`AUTOLOAD_OFFLINE`, `HF_HUB_OFFLINE` or `TRANSFORMERS_OFFLINE` set to 1/on/yes/true."""
+    return _flag("AUTOLOAD_OFFLINE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+
+
+def token(value: str | bool | None = None) -> str | None:
+    """The token to send: an explicit string; `False` for none; else `HF_TOKEN`, `HUGGING_FACE_HUB_TOKEN`,
+    then the token file (`HF_TOKEN_PATH` or `$HF_HOME/token`). `HF_HUB_DISABLE_IMPLICIT_TOKEN` stops the implicit ones."""
+    if value is False:
+        return None
+    if isinstance(value, str):
+        return value
+    if _flag("HF_HUB_DISABLE_IMPLICIT_TOKEN"):
+        return None
+    env = _env("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
+    if env:
+        return env.strip()
+    path = Path(_expand(_env("HF_TOKEN_PATH") or os.path.join(hf_home(), "token")))
+    try:
+        return path.read_text().strip() or None
+    except OSError:
+        return None
+
+
+def progress_disabled() -> bool:
+    return _flag("AUTOLOAD_DISABLE_PROGRESS_BARS", "HF_HUB_DISABLE_PROGRESS_BARS")
+
+
+def symlinks_disabled() -> bool:
+    return _flag("AUTOLOAD_DISABLE_SYMLINKS", "HF_HUB_DISABLE_SYMLINKS")
+
+
+def metadata_timeout() -> float:
+    return float(_env("AUTOLOAD_ETAG_TIMEOUT", "HF_HUB_ETAG_TIMEOUT") or 10)
+
+
+def download_timeout() -> float:
+    return float(_env("AUTOLOAD_DOWNLOAD_TIMEOUT", "HF_HUB_DOWNLOAD_TIMEOUT") or 10)
+
+
+def max_retries() -> int:
+    return int(_env("AUTOLOAD_MAX_RETRIES") or 5)
+
+
+def retry_backoff() -> float:
+    """Seconds of the first retry wait; each next wait doubles, capped at 8 s."""
+    return float(_env("AUTOLOAD_RETRY_BACKOFF") or 1.0)
