@@ -72,7 +72,7 @@ def run(cache_dir: str | None = None) -> int:
             print("[2/4] downloading by short id 'bert-base-chinese' and 'sentence-transformers/all-MiniLM-L6-v2'")
             bert = snapshot_download("bert-base-chinese", endpoint=srv.url, cache_dir=cache)
             minilm = snapshot_download("sentence-transformers/all-MiniLM-L6-v2", endpoint=srv.url, cache_dir=cache)
-            vocab = Path(bert, "vocab.txt").read_text(encoding="utf-8").splitlines()
+            vocab = Path(bert, "vocab.txt").read_text(encoding="utf-8").rstrip("\n").split("\n")
             config = json.loads(Path(minilm, "config.json").read_text())
             print(f"      bert-base-chinese -> {bert}")
             print(f"      vocabulary: {len(vocab)} tokens, e.g. {' '.join(vocab[2100:2108])}")

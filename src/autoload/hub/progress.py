@@ -8,6 +8,8 @@ import threading
 
 from . import settings
 
+SMALL_FILE = 1 << 20
+
 
 class _NullBar:
     def update(self, n: int) -> None:
@@ -69,6 +71,10 @@ class Progress:
     def file(self, name: str, size: int | None, initial: int = 0):
         if not self.enabled:
             yield _NullBar()
+            return
+        if self.total_bar is not None and size is not None and size < SMALL_FILE:
+            self.update(initial)
+            yield _FileBar(None, self)  # small files of a snapshot only move the total bar
             return
         from tqdm.auto import tqdm
         bar = tqdm(total=size, initial=initial, desc=name, unit="B", unit_scale=True, unit_divisor=1024,
