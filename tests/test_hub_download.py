@@ -280,3 +280,46 @@ def test_dataset_repo_type(server, hub_root, cache_dir, monkeypatch):
         assert "datasets--org--data" in path and open(path).read() == "a,b\n1,2\n"
     with pytest.raises(ValueError, match="repo_type"):
         autoload.hub_download("org/data", "train.csv", repo_type="bucket")
+
+
+def test_rename_followed_through_a_resolve_cache_hop(hub, cache_dir, hub_root):
+    """The real hub answers a legacy id with 307 to the new id, then 307 to /api/resolve-cache/...: the
+    client must learn the new id from the chain, not from the last URL."""
+    from autoload.hub.server import Fault
+    import requests as rq
+
+    real = rq.head(f"{hub.url}/org/tiny/resolve/main/config.json")
+
+    def hook(method, path, headers):
+        if method == "HEAD" and path.startswith("/renamed-model/resolve/"):
+            return Fault(status=307, headers={"Location": path.replace("/renamed-model/", "/org/tiny/")})
+        if method == "HEAD" and path.startswith("/org/tiny/resolve/main/"):
+            return Fault(status=307, headers={"Location": "/api/resolve-cache/models/org/tiny/x/config.json"})
+        if method == "HEAD" and path.startswith("/api/resolve-cache/"):
+            return Fault(status=200, headers={"X-Repo-Commit": real.headers["X-Repo-Commit"], "ETag": real.headers["ETag"],
+                                              "X-Linked-Size": real.headers["Content-Length"]})
+        if method == "GET" and path.startswith("/api/resolve-cache/"):
+            return Fault(status=307, headers={"Location": "/org/tiny/resolve/main/config.json"})
+        return None
+    hub.fault = hook
+    path = autoload.hub_download("renamed-model", "config.json")
+    assert "models--org--tiny" in path and open(path).read() == (hub_root / "org/tiny/config.json").read_text()
+    assert (cache_dir / "models--renamed-model" / "refs" / "main").exists()  # the old id keeps working offline
+
+
+def test_server_paths_that_escape_are_refused(hub, cache_dir):
+    """A hostile tree listing cannot make the client write outside the snapshot."""
+    from autoload.hub.server import Fault
+
+    body = json.dumps([{"type": "file", "path": "../../../evil.txt", "oid": "a" * 40, "size": 4}]).encode()
+    hub.fault = lambda method, path, headers: Fault(status=200, body=body, headers={
+        "Content-Type": "application/json"}) if "/tree/" in path else None
+    with pytest.raises(autoload.UnsafePathError, match="evil"):
+        autoload.snapshot_download("org/tiny")
+    assert not list(cache_dir.parent.rglob("evil.txt"))
+
+
+def test_empty_file(hub, hub_root):
+    (hub_root / "org" / "tiny" / "empty.txt").write_bytes(b"")
+    path = autoload.hub_download("org/tiny", "empty.txt")
+    assert os.path.getsize(path) == 0

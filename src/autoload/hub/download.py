@@ -161,9 +161,11 @@ def _head(target: _Target, revision: str, filename: str, *, retries: int | None)
         if is_commit(commit):  # remember the absence, as huggingface_hub does, for offline look-ups
             target.repo.mark_missing(commit, filename)
         raise
-    served = _repo_from_resolve_url(response.url, target.repo_type)
+    # the last /resolve/ URL of the redirect chain names the repo as the hub serves it (the real hub adds
+    # a hop to /api/resolve-cache/... after a rename redirect)
+    served = [repo for url in response.visited if (repo := _repo_from_resolve_url(url, target.repo_type))]
     if served:
-        target.follow_rename(served)
+        target.follow_rename(served[-1])
     headers = response.headers
     commit = headers.get("X-Repo-Commit")
     etag = headers.get("X-Linked-Etag") or headers.get("ETag")
@@ -333,7 +335,8 @@ def _verify(path: str, meta: FileMeta) -> str | None:
 
 def _stream_to(partial: str, target: _Target, meta: FileMeta, filename: str, commit: str, bar: "Progress") -> None:
     context = target.context(commit, filename)
-    offset = os.path.getsize(partial) if os.path.exists(partial) else 0
+    open(partial, "ab").close()  # exists from here on, also for an empty file
+    offset = os.path.getsize(partial)
     if meta.size is not None and offset > meta.size:
         os.truncate(partial, 0)
         offset = 0
@@ -433,10 +436,10 @@ def snapshot_download(repo_id: str, *, revision: str = "main", repo_type: str = 
         _raise_offline_snapshot(target, revision, snapshot, missing, _offline_reason(local_files_only))
     try:
         info = _api_json(target, revision, "revision", quote(revision, safe=""))
-    except (RevisionNotFoundError, RepositoryNotFoundError):
+    except RevisionNotFoundError:
         raise
     except (HubError, requests.RequestException) as err:
-        if snapshot and not missing:
+        if snapshot and not missing:  # e.g. an expired token or a hub outage: the cached copy still serves
             logger.warning("Could not reach %s (%s); using the cached snapshot of '%s'.", target.endpoint,
                            _short(err), repo_id)
             return snapshot

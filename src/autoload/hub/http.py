@@ -120,12 +120,15 @@ def request(method: str, url: str, *, endpoint: str, token: str | None = None,
 
 def _follow(method, url, headers, token, hub_origin, stream, timeout) -> requests.Response:
     sess = session()
+    visited = []
     for _ in range(MAX_REDIRECTS):
+        visited.append(url)
         hop_headers = dict(headers)
         if token and origin(url) == hub_origin:
             hop_headers["authorization"] = f"Bearer {token}"
         response = sess.request(method, url, headers=hop_headers, allow_redirects=False,
                                 stream=stream, timeout=timeout)
+        response.visited = visited  # every URL of the redirect chain, for spotting renamed repos
         location = response.headers.get("Location")
         if not (response.is_redirect and location):
             return response
