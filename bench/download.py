@@ -13,8 +13,10 @@ How it measures, so the two clients get the same treatment:
 - every measurement is a fresh child process with a fresh empty cache folder; the child imports its
   client first, then times only the download call with time.perf_counter and prints JSON (import
   time is reported apart);
-- repeats alternate which client goes first; the table shows the median; os.sync() runs before each
-  measurement so no one pays for the previous one's disk writeback;
+- each case starts with --warmup untimed runs per client (the first 1 GiB written after an idle
+  spell is ~2 s slower on a VM, whatever writes it); then the repeats alternate which client goes
+  first, and the table shows the median; os.sync() runs before each measurement so no one pays for
+  the previous one's disk writeback;
 - the downloaded bytes are hashed against the source after the child exits (outside the timing).
 
 Test data lives in --workdir (default `.bench/` in the repo root, git-ignored) and is reused.
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import http.client
 import importlib.metadata
 import json
 import os
@@ -38,6 +41,7 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent  # the repo root
 CLIENTS = ("autoload", "huggingface_hub")
@@ -163,6 +167,22 @@ def stop_server(proc: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+def probe_small_get(url: str, path: str, count: int = 5) -> float:
+    """Median seconds of a small-file GET, repeated on one kept-alive connection (stdlib client)."""
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    times = []
+    try:
+        for _ in range(count):
+            start = time.perf_counter()
+            conn.request("GET", path)
+            conn.getresponse().read()
+            times.append(time.perf_counter() - start)
+    finally:
+        conn.close()
+    return statistics.median(times)
 
 
 # -- one measurement (child process) --------------------------------------------------------------
@@ -291,7 +311,8 @@ def environment_line() -> str:
             f"requests {versions['requests']} | {os.cpu_count()} CPUs | {platform.system()} {platform.machine()}")
 
 
-def print_report(results: list[Result], sizes: dict[str, int], labels: dict[str, str], repeat: int) -> None:
+def print_report(results: list[Result], sizes: dict[str, int], labels: dict[str, str], repeat: int,
+                 warmup: int) -> None:
     header = (f"{'case':<28} {'client':<16} {'median s':>9} {'MB/s':>8} {'min s':>8} {'max s':>8} "
               f"{'import s':>9} {'process s':>10}")
     print(header)
@@ -311,17 +332,20 @@ def print_report(results: list[Result], sizes: dict[str, int], labels: dict[str,
         ratio = speed[case, "autoload"] / speed[case, "huggingface_hub"]
         verdict = "autoload faster" if ratio > 1 else "huggingface_hub faster"
         print(f"ratio autoload/huggingface_hub, {labels[case]}: {ratio:.2f}x ({verdict})")
-    print(f"\nmedian of {repeat} run(s) each, alternating which client goes first; MB = 10^6 bytes.\n"
+    print(f"\nmedian of {repeat} run(s) each after {warmup} warm-up run(s), alternating which client goes first; "
+          "MB = 10^6 bytes.\n"
           "Timing: the download call only, inside a fresh child process per run with a fresh empty cache\n"
           "(interpreter start + client import are excluded: 'import s' shows the import, 'process s' the whole\n"
           "child). Server: `autoload serve` in its own process on 127.0.0.1. Every download verified by sha256.")
 
 
-def print_profile(path: Path, title: str, limit: int) -> None:
+def print_profile(path: Path, title: str, package: str, limit: int = 12) -> None:
+    """The functions that cost most by themselves, then the package's own by cumulative time."""
     import pstats
-    print(f"\n=== profile: {title} ({path}) ===")
+    print(f"\n=== profile: {title} ({path}; times summed over threads) ===")
     stats = pstats.Stats(str(path))
     stats.sort_stats("tottime").print_stats(limit)
+    stats.sort_stats("cumulative").print_stats(f"{package}/", limit)
 
 
 # -- main -----------------------------------------------------------------------------------------
@@ -331,6 +355,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size-mb", type=int, help="large file size in MiB (default 1024; 128 with --quick)")
     parser.add_argument("--files", type=int, default=50, help="files in the snapshot (default 50)")
     parser.add_argument("--repeat", type=int, help="runs per client and case (default 3; 1 with --quick)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed runs per client before each case (default 1)")
     parser.add_argument("--max-workers", type=int, default=8, help="snapshot threads, both clients (default 8)")
     parser.add_argument("--workdir", type=Path, default=ROOT / ".bench", help="test data and caches (default .bench/)")
     parser.add_argument("--quick", action="store_true", help="128 MiB, 1 repeat")
@@ -343,8 +368,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     size = (args.size_mb or (128 if args.quick else 1024)) * MIB
     repeat = args.repeat or (1 if args.quick else 3)
-    if size <= 0 or args.files < 1 or repeat < 1:
-        parser.error("--size-mb, --files and --repeat must be positive")
+    if size <= 0 or args.files < 1 or repeat < 1 or args.warmup < 0:
+        parser.error("--size-mb, --files and --repeat must be positive, --warmup not negative")
 
     workdir = args.workdir.resolve()
     hub_root = workdir / "hub"
@@ -360,19 +385,27 @@ def main(argv: list[str] | None = None) -> int:
     server, endpoint = start_server(hub_root, workdir / "server.log")
     results: list[Result] = []
     try:
-        print(f"hub server pid {server.pid} at {endpoint}; {repeat} run(s) per client and case\n", flush=True)
+        probe = probe_small_get(endpoint, f"/{SMALL_REPO}/resolve/main/{next(iter(small))}")
+        print(f"hub server pid {server.pid} at {endpoint}; small-file GET on a kept-alive connection: "
+              f"{probe * 1e3:.1f} ms")
+        if probe > 0.02:
+            print("  note: >20 ms means the server holds small bodies back (Nagle's algorithm meets delayed ACK):\n"
+                  "  the snapshot case then measures mostly that stall, the same for both clients")
+        print(f"{args.warmup} warm-up + {repeat} timed run(s) per client and case\n", flush=True)
         for case in labels:
-            for rep in range(repeat):
+            for rep in range(-args.warmup, repeat):  # negative: warm-up, not counted
                 for client in CLIENTS if rep % 2 == 0 else CLIENTS[::-1]:
                     result, path = measure(client, case, endpoint=endpoint, workdir=workdir,
                                            max_workers=args.max_workers)
                     verify(case, client, path, workdir / "caches" / f"{case}-{client}", expected[case])
                     shutil.rmtree(workdir / "caches" / f"{case}-{client}")
-                    results.append(result)
-                    print(f"  {labels[case]:<28} run {rep + 1}/{repeat} {client:<16} {result.seconds:8.3f} s "
+                    run = f"run {rep + 1}/{repeat}" if rep >= 0 else "warm-up"
+                    print(f"  {labels[case]:<28} {run:<8} {client:<16} {result.seconds:8.3f} s "
                           f"{sizes[case] / 1e6 / result.seconds:8.1f} MB/s  (verified)", flush=True)
+                    if rep >= 0:
+                        results.append(result)
         print()
-        print_report(results, sizes, labels, repeat)
+        print_report(results, sizes, labels, repeat, args.warmup)
         if args.json:
             args.json.write_text(json.dumps({"environment": environment_line(), "sizes": sizes,
                                              "results": [vars(r) for r in results]}, indent=1))
@@ -383,7 +416,8 @@ def main(argv: list[str] | None = None) -> int:
                     prof = workdir / "profiles" / f"{case}-{client}.prof"
                     result, _ = measure(client, case, endpoint=endpoint, workdir=workdir,
                                         max_workers=args.max_workers, profile=str(prof))
-                    print_profile(prof, f"{client}, {labels[case]}, {result.seconds:.3f} s under cProfile", 15)
+                    print_profile(prof, f"{client}, {labels[case]}, {result.seconds:.3f} s under cProfile",
+                                  "autoload/hub" if client == "autoload" else "huggingface_hub")
     finally:
         stop_server(server)
         shutil.rmtree(workdir / "caches", ignore_errors=True)

@@ -1,24 +1,14 @@
-"""A local Hugging Face hub: serves folders of files over the hub's download protocol.
+"""A local Hugging Face hub serving folders of files over the hub's download protocol
+(docs/hf-hub-protocol.md, sections 1, 2, 5, 10). Standard library only; it shares nothing with the
+client, so tests can use it as an independent oracle.
 
-`HubServer(root)` answers the routes that huggingface_hub, transformers and autoload's own client
-use to download (see docs/hf-hub-protocol.md, sections 1, 2, 5 and 10):
+Routes (also under /datasets/... and /api/datasets/...): HEAD/GET /{repo}/resolve/{rev}/{path},
+GET /api/models/{repo}[/revision/{rev}], /api/models/{repo}/tree/{rev}[/{path}], /api/models/{repo}/refs.
 
-    HEAD/GET /{repo}/resolve/{revision}/{path}          file content and metadata headers
-    GET /api/models/{repo}[/revision/{revision}]        repo info: commit sha and file list
-    GET /api/models/{repo}/tree/{revision}[/{path}]     paged file listing
-    GET /api/models/{repo}/refs                         branches, tags, pull requests
-
-(and the same under `/datasets/...` and `/api/datasets/...`). It reuses nothing of the client, so
-tests can use it as an independent oracle.
-
-Two layouts of `root`:
-- folder mode: `root/ORG/NAME/...` are plain folders of files, `root/NAME/` a legacy repo with no
-  namespace, `root/datasets/ORG/NAME/` a dataset. Commits and etags are hashes of the content,
-  computed once per file. An optional `root/hub.json` adds aliases, extra refs, private and gated repos.
-- mirror mode: `root` is a huggingface_hub cache (`models--org--name/` folders), served read-only
-  with its original commits and etags.
-
-Standard library only. Test hooks: `requests` records every request, `fault` injects failures.
+Layouts of `root`: folders `ORG/NAME/`, legacy `NAME/` (holds files directly) and `datasets/ORG/NAME/`,
+with commits and etags hashed from the content and an optional `hub.json` (aliases, refs and tags,
+private and gated repos); or a huggingface_hub cache (`models--org--name/`), served read-only with its
+own commits and etags ("mirror mode").
 """
 
 from __future__ import annotations
@@ -67,7 +57,6 @@ LFS_MIN_SIZE = 10 * 1024 * 1024
 CHUNK = 1024 * 1024
 CONTENT_TYPES = {".json": "application/json", ".txt": "text/plain; charset=utf-8",
                  ".md": "text/markdown; charset=utf-8", ".py": "text/x-python; charset=utf-8"}
-_REPO_PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 _COMMIT = re.compile(r"[0-9a-f]{40}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _FLIP = bytes(255 - i for i in range(256))  # translate table that inverts every byte
@@ -135,7 +124,6 @@ class Repo:
     refs: dict[str, str]        # branch, tag or PR name -> folder holding that version
     tags: set[str] = field(default_factory=set)
     commits: dict[str, str] = field(default_factory=dict)  # mirror mode: commit -> snapshot folder
-    mirror: bool = False
     private: bool = False
     gated: bool = False
     access: list[str] | None = None  # tokens allowed in (None: any valid token)
@@ -181,8 +169,9 @@ def _has_files(folder: str) -> bool:
 
 
 def _listdir(folder: str) -> list[str]:
+    """Visible entries of a folder, sorted (none if it is not one)."""
     try:
-        return sorted(os.listdir(folder))
+        return sorted(n for n in os.listdir(folder) if not n.startswith("."))
     except OSError:
         return []
 
@@ -220,7 +209,8 @@ class HubServer:
         self._lock = threading.Lock()        # guards requests, _connections, _stopped
         self._hash_lock = threading.Lock()   # one hashing at a time, so a big file is hashed once
         self._hashes: dict[tuple, str] = {}  # (path, size, mtime_ns, inode, lfs) -> etag
-        self._config_cache: tuple[float, dict] = (-1.0, {})
+        self._config_cache: tuple[int, dict] = (-1, {})  # (hub.json mtime_ns, content)
+        self._config()  # a malformed hub.json fails here rather than on every request
         self._connections: set[socket.socket] = set()
         self._thread: threading.Thread | None = None
         self._serving = self._stopped = False
@@ -312,60 +302,44 @@ class HubServer:
                 self._config_cache = (mtime, json.load(f))
         return self._config_cache[1]
 
-    def _repo_folders(self, kind: str) -> dict[str, str]:
-        """Mirror mode: every repo id of this kind -> its cache folder."""
-        prefix = f"{kind}s--"
-        return {name[len(prefix):].replace("--", "/", 1): os.path.join(self.root, name)
-                for name in _listdir(self.root) if name.startswith(prefix)}
-
-    def _repo_folder(self, kind: str, repo_id: str) -> str | None:
-        """The folder of repo `repo_id` (exact casing), or None."""
-        parts = repo_id.split("/")
-        if len(parts) > 2 or not all(_REPO_PART.fullmatch(p) for p in parts) or ".." in repo_id:
-            return None
+    def _repos(self, kind: str) -> dict[str, str]:
+        """Every repo id of this kind -> its folder (a fresh scan: repos may appear while serving)."""
         if self.mirror:
-            return self._repo_folders(kind).get(repo_id)
+            prefix = f"{kind}s--"
+            return {name[len(prefix):].replace("--", "/", 1): os.path.join(self.root, name)
+                    for name in _listdir(self.root) if name.startswith(prefix)}
         base = self.root if kind == "model" else os.path.join(self.root, "datasets")
-        if kind == "model" and parts[0] == "datasets":
-            return None
-        folder = os.path.join(base, *parts)
-        if len(parts) == 1:
-            return folder if _has_files(folder) else None
-        namespace = os.path.join(base, parts[0])
-        return folder if os.path.isdir(folder) and not _has_files(namespace) else None
-
-    def _real_id(self, kind: str, repo_id: str) -> str | None:
-        """The id of the repo that `repo_id` names, compared without case, in its real casing."""
-        if self._repo_folder(kind, repo_id):
-            return repo_id
-        if self.mirror:
-            ids = self._repo_folders(kind)
-        else:  # walk down one folder level per id part
-            base = self.root if kind == "model" else os.path.join(self.root, "datasets")
-            ids = [""]
-            for part in repo_id.split("/"):
-                ids = [f"{prefix}/{name}".lstrip("/") for prefix in ids
-                       for name in _listdir(os.path.join(base, prefix)) if name.lower() == part.lower()]
-        return next((i for i in ids if i.lower() == repo_id.lower() and self._repo_folder(kind, i)), None)
+        repos = {}
+        for org in _listdir(base):
+            if kind == "model" and org == "datasets":
+                continue
+            folder = os.path.join(base, org)
+            if _has_files(folder):  # a legacy repo with no namespace
+                repos[org] = folder
+            else:
+                repos.update({f"{org}/{name}": os.path.join(folder, name) for name in _listdir(folder)
+                              if os.path.isdir(os.path.join(folder, name))})
+        return repos
 
     def lookup(self, kind: str, repo_id: str) -> tuple[Repo | None, str | None]:
-        """(repo, None) when `repo_id` is a repo, (None, canonical_id) when it should redirect there,
-        (None, None) when there is no such repo."""
-        folder = self._repo_folder(kind, repo_id)
-        if folder:
-            return self._make_repo(kind, repo_id, folder), None
+        """(repo, None) when `repo_id` is a repo, (None, canonical_id) when it should redirect there
+        (an alias or a mis-cased id), (None, None) when there is no such repo."""
+        repos = self._repos(kind)
+        if repo_id in repos:
+            return self._make_repo(kind, repo_id, repos[repo_id]), None
+        real_ids = {i.lower(): i for i in repos}
         aliases = {**LEGACY_ALIASES, **self._config().get("aliases", {}), **self.aliases}
         aliases = {alias.lower(): target for alias, target in aliases.items()}
         # Dataset aliases are written with their prefix: {"datasets/old": "datasets/org/new"}.
         prefix = "" if kind == "model" else "datasets/"
         target = aliases.get((prefix + repo_id).lower(), "")
-        if target.startswith(prefix) and (real := self._real_id(kind, target[len(prefix):])):
-            return None, real
-        return None, self._real_id(kind, repo_id)  # a mis-cased id, or nothing
+        if target.startswith(prefix) and target[len(prefix):].lower() in real_ids:
+            return None, real_ids[target[len(prefix):].lower()]
+        return None, real_ids.get(repo_id.lower())
 
     def _make_repo(self, kind: str, repo_id: str, folder: str) -> Repo:
         settings = self._config().get("repos", {}).get(repo_id if kind == "model" else f"datasets/{repo_id}", {})
-        repo = Repo(kind, repo_id, refs={} if self.mirror else {"main": folder}, mirror=self.mirror,
+        repo = Repo(kind, repo_id, refs={} if self.mirror else {"main": folder},
                     private=bool(settings.get("private")), gated=bool(settings.get("gated")),
                     access=settings.get("access"))
         if self.mirror:
@@ -413,11 +387,11 @@ class HubServer:
             for name in filenames:
                 disk = os.path.join(dirpath, name)
                 path = os.path.relpath(disk, folder).replace(os.sep, "/")
-                entry = self._file_entry(path, disk, patterns, repo.mirror)
+                entry = self._file_entry(path, disk, patterns)
                 if entry:
                     files[path] = entry
         files = dict(sorted(files.items()))
-        if repo.mirror:
+        if self.mirror:
             commit = os.path.basename(folder)
         else:  # a content hash: identical content gives the identical commit
             digest = hashlib.sha1()
@@ -426,14 +400,14 @@ class HubServer:
             commit = digest.hexdigest()
         return Snapshot(commit, files)
 
-    def _file_entry(self, path: str, disk: str, lfs_patterns: list[str], mirror: bool) -> FileEntry | None:
+    def _file_entry(self, path: str, disk: str, lfs_patterns: list[str]) -> FileEntry | None:
         try:
             st = os.stat(disk)
         except OSError:  # a dangling symlink
             return None
         if not stat.S_ISREG(st.st_mode):
             return None
-        if mirror and os.path.islink(disk):
+        if self.mirror and os.path.islink(disk):
             # The cache names each blob after the hub's etag: keep it (a sha256 means LFS).
             etag = os.path.basename(os.readlink(disk))
             return FileEntry(path, disk, st.st_size, st.st_mtime, bool(_SHA256.fullmatch(etag)), etag)
@@ -503,14 +477,11 @@ class _Handler(BaseHTTPRequestHandler):
             if self.fault and self.fault.delay:
                 time.sleep(self.fault.delay)
             if self.fault and self.fault.status is not None:
-                self.fault, fault = None, self.fault
-                self._send(fault.status, fault.body, fault.headers)
+                self._send_fault(self.fault)
             else:
                 self._route(headers)
         except HubError as err:
             self._send_error(err)
-        except _Redirect as redirect:
-            self._send(307, b"", {"Location": redirect.location})
         except (ConnectionError, TimeoutError):
             self.close_connection = True  # the client went away: nothing to say
         except Exception:
@@ -534,11 +505,11 @@ class _Handler(BaseHTTPRequestHandler):
         if prefix:
             segs = segs[1:]
         # The repo id has one or two parts: "resolve" comes right after it.
-        candidates = [(segs[:n], segs[n + 1:]) for n in (1, 2) if len(segs) >= n + 3 and segs[n] == "resolve"]
+        candidates = [(segs[:n], segs[n:]) for n in (1, 2) if len(segs) >= n + 3 and segs[n] == "resolve"]
         if not candidates:
             raise HubError(404, "NotFound", f"Not found: {raw_path}")
-        repo, tail = self._open(kind, prefix, candidates, token, "resolve")
-        revision, path = unquote(tail[0]), _check_path("/".join(unquote(s) for s in tail[1:]))
+        repo, tail = self._open(kind, prefix, candidates, token)  # tail: ["resolve", revision, *path]
+        revision, path = unquote(tail[1]), _check_path("/".join(unquote(s) for s in tail[2:]))
         self.server.hub.check_access(repo, token, files=True)
         snap = self.server.hub.snapshot(repo, revision)
         entry = snap.files.get(path)
@@ -553,7 +524,7 @@ class _Handler(BaseHTTPRequestHandler):
         candidates = [(segs[:n], segs[n:]) for n in (2, 1) if len(segs) >= n and valid(segs[n:])]
         if not candidates:
             raise HubError(404, "NotFound", "Not found")
-        repo, tail = self._open(kind, prefix, candidates, token, "")
+        repo, tail = self._open(kind, prefix, candidates, token)
         hub = self.server.hub
         hub.check_access(repo, token, files=False)
         if tail == ["refs"]:
@@ -565,18 +536,18 @@ class _Handler(BaseHTTPRequestHandler):
             return self._tree(snap, path)
         self._send_json(self._repo_info(repo, snap))
 
-    def _open(self, kind: str, prefix: str, candidates: list, token: str | None, word: str) -> tuple[Repo, list]:
-        """Find the repo among (id parts, rest) readings of the path; redirect aliases and mis-casing."""
+    def _open(self, kind: str, prefix: str, candidates: list, token: str | None) -> tuple[Repo, list]:
+        """The repo of the first (id parts, rest of the path) reading that names one; aliases and
+        mis-cased ids redirect to the same path with the canonical id."""
         hub = self.server.hub
         for parts, tail in candidates:
             repo, redirect = hub.lookup(kind, "/".join(unquote(p) for p in parts))
             if repo:
                 return repo, tail
             if redirect:
-                rest = "/".join([word] * bool(word) + tail)
-                location = f"{prefix}/{quote(redirect)}" + (f"/{rest}" if rest else "")
+                location = "/".join([prefix, quote(redirect), *tail]).rstrip("/")
                 location += f"?{self.query}" if self.query else ""
-                raise _Redirect(location)
+                raise HubError(307, None, "", {"Location": location})
         raise repo_not_found("/".join(unquote(p) for p in candidates[0][0]), token)
 
     def _token(self, authorization: str | None) -> str | None:
@@ -627,13 +598,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _tree(self, snap: Snapshot, path: str) -> None:
         recursive = self.params.get("recursive", "").lower() == "true"
-        expand = self.params.get("expand", "").lower() == "true"
         # Folders exist through the files under them; each gets a deterministic oid from its content.
         folders: dict = {}  # folder path -> sha1 over the files under it
         for entry in snap.files.values():
             parts = entry.path.split("/")
             for depth in range(1, len(parts)):
-                folders.setdefault("/".join(parts[:depth]), hashlib.sha1()).update(f"{entry.path}\0{entry.etag}\n".encode())
+                digest = folders.setdefault("/".join(parts[:depth]), hashlib.sha1())
+                digest.update(f"{entry.path}\0{entry.etag}\n".encode())
         if path and path not in folders:
             raise HubError(404, "EntryNotFound", f"Entry not found: {path}", {"X-Repo-Commit": snap.commit})
         prefix = f"{path}/" if path else ""
@@ -650,9 +621,6 @@ class _Handler(BaseHTTPRequestHandler):
                     item["lfs"] = {"oid": entry.etag, "size": entry.size, "pointerSize": len(entry.pointer)}
                 items.append(item)
         items.sort(key=lambda item: item["path"])
-        if expand:
-            for item in items:
-                item["lastCommit"] = {"id": snap.commit, "title": "Update", "date": _iso(0)}
         try:
             start = int(self.params.get("cursor", "0"))
         except ValueError:
@@ -693,12 +661,24 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, body, {"Content-Type": "application/json; charset=utf-8", **(headers or {})})
 
     def _send_error(self, err: HubError) -> None:
+        if err.status == 307:  # a redirect to the canonical path: relative, with no body, as the hub
+            return self._send(307, b"", err.headers)
         # Header values must be latin-1: an id or path from the URL might not be.
         headers = {"Content-Type": "application/json; charset=utf-8",
                    "X-Error-Message": err.message.encode("ascii", "replace").decode(), **err.headers}
         if err.code:
             headers["X-Error-Code"] = err.code
         self._send(err.status, json.dumps({"error": err.message}).encode(), headers)
+
+    def _send_fault(self, fault: Fault) -> None:
+        # A Content-Length given by the fault wins (a HEAD may announce a size); if it does not match
+        # the body, close the connection so the next request is not read from a desynchronised stream.
+        length = next((v for k, v in fault.headers.items() if k.lower() == "content-length"), None)
+        headers = {k: v for k, v in fault.headers.items() if k.lower() != "content-length"}
+        self._start(fault.status, {**headers, "Content-Length": length or str(len(fault.body))})
+        if self.command != "HEAD":
+            self.wfile.write(fault.body)
+        self.close_connection = self.close_connection or (length is not None and length != str(len(fault.body)))
 
     def _send(self, status: int, body: bytes, headers: dict[str, str]) -> None:
         self._start(status, {**headers, "Content-Length": str(len(body))})
@@ -729,14 +709,6 @@ class _Handler(BaseHTTPRequestHandler):
                 time.sleep(max(0.0, began + sent / fault.rate - time.monotonic()))
         if sent < count:
             self.close_connection = True  # the announced Content-Length is never reached
-
-
-class _Redirect(Exception):
-    """Answer 307 to the canonical path (alias or mis-cased id): relative, as the hub does."""
-
-    def __init__(self, location: str):
-        super().__init__(location)
-        self.location = location
 
 
 def _parse_range(value: str, size: int) -> tuple[int, int] | str | None:
