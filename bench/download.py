@@ -1,7 +1,7 @@
 """Download benchmark: autoload vs huggingface_hub, side by side, against the local hub server.
 
-    python bench/download.py            # 1 GiB file + 50-file snapshot, 3 repeats (a few minutes)
-    python bench/download.py --quick    # 128 MiB, 1 repeat: a smoke check
+    python bench/download.py            # 1 GiB file + 50-file snapshot, 3 repeats (about a minute)
+    python bench/download.py --quick    # 128 MiB, 1 repeat: a smoke check (about 15 s)
     python bench/download.py --profile  # then one cProfile'd run per client and case (not timed)
 
 Two cases: one large LFS file (`model.safetensors`, random bytes) with `hub_download` /
@@ -126,6 +126,11 @@ def make_small_files(hub_root: Path, count: int) -> dict[str, str]:
 
 # -- the server process ---------------------------------------------------------------------------
 
+def pythonpath() -> str:
+    """PYTHONPATH for the server and the children: this checkout's src/ first."""
+    return os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -136,7 +141,7 @@ def start_server(hub_root: Path, log_path: Path) -> tuple[subprocess.Popen, str]
     """`autoload serve` in its own process; returns once it answers and has hashed every file."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))}
+    env = {**os.environ, "PYTHONPATH": pythonpath()}
     with open(log_path, "wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "autoload.cli", "serve", str(hub_root), "--host", "127.0.0.1",
                                  "--port", str(port)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -169,8 +174,10 @@ def stop_server(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
-def probe_small_get(url: str, path: str, count: int = 5) -> float:
-    """Median seconds of a small-file GET, repeated on one kept-alive connection (stdlib client)."""
+def probe_small_get(url: str, path: str, count: int = 30) -> float:
+    """Median seconds of a small-file GET, repeated on one kept-alive connection (stdlib client).
+
+    Enough requests to get past TCP's quick-ACK start, during which a Nagle stall does not show."""
     parts = urlsplit(url)
     conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
     times = []
@@ -256,8 +263,7 @@ def child_env(endpoint: str, cache_dir: Path, hf_home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("HF_", "HUGGING_FACE_", "HUGGINGFACE_", "AUTOLOAD_", "TRANSFORMERS_"))
            and k.lower() not in ("http_proxy", "https_proxy", "all_proxy")}
-    env.update(PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")])),
-               HF_ENDPOINT=endpoint, HF_HUB_CACHE=str(cache_dir), HF_HOME=str(hf_home),
+    env.update(PYTHONPATH=pythonpath(), HF_ENDPOINT=endpoint, HF_HUB_CACHE=str(cache_dir), HF_HOME=str(hf_home),
                HF_HUB_DISABLE_PROGRESS_BARS="1", HF_HUB_DISABLE_TELEMETRY="1", NO_PROXY="127.0.0.1,localhost")
     return env
 
@@ -324,9 +330,10 @@ def print_report(results: list[Result], sizes: dict[str, int], labels: dict[str,
             seconds = [r.seconds for r in runs]
             median = statistics.median(seconds)
             speed[case, client] = sizes[case] / 1e6 / median
+            import_s = statistics.median(r.import_seconds for r in runs)
+            process_s = statistics.median(r.process_seconds for r in runs)
             print(f"{labels[case] if i == 0 else '':<28} {client:<16} {median:>9.3f} {speed[case, client]:>8.1f} "
-                  f"{min(seconds):>8.3f} {max(seconds):>8.3f} {statistics.median(r.import_seconds for r in runs):>9.3f} "
-                  f"{statistics.median(r.process_seconds for r in runs):>10.3f}")
+                  f"{min(seconds):>8.3f} {max(seconds):>8.3f} {import_s:>9.3f} {process_s:>10.3f}")
     print()
     for case in labels:
         ratio = speed[case, "autoload"] / speed[case, "huggingface_hub"]
@@ -358,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=1, help="untimed runs per client before each case (default 1)")
     parser.add_argument("--max-workers", type=int, default=8, help="snapshot threads, both clients (default 8)")
     parser.add_argument("--workdir", type=Path, default=ROOT / ".bench", help="test data and caches (default .bench/)")
-    parser.add_argument("--quick", action="store_true", help="128 MiB, 1 repeat")
+    parser.add_argument("--quick", action="store_true", help="128 MiB, 1 repeat (--size-mb/--repeat still win)")
     parser.add_argument("--profile", action="store_true", help="afterwards, one cProfile'd run per client and case")
     parser.add_argument("--json", type=Path, help="also write every run's numbers to this file")
     parser.add_argument("--child", help=argparse.SUPPRESS)  # internal: one measurement

@@ -17,7 +17,9 @@ import fnmatch
 import hashlib
 import logging
 import os
+import queue
 import re
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -37,6 +39,7 @@ from .progress import Progress
 logger = logging.getLogger("autoload.hub")
 
 CHUNK = 1024 * 1024
+READ_SIZE = 256 * 1024  # per read from the socket: small buffers are reused by the allocator
 _REPO_PART = re.compile(r"[A-Za-z0-9_.\-]{1,96}")
 _LFS_ETAG = re.compile(r"[0-9a-f]{64}")
 _GIT_ETAG = re.compile(r"[0-9a-f]{40}")
@@ -297,8 +300,8 @@ def _download_blob(target: _Target, meta: FileMeta, filename: str, commit: str, 
     partial = target.repo.blob_path(meta.etag) + ".incomplete"
     context = target.context(commit, filename)
     for attempt in range(2):
-        _stream_to(partial, target, meta, filename, commit, bar)
-        problem = _verify(partial, meta)
+        digest = _stream_to(partial, target, meta, filename, commit, bar)
+        problem = _verify(partial, meta, digest)
         if problem is None:
             os.chmod(partial, 0o666 & ~_umask())
             return partial
@@ -317,74 +320,115 @@ def _umask() -> int:
     return mask
 
 
-def _verify(path: str, meta: FileMeta) -> str | None:
+def _verify(path: str, meta: FileMeta, digest: str | None) -> str | None:
     size = os.path.getsize(path)
     if meta.size is not None and size != meta.size:
         return f"expected {meta.size} bytes, got {size}"
-    hasher = _hasher(meta.etag, size)
-    if hasher is None:
-        return None
-    with open(path, "rb") as f:
-        while chunk := f.read(8 * CHUNK):
-            hasher.update(chunk)
-    if hasher.hexdigest() != meta.etag:
-        kind = "sha256" if hasher.name == "sha256" else "git blob sha1"
-        return f"{kind} is {hasher.hexdigest()}, expected {meta.etag}"
+    if digest is not None and digest != meta.etag:
+        kind = "sha256" if _LFS_ETAG.fullmatch(meta.etag) else "git blob sha1"
+        return f"{kind} is {digest}, expected {meta.etag}"
     return None
 
 
-def _stream_to(partial: str, target: _Target, meta: FileMeta, filename: str, commit: str, bar: "Progress") -> None:
+class _Digest:
+    """Hashes a download while it is written, in a worker thread (hashlib releases the GIL on large
+    buffers), so the check overlaps with the network and costs no second read of the file.
+    A resumed download first hashes the `prefix` bytes already on disk."""
+
+    def __init__(self, meta: FileMeta, partial: str, prefix: int):
+        self.hasher = _hasher(meta.etag, meta.size)
+        self.queue: queue.Queue = queue.Queue(maxsize=64)
+        self.thread = None
+        if self.hasher is not None:
+            self.thread = threading.Thread(target=self._run, args=(partial, prefix), daemon=True)
+            self.thread.start()
+
+    def _run(self, partial: str, prefix: int) -> None:
+        with open(partial, "rb") as f:
+            while prefix > 0 and (chunk := f.read(min(8 * CHUNK, prefix))):
+                self.hasher.update(chunk)
+                prefix -= len(chunk)
+        while (chunk := self.queue.get()) is not None:
+            self.hasher.update(chunk)
+
+    def feed(self, chunk: bytes) -> None:
+        if self.thread is not None:
+            self.queue.put(chunk)
+
+    def close(self) -> str | None:
+        """Finish and return the hex digest (None when the etag names no hash we can check)."""
+        if self.thread is None:
+            return None
+        self.queue.put(None)
+        self.thread.join()
+        self.thread = None
+        return self.hasher.hexdigest()
+
+
+def _stream_to(partial: str, target: _Target, meta: FileMeta, filename: str, commit: str,
+               bar: "Progress") -> str | None:
+    """Download into `partial` from where it ends; return the content's digest (see `_Digest`)."""
     context = target.context(commit, filename)
     open(partial, "ab").close()  # exists from here on, also for an empty file
     offset = os.path.getsize(partial)
     if meta.size is not None and offset > meta.size:
-        os.truncate(partial, 0)
         offset = 0
     if offset:
         logger.info("Resuming '%s' of '%s' at byte %d", filename, target.repo_id, offset)
     failures = 0
-    with bar.file(filename, meta.size, offset) as file_bar:
-        while meta.size is None or offset < meta.size:
-            response = None
-            # identity encoding: the byte counts, Range offsets and hashes refer to the file itself
-            headers = {"Accept-Encoding": "identity", **({"Range": f"bytes={offset}-"} if offset else {})}
-            try:
-                response = http.request("GET", meta.url, endpoint=target.endpoint, token=target.token,
-                                        headers=headers, stream=True)
-                with response:
-                    if response.status_code == 416 and offset:
-                        raise requests.ConnectionError(f"the server refused range {offset}- (the partial file "
-                                                       "does not fit the file any more); starting over")
-                    http.raise_for_status(response, repo_id=target.repo_id, revision=commit, filename=filename,
-                                          endpoint=target.endpoint, repo_type=target.repo_type, token=target.token)
-                    if offset and response.status_code != 206:
-                        offset = 0  # the server ignored Range: take the whole body
-                        file_bar.reset(0)
-                    with open(partial, "r+b" if offset else "wb") as f:
-                        f.seek(offset)
-                        f.truncate()
-                        # read1 hands over whatever has arrived, so a dropped connection loses nothing
-                        while chunk := response.raw.read1(CHUNK, decode_content=False):
-                            f.write(chunk)
-                            offset += len(chunk)
-                            file_bar.update(len(chunk))
-                            failures = 0
-                return  # the body was complete by its own length; _verify compares it with the announced size
-            except (requests.ConnectionError, requests.Timeout, urllib3.exceptions.HTTPError) as err:
-                failures += 1
-                if response is not None and response.status_code == 416:
-                    os.truncate(partial, 0)
-                    offset = 0
-                    file_bar.reset(0)
-                if failures > settings.max_retries():
-                    raise HubHTTPError(
-                        f"Download of '{filename}' of '{target.repo_id}' from {target.endpoint} keeps failing "
-                        f"({_short(err)}); {offset} bytes are kept in the cache and the next run resumes from "
-                        "there.", **context) from err
-                wait = min(8.0, settings.retry_backoff() * 2 ** (failures - 1))
-                logger.info("Connection lost on '%s' at byte %d (%s); resuming in %.1fs", filename, offset,
-                            _short(err), wait)
-                time.sleep(wait)
+    digest = _Digest(meta, partial, offset)
+    try:
+        with bar.file(filename, meta.size, offset) as file_bar:
+            while meta.size is None or offset < meta.size:
+                response = None
+                # identity encoding: the byte counts, Range offsets and hashes refer to the file itself
+                headers = {"Accept-Encoding": "identity", **({"Range": f"bytes={offset}-"} if offset else {})}
+                try:
+                    response = http.request("GET", meta.url, endpoint=target.endpoint, token=target.token,
+                                            headers=headers, stream=True)
+                    with response:
+                        if response.status_code == 416 and offset:
+                            raise requests.ConnectionError(f"the server refused range {offset}- (the partial "
+                                                           "file does not fit the file any more); starting over")
+                        http.raise_for_status(response, repo_id=target.repo_id, revision=commit, filename=filename,
+                                              endpoint=target.endpoint, repo_type=target.repo_type,
+                                              token=target.token)
+                        if offset and response.status_code != 206:  # the server ignored Range: whole body
+                            offset, digest = 0, _restart(digest, meta, partial, file_bar)
+                        with open(partial, "r+b") as f:
+                            f.seek(offset)
+                            if offset < os.fstat(f.fileno()).st_size:
+                                f.truncate()  # only after a restart: truncating costs a writeback on ext4
+                            # read1 hands over whatever has arrived, so a dropped connection loses nothing
+                            while chunk := response.raw.read1(READ_SIZE, decode_content=False):
+                                f.write(chunk)
+                                digest.feed(chunk)
+                                offset += len(chunk)
+                                file_bar.update(len(chunk))
+                                failures = 0
+                    return digest.close()  # complete by its own length; _verify compares sizes and hashes
+                except (requests.ConnectionError, requests.Timeout, urllib3.exceptions.HTTPError) as err:
+                    failures += 1
+                    if response is not None and response.status_code == 416:
+                        offset, digest = 0, _restart(digest, meta, partial, file_bar)
+                    if failures > settings.max_retries():
+                        raise HubHTTPError(
+                            f"Download of '{filename}' of '{target.repo_id}' from {target.endpoint} keeps failing "
+                            f"({_short(err)}); {offset} bytes are kept in the cache and the next run resumes from "
+                            "there.", **context) from err
+                    wait = min(8.0, settings.retry_backoff() * 2 ** (failures - 1))
+                    logger.info("Connection lost on '%s' at byte %d (%s); resuming in %.1fs", filename, offset,
+                                _short(err), wait)
+                    time.sleep(wait)
+        return digest.close()
+    finally:
+        digest.close()
+
+
+def _restart(digest: _Digest, meta: FileMeta, partial: str, file_bar) -> _Digest:
+    digest.close()
+    file_bar.reset(0)
+    return _Digest(meta, partial, 0)
 
 
 # -- a whole snapshot -----------------------------------------------------------------------------
