@@ -15,6 +15,13 @@ _EXPORTS: dict[str, str] = {
     "hub_download": "autoload.hub.download",
     "snapshot_download": "autoload.hub.download",
     "HubServer": "autoload.hub.server",
+    "PretrainedConfig": "autoload.configuration",
+    "AutoConfig": "autoload.registry.auto",
+    "AutoTokenizer": "autoload.registry.auto",
+    **{name: "autoload.registry.auto" for name in (
+        "AutoModel", "AutoModelForPreTraining", "AutoModelForMaskedLM", "AutoModelForCausalLM",
+        "AutoModelForSequenceClassification", "AutoModelForTokenClassification", "AutoModelForQuestionAnswering",
+        "AutoModelForMultipleChoice", "AutoModelForNextSentencePrediction", "AutoModelForTextEncoding")},
     **{name: "autoload.hub.errors" for name in (
         "HubError", "HubHTTPError", "RepositoryNotFoundError", "GatedRepoError", "RevisionNotFoundError",
         "EntryNotFoundError", "LocalEntryNotFoundError", "OfflineModeError", "IncompleteSnapshotError",
