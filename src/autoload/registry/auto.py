@@ -87,10 +87,13 @@ def load_config(source: FileSource, *, trust_remote_code=None, code_revision=Non
     """(config, unused kwargs) for a source: remote AutoConfig code when trusted, else the registered class."""
     data, path = read_source_config(source)
     data.setdefault("_name_or_path", source.name)
-    reference = (data.get("auto_map") or {}).get("AutoConfig")
+    auto_map = data.get("auto_map") or {}
+    reference = auto_map.get("AutoConfig")
+    # the no-trust error lists every file the repo's auto_map would run, not only the config's
+    every = [r for v in auto_map.values() for r in (v if isinstance(v, list) else [v]) if isinstance(r, str)]
     model_type = data.get("model_type")
     has_builtin = model_type in MODEL_TYPES or model_type in AutoConfig._registered
-    if reference and remote.resolve_trust(trust_remote_code, source=source, references=[reference],
+    if reference and remote.resolve_trust(trust_remote_code, source=source, references=[reference, *every],
                                           has_builtin=has_builtin):
         config_class = remote.get_class(reference, source, code_revision=code_revision)
     elif model_type:
@@ -240,6 +243,8 @@ class AutoTokenizer:
             try:
                 model_config, _ = load_config(source, trust_remote_code=trust_remote_code, code_revision=code_revision)
             except (ValueError, OSError) as err:  # a tokenizer-only repo, or an odd config: the tokenizer still loads
+                if isinstance(err, remote.UntrustedCodeError) and not tokenizer_config.get("tokenizer_class"):
+                    raise  # the tokenizer depends on code the user has not trusted: say that
                 logger.info("Tokenizer of %s: ignoring its config.json (%s)", source.describe(), err)
         tokenizer_class = cls._pick(source, tokenizer_config, model_config, tokenizer_type, trust_remote_code,
                                     code_revision)
