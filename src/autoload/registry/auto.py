@@ -243,7 +243,8 @@ class AutoTokenizer:
             try:
                 model_config, _ = load_config(source, trust_remote_code=trust_remote_code, code_revision=code_revision)
             except (ValueError, OSError) as err:  # a tokenizer-only repo, or an odd config: the tokenizer still loads
-                if isinstance(err, remote.UntrustedCodeError) and not tokenizer_config.get("tokenizer_class"):
+                if isinstance(err, remote.UntrustedCodeError) and not (
+                        tokenizer_config.get("tokenizer_class") or tokenizer_config.get("auto_map")):
                     raise  # the tokenizer depends on code the user has not trusted: say that
                 logger.info("Tokenizer of %s: ignoring its config.json (%s)", source.describe(), err)
         tokenizer_class = cls._pick(source, tokenizer_config, model_config, tokenizer_type, trust_remote_code,
