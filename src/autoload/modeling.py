@@ -1,0 +1,552 @@
+"""`PreTrainedModel`: the one base class of the built-in models (an `nn.Module`), with fast loading and saving.
+
+Loading, in order:
+1. config (config.json + keyword overrides), checkpoint files (safetensors first, sharded via the index;
+   `.bin` with `torch.load(weights_only=True, mmap=True)`), dtype ("auto" = config, index metadata, then the
+   first floating tensor of the checkpoint);
+2. the module tree is built with parameters on the meta device (no memory, no random init); buffers are real;
+3. each checkpoint tensor is renamed (LayerNorm gamma/beta, base-model prefix added or stripped), checked
+   for shape, cast only if needed and assigned; on the CPU an unchanged tensor stays backed by the file's
+   memory map, so nothing is read twice;
+4. tied weights are tied, parameters the checkpoint lacks are initialised as the reference does, one report
+   lists missing / unexpected / mismatched keys; the model comes back in eval mode.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import json
+import logging
+import os
+import re
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from .configuration import PretrainedConfig
+from .registry.files import FileSource
+
+logger = logging.getLogger("autoload")
+
+SAFE_WEIGHTS = "model.safetensors"
+SAFE_INDEX = "model.safetensors.index.json"
+BIN_WEIGHTS = "pytorch_model.bin"
+BIN_INDEX = "pytorch_model.bin.index.json"
+_SAFETENSORS_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}
+_RENAMES = [(re.compile(r"LayerNorm\.gamma$"), "LayerNorm.weight"), (re.compile(r"LayerNorm\.beta$"), "LayerNorm.bias")]
+# keywords transformers users pass that change nothing here: accepted, explained once in the log
+_NO_EFFECT = {
+    "low_cpu_mem_usage": "loading is always low-memory here (meta device + memory-mapped weights)",
+    "_fast_init": "loading never random-initialises weights the checkpoint provides",
+    "offload_state_dict": "weights are memory-mapped, never held twice",
+    "mirror": "use endpoint=... or HF_ENDPOINT for a mirror",
+    "resume_download": "downloads always resume",
+    "force_download": "use `autoload download --force` to refresh a cached file",
+    "proxies": "requests honours HTTP(S)_PROXY from the environment",
+    "from_tf": "TensorFlow checkpoints are not supported; this flag is ignored",
+    "from_flax": "Flax checkpoints are not supported; this flag is ignored",
+    "use_flash_attention_2": "attention runs through torch's scaled_dot_product_attention",
+    "max_memory": "device_map='auto' uses the free memory of each device",
+    "offload_folder": "disk offloading is not supported",
+    "subfolder": "point at the folder or repo that holds config.json",
+}
+_ATTN_IMPLEMENTATIONS = ("sdpa", "eager")
+
+
+class PreTrainedModel(nn.Module):
+    """Base of every built-in model. Subclasses set `config_class`, `base_model_prefix`, optionally
+    `_tied_weights_keys = {target: source}` and `_keys_to_ignore_on_load_unexpected` (regexes), build their
+    modules with checkpoint key names, and call `self.post_init()` at the end of `__init__`."""
+
+    config_class: ClassVar[type[PretrainedConfig]] = PretrainedConfig
+    base_model_prefix: ClassVar[str] = ""
+    main_input_name: ClassVar[str] = "input_ids"
+    _tied_weights_keys: ClassVar[dict[str, str]] = {}
+    _keys_to_ignore_on_load_unexpected: ClassVar[list[str]] = []
+    _keys_to_ignore_on_load_missing: ClassVar[list[str]] = []
+    _skeleton_depth: ClassVar[int] = 0  # > 0 while from_pretrained builds a model on the meta device
+
+    def __init__(self, config: PretrainedConfig, *args, **kwargs):
+        super().__init__()
+        if not isinstance(config, PretrainedConfig):
+            raise TypeError(f"{type(self).__name__} needs a PretrainedConfig, got {type(config).__name__}.")
+        self.config = config
+        self.name_or_path = config.name_or_path
+
+    # -- initialisation ---------------------------------------------------------------------------
+    def post_init(self) -> None:
+        """Initialise weights (skipped while loading: the checkpoint provides them) and tie them."""
+        if PreTrainedModel._skeleton_depth == 0:
+            self.apply(self._init_weights)
+            self.tie_weights()
+
+    def _init_weights(self, module: nn.Module) -> None:
+        """The reference's default init: normal(0, initializer_range) for Linear and Embedding (padding row
+        zeroed), ones/zeros for norms. Families override it where the reference differs."""
+        std = getattr(self.config, "initializer_range", 0.02)
+        if isinstance(module, nn.Linear):
+            module.weight.data.normal_(0.0, std)
+            if module.bias is not None:
+                module.bias.data.zero_()
+        elif isinstance(module, nn.Embedding):
+            module.weight.data.normal_(0.0, std)
+            if module.padding_idx is not None:
+                module.weight.data[module.padding_idx].zero_()
+        elif "LayerNorm" in type(module).__name__ or "RMSNorm" in type(module).__name__:
+            if getattr(module, "weight", None) is not None:
+                module.weight.data.fill_(1.0)
+            if getattr(module, "bias", None) is not None:
+                module.bias.data.zero_()
+
+    def tied_weights(self) -> dict[str, str]:
+        """{target: source} pairs in force for this config (only with tie_word_embeddings)."""
+        return dict(self._tied_weights_keys) if getattr(self.config, "tie_word_embeddings", False) else {}
+
+    def tie_weights(self) -> None:
+        for target, source in self.tied_weights().items():
+            _set_tensor(self, target, _get_tensor(self, source))
+
+    # -- conveniences -----------------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(p.dtype for p in self.parameters() if p.is_floating_point())
+
+    def num_parameters(self, only_trainable: bool = False) -> int:
+        params = {id(p): p for p in self.parameters() if p.requires_grad or not only_trainable}
+        return sum(p.numel() for p in params.values())
+
+    def get_input_embeddings(self) -> nn.Module:
+        base = getattr(self, self.base_model_prefix, self) if self.base_model_prefix else self
+        if base is not self:
+            return base.get_input_embeddings()
+        raise NotImplementedError(f"{type(self).__name__} does not define get_input_embeddings().")
+
+    @classmethod
+    def _from_config(cls, config: PretrainedConfig, dtype: torch.dtype | str | None = None, **kwargs):
+        with _default_dtype(_to_dtype(dtype) if dtype else torch.get_default_dtype()):
+            return cls(config, **kwargs)
+
+    # -- loading ----------------------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(cls, name_or_path, *model_args, config: PretrainedConfig | None = None,
+                        revision: str | None = None, dtype="auto", torch_dtype=None, device=None, device_map=None,
+                        local_files_only: bool = False, token=None, cache_dir=None, endpoint: str | None = None,
+                        trust_remote_code: bool | None = None, code_revision=None,
+                        ignore_mismatched_sizes: bool = False, output_loading_info: bool = False,
+                        use_safetensors: bool | None = None, weights_only: bool = True, state_dict=None,
+                        attn_implementation: str | None = None, variant: str | None = None, **kwargs):
+        """Load a model from a folder or a hub repo id (see the module docstring for the steps).
+
+        dtype: "auto" (the checkpoint's), a torch.dtype or its name. device / device_map: "cpu", "cuda",
+        "cuda:1", a torch.device, or device_map="auto" (the visible GPUs in order, then the CPU). Other keywords
+        are config overrides (num_labels=3, ...); an unknown keyword is an error naming the closest valid one.
+        """
+        if torch_dtype is not None:
+            dtype = torch_dtype if dtype in (None, "auto") else dtype
+        token = kwargs.pop("use_auth_token", token)
+        for key in [k for k in kwargs if k in _NO_EFFECT]:
+            logger.info("from_pretrained(%s=...): no effect here: %s.", key, _NO_EFFECT[key])
+            kwargs.pop(key)
+        if attn_implementation not in (None, *_ATTN_IMPLEMENTATIONS):
+            logger.info("attn_implementation=%r: autoload uses torch's scaled_dot_product_attention (sdpa), which "
+                        "picks flash/memory-efficient kernels itself.", attn_implementation)
+            attn_implementation = "sdpa"
+        source = FileSource(name_or_path, revision=revision, token=token, cache_dir=cache_dir,
+                            local_files_only=local_files_only, endpoint=endpoint)
+        if config is None:
+            from .configuration import read_config_dict
+            data = read_config_dict(source.require("config.json", "(every model needs one)"))
+            data.setdefault("_name_or_path", source.name)
+            config, kwargs = cls.config_class.from_dict(data, return_unused_kwargs=True, **kwargs)
+        else:
+            for key in [k for k in kwargs if k in config.__dict__ or k in type(config).attribute_map]:
+                setattr(config, key, kwargs.pop(key))
+        if kwargs:
+            _reject_unknown(cls, kwargs, config)
+        if attn_implementation:
+            config._attn_implementation = attn_implementation
+        target_device = _resolve_device(device, device_map)
+        if state_dict is not None:
+            files, metadata = [], {}
+        else:
+            files, metadata = _checkpoint_files(source, use_safetensors, variant)
+        dtype = _resolve_dtype(dtype, config, files, metadata, state_dict)
+        config.dtype = dtype
+        with _skeleton(dtype):
+            model = cls(config, *model_args)
+        info = _load_into(model, files, state_dict, dtype, target_device, ignore_mismatched_sizes, weights_only)
+        if device_map == "auto":
+            from .placement import dispatch_auto
+            dispatch_auto(model)
+        model.eval()
+        model.name_or_path = source.name
+        return (model, info) if output_loading_info else model
+
+    # -- saving -----------------------------------------------------------------------------------
+    def save_pretrained(self, folder: str | os.PathLike, *, max_shard_size: int | str = "5GB",
+                        safe_serialization: bool = True, state_dict: dict | None = None) -> None:
+        """config.json plus model.safetensors (or shards and an index), tied copies written once."""
+        os.makedirs(folder, exist_ok=True)
+        self.config.architectures = [type(self).__name__]
+        self.config.dtype = self.dtype
+        self.config.save_pretrained(folder)
+        state = state_dict if state_dict is not None else self.state_dict()
+        tied = set(self.tied_weights())
+        state = {k: v.detach().to("cpu").contiguous() for k, v in state.items() if k not in tied}
+        state = _dedupe_shared(state)
+        limit = _parse_size(max_shard_size)
+        shards: list[dict[str, torch.Tensor]] = [{}]
+        size = 0
+        for key in sorted(state):
+            nbytes = state[key].numel() * state[key].element_size()
+            if shards[-1] and size + nbytes > limit:
+                shards.append({})
+                size = 0
+            shards[-1][key] = state[key]
+            size += nbytes
+        base, index_name = (SAFE_WEIGHTS, SAFE_INDEX) if safe_serialization else (BIN_WEIGHTS, BIN_INDEX)
+        stem, ext = base.rsplit(".", 1)
+        names = [base] if len(shards) == 1 else [f"{stem}-{i + 1:05d}-of-{len(shards):05d}.{ext}"
+                                                 for i in range(len(shards))]
+        for name, shard in zip(names, shards):
+            path = os.path.join(folder, name)
+            if safe_serialization:
+                from safetensors.torch import save_file
+                save_file(shard, path, metadata={"format": "pt"})
+            else:
+                torch.save(shard, path)
+        if len(shards) > 1:
+            index = {"metadata": {"total_size": sum(t.numel() * t.element_size() for t in state.values())},
+                     "weight_map": {k: n for n, shard in zip(names, shards) for k in shard}}
+            with open(os.path.join(folder, index_name), "w") as f:
+                json.dump(index, f, indent=2, sort_keys=True)
+
+
+# -- helpers of from_pretrained ------------------------------------------------------------------------
+
+def _reject_unknown(cls, kwargs: dict, config: PretrainedConfig) -> None:
+    import inspect
+    valid = set(inspect.signature(PreTrainedModel.from_pretrained).parameters) | set(_NO_EFFECT)
+    valid |= {k for k in config.__dict__ if not k.startswith("_")}
+    lines = []
+    for key in kwargs:
+        close = difflib.get_close_matches(key, valid, n=1)
+        lines.append(f"'{key}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
+    raise TypeError(f"{cls.__name__}.from_pretrained got unknown keyword argument(s) {', '.join(lines)}: they are "
+                    "neither loading options nor fields of its config.")
+
+
+def _to_dtype(value) -> torch.dtype:
+    if isinstance(value, torch.dtype):
+        return value
+    name = str(value).removeprefix("torch.")
+    dtype = getattr(torch, name, None)
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise ValueError(f"dtype={value!r} is not a floating-point torch dtype (use 'auto', 'float32', 'bfloat16', "
+                         "'float16', or a torch.dtype).")
+    return dtype
+
+
+def _resolve_device(device, device_map) -> torch.device:
+    if device is not None and device_map is not None:
+        raise ValueError("Pass either device=... or device_map=..., not both.")
+    choice = device if device is not None else device_map
+    if isinstance(choice, dict):
+        if set(choice) != {""}:
+            raise ValueError("A per-module device_map dict is not supported; use a device or device_map='auto'.")
+        choice = choice[""]
+    if choice is None or choice == "auto":
+        return torch.device("cpu")  # "auto" loads on the CPU, then places modules (see placement.py)
+    if isinstance(choice, int):
+        choice = f"cuda:{choice}"
+    device = torch.device(choice)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {choice!r} was asked for, but CUDA is not available here.")
+    return device
+
+
+def _checkpoint_files(source: FileSource, use_safetensors: bool | None, variant: str | None):
+    """The weight files in the reference's order; returns (paths, index metadata)."""
+    def named(base: str) -> str:
+        if not variant:
+            return base
+        stem, ext = base.rsplit(".", 1)
+        if stem.endswith(".index"):
+            return f"{stem[:-6]}.{variant}.index.{ext}"
+        return f"{stem}.{variant}.{ext}"
+
+    kinds = []
+    if use_safetensors is not False:
+        kinds.append((named(SAFE_WEIGHTS), named(SAFE_INDEX)))
+    if use_safetensors is not True:
+        kinds.append((named(BIN_WEIGHTS), named(BIN_INDEX)))
+    for single, index in kinds:
+        found = source.fetch([single, index])
+        if single in found:
+            return [found[single]], {}
+        if index in found:
+            with open(found[index]) as f:
+                data = json.load(f)
+            shards = sorted(set(data["weight_map"].values()))
+            from .hub.download import safe_filename
+            for shard in shards:
+                safe_filename(shard, source.name)
+            got = source.fetch(shards)
+            missing = [s for s in shards if s not in got]
+            if missing:
+                raise OSError(f"{source.describe()}: {index} names shard(s) {', '.join(missing)} that are missing.")
+            return [got[s] for s in shards], data.get("metadata") or {}
+    wanted = " or ".join(name for pair in kinds for name in pair)
+    raise OSError(f"{source.describe()} has no model weights ({wanted}). Check the repo's files; TensorFlow/Flax-only "
+                  "checkpoints are not supported.")
+
+
+def _resolve_dtype(dtype, config: PretrainedConfig, files: list[str], metadata: dict, state_dict) -> torch.dtype:
+    if dtype not in (None, "auto"):
+        return _to_dtype(dtype)
+    if config._dtype:
+        return _to_dtype(config._dtype)
+    if metadata.get("dtype"):
+        return _to_dtype(metadata["dtype"])
+    tensors = state_dict.values() if state_dict is not None else []
+    for tensor in tensors:
+        if tensor.is_floating_point():
+            return tensor.dtype
+    if files:
+        for dt in _checkpoint_dtypes(files[0]):
+            if dt is not None:
+                return dt
+    return torch.float32
+
+
+def _checkpoint_dtypes(path: str):
+    if path.endswith(".safetensors"):
+        with _open_safetensors(path) as f:
+            for key in f.keys():
+                yield _SAFETENSORS_DTYPES.get(f.get_slice(key).get_dtype())
+    else:
+        for tensor in _load_bin(path, True).values():
+            yield tensor.dtype if tensor.is_floating_point() else None
+
+
+@contextlib.contextmanager
+def _default_dtype(dtype: torch.dtype):
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
+
+
+@contextlib.contextmanager
+def _skeleton(dtype: torch.dtype):
+    """Build modules with parameters on the meta device (buffers stay real) and no weight init."""
+    original = nn.Module.register_parameter
+
+    def register_on_meta(module, name, param):
+        original(module, name, param)
+        if param is not None and param.device.type != "meta":
+            module._parameters[name] = nn.Parameter(param.to("meta"), requires_grad=param.requires_grad)
+
+    nn.Module.register_parameter = register_on_meta
+    PreTrainedModel._skeleton_depth += 1
+    try:
+        with _default_dtype(dtype):
+            yield
+    finally:
+        PreTrainedModel._skeleton_depth -= 1
+        nn.Module.register_parameter = original
+
+
+@contextlib.contextmanager
+def _open_safetensors(path: str):
+    from safetensors import SafetensorError, safe_open
+    try:
+        handle = safe_open(path, framework="pt", device="cpu")
+    except (SafetensorError, OSError, ValueError) as err:
+        raise OSError(f"{path} is not a valid safetensors file ({err}). It is truncated or corrupt: delete it "
+                      "(`autoload cache rm ...`) and download it again.") from None
+    with handle as f:
+        yield f
+
+
+def _load_bin(path: str, weights_only: bool) -> dict[str, torch.Tensor]:
+    import pickle
+    import zipfile
+    mmap = zipfile.is_zipfile(path)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=weights_only, mmap=mmap)
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as err:
+        raise OSError(f"{path} could not be loaded as a weights-only PyTorch checkpoint: {str(err).splitlines()[0]} "
+                      "Nothing in it was executed. If you trust the file, convert it to safetensors; "
+                      "weights_only=False would run its pickled code.") from None
+
+
+def _read_checkpoint(files: list[str], weights_only: bool):
+    """Yield (key, tensor) over all files, memory-mapped where the format allows."""
+    for path in files:
+        if path.endswith(".safetensors"):
+            with _open_safetensors(path) as f:
+                for key in f.keys():
+                    try:
+                        yield key, f.get_tensor(key)
+                    except Exception as err:  # a header that lies about offsets, a short file
+                        raise OSError(f"{path}: tensor '{key}' cannot be read ({err}). The file is corrupt: "
+                                      "delete it and download it again.") from None
+        else:
+            yield from _load_bin(path, weights_only).items()
+
+
+def _get_tensor(model: nn.Module, key: str):
+    module_path, _, name = key.rpartition(".")
+    module = model.get_submodule(module_path) if module_path else model
+    return getattr(module, name)
+
+
+def _set_tensor(model: nn.Module, key: str, value) -> None:
+    module_path, _, name = key.rpartition(".")
+    module = model.get_submodule(module_path) if module_path else model
+    if name in module._parameters:
+        if not isinstance(value, nn.Parameter):
+            value = nn.Parameter(value, requires_grad=module._parameters[name].requires_grad)
+        module._parameters[name] = value
+    else:
+        module._buffers[name] = value
+
+
+def _target_key(key: str, expected: set[str], prefix: str) -> str | None:
+    for pattern, replacement in _RENAMES:
+        key = pattern.sub(replacement, key)
+    if key in expected:
+        return key
+    if prefix and key.startswith(prefix + ".") and key[len(prefix) + 1:] in expected:
+        return key[len(prefix) + 1:]  # a head checkpoint into the bare model
+    if prefix and f"{prefix}.{key}" in expected:
+        return f"{prefix}.{key}"  # a bare-model checkpoint into a head model
+    return None
+
+
+def _load_into(model: PreTrainedModel, files, state_dict, dtype, device, ignore_mismatched_sizes, weights_only):
+    expected = dict(model.state_dict(keep_vars=True))
+    tied = model.tied_weights()
+    loaded: set[str] = set()
+    unexpected, mismatched = [], []
+    ignore_unexpected = [re.compile(p) for p in model._keys_to_ignore_on_load_unexpected] + \
+        [re.compile(r"rotary_emb\.inv_freq$"), re.compile(r"(^|\.)position_ids$")]
+    items = state_dict.items() if state_dict is not None else _read_checkpoint(files, weights_only)
+    for key, tensor in items:
+        target = _target_key(key, set(expected), model.base_model_prefix)
+        if target is None:
+            if not any(p.search(key) for p in ignore_unexpected):
+                unexpected.append(key)
+            continue
+        slot = expected[target]
+        if tuple(tensor.shape) != tuple(slot.shape):
+            mismatched.append((target, tuple(tensor.shape), tuple(slot.shape)))
+            continue
+        wanted_dtype = slot.dtype if slot.is_floating_point() else tensor.dtype
+        _set_tensor(model, target, tensor.to(device=device, dtype=wanted_dtype))
+        loaded.add(target)
+    if mismatched and not ignore_mismatched_sizes:
+        details = "; ".join(f"'{k}': checkpoint {c} vs model {m}" for k, c, m in mismatched)
+        raise ValueError(f"Shape mismatch loading {type(model).__name__}: {details}. Fix the config, or pass "
+                         "ignore_mismatched_sizes=True to re-initialise those weights.")
+    _tie_loaded(model, tied, loaded)
+    missing = _materialize_missing(model, loaded | set(tied), device)
+    for target, source in tied.items():
+        if source not in loaded and target not in loaded:  # neither in the checkpoint: tie the fresh init
+            logger.warning("%s: neither '%s' nor its tied '%s' is in the checkpoint; both were initialised.",
+                           type(model).__name__, source, target)
+            _set_tensor(model, target, _get_tensor(model, source))
+    missing = [k for k in missing if not any(re.search(p, k) for p in model._keys_to_ignore_on_load_missing)]
+    model.to(device)
+    _report(model, missing, unexpected, mismatched, files)
+    return {"missing_keys": missing, "unexpected_keys": unexpected,
+            "mismatched_keys": [(k, c, m) for k, c, m in mismatched], "error_msgs": []}
+
+
+def _tie_loaded(model: PreTrainedModel, tied: dict[str, str], loaded: set[str]) -> None:
+    """Tie as the reference does: source -> target; if only the target was in the checkpoint, the other way;
+    two different loaded values stay untied."""
+    for target, source in tied.items():
+        if source in loaded and target in loaded:
+            if not torch.equal(_get_tensor(model, source), _get_tensor(model, target)):
+                logger.warning("%s: '%s' and '%s' differ in the checkpoint; they are left untied.",
+                               type(model).__name__, target, source)
+                continue
+        elif target in loaded and source not in loaded:
+            _set_tensor(model, source, _get_tensor(model, target))
+            loaded.add(source)
+            continue
+        if source in loaded:
+            _set_tensor(model, target, _get_tensor(model, source))
+
+
+def _materialize_missing(model: PreTrainedModel, loaded: set[str], device) -> list[str]:
+    """Give real memory to parameters the checkpoint did not provide and initialise them the reference's way
+    (module by module, keeping the loaded tensors of a partly loaded module)."""
+    missing = []
+    for module_name, module in model.named_modules():
+        absent = [n for n, p in module.named_parameters(recurse=False) if p.device.type == "meta"]
+        if not absent:
+            continue
+        kept = {n: p for n, p in module.named_parameters(recurse=False) if p.device.type != "meta"}
+        for name in absent:
+            param = module._parameters[name]
+            module._parameters[name] = nn.Parameter(torch.empty_like(param, device=device),
+                                                    requires_grad=param.requires_grad)
+            full = f"{module_name}.{name}" if module_name else name
+            if full not in loaded:
+                missing.append(full)
+        with torch.no_grad():
+            model._init_weights(module)
+        for name, param in kept.items():
+            module._parameters[name] = param
+    return missing
+
+
+def _report(model, missing, unexpected, mismatched, files) -> None:
+    if not (missing or unexpected or mismatched):
+        return
+    where = ", ".join(os.path.basename(f) for f in files) or "the given state_dict"
+    lines = [f"{type(model).__name__} load report ({where}):"]
+    if missing:
+        lines.append(f"  MISSING (newly initialised): {', '.join(missing)}")
+    if unexpected:
+        lines.append(f"  UNEXPECTED (ignored): {', '.join(unexpected)}")
+    if mismatched:
+        lines.append("  MISMATCHED (re-initialised): " + ", ".join(f"{k} {c}->{m}" for k, c, m in mismatched))
+    logger.warning("\n".join(lines))
+
+
+def _dedupe_shared(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Write tensors that share storage once (safetensors refuses aliases)."""
+    seen: dict[tuple, str] = {}
+    out = {}
+    for key in sorted(state):
+        tensor = state[key]
+        ident = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape))
+        if tensor.numel() and ident in seen:
+            continue
+        seen[ident] = key
+        out[key] = tensor
+    return out
+
+
+def _parse_size(size: int | str) -> int:
+    if isinstance(size, int):
+        return size
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?i?B)\s*", size.upper().replace("IB", "iB"))
+    if not match:
+        raise ValueError(f"max_shard_size={size!r}: use an int of bytes or a string like '5GB' or '500MiB'.")
+    number, unit = float(match.group(1)), match.group(2)
+    scale = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+             "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}[unit]
+    return int(number * scale)

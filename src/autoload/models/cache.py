@@ -1,0 +1,73 @@
+"""KV caches for decoder models: a growing one (`DynamicCache`) and a preallocated one (`StaticCache`).
+
+Interface used by attention layers: `k, v = cache.update(key, value, layer_idx)` with tensors shaped
+(batch, kv_heads, new_tokens, head_dim), returning everything cached so far for that layer; and
+`cache.get_seq_length()` for the number of cached positions.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+class DynamicCache:
+    """Keys and values concatenated along the sequence axis as tokens arrive."""
+
+    def __init__(self, config=None):
+        self.keys: list[torch.Tensor] = []
+        self.values: list[torch.Tensor] = []
+
+    def update(self, key: torch.Tensor, value: torch.Tensor, layer_idx: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if layer_idx == len(self.keys):
+            self.keys.append(key)
+            self.values.append(value)
+        else:
+            self.keys[layer_idx] = torch.cat([self.keys[layer_idx], key], dim=-2)      # (B, kvh, T, D)
+            self.values[layer_idx] = torch.cat([self.values[layer_idx], value], dim=-2)
+        return self.keys[layer_idx], self.values[layer_idx]
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        return self.keys[layer_idx].shape[-2] if layer_idx < len(self.keys) else 0
+
+    def crop(self, max_length: int) -> None:
+        """Drop cached positions beyond `max_length`."""
+        self.keys = [k[..., :max_length, :] for k in self.keys]
+        self.values = [v[..., :max_length, :] for v in self.values]
+
+    def select_batch(self, indices: torch.Tensor) -> None:
+        """Keep (and reorder) batch rows, e.g. after expanding for num_return_sequences."""
+        self.keys = [k.index_select(0, indices) for k in self.keys]
+        self.values = [v.index_select(0, indices) for v in self.values]
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+
+class StaticCache:
+    """Preallocated (batch, kv_heads, max_cache_len, head_dim) tensors written in place; `update` returns
+    views of the filled part, so attention code treats both caches alike and nothing is reallocated."""
+
+    def __init__(self, num_layers: int, batch_size: int, num_kv_heads: int, head_dim: int, max_cache_len: int,
+                 dtype: torch.dtype, device: torch.device | str):
+        shape = (batch_size, num_kv_heads, max_cache_len, head_dim)
+        self.keys = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(num_layers)]
+        self.values = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(num_layers)]
+        self.max_cache_len = max_cache_len
+        self.length = 0
+
+    def update(self, key: torch.Tensor, value: torch.Tensor, layer_idx: int) -> tuple[torch.Tensor, torch.Tensor]:
+        start = self.length
+        end = start + key.shape[-2]
+        if end > self.max_cache_len:
+            raise ValueError(f"StaticCache holds {self.max_cache_len} positions; {end} were asked for.")
+        self.keys[layer_idx][:, :, start:end] = key
+        self.values[layer_idx][:, :, start:end] = value
+        if layer_idx == len(self.keys) - 1:
+            self.length = end
+        return self.keys[layer_idx][:, :, :end], self.values[layer_idx][:, :, :end]
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        return self.length
+
+    def __len__(self) -> int:
+        return len(self.keys)
