@@ -459,7 +459,7 @@ def _load_into(model: PreTrainedModel, files, state_dict, dtype, device, ignore_
         raise ValueError(f"Shape mismatch loading {type(model).__name__}: {details}. Fix the config, or pass "
                          "ignore_mismatched_sizes=True to re-initialise those weights.")
     _tie_loaded(model, tied, loaded)
-    missing = _materialize_missing(model, loaded | set(tied), device)
+    missing = _materialize_missing(model, loaded | set(tied) | {k for k, _, _ in mismatched}, device)
     for target, source in tied.items():
         if source not in loaded and target not in loaded:  # neither in the checkpoint: tie the fresh init
             logger.warning("%s: neither '%s' nor its tied '%s' is in the checkpoint; both were initialised.",
