@@ -1,0 +1,356 @@
+"""GPT-2 (Radford et al., 2019): a pre-norm decoder-only transformer with learned absolute positions.
+
+    h = wte(ids) + wpe(positions)                      then, per block:
+    h = h + attn(ln_1(h));   h = h + mlp(ln_2(h))      and finally ln_f(h)
+
+Module names are the checkpoint keys (`transformer.h.0.attn.c_attn.weight`, ...). The projections are `Conv1D`:
+their weights are stored [in_features, out_features] as in OpenAI's original checkpoints, so those load by plain
+assignment. Hub checkpoints of the bare model lack the `transformer.` prefix; the loader adds it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..modeling import PreTrainedModel
+from .activations import get_activation
+from .cache import DynamicCache
+from .configs import GPT2Config
+from .outputs import (BaseModelOutputWithPast, CausalLMOutputWithCrossAttentions, QuestionAnsweringModelOutput,
+                      SequenceClassifierOutputWithPast, TokenClassifierOutput)
+
+logger = logging.getLogger("autoload")
+_warned: set[str] = set()
+
+
+class Conv1D(nn.Module):
+    """A linear layer y = x·W + b whose weight is stored [in_features, out_features] (the transpose of
+    nn.Linear's), the layout of GPT-2 checkpoints. `residual` marks projections back onto the residual stream,
+    initialised with a smaller std."""
+
+    def __init__(self, in_features: int, out_features: int, residual: bool = False):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(in_features, out_features))
+        self.bias = nn.Parameter(torch.zeros(out_features))
+        self.residual = residual
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.addmm(self.bias, x.reshape(-1, x.shape[-1]), self.weight)  # (B*T, out)
+        return y.view(*x.shape[:-1], y.shape[-1])                            # (B, T, out)
+
+
+class GPT2Attention(nn.Module):
+    """Causal multi-head self-attention; q, k and v come from one fused projection `c_attn`."""
+
+    def __init__(self, config: GPT2Config, layer_idx: int):
+        super().__init__()
+        if config.n_embd % config.n_head:
+            raise ValueError(f"n_embd={config.n_embd} is not divisible by n_head={config.n_head}.")
+        self.n_head, self.head_dim, self.layer_idx = config.n_head, config.n_embd // config.n_head, layer_idx
+        # softmax(q·kᵀ·scale): 1/√hs by default, further ÷(layer_idx+1) in Stanford CRFM's Mistral checkpoints
+        self.scale = self.head_dim ** -0.5 if config.scale_attn_weights else 1.0
+        if config.scale_attn_by_inverse_layer_idx:
+            self.scale /= float(layer_idx + 1)
+        self.upcast = config.reorder_and_upcast_attn  # eager path only: scores and softmax in fp32
+        self.c_attn = Conv1D(config.n_embd, 3 * config.n_embd)
+        self.c_proj = Conv1D(config.n_embd, config.n_embd, residual=True)
+        self.attn_dropout = nn.Dropout(config.attn_pdrop)
+        self.resid_dropout = nn.Dropout(config.resid_pdrop)
+
+    def forward(self, x, mask, cache, eager: bool):
+        B, T, C = x.shape
+        q, k, v = self.c_attn(x).split(C, dim=-1)                                         # 3 × (B, T, C)
+        q, k, v = (t.view(B, T, self.n_head, self.head_dim).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
+        if cache is not None:
+            k, v = cache.update(k, v, self.layer_idx)                                     # (B, nh, S, hs), S = past+T
+        weights = None
+        if eager:  # explicit probabilities, returned for output_attentions
+            qs, ks = (q.float(), k.float()) if self.upcast else (q, k)
+            scores = torch.matmul(qs, ks.transpose(-1, -2)) * self.scale                  # (B, nh, T, S)
+            if mask is not None:
+                scores = scores + mask                                                    # 0 or finfo.min
+            weights = scores.softmax(dim=-1).to(v.dtype)                                  # (B, nh, T, S)
+            y = torch.matmul(self.attn_dropout(weights), v)                               # (B, nh, T, hs)
+        else:  # mask None means "no padding and no cached prefix": SDPA's own causal mask is exact
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None and T > 1,
+                                               dropout_p=self.attn_dropout.p if self.training else 0.0,
+                                               scale=self.scale)                          # (B, nh, T, hs)
+        y = y.transpose(1, 2).reshape(B, T, C)                                            # (B, T, C)
+        return self.resid_dropout(self.c_proj(y)), weights
+
+
+class GPT2MLP(nn.Module):
+    def __init__(self, config: GPT2Config):
+        super().__init__()
+        inner = config.n_inner if config.n_inner is not None else 4 * config.n_embd
+        self.c_fc = Conv1D(config.n_embd, inner)
+        self.act = get_activation(config.activation_function)  # "gelu_new": GELU's tanh approximation
+        self.c_proj = Conv1D(inner, config.n_embd, residual=True)
+        self.dropout = nn.Dropout(config.resid_pdrop)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.c_proj(self.act(self.c_fc(x))))  # (B, T, C) -> (B, T, inner) -> (B, T, C)
+
+
+class GPT2Block(nn.Module):
+    def __init__(self, config: GPT2Config, layer_idx: int):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
+        self.attn = GPT2Attention(config, layer_idx)
+        self.ln_2 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
+        self.mlp = GPT2MLP(config)
+
+    def forward(self, x, mask, cache, eager: bool):
+        a, weights = self.attn(self.ln_1(x), mask, cache, eager)
+        x = x + a                                                                         # (B, T, C)
+        return x + self.mlp(self.ln_2(x)), weights
+
+
+class GPT2PreTrainedModel(PreTrainedModel):
+    config_class = GPT2Config
+    base_model_prefix = "transformer"
+    # causal-mask buffers that old checkpoints saved (`h.0.attn.bias`, `h.0.attn.masked_bias`)
+    _keys_to_ignore_on_load_unexpected = [r"(^|\.)(attn|crossattention)\.(masked_)?bias$"]
+
+    def _init_weights(self, module: nn.Module) -> None:
+        super()._init_weights(module)
+        if isinstance(module, Conv1D):
+            # GPT-2 paper: residual projections scaled by 1/√N, N = 2 residual branches per block
+            std = self.config.initializer_range
+            module.weight.data.normal_(0.0, std / math.sqrt(2 * self.config.n_layer) if module.residual else std)
+            module.bias.data.zero_()
+
+
+def _attention_mask(attention_mask, B: int, T: int, past: int, eager: bool, dtype, device):
+    """The (B, 1, T, S) mask over keys S = past + T: causal in absolute positions, and padding keys excluded.
+    SDPA takes booleans (True = attend) and gets None when `is_causal` alone is exact (no padding, and no cached
+    prefix or a single query); eager takes an additive float mask (0 or the dtype's most negative value)."""
+    S = past + T
+    if attention_mask is not None and attention_mask.shape[-1] < S:
+        raise ValueError(f"attention_mask covers {attention_mask.shape[-1]} positions; past ({past}) + new ({T}) "
+                         f"tokens = {S} are attended.")
+    padded = attention_mask is not None and not bool(attention_mask[:, :S].all())
+    if not eager and not padded and (T == 1 or past == 0):
+        return None
+    causal = torch.arange(S, device=device) <= torch.arange(past, S, device=device)[:, None]   # (T, S)
+    mask = causal[None, None]                                                                 # (1, 1, T, S)
+    if padded:
+        mask = mask & attention_mask[:, None, None, :S].to(device=device, dtype=torch.bool)   # (B, 1, T, S)
+    mask = mask.expand(B, 1, T, S)
+    if eager:
+        return torch.where(mask, torch.zeros((), dtype=dtype, device=device), torch.finfo(dtype).min)
+    return mask
+
+
+def _finish(model, out, return_dict):
+    """The output object, or its tuple of set fields when return_dict (default config.return_dict) is False."""
+    return out if (model.config.return_dict if return_dict is None else return_dict) else out.to_tuple()
+
+
+class GPT2Model(GPT2PreTrainedModel):
+    """The bare GPT-2 decoder: token + position embeddings, `n_layer` blocks, final LayerNorm."""
+
+    def __init__(self, config: GPT2Config):
+        super().__init__(config)
+        if config.add_cross_attention:
+            raise NotImplementedError("GPT-2 with cross-attention (add_cross_attention=True) is not supported.")
+        self.wte = nn.Embedding(config.vocab_size, config.n_embd)
+        self.wpe = nn.Embedding(config.n_positions, config.n_embd)
+        self.drop = nn.Dropout(config.embd_pdrop)
+        self.h = nn.ModuleList(GPT2Block(config, i) for i in range(config.n_layer))
+        self.ln_f = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.wte
+
+    def forward(self, input_ids=None, past_key_values=None, attention_mask=None, token_type_ids=None,
+                position_ids=None, inputs_embeds=None, use_cache=None, output_attentions=None,
+                output_hidden_states=None, return_dict=None, cache=None):
+        """attention_mask: (B, past+T), 0 at padding. position_ids default to past..past+T-1 (pass explicit ones
+        for left padding). token_type_ids are embedded with `wte`, as in the reference. With use_cache (default
+        config.use_cache) a DynamicCache is created if none is given and returned in `past_key_values`.
+        Attention weights are returned only with attn_implementation="eager" (SDPA gives an empty tuple, as in
+        the reference)."""
+        cfg = self.config
+        if cache is not None:
+            if past_key_values is not None:
+                raise ValueError("Pass the cache as past_key_values or as cache, not both.")
+            past_key_values = cache
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("Pass exactly one of input_ids and inputs_embeds.")
+        use_cache = cfg.use_cache if use_cache is None else use_cache
+        output_attentions = cfg.output_attentions if output_attentions is None else output_attentions
+        output_hidden_states = cfg.output_hidden_states if output_hidden_states is None else output_hidden_states
+        if use_cache and past_key_values is None:
+            past_key_values = DynamicCache(cfg)
+        if inputs_embeds is None:
+            inputs_embeds = self.wte(input_ids)                                           # (B, T, C)
+        B, T = inputs_embeds.shape[:2]
+        past = past_key_values.get_seq_length() if past_key_values is not None else 0
+        if position_ids is None:
+            position_ids = torch.arange(past, past + T, device=inputs_embeds.device)[None]  # (1, T)
+        h = inputs_embeds + self.wpe(position_ids)                                        # (B, T, C)
+        if token_type_ids is not None:
+            h = h + self.wte(token_type_ids)
+        h = self.drop(h)
+        eager = getattr(cfg, "_attn_implementation", None) == "eager"
+        mask = _attention_mask(attention_mask, B, T, past, eager, h.dtype, h.device)
+        if output_attentions and not eager and "sdpa" not in _warned:
+            _warned.add("sdpa")
+            logger.warning("output_attentions=True: sdpa attention returns no weights (an empty tuple, as the "
+                           "reference); load with attn_implementation='eager' to get them.")
+        hidden_states, attentions = [], []
+        for block in self.h:
+            if output_hidden_states:
+                hidden_states.append(h)
+            h, weights = block(h, mask, past_key_values, eager)
+            if output_attentions and weights is not None:
+                attentions.append(weights)
+        h = self.ln_f(h)
+        if output_hidden_states:  # embeddings, block outputs, and the last one after ln_f
+            hidden_states.append(h)
+        out = BaseModelOutputWithPast(last_hidden_state=h, past_key_values=past_key_values if use_cache else None,
+                                      hidden_states=tuple(hidden_states) if output_hidden_states else None,
+                                      attentions=tuple(attentions) if output_attentions else None)
+        return _finish(self, out, return_dict)
+
+
+class GPT2LMHeadModel(GPT2PreTrainedModel):
+    """GPT-2 with a language-modelling head tied to the token embeddings. `labels` give the shifted causal-LM
+    loss (token t predicts t+1; -100 ignored). Other keywords are GPT2Model.forward's."""
+
+    _tied_weights_keys = {"lm_head.weight": "transformer.wte.weight"}
+
+    def __init__(self, config: GPT2Config):
+        super().__init__(config)
+        self.transformer = GPT2Model(config)
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.post_init()
+
+    def forward(self, input_ids=None, past_key_values=None, attention_mask=None, *, labels=None, return_dict=None,
+                logits_to_keep: int | torch.Tensor = 0, num_items_in_batch=None, **kwargs):
+        out = self.transformer(input_ids, past_key_values, attention_mask, return_dict=True, **kwargs)
+        h = out.last_hidden_state                                                         # (B, T, C)
+        if isinstance(logits_to_keep, torch.Tensor):
+            h = h[:, logits_to_keep]
+        elif logits_to_keep:
+            h = h[:, -logits_to_keep:]                                                    # e.g. the last token only
+        logits = self.lm_head(h)                                                          # (B, T, vocab)
+        loss = None
+        if labels is not None:
+            targets = F.pad(labels, (0, 1), value=-100)[..., 1:].to(logits.device)       # (B, T): next tokens
+            loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1),
+                                   ignore_index=-100, reduction="mean" if num_items_in_batch is None else "sum")
+            if num_items_in_batch is not None:
+                loss = loss / num_items_in_batch
+        result = CausalLMOutputWithCrossAttentions(loss=loss, logits=logits, past_key_values=out.past_key_values,
+                                                   hidden_states=out.hidden_states, attentions=out.attentions)
+        return _finish(self, result, return_dict)
+
+
+class GPT2ForSequenceClassification(GPT2PreTrainedModel):
+    """Scores (`score`, no bias) read at each row's last non-padding token (the rightmost token that is not
+    config.pad_token_id; the last token when there is no pad id, which then requires batch size 1)."""
+
+    def __init__(self, config: GPT2Config):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.transformer = GPT2Model(config)
+        self.score = nn.Linear(config.n_embd, config.num_labels, bias=False)
+        self.post_init()
+
+    def forward(self, input_ids=None, past_key_values=None, attention_mask=None, *, labels=None, return_dict=None,
+                **kwargs):
+        out = self.transformer(input_ids, past_key_values, attention_mask, return_dict=True, **kwargs)
+        logits = self.score(out.last_hidden_state)                                        # (B, T, num_labels)
+        B, T = logits.shape[:2]
+        pad = self.config.pad_token_id
+        if pad is None and B != 1:
+            raise ValueError("Cannot handle batch sizes > 1 if no padding token is defined.")
+        last = -1
+        if pad is not None and input_ids is not None:  # rightmost non-pad token: works for left and right padding
+            positions = torch.arange(T, device=logits.device, dtype=torch.int32)
+            last = (positions * (input_ids != pad).to(logits.device, torch.int32)).argmax(-1)  # (B,)
+        pooled = logits[torch.arange(B, device=logits.device), last]                     # (B, num_labels)
+        loss = None
+        if labels is not None:
+            loss = _classification_loss(self.config, pooled, labels.to(pooled.device))
+        result = SequenceClassifierOutputWithPast(loss=loss, logits=pooled, past_key_values=out.past_key_values,
+                                                  hidden_states=out.hidden_states, attentions=out.attentions)
+        return _finish(self, result, return_dict)
+
+
+def _classification_loss(config, logits, labels):
+    """MSE for regression (num_labels == 1), cross entropy for integer labels, BCE-with-logits otherwise; the
+    chosen problem_type is stored in the config, as the reference does."""
+    if config.problem_type is None:
+        if config.num_labels == 1:
+            config.problem_type = "regression"
+        elif labels.dtype in (torch.long, torch.int):
+            config.problem_type = "single_label_classification"
+        else:
+            config.problem_type = "multi_label_classification"
+    if config.problem_type == "regression":
+        if config.num_labels == 1:
+            return F.mse_loss(logits.squeeze(), labels.squeeze())
+        return F.mse_loss(logits, labels)
+    if config.problem_type == "single_label_classification":
+        return F.cross_entropy(logits.view(-1, config.num_labels), labels.view(-1))
+    return F.binary_cross_entropy_with_logits(logits, labels)
+
+
+class GPT2ForTokenClassification(GPT2PreTrainedModel):
+    """Per-token scores: dropout then `classifier` on every hidden state."""
+
+    def __init__(self, config: GPT2Config):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.transformer = GPT2Model(config)
+        p = getattr(config, "classifier_dropout", None)
+        p = p if p is not None else getattr(config, "hidden_dropout", None)
+        self.dropout = nn.Dropout(p if p is not None else 0.1)
+        self.classifier = nn.Linear(config.n_embd, config.num_labels)
+        self.post_init()
+
+    def forward(self, input_ids=None, past_key_values=None, attention_mask=None, *, labels=None, return_dict=None,
+                **kwargs):
+        out = self.transformer(input_ids, past_key_values, attention_mask, return_dict=True, **kwargs)
+        logits = self.classifier(self.dropout(out.last_hidden_state))                      # (B, T, num_labels)
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits.view(-1, self.num_labels), labels.to(logits.device).view(-1))
+        result = TokenClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states,
+                                       attentions=out.attentions)
+        return _finish(self, result, return_dict)
+
+
+class GPT2ForQuestionAnswering(GPT2PreTrainedModel):
+    """Extractive QA: `qa_outputs` gives start and end logits per token. The loss averages the start and end
+    cross entropies; positions outside the sequence are clamped to T and ignored."""
+
+    def __init__(self, config: GPT2Config):
+        super().__init__(config)
+        self.transformer = GPT2Model(config)
+        self.qa_outputs = nn.Linear(config.n_embd, 2)
+        self.post_init()
+
+    def forward(self, input_ids=None, attention_mask=None, *, start_positions=None, end_positions=None,
+                return_dict=None, **kwargs):
+        out = self.transformer(input_ids, attention_mask=attention_mask, return_dict=True, **kwargs)
+        start, end = self.qa_outputs(out.last_hidden_state).split(1, dim=-1)             # 2 × (B, T, 1)
+        start, end = start.squeeze(-1).contiguous(), end.squeeze(-1).contiguous()         # (B, T)
+        loss = None
+        if start_positions is not None and end_positions is not None:
+            T = start.shape[1]
+            starts = start_positions.reshape(-1).to(start.device).clamp(0, T)
+            ends = end_positions.reshape(-1).to(end.device).clamp(0, T)
+            loss = (F.cross_entropy(start, starts, ignore_index=T) + F.cross_entropy(end, ends, ignore_index=T)) / 2
+        result = QuestionAnsweringModelOutput(loss=loss, start_logits=start, end_logits=end,
+                                              hidden_states=out.hidden_states, attentions=out.attentions)
+        return _finish(self, result, return_dict)
