@@ -127,6 +127,25 @@ class PreTrainedModel(nn.Module):
             return base.get_input_embeddings()
         raise NotImplementedError(f"{type(self).__name__} does not define get_input_embeddings().")
 
+    # -- generation (see generation.py) -------------------------------------------------------------
+    @classmethod
+    def can_generate(cls) -> bool:
+        """Causal language models (the ...ForCausalLM / ...LMHeadModel classes) generate text."""
+        return cls.__name__.endswith(("ForCausalLM", "LMHeadModel"))
+
+    def generate(self, *args, **kwargs):
+        """Generate token ids; see `autoload.generation.generate` for the options."""
+        if not self.can_generate():
+            raise TypeError(f"{type(self).__name__} is not a causal language model; load it with "
+                            "AutoModelForCausalLM to generate text.")
+        from .generation import generate
+        return generate(self, *args, **kwargs)
+
+    def chat(self, tokenizer, query: str, history: list | None = None, **generation_kwargs):
+        """One chat turn with the tokenizer's chat template: returns (response, new history)."""
+        from .generation import chat
+        return chat(self, tokenizer, query, history=history, **generation_kwargs)
+
     @classmethod
     def _from_config(cls, config: PretrainedConfig, dtype: torch.dtype | str | None = None, **kwargs):
         with _default_dtype(_to_dtype(dtype) if dtype else torch.get_default_dtype()):
