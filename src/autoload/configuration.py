@@ -32,6 +32,7 @@ class PretrainedConfig:
     model_type: ClassVar[str] = ""
     defaults: ClassVar[dict[str, Any]] = {}
     attribute_map: ClassVar[dict[str, str]] = {}
+    _attn_implementation: str | None = None  # "sdpa" (default when None) or "eager"; not saved
 
     def __init__(self, **kwargs):
         kwargs = dict(kwargs)

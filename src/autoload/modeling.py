@@ -146,6 +146,15 @@ class PreTrainedModel(nn.Module):
         from .generation import chat
         return chat(self, tokenizer, query, history=history, **generation_kwargs)
 
+    def set_input_embeddings(self, value: nn.Module) -> None:
+        base = getattr(self, self.base_model_prefix, self) if self.base_model_prefix else self
+        if base is not self:
+            return base.set_input_embeddings(value)
+        raise NotImplementedError(f"{type(self).__name__} does not define set_input_embeddings().")
+
+    def get_output_embeddings(self) -> nn.Module | None:
+        return None  # heads with an LM projection override this
+
     @classmethod
     def _from_config(cls, config: PretrainedConfig, dtype: torch.dtype | str | None = None, **kwargs):
         with _default_dtype(_to_dtype(dtype) if dtype else torch.get_default_dtype()):
@@ -460,9 +469,12 @@ def _load_into(model: PreTrainedModel, files, state_dict, dtype, device, ignore_
     ignore_unexpected = [re.compile(p) for p in model._keys_to_ignore_on_load_unexpected] + \
         [re.compile(r"rotary_emb\.inv_freq$"), re.compile(r"(^|\.)position_ids$")]
     items = state_dict.items() if state_dict is not None else _read_checkpoint(files, weights_only)
+    expected_keys = set(expected)
     for key, tensor in items:
-        target = _target_key(key, set(expected), model.base_model_prefix)
+        target = _target_key(key, expected_keys, model.base_model_prefix)
         if target is None:
+            for pattern, replacement in _RENAMES:  # report under the modern name, as the reference does
+                key = pattern.sub(replacement, key)
             if not any(p.search(key) for p in ignore_unexpected):
                 unexpected.append(key)
             continue

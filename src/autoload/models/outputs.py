@@ -34,6 +34,11 @@ class ModelOutput(OrderedDict):
     def to_tuple(self) -> tuple:
         return tuple(self[k] for k in self.keys())
 
+    @property
+    def cache(self):
+        """transformers 5.24's name for `past_key_values`."""
+        return getattr(self, "past_key_values", None)
+
 
 def _output(name: str, *names: str) -> type:
     """An output dataclass with these fields, all defaulting to None."""

@@ -1,0 +1,550 @@
+"""BERT (model_type "bert"): a post-LayerNorm Transformer encoder and its task heads.
+
+embeddings: word + token_type + position -> LayerNorm -> dropout
+layer:      x = LN(x + Dense(SelfAttention(x)));  x = LN(x + Dense(act(Dense(x))))
+heads:      pooler tanh(Dense(h[:, 0])); MLM transform + decoder tied to the word embeddings; NSP, classifiers.
+
+Module names are the checkpoint keys (`bert.encoder.layer.0.attention.self.query.weight`, `cls.predictions.bias`).
+With `config.is_decoder` the self-attention is causal and keeps a KV cache (BertLMHeadModel); with
+`add_cross_attention` each layer also attends to `encoder_hidden_states` (recomputed each step, not cached).
+Attention runs through SDPA; `config._attn_implementation == "eager"` computes the weights explicitly, which is
+the only way `output_attentions=True` returns them (with SDPA they are an empty tuple, as in transformers 5.24).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..modeling import PreTrainedModel
+from .activations import get_activation
+from .cache import DynamicCache
+from .configs import BertConfig
+from .outputs import (BaseModelOutputWithPoolingAndCrossAttentions, BertForPreTrainingOutput,
+                      CausalLMOutputWithCrossAttentions, MaskedLMOutput, MultipleChoiceModelOutput,
+                      NextSentencePredictorOutput, QuestionAnsweringModelOutput, SequenceClassifierOutput,
+                      TokenClassifierOutput)
+
+logger = logging.getLogger("autoload")
+
+
+@functools.cache
+def _warn_once(message: str) -> None:
+    logger.warning(message)
+
+
+class BertEmbeddings(nn.Module):
+    """Sum of word, token-type (segment) and absolute position embeddings, then LayerNorm and dropout."""
+
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
+        self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
+        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        positions = torch.arange(config.max_position_embeddings, dtype=torch.long)[None]  # (1, P)
+        self.register_buffer("position_ids", positions, persistent=False)
+        self.register_buffer("token_type_ids", torch.zeros_like(positions), persistent=False)
+
+    def forward(self, input_ids=None, token_type_ids=None, position_ids=None, inputs_embeds=None, past_length=0):
+        B, T = input_ids.shape if input_ids is not None else inputs_embeds.shape[:2]
+        if position_ids is None:  # positions continue after the cached ones; padding is not skipped (right padding)
+            position_ids = self.position_ids[:, past_length:past_length + T]  # (1, T)
+        if token_type_ids is None:
+            token_type_ids = self.token_type_ids[:, :T].expand(B, T)  # (B, T) all segment A
+        if inputs_embeds is None:
+            inputs_embeds = self.word_embeddings(input_ids)  # (B, T, H)
+        x = inputs_embeds + self.token_type_embeddings(token_type_ids)  # (B, T, H)
+        x = x + self.position_embeddings(position_ids)  # (B, T, H)
+        return self.dropout(self.LayerNorm(x))
+
+
+def attend(q, k, v, mask, is_causal: bool, dropout_p: float, eager: bool):
+    """softmax(q·kᵀ/√hs + mask)·v over heads. q (B, nh, T, hs), k/v (B, nh, S, hs); mask (B, 1, T, S) bool with
+    True = attend, or None. Returns the output (B, nh, T, hs) and, on the eager path, the weights (B, nh, T, S)."""
+    T, S = q.shape[-2], k.shape[-2]
+    if not eager:  # with no mask a causal decoder uses SDPA's is_causal (T == S then, or T == 1: nothing to hide)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p,
+                                           is_causal=is_causal and mask is None and T > 1)
+        return y, None
+    scores = torch.matmul(q, k.transpose(-2, -1)) * q.shape[-1] ** -0.5  # (B, nh, T, S)
+    if mask is None and is_causal:
+        mask = torch.ones(T, S, dtype=torch.bool, device=q.device).tril(S - T)  # (T, S) query i sees keys <= S-T+i
+    if mask is not None:  # masked scores get the dtype's most negative value (not -inf: no NaN on empty rows)
+        scores = scores + torch.where(mask, 0.0, torch.finfo(scores.dtype).min).to(scores.dtype)
+    probs = F.dropout(scores.softmax(dim=-1), p=dropout_p)  # (B, nh, T, S), softmax in the input dtype
+    return torch.matmul(probs, v), probs  # (B, nh, T, hs)
+
+
+class BertSelfAttention(nn.Module):
+    """Multi-head attention with separate query/key/value projections (all with bias). Keys and values come
+    from `encoder_hidden_states` for cross-attention."""
+
+    def __init__(self, config: BertConfig, layer_idx: int = 0, is_cross_attention: bool = False):
+        super().__init__()
+        if config.hidden_size % config.num_attention_heads:
+            raise ValueError(f"hidden_size {config.hidden_size} is not a multiple of num_attention_heads "
+                             f"{config.num_attention_heads}.")
+        self.config = config  # read at each call: config._attn_implementation may change after loading
+        self.num_heads = config.num_attention_heads
+        self.head_dim = config.hidden_size // config.num_attention_heads
+        self.query = nn.Linear(config.hidden_size, config.hidden_size)
+        self.key = nn.Linear(config.hidden_size, config.hidden_size)
+        self.value = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dropout = nn.Dropout(config.attention_probs_dropout_prob)
+        self.is_causal = config.is_decoder and not is_cross_attention
+        self.layer_idx = layer_idx
+
+    def forward(self, hidden_states, mask=None, cache=None, encoder_hidden_states=None):
+        B, T, H = hidden_states.shape
+        source = hidden_states if encoder_hidden_states is None else encoder_hidden_states  # (B, S, H)
+
+        def split_heads(x):  # (B, L, H) -> (B, nh, L, hs)
+            return x.view(B, -1, self.num_heads, self.head_dim).transpose(1, 2)
+
+        q = split_heads(self.query(hidden_states))  # (B, nh, T, hs)
+        k, v = split_heads(self.key(source)), split_heads(self.value(source))  # (B, nh, S, hs)
+        if cache is not None and encoder_hidden_states is None:
+            k, v = cache.update(k, v, self.layer_idx)  # (B, nh, past + T, hs)
+        eager = getattr(self.config, "_attn_implementation", None) == "eager"
+        y, weights = attend(q, k, v, mask, self.is_causal, self.dropout.p if self.training else 0.0, eager)
+        return y.transpose(1, 2).reshape(B, T, H), weights  # (B, T, H)
+
+
+class BertOutput(nn.Module):
+    """Dense back to hidden size, dropout, then LayerNorm of the residual sum (post-LN). Serves both the
+    attention output (`attention.output`, in = hidden) and the feed-forward output (`output`, in = intermediate)."""
+
+    def __init__(self, config: BertConfig, in_features: int):
+        super().__init__()
+        self.dense = nn.Linear(in_features, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, x, residual):
+        return self.LayerNorm(self.dropout(self.dense(x)) + residual)  # (B, T, H)
+
+
+class BertAttention(nn.Module):
+    def __init__(self, config: BertConfig, layer_idx: int = 0, is_cross_attention: bool = False):
+        super().__init__()
+        self.self = BertSelfAttention(config, layer_idx, is_cross_attention)
+        self.output = BertOutput(config, config.hidden_size)
+
+    def forward(self, hidden_states, mask=None, cache=None, encoder_hidden_states=None):
+        y, weights = self.self(hidden_states, mask, cache, encoder_hidden_states)
+        return self.output(y, hidden_states), weights  # (B, T, H)
+
+
+class BertIntermediate(nn.Module):
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.intermediate_act_fn = get_activation(config.hidden_act)
+
+    def forward(self, x):
+        return self.intermediate_act_fn(self.dense(x))  # (B, T, I)
+
+
+class BertLayer(nn.Module):
+    """Self-attention (+ cross-attention in a seq2seq decoder) then the feed-forward block, each post-LN."""
+
+    def __init__(self, config: BertConfig, layer_idx: int = 0):
+        super().__init__()
+        self.attention = BertAttention(config, layer_idx)
+        if config.add_cross_attention:
+            if not config.is_decoder:
+                raise ValueError("add_cross_attention=True needs is_decoder=True.")
+            self.crossattention = BertAttention(config, layer_idx, is_cross_attention=True)
+        self.intermediate = BertIntermediate(config)
+        self.output = BertOutput(config, config.intermediate_size)
+
+    def forward(self, x, mask=None, cache=None, encoder_hidden_states=None, encoder_mask=None):
+        x, weights = self.attention(x, mask, cache)  # (B, T, H)
+        cross_weights = None
+        if encoder_hidden_states is not None:
+            if not hasattr(self, "crossattention"):
+                raise ValueError("encoder_hidden_states were given, but the model has no cross-attention layers "
+                                 "(set add_cross_attention=True and is_decoder=True in the config).")
+            x, cross_weights = self.crossattention(x, encoder_mask, encoder_hidden_states=encoder_hidden_states)
+        return self.output(self.intermediate(x), x), weights, cross_weights  # (B, T, H)
+
+
+class BertEncoder(nn.Module):
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.layer = nn.ModuleList(BertLayer(config, i) for i in range(config.num_hidden_layers))
+
+
+class BertPooler(nn.Module):
+    """tanh(Dense(h[:, 0])): the [CLS] token's final state, as used by NSP and the sentence classifiers."""
+
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+
+    def forward(self, hidden_states):
+        return torch.tanh(self.dense(hidden_states[:, 0]))  # (B, H)
+
+
+class BertLMPredictionHead(nn.Module):
+    """transform (Dense, act, LayerNorm) then `decoder` to vocabulary logits; the decoder's weight is tied to the
+    word embeddings and its bias to the separate `bias` parameter (the checkpoint key `cls.predictions.bias`)."""
+
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.transform = nn.Module()
+        self.transform.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.transform.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.act = get_activation(config.hidden_act)
+        self.decoder = nn.Linear(config.hidden_size, config.vocab_size)
+        self.bias = nn.Parameter(torch.zeros(config.vocab_size))
+
+    def forward(self, hidden_states):
+        x = self.transform.LayerNorm(self.act(self.transform.dense(hidden_states)))  # (B, T, H)
+        return self.decoder(x)  # (B, T, V)
+
+
+class BertPreTrainedModel(PreTrainedModel):
+    """Shared base of the BERT classes: config, checkpoint prefix `bert`, the reference's init."""
+
+    config_class = BertConfig
+    base_model_prefix = "bert"
+
+    def _init_weights(self, module: nn.Module) -> None:
+        super()._init_weights(module)  # normal(0, initializer_range) for Linear/Embedding, LayerNorm 1/0
+        if isinstance(module, BertLMPredictionHead):
+            module.bias.data.zero_()
+
+    def set_input_embeddings(self, value: nn.Module) -> None:
+        self.bert.set_input_embeddings(value)
+
+    def get_output_embeddings(self) -> nn.Module | None:
+        predictions = getattr(getattr(self, "cls", None), "predictions", None)
+        return predictions.decoder if predictions is not None else None
+
+    def set_output_embeddings(self, new_embeddings: nn.Linear) -> None:
+        self.cls.predictions.decoder = new_embeddings
+        self.cls.predictions.bias = new_embeddings.bias
+
+
+class BertModel(BertPreTrainedModel):
+    """The bare encoder: last hidden states and (with `add_pooling_layer`) the pooled [CLS] output."""
+
+    def __init__(self, config: BertConfig, add_pooling_layer: bool = True):
+        super().__init__(config)
+        self.embeddings = BertEmbeddings(config)
+        self.encoder = BertEncoder(config)
+        self.pooler = BertPooler(config) if add_pooling_layer else None
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.embeddings.word_embeddings
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.embeddings.word_embeddings = value
+
+    def _self_attention_mask(self, attention_mask, B: int, T: int, past: int, device):
+        """(B, 1, T, past+T) boolean mask, True = attend: padding (attention_mask 0) hidden everywhere, future
+        keys hidden in a decoder. None when nothing needs hiding beyond what SDPA's is_causal does."""
+        S = past + T
+        if attention_mask is not None and attention_mask.dim() != 2:
+            raise ValueError(f"attention_mask must be 2-D (batch, keys) with 1 = attend and 0 = padding, got shape "
+                             f"{tuple(attention_mask.shape)}.")
+        if attention_mask is not None and bool(attention_mask.all()):
+            attention_mask = None
+        if attention_mask is None and (not self.config.is_decoder or T == 1 or T == S):
+            return None
+        allowed = torch.ones(B, 1, T, S, dtype=torch.bool, device=device)  # (B, 1, T, S)
+        if attention_mask is not None:
+            allowed = allowed & attention_mask[:, None, None, -S:].bool()  # (B, 1, T, S)
+        if self.config.is_decoder:  # query i sits at position past + i and sees keys 0 .. past + i
+            query_pos = torch.arange(past, S, device=device)[:, None]  # (T, 1)
+            allowed = allowed & (torch.arange(S, device=device)[None, :] <= query_pos)  # (B, 1, T, S)
+        return allowed
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
+                inputs_embeds=None, encoder_hidden_states=None, encoder_attention_mask=None, past_key_values=None,
+                use_cache=None, output_attentions=None, output_hidden_states=None, return_dict=None, cache=None):
+        """input_ids (B, T) or inputs_embeds (B, T, H); attention_mask (B, past+T), 1 = token, 0 = padding;
+        token_type_ids (B, T) default 0; position_ids default past..past+T-1. `cache` is an alias of
+        `past_key_values` (used only when config.is_decoder)."""
+        config = self.config
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("Pass exactly one of input_ids and inputs_embeds.")
+        output_attentions = config.output_attentions if output_attentions is None else output_attentions
+        output_hidden_states = config.output_hidden_states if output_hidden_states is None else output_hidden_states
+        return_dict = config.return_dict if return_dict is None else return_dict
+        cache = past_key_values if past_key_values is not None else cache
+        use_cache = bool(config.is_decoder and (config.use_cache if use_cache is None else use_cache))
+        if use_cache and cache is None:
+            cache = DynamicCache(config)
+        past = cache.get_seq_length() if cache is not None else 0
+
+        x = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds, past)  # (B, T, H)
+        B, T, _ = x.shape
+        mask = self._self_attention_mask(attention_mask, B, T, past, x.device)  # (B, 1, T, S) or None
+        encoder_mask = None
+        if encoder_hidden_states is not None and encoder_attention_mask is not None \
+                and not bool(encoder_attention_mask.all()):
+            encoder_mask = encoder_attention_mask[:, None, None, :].bool().expand(B, 1, T, -1)  # (B, 1, T, S_enc)
+        if output_attentions and getattr(config, "_attn_implementation", None) != "eager":
+            _warn_once("output_attentions=True with sdpa attention returns no weights (as transformers does); load "
+                       "with attn_implementation='eager' to get them.")
+
+        hidden_states, attentions, cross_attentions = [x], [], []
+        for layer in self.encoder.layer:
+            x, weights, cross_weights = layer(x, mask, cache, encoder_hidden_states, encoder_mask)  # (B, T, H)
+            hidden_states.append(x)
+            attentions += [weights] if weights is not None else []
+            cross_attentions += [cross_weights] if cross_weights is not None else []
+        pooled = self.pooler(x) if self.pooler is not None else None  # (B, H)
+
+        out = BaseModelOutputWithPoolingAndCrossAttentions(
+            last_hidden_state=x, pooler_output=pooled,
+            hidden_states=tuple(hidden_states) if output_hidden_states else None,
+            past_key_values=cache if use_cache else None,
+            attentions=tuple(attentions) if output_attentions else None,
+            cross_attentions=tuple(cross_attentions) if output_attentions else None)
+        return out if return_dict else out.to_tuple()
+
+
+def _finish(config, out, return_dict):
+    return out if (config.return_dict if return_dict is None else return_dict) else out.to_tuple()
+
+
+def _token_loss(logits, labels):
+    """Cross entropy of logits (..., C) against labels (...); positions labelled -100 are ignored."""
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1))
+
+
+class _BertWithMLMHead(BertPreTrainedModel):
+    """`bert` plus the masked-LM head `cls.predictions`, whose decoder is tied to the word embeddings."""
+
+    _tied_weights_keys = {"cls.predictions.decoder.weight": "bert.embeddings.word_embeddings.weight",
+                          "cls.predictions.decoder.bias": "cls.predictions.bias"}
+    with_nsp = False  # BertForPreTraining: also the pooler and the next-sentence head `cls.seq_relationship`
+
+    def __init__(self, config: BertConfig):
+        super().__init__(config)
+        self.bert = BertModel(config, add_pooling_layer=self.with_nsp)
+        self.cls = nn.Module()
+        self.cls.predictions = BertLMPredictionHead(config)
+        if self.with_nsp:
+            self.cls.seq_relationship = nn.Linear(config.hidden_size, 2)
+        self.post_init()
+
+
+class BertForPreTraining(_BertWithMLMHead):
+    """Both pre-training heads: masked LM (`cls.predictions`) and next-sentence prediction (`cls.seq_relationship`).
+    The loss (with both `labels` and `next_sentence_label`) is their sum."""
+
+    with_nsp = True
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
+                inputs_embeds=None, labels=None, next_sentence_label=None, output_attentions=None,
+                output_hidden_states=None, return_dict=None):
+        out = self.bert(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+                        output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+                        return_dict=True)
+        logits = self.cls.predictions(out.last_hidden_state)  # (B, T, V)
+        nsp_logits = self.cls.seq_relationship(out.pooler_output)  # (B, 2)
+        loss = None
+        if labels is not None and next_sentence_label is not None:
+            loss = _token_loss(logits, labels) + _token_loss(nsp_logits, next_sentence_label)
+        return _finish(self.config, BertForPreTrainingOutput(
+            loss=loss, prediction_logits=logits, seq_relationship_logits=nsp_logits,
+            hidden_states=out.hidden_states, attentions=out.attentions), return_dict)
+
+
+class BertLMHeadModel(_BertWithMLMHead):
+    """Left-to-right language model (needs `is_decoder=True`): causal self-attention, a KV cache, next-token loss."""
+
+    def __init__(self, config: BertConfig):
+        if not config.is_decoder:
+            logger.warning("BertLMHeadModel is meant to run with is_decoder=True (causal attention).")
+        super().__init__(config)
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
+                inputs_embeds=None, encoder_hidden_states=None, encoder_attention_mask=None, labels=None,
+                past_key_values=None, use_cache=None, logits_to_keep=0, output_attentions=None,
+                output_hidden_states=None, return_dict=None, cache=None):
+        """labels (B, T): token ids, shifted here so position t predicts labels[t + 1]; -100 is ignored.
+        logits_to_keep: an int n computes logits for the last n positions only (0 = all), or a tensor of indices."""
+        out = self.bert(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+                        encoder_hidden_states, encoder_attention_mask, past_key_values,
+                        False if labels is not None else use_cache, output_attentions, output_hidden_states,
+                        return_dict=True, cache=cache)
+        h = out.last_hidden_state  # (B, T, H)
+        h = h[:, -logits_to_keep:] if isinstance(logits_to_keep, int) else h[:, logits_to_keep]  # (B, T', H)
+        logits = self.cls.predictions(h)  # (B, T', V)
+        loss = None
+        if labels is not None:  # fp32 logits; append an ignored label and drop the first: logits[t] vs labels[t+1]
+            shifted = F.pad(labels, (0, 1), value=-100)[..., 1:]  # (B, T)
+            loss = _token_loss(logits.float(), shifted.to(logits.device))
+        return _finish(self.config, CausalLMOutputWithCrossAttentions(
+            loss=loss, logits=logits, past_key_values=out.past_key_values, hidden_states=out.hidden_states,
+            attentions=out.attentions, cross_attentions=out.cross_attentions), return_dict)
+
+
+class BertForMaskedLM(_BertWithMLMHead):
+    """Masked-token prediction over the vocabulary at every position (bidirectional attention)."""
+
+    def __init__(self, config: BertConfig):
+        if config.is_decoder:
+            logger.warning("BertForMaskedLM expects is_decoder=False (bidirectional attention).")
+        super().__init__(config)
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
+                inputs_embeds=None, encoder_hidden_states=None, encoder_attention_mask=None, labels=None,
+                output_attentions=None, output_hidden_states=None, return_dict=None):
+        out = self.bert(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+                        encoder_hidden_states, encoder_attention_mask, output_attentions=output_attentions,
+                        output_hidden_states=output_hidden_states, return_dict=True)
+        logits = self.cls.predictions(out.last_hidden_state)  # (B, T, V)
+        loss = _token_loss(logits, labels) if labels is not None else None
+        return _finish(self.config, MaskedLMOutput(loss=loss, logits=logits, hidden_states=out.hidden_states,
+                                                   attentions=out.attentions), return_dict)
+
+
+class BertForNextSentencePrediction(BertPreTrainedModel):
+    """Is segment B the continuation of segment A? Logits (B, 2) from the pooled output; label 0 = yes."""
+
+    def __init__(self, config: BertConfig):
+        super().__init__(config)
+        self.bert = BertModel(config)
+        self.cls = nn.Module()
+        self.cls.seq_relationship = nn.Linear(config.hidden_size, 2)
+        self.post_init()
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
+                inputs_embeds=None, labels=None, output_attentions=None, output_hidden_states=None,
+                return_dict=None):
+        out = self.bert(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+                        output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+                        return_dict=True)
+        logits = self.cls.seq_relationship(out.pooler_output)  # (B, 2)
+        loss = _token_loss(logits, labels) if labels is not None else None
+        return _finish(self.config, NextSentencePredictorOutput(
+            loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions), return_dict)
+
+
+class _BertClassifier(BertPreTrainedModel):
+    """dropout (`classifier_dropout`, else `hidden_dropout_prob`) and a Linear over the encoder's output."""
+
+    pooled = True  # classify the pooled [CLS] state (else every token's state)
+    out_features: int | None = None  # None: config.num_labels
+
+    def __init__(self, config: BertConfig):
+        super().__init__(config)
+        self.bert = BertModel(config, add_pooling_layer=self.pooled)
+        p = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+        self.dropout = nn.Dropout(p)
+        self.classifier = nn.Linear(config.hidden_size, self.out_features or config.num_labels)
+        self.post_init()
+
+    def _logits(self, input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, output_attentions,
+                output_hidden_states):
+        out = self.bert(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+                        output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+                        return_dict=True)
+        h = out.pooler_output if self.pooled else out.last_hidden_state  # (B, H) or (B, T, H)
+        return self.classifier(self.dropout(h)), out  # (B, labels) or (B, T, labels)
+
+
+class BertForSequenceClassification(_BertClassifier):
+    """One label per sequence from the pooled output. The loss follows `config.problem_type` (set from the labels
+    when None): regression (MSE) for num_labels == 1, single-label cross entropy for integer labels, else
+    multi-label BCE-with-logits."""
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
+                inputs_embeds=None, labels=None, output_attentions=None, output_hidden_states=None,
+                return_dict=None):
+        logits, out = self._logits(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+                                   output_attentions, output_hidden_states)  # (B, num_labels)
+        loss = None
+        if labels is not None:
+            n, config = self.config.num_labels, self.config
+            if config.problem_type is None:
+                config.problem_type = ("regression" if n == 1 else "single_label_classification"
+                                       if labels.dtype in (torch.long, torch.int) else "multi_label_classification")
+            if config.problem_type == "regression":
+                loss = F.mse_loss(logits.squeeze(), labels.squeeze()) if n == 1 else F.mse_loss(logits, labels)
+            elif config.problem_type == "single_label_classification":
+                loss = F.cross_entropy(logits.view(-1, n), labels.view(-1))
+            elif config.problem_type == "multi_label_classification":
+                loss = F.binary_cross_entropy_with_logits(logits, labels)
+        return _finish(self.config, SequenceClassifierOutput(
+            loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions), return_dict)
+
+
+class BertForTokenClassification(_BertClassifier):
+    """One label per token (NER, tagging); cross entropy with -100 ignored."""
+
+    pooled = False
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
+                inputs_embeds=None, labels=None, output_attentions=None, output_hidden_states=None,
+                return_dict=None):
+        logits, out = self._logits(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+                                   output_attentions, output_hidden_states)  # (B, T, num_labels)
+        loss = _token_loss(logits, labels) if labels is not None else None
+        return _finish(self.config, TokenClassifierOutput(
+            loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions), return_dict)
+
+
+class BertForMultipleChoice(_BertClassifier):
+    """Inputs (B, C, T): each choice is encoded on its own, scored by a Linear(H, 1) on its pooled output, and
+    the C scores compete in a softmax."""
+
+    out_features = 1
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
+                inputs_embeds=None, labels=None, output_attentions=None, output_hidden_states=None,
+                return_dict=None):
+        C = (input_ids if input_ids is not None else inputs_embeds).shape[1]
+
+        def flat(t):  # (B, C, T, ...) -> (B*C, T, ...)
+            return t.reshape(-1, *t.shape[2:]) if t is not None else None
+
+        logits, out = self._logits(flat(input_ids), flat(attention_mask), flat(token_type_ids), flat(position_ids),
+                                   flat(inputs_embeds), output_attentions, output_hidden_states)  # (B*C, 1)
+        logits = logits.view(-1, C)  # (B, C)
+        loss = F.cross_entropy(logits, labels) if labels is not None else None
+        return _finish(self.config, MultipleChoiceModelOutput(
+            loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions), return_dict)
+
+
+class BertForQuestionAnswering(BertPreTrainedModel):
+    """Extractive QA: `qa_outputs` gives each token a start and an end logit. The loss is the mean of the start
+    and end cross entropies; positions outside the sequence are clamped to T and ignored."""
+
+    def __init__(self, config: BertConfig):
+        super().__init__(config)
+        self.bert = BertModel(config, add_pooling_layer=False)
+        self.qa_outputs = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
+                inputs_embeds=None, start_positions=None, end_positions=None, output_attentions=None,
+                output_hidden_states=None, return_dict=None):
+        out = self.bert(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+                        output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+                        return_dict=True)
+        start, end = self.qa_outputs(out.last_hidden_state).split(1, dim=-1)  # (B, T, 1) each
+        start, end = start.squeeze(-1).contiguous(), end.squeeze(-1).contiguous()  # (B, T)
+        loss = None
+        if start_positions is not None and end_positions is not None:
+            T = start.shape[1]
+            start_positions = start_positions.view(-1).clamp(0, T)  # (B,)
+            end_positions = end_positions.view(-1).clamp(0, T)  # (B,)
+            loss = (F.cross_entropy(start, start_positions, ignore_index=T)
+                    + F.cross_entropy(end, end_positions, ignore_index=T)) / 2
+        return _finish(self.config, QuestionAnsweringModelOutput(
+            loss=loss, start_logits=start, end_logits=end, hidden_states=out.hidden_states,
+            attentions=out.attentions), return_dict)
