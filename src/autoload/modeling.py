@@ -373,17 +373,31 @@ def _default_dtype(dtype: torch.dtype):
         torch.set_default_dtype(previous)
 
 
+_INIT_FUNCTIONS = ("uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "eye_", "dirac_",
+                   "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_", "orthogonal_",
+                   "sparse_")
+
+
 @contextlib.contextmanager
 def _skeleton(dtype: torch.dtype):
-    """Build modules with parameters on the meta device (buffers stay real) and no weight init."""
+    """Build modules with parameters on the meta device (buffers stay real) and no weight init.
+
+    torch's own `reset_parameters` calls are turned into no-ops too: on meta tensors they are pointless, and
+    the first one would import torch._dynamo (about a second)."""
     original = nn.Module.register_parameter
+    inits = {name: getattr(nn.init, name) for name in _INIT_FUNCTIONS}
 
     def register_on_meta(module, name, param):
         original(module, name, param)
         if param is not None and param.device.type != "meta":
             module._parameters[name] = nn.Parameter(param.to("meta"), requires_grad=param.requires_grad)
 
+    def skip(tensor, *args, **kwargs):
+        return tensor
+
     nn.Module.register_parameter = register_on_meta
+    for name in inits:
+        setattr(nn.init, name, skip)
     PreTrainedModel._skeleton_depth += 1
     try:
         with _default_dtype(dtype):
@@ -391,6 +405,8 @@ def _skeleton(dtype: torch.dtype):
     finally:
         PreTrainedModel._skeleton_depth -= 1
         nn.Module.register_parameter = original
+        for name, function in inits.items():
+            setattr(nn.init, name, function)
 
 
 @contextlib.contextmanager
