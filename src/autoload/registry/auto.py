@@ -235,7 +235,9 @@ class AutoTokenizer:
                         trust_remote_code: bool | None = None, code_revision=None, use_fast=None, **kwargs):
         hub = split_hub_options(kwargs)
         source = FileSource(name_or_path, **hub)
-        found = source.fetch(TOKENIZER_FILES_FOR_RESOLUTION)
+        from ..tokenization.loading import TOKENIZER_FILE_PATTERNS
+        # one fetch for the class decision and the tokenizer's own files: the later fetch is then free
+        found = source.fetch([*TOKENIZER_FILES_FOR_RESOLUTION, *TOKENIZER_FILE_PATTERNS])
         tokenizer_config = read_config_dict(found["tokenizer_config.json"]) if "tokenizer_config.json" in found \
             else {}
         model_config = config
@@ -254,7 +256,9 @@ class AutoTokenizer:
             if source.commit:
                 hub["revision"] = source.commit
             return tokenizer_class.from_pretrained(name_or_path, *inputs, **hub, **kwargs)
-        return from_source(source, *inputs, **kwargs)
+        if inputs:
+            raise TypeError(f"{tokenizer_class.__name__} takes no positional options; pass them by keyword.")
+        return from_source(source, **kwargs)
 
     @classmethod
     def _pick(cls, source, tokenizer_config: dict, model_config, tokenizer_type, trust_remote_code, code_revision):

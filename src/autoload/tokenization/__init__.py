@@ -1,0 +1,70 @@
+"""Tokenizers backed by the Rust `tokenizers` library, with transformers 5.x behaviour (see docs/tokenizers.md).
+
+Names are exported lazily (PEP 562): importing this package imports nothing heavy; `tokenizers` is imported with
+the first class used, torch only for `return_tensors="pt"`.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+# `tokenizer_class` names (tokenizer_config.json / config.json) -> "module:Class", for the registry.
+# transformers 5 has one class per model: the "...Fast" names are aliases of the same class.
+TOKENIZER_CLASSES: dict[str, str] = {
+    "TokenizersBackend": "autoload.tokenization.base:TokenizersBackend",
+    "PreTrainedTokenizerFast": "autoload.tokenization.base:TokenizersBackend",
+    "PreTrainedTokenizer": "autoload.tokenization.base:TokenizersBackend",  # v5's PythonBackend is upgraded too
+    "PythonBackend": "autoload.tokenization.base:TokenizersBackend",
+    "BertTokenizer": "autoload.tokenization.bert:BertTokenizer",
+    "BertTokenizerFast": "autoload.tokenization.bert:BertTokenizer",
+    "DistilBertTokenizer": "autoload.tokenization.bert:DistilBertTokenizer",
+    "DistilBertTokenizerFast": "autoload.tokenization.bert:DistilBertTokenizer",
+    "GPT2Tokenizer": "autoload.tokenization.gpt2:GPT2Tokenizer",
+    "GPT2TokenizerFast": "autoload.tokenization.gpt2:GPT2Tokenizer",
+    "Qwen2Tokenizer": "autoload.tokenization.qwen2:Qwen2Tokenizer",
+    "Qwen2TokenizerFast": "autoload.tokenization.qwen2:Qwen2Tokenizer",
+    "LlamaTokenizer": "autoload.tokenization.llama:LlamaTokenizer",
+    "LlamaTokenizerFast": "autoload.tokenization.llama:LlamaTokenizer",
+    "QWenTokenizer": "autoload.tokenization.tiktoken_bpe:QWenTokenizer",
+}
+
+# public name -> module that defines it
+_EXPORTS: dict[str, str] = {
+    "TokenizersBackend": "autoload.tokenization.base",
+    "PreTrainedTokenizerFast": "autoload.tokenization.base",
+    "BatchEncoding": "autoload.tokenization.encoding",
+    "BertTokenizer": "autoload.tokenization.bert",
+    "BertTokenizerFast": "autoload.tokenization.bert",
+    "DistilBertTokenizer": "autoload.tokenization.bert",
+    "GPT2Tokenizer": "autoload.tokenization.gpt2",
+    "GPT2TokenizerFast": "autoload.tokenization.gpt2",
+    "Qwen2Tokenizer": "autoload.tokenization.qwen2",
+    "Qwen2TokenizerFast": "autoload.tokenization.qwen2",
+    "LlamaTokenizer": "autoload.tokenization.llama",
+    "LlamaTokenizerFast": "autoload.tokenization.llama",
+    "QWenTokenizer": "autoload.tokenization.tiktoken_bpe",
+}
+
+__all__ = ["TOKENIZER_CLASSES", "tokenizer_class", *_EXPORTS]
+
+
+def tokenizer_class(name: str):
+    """The class registered under a `tokenizer_class` name (a trailing "Fast" is accepted), or None."""
+    target = TOKENIZER_CLASSES.get(name) or TOKENIZER_CLASSES.get(name.removesuffix("Fast"))
+    if target is None:
+        return None
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'autoload.tokenization' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,56 @@
+"""Qwen2's byte-level BPE (also Qwen2.5 / Qwen3), built the way transformers 5.x `Qwen2Tokenizer` builds it.
+
+NFC normalizer -> split with Qwen's regex (single digits, letters with one leading non-letter, ...) -> ByteLevel
+(no regex of its own, no prefix space) -> BPE -> ByteLevel decoder. `<|endoftext|>` is unk, eos and pad; there is
+no bos. The vocab and merges come from tokenizer.json, else vocab.json + merges.txt.
+"""
+
+from __future__ import annotations
+
+from tokenizers import AddedToken, Regex, Tokenizer, decoders, normalizers, pre_tokenizers
+from tokenizers.models import BPE
+
+from .base import TokenizersBackend
+from .loading import TOKENIZER_FILE, model_parts_from_tokenizer_json
+
+# Qwen's split: English contractions, a letter run with at most one leading non-letter/digit, ONE digit, punctuation
+# runs (with trailing newlines), newline runs, and whitespace not followed by a non-space.
+QWEN2_PATTERN = (r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|"""
+                 r"""\s*[\r\n]+|\s+(?!\S)|\s+""")
+
+
+class Qwen2Tokenizer(TokenizersBackend):
+    """Byte-level BPE of the Qwen2 family."""
+
+    model_input_names = ["input_ids", "attention_mask"]
+
+    def __init__(self, vocab: str | dict[str, int] | None = None, merges: str | list | None = None, *,
+                 unk_token="<|endoftext|>", bos_token=None, eos_token="<|endoftext|>", pad_token="<|endoftext|>",
+                 add_prefix_space: bool | None = None, **kwargs):
+        self.add_prefix_space = bool(add_prefix_space)
+        backend = Tokenizer(BPE(vocab=vocab if vocab is not None else {"<|endoftext|>": 0}, merges=merges or [],
+                                dropout=None, unk_token=None, continuing_subword_prefix="", end_of_word_suffix="",
+                                fuse_unk=False, byte_fallback=False))
+        backend.decoder = decoders.ByteLevel()
+        backend.normalizer = normalizers.NFC()
+        backend.pre_tokenizer = pre_tokenizers.Sequence([
+            pre_tokenizers.Split(Regex(QWEN2_PATTERN), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=self.add_prefix_space, use_regex=False),
+        ])
+        super().__init__(backend, unk_token=unk_token, bos_token=bos_token, eos_token=eos_token, pad_token=pad_token,
+                         add_prefix_space=add_prefix_space, **kwargs)
+        # every special token is matched whole, before normalization (as Qwen2Tokenizer does last)
+        self.add_tokens([AddedToken(token, special=True) for token in self.all_special_tokens])
+
+    @classmethod
+    def _from_files(cls, files, kwargs, source):
+        if TOKENIZER_FILE in files:
+            kwargs.update(model_parts_from_tokenizer_json(files, "BPE"))
+        elif "vocab.json" in files and "merges.txt" in files:
+            kwargs["vocab"], kwargs["merges"] = files["vocab.json"], files["merges.txt"]
+        else:
+            raise cls._missing_files_error(source, [TOKENIZER_FILE, "vocab.json + merges.txt"], files)
+        return cls(**kwargs)
+
+
+Qwen2TokenizerFast = Qwen2Tokenizer
