@@ -11,14 +11,20 @@ libraries are compared on the same input (max abs difference of the logits).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from load import MODELS, ROOT, checkpoint  # noqa: E402
+# bench/tokenize.py would shadow the standard library's tokenize module: keep this folder off the path,
+# and take the shared checkpoint helpers from bench/load.py by file
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+_spec = importlib.util.spec_from_file_location("bench_load", Path(__file__).resolve().parent / "load.py")
+_load = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_load)
+MODELS, ROOT, checkpoint = _load.MODELS, _load.ROOT, _load.checkpoint
 
 CHILD = """
 import json, statistics, time, torch

@@ -21,6 +21,12 @@ def test_import_is_light():
     assert not loaded & set(HEAVY)
 
 
+def test_auto_config_and_tokenizer_do_not_import_torch():
+    loaded = _loaded_after("from autoload import AutoConfig, AutoTokenizer, PretrainedConfig; "
+                           "AutoConfig.config_class('bert'); AutoTokenizer.tokenizer_class('BertTokenizer')")
+    assert "torch" not in loaded and "transformers" not in loaded
+
+
 def test_lazy_names_resolve():
     loaded = _loaded_after("import autoload; autoload.hub_download; autoload.EntryNotFoundError")
     assert "requests" in loaded and "torch" not in loaded and "transformers" not in loaded
