@@ -24,6 +24,7 @@ from ..modeling import PreTrainedModel
 from .activations import get_activation
 from .cache import DynamicCache
 from .configs import BertConfig
+from .losses import sequence_classification_loss
 from .outputs import (BaseModelOutputWithPoolingAndCrossAttentions, BertForPreTrainingOutput,
                       CausalLMOutputWithCrossAttentions, MaskedLMOutput, MultipleChoiceModelOutput,
                       NextSentencePredictorOutput, QuestionAnsweringModelOutput, SequenceClassifierOutput,
@@ -469,16 +470,7 @@ class BertForSequenceClassification(_BertClassifier):
                                    output_attentions, output_hidden_states)  # (B, num_labels)
         loss = None
         if labels is not None:
-            n, config = self.config.num_labels, self.config
-            if config.problem_type is None:
-                config.problem_type = ("regression" if n == 1 else "single_label_classification"
-                                       if labels.dtype in (torch.long, torch.int) else "multi_label_classification")
-            if config.problem_type == "regression":
-                loss = F.mse_loss(logits.squeeze(), labels.squeeze()) if n == 1 else F.mse_loss(logits, labels)
-            elif config.problem_type == "single_label_classification":
-                loss = F.cross_entropy(logits.view(-1, n), labels.view(-1))
-            elif config.problem_type == "multi_label_classification":
-                loss = F.binary_cross_entropy_with_logits(logits, labels)
+            loss = sequence_classification_loss(self.config, logits, labels)
         return _finish(self.config, SequenceClassifierOutput(
             loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions), return_dict)
 

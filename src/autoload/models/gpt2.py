@@ -21,6 +21,7 @@ from ..modeling import PreTrainedModel
 from .activations import get_activation
 from .cache import DynamicCache
 from .configs import GPT2Config
+from .losses import sequence_classification_loss
 from .outputs import (BaseModelOutputWithPast, CausalLMOutputWithCrossAttentions, QuestionAnsweringModelOutput,
                       SequenceClassifierOutputWithPast, TokenClassifierOutput)
 
@@ -280,29 +281,10 @@ class GPT2ForSequenceClassification(GPT2PreTrainedModel):
         pooled = logits[torch.arange(B, device=logits.device), last]                     # (B, num_labels)
         loss = None
         if labels is not None:
-            loss = _classification_loss(self.config, pooled, labels.to(pooled.device))
+            loss = sequence_classification_loss(self.config, pooled, labels.to(pooled.device))
         result = SequenceClassifierOutputWithPast(loss=loss, logits=pooled, past_key_values=out.past_key_values,
                                                   hidden_states=out.hidden_states, attentions=out.attentions)
         return _finish(self, result, return_dict)
-
-
-def _classification_loss(config, logits, labels):
-    """MSE for regression (num_labels == 1), cross entropy for integer labels, BCE-with-logits otherwise; the
-    chosen problem_type is stored in the config, as the reference does."""
-    if config.problem_type is None:
-        if config.num_labels == 1:
-            config.problem_type = "regression"
-        elif labels.dtype in (torch.long, torch.int):
-            config.problem_type = "single_label_classification"
-        else:
-            config.problem_type = "multi_label_classification"
-    if config.problem_type == "regression":
-        if config.num_labels == 1:
-            return F.mse_loss(logits.squeeze(), labels.squeeze())
-        return F.mse_loss(logits, labels)
-    if config.problem_type == "single_label_classification":
-        return F.cross_entropy(logits.view(-1, config.num_labels), labels.view(-1))
-    return F.binary_cross_entropy_with_logits(logits, labels)
 
 
 class GPT2ForTokenClassification(GPT2PreTrainedModel):

@@ -20,6 +20,7 @@ from torch import nn
 from ..modeling import PreTrainedModel
 from .activations import get_activation
 from .cache import DynamicCache
+from .losses import sequence_classification_loss
 from .outputs import (BaseModelOutputWithPast, CausalLMOutputWithPast, QuestionAnsweringModelOutput,
                       SequenceClassifierOutputWithPast, TokenClassifierOutput)
 
@@ -522,27 +523,10 @@ class DecoderForSequenceClassification(_Head):
                 logger.warning("%s will not detect padding tokens in `inputs_embeds`; the last position is used.",
                                type(self).__name__)
         pooled = logits[torch.arange(b, device=logits.device), last]  # (B, num_labels)
-        loss = None if labels is None else self._loss(pooled, labels.to(pooled.device))
+        loss = None if labels is None else sequence_classification_loss(self.config, pooled, labels.to(pooled.device))
         return self._finish(SequenceClassifierOutputWithPast(
             loss=loss, logits=pooled, past_key_values=out.past_key_values, hidden_states=out.hidden_states,
             attentions=out.attentions), return_dict)
-
-    def _loss(self, pooled, labels):
-        config, n = self.config, self.config.num_labels
-        if config.problem_type is None:  # decided once, from the labels, and kept in the config (the reference's way)
-            if n == 1:
-                config.problem_type = "regression"
-            elif labels.dtype in (torch.long, torch.int):
-                config.problem_type = "single_label_classification"
-            else:
-                config.problem_type = "multi_label_classification"
-        if config.problem_type == "regression":
-            return F.mse_loss(pooled.squeeze(), labels.squeeze()) if n == 1 else F.mse_loss(pooled, labels)
-        if config.problem_type == "single_label_classification":
-            return _cross_entropy(pooled.view(-1, n), labels.view(-1))
-        if config.problem_type == "multi_label_classification":
-            return F.binary_cross_entropy_with_logits(pooled, labels)
-        raise RuntimeError(f"Invalid problem type: {config.problem_type}")
 
 
 class DecoderForTokenClassification(_Head):
