@@ -20,7 +20,7 @@ import json
 import logging
 import os
 import re
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 from torch import nn

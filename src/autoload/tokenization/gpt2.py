@@ -35,13 +35,18 @@ class GPT2Tokenizer(TokenizersBackend):
 
     @classmethod
     def _from_files(cls, files, kwargs, source):
-        if TOKENIZER_FILE in files:
-            kwargs.update(model_parts_from_tokenizer_json(files, "BPE"))
-        elif "vocab.json" in files and "merges.txt" in files:
-            kwargs["vocab"], kwargs["merges"] = files["vocab.json"], files["merges.txt"]
-        else:
-            raise cls._missing_files_error(source, [TOKENIZER_FILE, "vocab.json + merges.txt"], files)
-        return cls(**kwargs)
+        return bpe_from_files(cls, files, kwargs, source)
+
+
+def bpe_from_files(cls, files, kwargs, source):
+    """Build a byte-level BPE class from tokenizer.json's model, else from vocab.json + merges.txt."""
+    if TOKENIZER_FILE in files:
+        kwargs.update(model_parts_from_tokenizer_json(files, "BPE"))
+    elif "vocab.json" in files and "merges.txt" in files:
+        kwargs["vocab"], kwargs["merges"] = files["vocab.json"], files["merges.txt"]
+    else:
+        raise cls._missing_files_error(source, [TOKENIZER_FILE, "vocab.json + merges.txt"], files)
+    return cls(**kwargs)
 
 
 GPT2TokenizerFast = GPT2Tokenizer

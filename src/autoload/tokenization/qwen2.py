@@ -11,7 +11,7 @@ from tokenizers import AddedToken, Regex, Tokenizer, decoders, normalizers, pre_
 from tokenizers.models import BPE
 
 from .base import TokenizersBackend
-from .loading import TOKENIZER_FILE, model_parts_from_tokenizer_json
+from .gpt2 import bpe_from_files
 
 # Qwen's split: English contractions, a letter run with at most one leading non-letter/digit, ONE digit, punctuation
 # runs (with trailing newlines), newline runs, and whitespace not followed by a non-space.
@@ -44,13 +44,7 @@ class Qwen2Tokenizer(TokenizersBackend):
 
     @classmethod
     def _from_files(cls, files, kwargs, source):
-        if TOKENIZER_FILE in files:
-            kwargs.update(model_parts_from_tokenizer_json(files, "BPE"))
-        elif "vocab.json" in files and "merges.txt" in files:
-            kwargs["vocab"], kwargs["merges"] = files["vocab.json"], files["merges.txt"]
-        else:
-            raise cls._missing_files_error(source, [TOKENIZER_FILE, "vocab.json + merges.txt"], files)
-        return cls(**kwargs)
+        return bpe_from_files(cls, files, kwargs, source)
 
 
 Qwen2TokenizerFast = Qwen2Tokenizer
