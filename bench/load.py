@@ -112,7 +112,7 @@ def main() -> None:
     for lib, stmt in (("autoload", "import autoload; from autoload import AutoModel, AutoTokenizer"),
                       ("transformers", "import transformers; from transformers import AutoModel, AutoTokenizer")):
         imports[lib] = median([float(run(IMPORT.format(stmt=stmt))) for _ in range(max(3, repeat))])
-    print(f"\nimport (process-level, `from X import AutoModel, AutoTokenizer`):")
+    print("\nimport (process-level, `from X import AutoModel, AutoTokenizer`):")
     print(f"  autoload {imports['autoload'] * 1000:8.1f} ms   transformers {imports['transformers'] * 1000:8.1f} ms"
           f"   ratio {imports['transformers'] / imports['autoload']:.1f}x")
 

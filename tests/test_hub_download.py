@@ -9,7 +9,6 @@ import os
 import pytest
 
 import autoload
-from autoload.hub import cache as hub_cache
 from conftest import git_sha1, sha256, write_repo
 
 REPO = "google-bert/bert-base-chinese"
