@@ -180,3 +180,20 @@ def test_auto_classes_are_not_instantiated():
     for cls in (autoload.AutoConfig, autoload.AutoTokenizer, autoload.AutoModel):
         with pytest.raises(TypeError, match="from_pretrained"):
             cls()
+
+
+def test_auto_tokenizer_downloads_no_weights(hub, hub_root, cache_dir):
+    """The class comes from the repo's files; the request log shows metadata, config and tokenizer files only,
+    and a second load from the cache asks for nothing but the commit."""
+    hub.reset_requests()
+    tok = AutoTokenizer.from_pretrained("bert-base-chinese")
+    assert type(tok).__name__ == "BertTokenizer" and tok.tokenize("你好") == ["你", "好"]
+    downloads = sorted(r.path.rsplit("/", 1)[1] for r in hub.requests if "/resolve/" in r.path)
+    assert downloads == ["config.json", "tokenizer_config.json", "vocab.txt"]
+    assert not any("safetensors" in r.path for r in hub.requests)
+    hub.reset_requests()
+    AutoTokenizer.from_pretrained("bert-base-chinese")
+    assert [r.method for r in hub.requests] == ["GET"] and "/revision/" in hub.requests[0].path
+    hub.reset_requests()
+    AutoTokenizer.from_pretrained("bert-base-chinese", local_files_only=True)
+    assert hub.requests == []
