@@ -146,6 +146,11 @@ class PreTrainedModel(nn.Module):
         from .generation import chat
         return chat(self, tokenizer, query, history=history, **generation_kwargs)
 
+    def stream_chat(self, tokenizer, query: str, history: list | None = None, **generation_kwargs):
+        """Like chat(), yielding (partial response, history) as tokens arrive."""
+        from .generation import stream_chat
+        return stream_chat(self, tokenizer, query, history=history, **generation_kwargs)
+
     def set_input_embeddings(self, value: nn.Module) -> None:
         base = getattr(self, self.base_model_prefix, self) if self.base_model_prefix else self
         if base is not self:
