@@ -14,6 +14,11 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
+# The test models are tiny: one thread avoids thread start-up and contention costs that dwarf their maths.
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
+
 ENV_VARS = ["HF_HOME", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_ENDPOINT", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN",
             "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_TOKEN_PATH", "HF_HUB_DISABLE_IMPLICIT_TOKEN",
             "AUTOLOAD_CACHE", "AUTOLOAD_ENDPOINT", "AUTOLOAD_OFFLINE", "AUTOLOAD_DISABLE_SYMLINKS",

@@ -239,3 +239,20 @@ def test_direct_construction_initialises_like_the_reference():
     assert model.bert.LayerNorm.weight.eq(1).all() and model.bert.dense.bias.eq(0).all()
     assert model.bert.embeddings.weight[0].eq(0).all()  # padding row
     assert 0.3 < model.bert.dense.weight.std() < 0.7
+
+
+def test_missing_bias_next_to_a_tied_weight_keeps_the_loaded_embeddings(tmp_path):
+    """A head whose Linear has a tied weight and a missing bias: initialising the bias must not re-initialise
+    (through the tie) the loaded embeddings."""
+    class BiasedHead(TinyHead):
+        def __init__(self, config):
+            super().__init__(config)
+            self.decoder = nn.Linear(config.hidden_size, config.vocab_size, bias=True)
+            self.post_init()
+
+    torch.manual_seed(0)
+    base = TinyBase(tiny_config())
+    base.save_pretrained(tmp_path)
+    head = BiasedHead.from_pretrained(tmp_path)
+    assert torch.equal(head.bert.embeddings.weight, base.embeddings.weight)
+    assert head.decoder.weight is head.bert.embeddings.weight and head.decoder.bias.eq(0).all()

@@ -16,6 +16,11 @@ _EXPORTS: dict[str, str] = {
     "snapshot_download": "autoload.hub.download",
     "HubServer": "autoload.hub.server",
     "PretrainedConfig": "autoload.configuration",
+    "PreTrainedModel": "autoload.modeling",
+    "pipeline": "autoload.pipelines",
+    "GenerationConfig": "autoload.generation",
+    "TextStreamer": "autoload.generation",
+    "TextIteratorStreamer": "autoload.generation",
     "AutoConfig": "autoload.registry.auto",
     "AutoTokenizer": "autoload.registry.auto",
     **{name: "autoload.registry.auto" for name in (

@@ -20,6 +20,20 @@ def _add_hub_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--token", help="access token (default: $HF_TOKEN or the token file)")
 
 
+def _add_model_hub_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--revision")
+    p.add_argument("--endpoint", help="hub URL (default: $HF_ENDPOINT or https://huggingface.co)")
+    p.add_argument("--cache-dir")
+    p.add_argument("--token")
+    p.add_argument("--local-files-only", action="store_true")
+    p.add_argument("--trust-remote-code", action="store_true")
+
+
+def _model_hub_kwargs(args) -> dict:
+    return dict(revision=args.revision, endpoint=args.endpoint, cache_dir=args.cache_dir, token=args.token,
+                local_files_only=args.local_files_only, trust_remote_code=args.trust_remote_code or None)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="autoload", description="Load pretrained models by name.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what happens (retries, resumes)")
@@ -56,6 +70,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--token", action="append", dest="tokens", help="accepted token (repeatable); default: no auth")
 
+    p = sub.add_parser("run", help="run a pipeline on inputs and print the results")
+    p.add_argument("task", help="fill-mask, feature-extraction, sentence-embeddings, text-classification, "
+                                "token-classification, text-generation")
+    p.add_argument("model", help="repo id or folder")
+    p.add_argument("inputs", nargs="+", help="input texts")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.add_argument("--top-k", type=int, help="candidates per mask / labels per text")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--device")
+    p.add_argument("--dtype")
+    p.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="another task option (value parsed as JSON when possible), repeatable")
+    _add_model_hub_options(p)
+
+    p = sub.add_parser("chat", help="chat with a causal LM in the terminal (/reset, /exit)")
+    p.add_argument("model", help="repo id or folder of a model with a chat template")
+    p.add_argument("--system", help="system prompt")
+    p.add_argument("--max-new-tokens", type=int, default=256)
+    p.add_argument("--device")
+    p.add_argument("--dtype")
+    _add_model_hub_options(p)
+
     p = sub.add_parser("demo", help="run the end-to-end demo on a built-in local hub")
     p.add_argument("--cache-dir", help="cache to use (default: a fresh temporary folder)")
     return parser
@@ -70,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (HubError, OSError, ValueError) as err:
+    except (HubError, OSError, ValueError, TypeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
 
@@ -158,12 +194,73 @@ def cmd_serve(args) -> int:
     return 0
 
 
+def _option(text: str) -> tuple[str, object]:
+    import json
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise ValueError(f"-o {text!r}: write options as KEY=VALUE, e.g. -o aggregation_strategy=simple")
+    try:
+        return key, json.loads(value)
+    except ValueError:
+        return key, value
+
+
+def cmd_run(args) -> int:
+    from .pipelines import pipeline
+    from .pipelines.output import describe, to_json
+    options = dict(_option(text) for text in args.option)
+    if args.top_k is not None:
+        options["top_k"] = args.top_k
+    pipe = pipeline(args.task, model=args.model, device=args.device, dtype=args.dtype, batch_size=args.batch_size,
+                    **_model_hub_kwargs(args))
+    single = len(args.inputs) == 1
+    results = pipe(args.inputs[0] if single else args.inputs, **options)
+    if args.json:
+        print(to_json(results))
+        return 0
+    for text, result in zip(args.inputs, [results] if single else results):
+        print(text)
+        print(describe(pipe.task, result))
+    return 0
+
+
+def cmd_chat(args) -> int:
+    from .registry.auto import AutoModelForCausalLM, AutoTokenizer
+    hub = _model_hub_kwargs(args)
+    tokenizer = AutoTokenizer.from_pretrained(args.model, **hub)
+    model = AutoModelForCausalLM.from_pretrained(args.model, device=args.device, dtype=args.dtype or "auto", **hub)
+    print(f"Chatting with {args.model}. /reset clears the history, /exit (or Ctrl-D) quits.")
+    history: list = []
+    while True:
+        try:
+            query = input("user> ").strip()
+        except EOFError:
+            print()
+            return 0
+        if query in ("/exit", "/quit"):
+            return 0
+        if query == "/reset":
+            history = []
+            print("(history cleared)")
+            continue
+        if not query:
+            continue
+        print("assistant> ", end="", flush=True)
+        shown = ""
+        for response, history in model.stream_chat(tokenizer, query, history=history, system=args.system,
+                                                   max_new_tokens=args.max_new_tokens):
+            print(response[len(shown):], end="", flush=True)
+            shown = response
+        print()
+
+
 def cmd_demo(args) -> int:
     from .demo import run
     return run(cache_dir=args.cache_dir)
 
 
-COMMANDS = {"download": cmd_download, "cache": cmd_cache, "serve": cmd_serve, "demo": cmd_demo}
+COMMANDS = {"download": cmd_download, "cache": cmd_cache, "serve": cmd_serve, "run": cmd_run, "chat": cmd_chat,
+            "demo": cmd_demo}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -219,6 +219,9 @@ class PreTrainedModel(nn.Module):
             dispatch_auto(model)
         model.eval()
         model.name_or_path = source.name
+        if model.can_generate():  # generation_config.json, else the generation fields of config.json
+            from .generation import GenerationConfig
+            model.generation_config = GenerationConfig.from_source(source, config)
         return (model, info) if output_loading_info else model
 
     # -- saving -----------------------------------------------------------------------------------
@@ -229,6 +232,8 @@ class PreTrainedModel(nn.Module):
         self.config.architectures = [type(self).__name__]
         self.config.dtype = self.dtype
         self.config.save_pretrained(folder)
+        if getattr(self, "generation_config", None) is not None:
+            self.generation_config.save_pretrained(folder)
         state = state_dict if state_dict is not None else self.state_dict()
         tied = set(self.tied_weights())
         state = {k: v.detach().to("cpu").contiguous() for k, v in state.items() if k not in tied}
@@ -550,6 +555,8 @@ def _materialize_missing(model: PreTrainedModel, loaded: set[str], device) -> li
         if not absent:
             continue
         kept = {n: p for n, p in module.named_parameters(recurse=False) if p.device.type != "meta"}
+        for name in kept:  # the init writes in place: into scratch tensors, never into loaded (maybe tied) ones
+            module._parameters[name] = nn.Parameter(torch.empty_like(kept[name]), requires_grad=False)
         for name in absent:
             param = module._parameters[name]
             module._parameters[name] = nn.Parameter(torch.empty_like(param, device=device),

@@ -1,0 +1,21 @@
+"""Text generation for the causal language models: `generate`, `chat` / `stream_chat`, streamers, and the
+`GenerationConfig` read from generation_config.json.
+
+- config.py: GenerationConfig and the merging of options (call > passed config > model file > defaults);
+- sampling.py: logits processing in the reference's order, `logits_to_probs`, `sample`;
+- decode.py: the loop (`prefill`, `decode_one_token`), padding, stopping, caches, outputs;
+- streamers.py: TextStreamer, TextIteratorStreamer;
+- chat.py: chat templates and histories.
+"""
+
+from __future__ import annotations
+
+from .chat import chat, stream_chat
+from .config import GenerationConfig
+from .decode import GenerateDecoderOnlyOutput, StopStrings, decode_one_token, generate, prefill
+from .sampling import LogitsRules, logits_to_probs, sample, warp
+from .streamers import TextIteratorStreamer, TextStreamer
+
+__all__ = ["GenerateDecoderOnlyOutput", "GenerationConfig", "LogitsRules", "StopStrings", "TextIteratorStreamer",
+           "TextStreamer", "chat", "decode_one_token", "generate", "logits_to_probs", "prefill", "sample",
+           "stream_chat", "warp"]

@@ -1,0 +1,386 @@
+"""`generate()`: greedy decoding and sampling for the causal language models, gpt-fast style.
+
+The loop is four small pieces: `prefill` runs the prompt through the model once and fills the KV cache,
+`decode_one_token` feeds one new token per row against the cache, `LogitsRules.process` + `sample`
+(sampling.py) turn the last logits into the next token. Around them: option merging (config.py), left padding
+(position ids = cumsum(mask) - 1, the mask grows by one column per step), EOS / stop-string / length stopping,
+finished rows filled with the pad id, streamers, and the optional static cache.
+
+Shapes: B rows (batch x num_return_sequences), T prompt length, L current length, V vocabulary.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import logging
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ..models.outputs import ModelOutput
+from .config import CACHE_IMPLEMENTATIONS, DEFAULT_NEW_TOKENS, NEUTRAL, GenerationConfig, resolve
+from .sampling import LogitsRules, sample, seen_tokens
+
+logger = logging.getLogger("autoload")
+
+
+class _Unset:
+    def __repr__(self) -> str:
+        return "<unset>"
+
+
+UNSET = _Unset()  # default of the options whose explicit None means something (no EOS, no pad id)
+
+
+@dataclass
+class GenerateDecoderOnlyOutput(ModelOutput):
+    """`generate(..., return_dict_in_generate=True)`: the (B, L) sequences, the processed (B, V) scores of each
+    step when output_scores=True, and the KV cache."""
+
+    sequences: torch.Tensor | None = None
+    scores: tuple[torch.Tensor, ...] | None = None
+    past_key_values: Any = None
+
+
+# -- the four pieces -------------------------------------------------------------------------------------------
+
+def _forward(model, input_ids, attention_mask, position_ids, cache):
+    kwargs = {"logits_to_keep": 1} if _keeps_logits(model) else {}
+    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                past_key_values=cache, use_cache=cache is not None, return_dict=True, **kwargs)
+    return out.logits[:, -1].float(), out.past_key_values  # (B, V) in fp32, as the reference processes them
+
+
+def prefill(model, input_ids, attention_mask, position_ids, cache):
+    """Run the (B, T) prompt once; returns the (B, V) fp32 logits of the last position and the filled cache."""
+    return _forward(model, input_ids, attention_mask, position_ids, cache)
+
+
+def decode_one_token(model, tokens, attention_mask, position_ids, cache):
+    """One step: (B, 1) new tokens at (B, 1) positions against the cache; `attention_mask` is (B, past + 1)."""
+    return _forward(model, tokens, attention_mask, position_ids, cache)
+
+
+def _keeps_logits(model) -> bool:
+    cls = type(model)
+    if "_autoload_keeps_logits" not in cls.__dict__:
+        cls._autoload_keeps_logits = "logits_to_keep" in inspect.signature(cls.forward).parameters
+    return cls._autoload_keeps_logits
+
+
+# -- generate ----------------------------------------------------------------------------------------------------
+
+def generate(model, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None, *,
+             generation_config=None, max_new_tokens: int | None = None, min_new_tokens: int | None = None,
+             max_length: int | None = None, min_length: int | None = None, do_sample: bool | None = None,
+             temperature: float | None = None, top_k: int | None = None, top_p: float | None = None,
+             min_p: float | None = None, repetition_penalty: float | None = None, eos_token_id=UNSET,
+             pad_token_id=UNSET, bos_token_id: int | None = None, stop_strings=None, tokenizer=None,
+             num_return_sequences: int | None = None, generator: torch.Generator | None = None,
+             seed: int | None = None, streamer=None, cache_implementation: str | None = None,
+             use_cache: bool | None = None, return_dict_in_generate: bool | None = None,
+             output_scores: bool | None = None, logits_processor=None, stopping_criteria=None, inputs=None,
+             **unknown):
+    """Generate continuations of `input_ids` (B, T) — left-padded with `attention_mask` for a batch.
+
+    Options left None come from `generation_config` (a GenerationConfig, dict or transformers object), then the
+    model's generation_config.json, then the defaults (20 new tokens, greedy, top_k=50 when sampling). Returns
+    the (B * num_return_sequences, T + new) LongTensor, or a `GenerateDecoderOnlyOutput` with
+    return_dict_in_generate=True. `seed` / `generator` make sampling reproducible; `stop_strings` needs
+    `tokenizer`; `streamer` (TextStreamer, TextIteratorStreamer) receives the tokens as they come;
+    `cache_implementation="static"` preallocates the KV cache for prompt + max_new_tokens.
+    `logits_processor` / `stopping_criteria`: extra callables `(input_ids, scores) -> scores / bool (B,)`.
+    An explicit `eos_token_id=None` (or []) turns EOS stopping off and `pad_token_id=None` drops the model's pad
+    id, as in the reference; every other option given as None counts as not set.
+    """
+    call = {k: v for k, v in locals().items()
+            if k in _FIELDS and v is not UNSET and (v is not None or k in ("eos_token_id", "pad_token_id"))}
+    try:
+        _check_unknown(unknown)
+        if inputs is not None:
+            if input_ids is not None:
+                raise ValueError("Pass the prompt once, as input_ids or as inputs.")
+            input_ids = inputs
+        if input_ids is not None and not isinstance(input_ids, torch.Tensor) and hasattr(input_ids, "keys"):
+            encoding = input_ids  # a tokenizer output passed whole: take its ids and mask
+            input_ids = encoding["input_ids"]
+            if attention_mask is None:
+                attention_mask = encoding.get("attention_mask")
+        with torch.no_grad():
+            return _generate(model, input_ids, attention_mask, call, generation_config, tokenizer, generator, seed,
+                             streamer, logits_processor or [], stopping_criteria or [])
+    except BaseException as err:  # let an iterating consumer in another thread see the failure instead of hanging
+        if streamer is not None and hasattr(streamer, "on_error"):
+            streamer.on_error(err)
+        raise
+
+
+_FIELDS = set(GenerationConfig.field_names())
+
+
+def _check_unknown(unknown: dict) -> None:
+    for key, value in unknown.items():
+        if key in NEUTRAL:
+            if value is None or value == NEUTRAL[key]:
+                continue
+            raise NotImplementedError(f"generate({key}={value!r}) is not implemented by autoload (greedy decoding "
+                                      "and sampling only).")
+        valid = [p for p in inspect.signature(generate).parameters if p not in ("model", "unknown")]
+        close = difflib.get_close_matches(key, valid, n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else f" Valid options: {', '.join(sorted(valid))}."
+        raise TypeError(f"generate() got an unknown option '{key}'.{hint}")
+
+
+def _generate(model, input_ids, attention_mask, call, passed, tokenizer, generator, seed, streamer, processors,
+              criteria):
+    model_config = getattr(model, "generation_config", None)
+    if model_config is None:
+        model_config = GenerationConfig.from_model_config(model.config)
+    cfg, user_set = resolve(call, passed, model_config)
+    device = model.device
+    input_ids = _prompt_ids(input_ids, cfg.bos_token_id, device)
+    batch, prompt_len = input_ids.shape
+    if attention_mask is not None:
+        attention_mask = attention_mask.to(device)
+        if attention_mask.dim() != 2:
+            raise ValueError("attention_mask passed to generate() must be 2-D (batch, length).")
+    eos = _ids_tensor(cfg.eos_token_id, device)
+    pad = cfg.pad_token_id
+    if pad is None and eos is not None:
+        if attention_mask is None and batch > 1:
+            logger.warning("The attention mask and the pad token id were not set, with a batched input. As a "
+                           "consequence, you may observe unexpected behavior. Please pass your input's "
+                           "`attention_mask` to obtain reliable results.")
+        pad = int(eos[0])
+    _validate(cfg, user_set)
+    if attention_mask is None:
+        attention_mask = _infer_mask(input_ids, pad, eos)
+    if pad is not None and batch > 1 and bool((attention_mask[:, -1] == 0).any()):
+        logger.warning("A decoder-only architecture is being used, but right-padding was detected! For correct "
+                       "generation results, please set `padding_side='left'` when initializing the tokenizer.")
+    n = cfg.num_return_sequences
+    if n > 1:  # each prompt repeated n times in a row, as the reference's _expand_inputs_for_generation
+        input_ids = input_ids.repeat_interleave(n, dim=0)
+        attention_mask = attention_mask.repeat_interleave(n, dim=0)
+        batch *= n
+    max_length, min_length = _lengths(model, cfg, user_set, prompt_len)
+    mask = None if bool((attention_mask == 1).all()) else attention_mask  # no padding: the model needs no mask
+    if streamer is not None:
+        streamer.put(input_ids.cpu())
+
+    stop = StopStrings(cfg.stop_strings, tokenizer) if cfg.stop_strings else None
+    if seed is not None:
+        if generator is not None:
+            raise ValueError("Pass either seed or generator, not both.")
+        generator = torch.Generator(device=device).manual_seed(seed)
+    rules = LogitsRules(cfg.repetition_penalty, eos, min_length, cfg.do_sample, cfg.temperature, cfg.top_k,
+                        cfg.top_p, cfg.min_p)
+    cache = _new_cache(model, cfg, batch, max_length) if cfg.use_cache else None
+    positions = _positions(mask, batch, prompt_len, device)  # (B, T)
+    scores_out = [] if cfg.output_scores else None
+    unfinished = torch.ones(batch, dtype=torch.bool, device=device)
+    seen = None
+
+    if max_length > prompt_len:
+        logits, cache = prefill(model, input_ids, mask, positions, cache)
+        if cfg.repetition_penalty != 1.0:
+            seen = seen_tokens(input_ids, logits.shape[-1], mask)  # (B, V)
+        rows = torch.arange(batch, device=device)
+        while True:
+            scores = rules.process(logits, seen, input_ids.shape[1])
+            for processor in processors:
+                scores = processor(input_ids, scores)
+            if scores_out is not None:
+                scores_out.append(scores)
+            next_tokens = sample(scores, cfg.do_sample, generator)  # (B,)
+            if eos is not None:  # finished rows only grow padding
+                next_tokens = torch.where(unfinished, next_tokens, torch.as_tensor(pad, device=device))
+            input_ids = torch.cat([input_ids, next_tokens[:, None]], dim=-1)  # (B, L + 1)
+            if seen is not None:
+                seen[rows, next_tokens.clamp(max=seen.shape[1] - 1)] |= next_tokens < seen.shape[1]
+            if streamer is not None:
+                streamer.put(next_tokens.cpu())
+            unfinished &= ~_finished(input_ids, scores, eos, stop, criteria)
+            if input_ids.shape[1] >= max_length or not bool(unfinished.any()) or getattr(streamer, "cancelled", False):
+                break
+            if mask is not None:
+                mask = torch.cat([mask, mask.new_ones(batch, 1)], dim=-1)  # (B, L)
+            positions = torch.cat([positions, positions[:, -1:] + 1], dim=-1)
+            if cache is None:  # no cache: the whole sequence again
+                logits, _ = prefill(model, input_ids, mask, positions, None)
+            else:
+                logits, cache = decode_one_token(model, next_tokens[:, None], mask, positions[:, -1:], cache)
+    if streamer is not None:
+        streamer.end()
+    if cfg.return_dict_in_generate:
+        return GenerateDecoderOnlyOutput(sequences=input_ids,
+                                         scores=tuple(scores_out) if scores_out is not None else None,
+                                         past_key_values=cache)
+    return input_ids
+
+
+# -- preparation -------------------------------------------------------------------------------------------------
+
+def _prompt_ids(input_ids, bos, device) -> torch.Tensor:
+    if input_ids is None:
+        if bos is None:
+            raise ValueError("generate() needs input_ids (or a bos_token_id to start from).")
+        return torch.full((1, 1), int(bos), dtype=torch.long, device=device)
+    input_ids = torch.as_tensor(input_ids, device=device)
+    if input_ids.dim() == 1:
+        input_ids = input_ids[None]
+    if input_ids.dim() != 2 or input_ids.is_floating_point():
+        raise ValueError(f"input_ids must be a (batch, length) tensor of token ids, got shape "
+                         f"{tuple(input_ids.shape)} and dtype {input_ids.dtype}.")
+    return input_ids.long()
+
+
+def _ids_tensor(ids, device) -> torch.Tensor | None:
+    if ids is None:
+        return None
+    values = [int(i) for i in (ids.tolist() if isinstance(ids, torch.Tensor) else ids)] \
+        if not isinstance(ids, int) and not (isinstance(ids, torch.Tensor) and ids.dim() == 0) else [int(ids)]
+    if any(v < 0 for v in values):
+        raise ValueError(f"eos_token_id must hold non-negative token ids, got {values}.")
+    return torch.tensor(values, dtype=torch.long, device=device) if values else None
+
+
+def _validate(cfg: GenerationConfig, user_set: set) -> None:
+    if cfg.max_new_tokens is not None and cfg.max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens must be >= 0, got {cfg.max_new_tokens}.")
+    if cfg.min_new_tokens is not None and cfg.min_new_tokens < 0:
+        raise ValueError(f"min_new_tokens must be >= 0, got {cfg.min_new_tokens}.")
+    if cfg.max_new_tokens is not None and cfg.min_new_tokens is not None and cfg.min_new_tokens > cfg.max_new_tokens:
+        raise ValueError(f"min_new_tokens ({cfg.min_new_tokens}) is larger than max_new_tokens "
+                         f"({cfg.max_new_tokens}).")
+    if isinstance(cfg.top_k, bool) or not isinstance(cfg.top_k, int) or cfg.top_k < 0:
+        raise ValueError(f"top_k must be an integer >= 0 (0 disables it), got {cfg.top_k!r}.")
+    if not 0.0 < cfg.top_p <= 1.0:
+        raise ValueError(f"top_p must be in (0, 1] (1 disables it), got {cfg.top_p}.")
+    if cfg.min_p is not None and not 0.0 <= cfg.min_p <= 1.0:
+        raise ValueError(f"min_p must be in [0, 1], got {cfg.min_p}.")
+    if cfg.repetition_penalty <= 0:
+        raise ValueError(f"repetition_penalty must be > 0 (1.0 = no penalty), got {cfg.repetition_penalty}.")
+    if cfg.do_sample and not cfg.temperature > 0:
+        raise ValueError(f"temperature must be > 0 when sampling, got {cfg.temperature}; for greedy decoding set "
+                         "do_sample=False.")
+    if cfg.num_return_sequences < 1:
+        raise ValueError(f"num_return_sequences must be >= 1, got {cfg.num_return_sequences}.")
+    if cfg.num_return_sequences > 1 and not cfg.do_sample:
+        raise ValueError("Greedy decoding (do_sample=False) returns the same sequence every time: "
+                         f"num_return_sequences={cfg.num_return_sequences} needs do_sample=True.")
+    if cfg.cache_implementation not in CACHE_IMPLEMENTATIONS:
+        raise ValueError(f"cache_implementation must be one of {CACHE_IMPLEMENTATIONS}, got "
+                         f"{cfg.cache_implementation!r}.")
+    if not cfg.do_sample:
+        ignored = [f"{k}={getattr(cfg, k)}" for k, neutral in (("temperature", 1.0), ("top_p", 1.0), ("top_k", 50),
+                                                               ("min_p", None))
+                   if k in user_set and getattr(cfg, k) != neutral]
+        if ignored:
+            warnings.warn(f"do_sample is not set to True, so {', '.join(ignored)} have no effect: set do_sample=True "
+                          "to sample, or unset them.", UserWarning, stacklevel=4)
+
+
+def _infer_mask(input_ids, pad, eos) -> torch.Tensor:
+    """The reference's guess without a mask: pad positions are padding when pad occurs and is not an EOS id."""
+    if pad is not None and bool((input_ids == pad).any()) and (eos is None or pad not in eos.tolist()):
+        return input_ids.ne(pad).long()
+    return torch.ones_like(input_ids)
+
+
+def _lengths(model, cfg: GenerationConfig, user_set: set, prompt_len: int) -> tuple[int, int]:
+    """(max_length, min_length), both counting the prompt."""
+    max_pos = getattr(model.config, "max_position_embeddings", None)
+    if max_pos is not None and prompt_len > max_pos:
+        raise ValueError(f"The prompt has {prompt_len} tokens but the model handles at most {max_pos} positions "
+                         "(config.max_position_embeddings): shorten or truncate it.")
+    if cfg.max_new_tokens is not None:
+        max_length = prompt_len + cfg.max_new_tokens
+    elif cfg.max_length is not None:
+        max_length = cfg.max_length
+        if prompt_len >= max_length:
+            raise ValueError(f"Input length of input_ids is {prompt_len}, but `max_length` is set to {max_length}. "
+                             "Increase max_length or, better, set max_new_tokens.")
+    else:  # nothing anywhere: 20 new tokens, within the model's positions, with the reference's warning
+        max_length = prompt_len + DEFAULT_NEW_TOKENS
+        if max_pos is not None:
+            max_length = min(max_length, max_pos)
+        warnings.warn(f"Using the model-agnostic default `max_length` (={max_length}) to control the generation "
+                      "length. We recommend setting `max_new_tokens` to control the maximum length of the "
+                      "generation.", UserWarning, stacklevel=4)
+        if prompt_len >= max_length:
+            raise ValueError(f"Input length of input_ids is {prompt_len}, but `max_length` is set to {max_length}. "
+                             "Set max_new_tokens.")
+    if max_pos is not None and max_length > max_pos:
+        message = (f"prompt ({prompt_len}) + new tokens ({max_length - prompt_len}) = {max_length} exceeds the "
+                   f"model's max_position_embeddings ({max_pos})")
+        if _learned_positions(model):
+            raise ValueError(message + ": this model has learned position embeddings and cannot go further.")
+        logger.warning("%s: quality may degrade past the trained context.", message)
+    if cfg.min_new_tokens is not None:
+        min_length = prompt_len + cfg.min_new_tokens
+    else:
+        min_length = cfg.min_length or 0
+    return max_length, min_length
+
+
+def _learned_positions(model) -> bool:
+    return any(name.endswith(("wpe", "position_embeddings")) and isinstance(module, torch.nn.Embedding)
+               for name, module in model.named_modules())
+
+
+def _positions(mask, batch: int, length: int, device) -> torch.Tensor:
+    """(B, T) position ids: 0.. per row, counted from each row's first real token (left padding gets 0)."""
+    if mask is None:
+        return torch.arange(length, device=device)[None].expand(batch, length)
+    return (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)
+
+
+def _new_cache(model, cfg: GenerationConfig, batch: int, max_length: int):
+    from ..models.cache import DynamicCache, StaticCache
+    if cfg.cache_implementation == "dynamic":
+        return DynamicCache()
+    config = model.config
+    heads = config.num_attention_heads
+    kv_heads = getattr(config, "num_key_value_heads", None) or heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+    return StaticCache(config.num_hidden_layers, batch, kv_heads, head_dim, max_length, model.dtype, model.device)
+
+
+def _finished(input_ids, scores, eos, stop, criteria) -> torch.Tensor:
+    """(B,) rows that are done after the token just added: an EOS id, a stop string, a custom criterion."""
+    done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+    if eos is not None:
+        done |= torch.isin(input_ids[:, -1], eos)
+    if stop is not None:
+        done |= stop(input_ids)
+    for criterion in criteria:
+        result = criterion(input_ids, scores)
+        done |= torch.as_tensor(result, dtype=torch.bool, device=done.device).expand_as(done)
+    return done
+
+
+class StopStrings:
+    """Stop a row when a stop string ends inside its last token's text (the reference's StopStringCriteria: the
+    match must overlap the final token, so a string that appeared earlier does not stop the row again). The tail
+    of each row is decoded with the tokenizer, with and without the last token."""
+
+    def __init__(self, strings, tokenizer):
+        if tokenizer is None:
+            raise ValueError("stop_strings needs the tokenizer: generate(..., stop_strings=[...], tokenizer=tok).")
+        self.strings = [strings] if isinstance(strings, str) else list(strings)
+        if not self.strings or not all(isinstance(s, str) and s for s in self.strings):
+            raise ValueError(f"stop_strings must be non-empty strings, got {strings!r}.")
+        self.tokenizer = tokenizer
+        self.window = max(len(s) for s in self.strings) + 4  # tokens of context: each token is >= 1 character
+
+    def __call__(self, input_ids: torch.Tensor) -> torch.Tensor:
+        hits = []
+        for row in input_ids[:, -self.window:].tolist():
+            text = self.tokenizer.decode(row)
+            before = len(self.tokenizer.decode(row[:-1])) if len(row) > 1 else 0
+            hits.append(any(text.find(s, max(0, before - len(s) + 1)) != -1 for s in self.strings))
+        return torch.tensor(hits, dtype=torch.bool, device=input_ids.device)

@@ -1,0 +1,101 @@
+"""From next-token logits to the next token, in the reference's order (transformers' `_get_logits_processor`):
+
+1. repetition penalty over every token already in the row, prompt included (left padding excluded):
+   a logit < 0 is multiplied by the penalty, a logit > 0 divided by it;
+2. minimum length: EOS ids get -inf while the row is shorter than min_length / prompt + min_new_tokens;
+3. only when sampling (`logits_to_probs`): temperature (logits / T), top-k (keep logits >= the k-th largest),
+   top-p (drop the low tail whose cumulative probability is <= 1 - p, keep at least one), min-p (drop
+   probabilities below min_p * the largest one); masked logits are -inf;
+4. greedy = argmax; sampling = torch.multinomial(softmax(logits)) with the given torch.Generator.
+
+Scores are float32 of shape (B, V).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+NEG_INF = float("-inf")
+
+
+@dataclass
+class LogitsRules:
+    """The processors in force for one generate() call (neutral values = processor off)."""
+
+    repetition_penalty: float = 1.0
+    eos: torch.Tensor | None = None  # (n_eos,) ids masked while the row is shorter than `min_length`
+    min_length: int = 0
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    min_p: float | None = None
+
+    def process(self, scores: torch.Tensor, seen: torch.Tensor | None, length: int) -> torch.Tensor:
+        """Steps 1-2 (always) and 3 (when sampling) on (B, V) scores; `seen` (B, V) marks tokens in each row."""
+        if self.repetition_penalty != 1.0 and seen is not None:
+            scores = repetition_penalty(scores, seen, self.repetition_penalty)
+        if self.eos is not None and length < self.min_length:
+            is_eos = torch.isin(torch.arange(scores.shape[-1], device=scores.device), self.eos)  # (V,)
+            scores = scores.masked_fill(is_eos, NEG_INF)  # EOS may not end the row yet
+        if self.do_sample:
+            scores = warp(scores, self.temperature, self.top_k, self.top_p, self.min_p)
+        return scores
+
+
+def repetition_penalty(scores: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
+    """Penalise the logits of seen tokens: x * penalty if x < 0 else x / penalty (makes them less likely)."""
+    penalised = torch.where(scores < 0, scores * penalty, scores / penalty)  # (B, V)
+    return torch.where(seen, penalised, scores)
+
+
+def seen_tokens(input_ids: torch.Tensor, vocab_size: int, attention_mask: torch.Tensor | None) -> torch.Tensor:
+    """(B, V) bool: which token ids occur in each row. Left padding (before the row's first attended position)
+    does not count, as the reference's prompt_ignore_length; ids beyond the vocab are dropped."""
+    ids = input_ids.clamp(max=vocab_size)  # (B, T); out-of-vocab ids land in the spare column
+    if attention_mask is not None:
+        first = (attention_mask != 0).int().argmax(dim=1)  # (B,) index of the first real token
+        positions = torch.arange(ids.shape[1], device=ids.device)
+        ids = ids.masked_fill(positions[None, :] < first[:, None], vocab_size)
+    seen = torch.zeros(ids.shape[0], vocab_size + 1, dtype=torch.bool, device=ids.device)
+    seen.scatter_(1, ids, True)
+    return seen[:, :vocab_size]
+
+
+def warp(scores: torch.Tensor, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
+         min_p: float | None = None) -> torch.Tensor:
+    """Temperature, top-k, top-p, min-p on (B, V) logits; removed entries become -inf."""
+    if temperature != 1.0:
+        scores = scores / temperature
+    if top_k:
+        k = min(max(top_k, 1), scores.shape[-1])
+        kth = torch.topk(scores, k).values[..., -1:]  # (B, 1) the k-th largest logit
+        scores = scores.masked_fill(scores < kth, NEG_INF)
+    if top_p < 1.0:
+        sorted_logits, order = torch.sort(scores, descending=False)  # (B, V) ascending
+        cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
+        drop = cumulative <= (1 - top_p)  # the low tail holding at most 1 - p of the mass
+        drop[..., -1:] = False  # always keep the most likely token
+        scores = scores.masked_fill(drop.scatter(1, order, drop), NEG_INF)
+    if min_p is not None:
+        probs = scores.softmax(dim=-1)
+        drop = probs < min_p * probs.amax(dim=-1, keepdim=True)
+        drop.scatter_(-1, probs.argmax(dim=-1, keepdim=True), False)
+        scores = scores.masked_fill(drop, NEG_INF)
+    return scores
+
+
+def logits_to_probs(scores: torch.Tensor, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
+                    min_p: float | None = None) -> torch.Tensor:
+    """(B, V) next-token probabilities after the sampling warpers."""
+    return torch.softmax(warp(scores, temperature, top_k, top_p, min_p), dim=-1)
+
+
+def sample(scores: torch.Tensor, do_sample: bool, generator: torch.Generator | None = None) -> torch.Tensor:
+    """(B,) next tokens from processed (B, V) scores: argmax, or one multinomial draw from softmax(scores)."""
+    if not do_sample:
+        return torch.argmax(scores, dim=-1)
+    probs = torch.softmax(scores, dim=-1)
+    return torch.multinomial(probs, num_samples=1, generator=generator).squeeze(1)

