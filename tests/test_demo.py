@@ -21,3 +21,20 @@ def test_demo_end_to_end(isolated_env, capsys):
     assert float(row.split()[-3]) > 0.5  # real weights: the two eating sentences are close
     assert "same results offline: True" in out
     assert "google-bert/bert-base-chinese" in out and "links into google-bert/bert-base-chinese" in out
+
+
+@needs_data
+def test_chat_command(tmp_path, isolated_env):
+    """`autoload chat MODEL`: a prompt loop with streamed replies, /reset and /exit."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+    demo._write_tiny_chat(tmp_path / "tiny-chat")
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    done = subprocess.run([sys.executable, "-m", "autoload.cli", "chat", str(tmp_path / "tiny-chat"),
+                           "--max-new-tokens", "4"], input="你好\n/reset\n再见\n/exit\n", capture_output=True,
+                          text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("assistant> ") == 2 and "(history cleared)" in done.stdout
