@@ -119,3 +119,14 @@ def test_tree_cache_written_like_huggingface_hub(hub, cache_dir):
     ours = json.loads(Path(folder, "..", "..", "trees", f"{commit}.json").read_text())
     theirs = json.loads(Path(hf_folder, "..", "..", "trees", f"{commit}.json").read_text())
     assert ours == theirs
+
+
+def test_commit_pinned_fetch_completes_a_partial_huggingface_hub_cache(hub, cache_dir, repo_files):
+    """huggingface_hub's hf_hub_download leaves a snapshot folder without a file list: a commit-pinned
+    snapshot_download must not take that folder for complete."""
+    from huggingface_hub import hf_hub_download
+
+    config = hf_hub_download(REPO, "config.json", cache_dir=str(cache_dir), endpoint=hub.url)
+    commit = config.split("/snapshots/")[1].split("/")[0]
+    folder = autoload.snapshot_download(REPO, revision=commit, allow_patterns=["*.safetensors"])
+    assert open(os.path.join(folder, "model.safetensors"), "rb").read() == repo_files["model.safetensors"]

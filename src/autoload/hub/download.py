@@ -451,8 +451,10 @@ def _select(paths, allow_patterns, ignore_patterns) -> list[str]:
             and not (ignore_patterns is not None and _matches(p, ignore_patterns))]
 
 
-def _cached_snapshot(target: _Target, revision: str, allow_patterns, ignore_patterns) -> tuple[str | None, list[str]]:
-    """A cached snapshot of the revision: (path, missing files per the recorded tree), or (None, [])."""
+def _cached_snapshot(target: _Target, revision: str, allow_patterns,
+                     ignore_patterns) -> tuple[str | None, list[str], bool]:
+    """A cached snapshot of the revision: (path, missing files, whether the commit's file list is recorded),
+    or (None, [], False). Without a recorded list (a folder filled file by file) completeness is unknown."""
     for repo in target.candidates():
         commit = repo.read_ref(revision)
         if not commit or not os.path.isdir(repo.snapshot_dir(commit)):
@@ -460,8 +462,8 @@ def _cached_snapshot(target: _Target, revision: str, allow_patterns, ignore_patt
         tree = repo.read_tree(commit)
         wanted = _select(tree, allow_patterns, ignore_patterns) if tree is not None else []
         missing = [p for p in wanted if not repo.cached_file(commit, p)]
-        return repo.snapshot_dir(commit), missing
-    return None, []
+        return repo.snapshot_dir(commit), missing, tree is not None
+    return None, [], False
 
 
 def snapshot_download(repo_id: str, *, revision: str = "main", repo_type: str = "model",
@@ -473,8 +475,10 @@ def snapshot_download(repo_id: str, *, revision: str = "main", repo_type: str = 
     target = _Target.make(repo_id, repo_type, cache_dir, endpoint, token)
     offline = local_files_only or settings.offline()
     context = target.context(revision)
-    snapshot, missing = _cached_snapshot(target, revision, allow_patterns, ignore_patterns)
-    if snapshot and not missing and (offline or is_commit(revision)):
+    snapshot, missing, listed = _cached_snapshot(target, revision, allow_patterns, ignore_patterns)
+    # offline, a snapshot serves as it is (as huggingface_hub does); online, a commit skips the network only
+    # when its recorded file list shows every wanted file on disk
+    if snapshot and not missing and (offline or (is_commit(revision) and listed)):
         return snapshot
     if offline:
         _raise_offline_snapshot(target, revision, snapshot, missing, _offline_reason(local_files_only))
