@@ -23,7 +23,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote, unquote, urljoin, urlsplit
 
 import requests
 import urllib3
@@ -184,7 +184,7 @@ def _head(target: _Target, revision: str, filename: str, *, retries: int | None)
 
 
 def urljoin_location(response: requests.Response) -> str:
-    from urllib.parse import urljoin
+    """Where to GET the content: the Location of a cross-host redirect (a CDN), else the URL asked."""
     location = response.headers.get("Location") if response.is_redirect else None
     return urljoin(response.url, location) if location else response.url
 
