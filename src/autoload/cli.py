@@ -18,6 +18,7 @@ def _add_hub_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--endpoint", help="hub URL (default: $HF_ENDPOINT or https://huggingface.co)")
     p.add_argument("--cache-dir", help="cache folder (default: $HF_HUB_CACHE or ~/.cache/huggingface/hub)")
     p.add_argument("--token", help="access token (default: $HF_TOKEN or the token file)")
+    p.add_argument("--hub", choices=["huggingface", "modelscope"], help="default: $AUTOLOAD_HUB or huggingface")
 
 
 def _add_model_hub_options(p: argparse.ArgumentParser) -> None:
@@ -27,11 +28,13 @@ def _add_model_hub_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--token")
     p.add_argument("--local-files-only", action="store_true")
     p.add_argument("--trust-remote-code", action="store_true")
+    p.add_argument("--hub", choices=["huggingface", "modelscope"], help="default: $AUTOLOAD_HUB or huggingface")
 
 
 def _model_hub_kwargs(args) -> dict:
     return dict(revision=args.revision, endpoint=args.endpoint, cache_dir=args.cache_dir, token=args.token,
-                local_files_only=args.local_files_only, trust_remote_code=args.trust_remote_code or None)
+                local_files_only=args.local_files_only, trust_remote_code=args.trust_remote_code or None,
+                hub=args.hub)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -115,7 +118,7 @@ def cmd_download(args) -> int:
     from .hub.download import hub_download, snapshot_download
     common = dict(revision=args.revision, repo_type=args.repo_type, cache_dir=args.cache_dir,
                   endpoint=args.endpoint, token=args.token, local_files_only=args.local_files_only,
-                  progress=False if args.quiet else None)
+                  progress=False if args.quiet else None, hub=args.hub)
     if args.files:
         if args.include or args.exclude:
             raise ValueError("--include/--exclude apply to whole-repo downloads; name files or patterns, not both")

@@ -180,14 +180,14 @@ class PretrainedConfig:
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike, *, revision: str | None = None, token=None,
                         cache_dir=None, local_files_only: bool = False, endpoint: str | None = None,
-                        return_unused_kwargs: bool = False, **kwargs):
+                        hub: str | None = None, return_unused_kwargs: bool = False, **kwargs):
         """Read config.json from a folder, a file, or a hub repo id, then apply keyword overrides."""
         if os.path.isfile(name_or_path):
             data = read_config_dict(name_or_path)
         else:
             from .registry.files import FileSource
             source = FileSource(name_or_path, revision=revision, token=token, cache_dir=cache_dir,
-                                local_files_only=local_files_only, endpoint=endpoint)
+                                local_files_only=local_files_only, endpoint=endpoint, hub=hub)
             data = read_config_dict(source.require(CONFIG_NAME, "(every model needs one)"))
         if cls.model_type and data.get("model_type") not in (None, cls.model_type):
             logger.warning("Loading a '%s' config into %s (model_type '%s'): this may not work.",

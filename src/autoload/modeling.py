@@ -173,7 +173,8 @@ class PreTrainedModel(nn.Module):
                         trust_remote_code: bool | None = None, code_revision=None,
                         ignore_mismatched_sizes: bool = False, output_loading_info: bool = False,
                         use_safetensors: bool | None = None, weights_only: bool = True, state_dict=None,
-                        attn_implementation: str | None = None, variant: str | None = None, **kwargs):
+                        attn_implementation: str | None = None, variant: str | None = None,
+                        hub: str | None = None, **kwargs):
         """Load a model from a folder or a hub repo id (see the module docstring for the steps).
 
         dtype: "auto" (the checkpoint's), a torch.dtype or its name. device / device_map: "cpu", "cuda",
@@ -191,7 +192,7 @@ class PreTrainedModel(nn.Module):
                         "picks flash/memory-efficient kernels itself.", attn_implementation)
             attn_implementation = "sdpa"
         source = FileSource(name_or_path, revision=revision, token=token, cache_dir=cache_dir,
-                            local_files_only=local_files_only, endpoint=endpoint)
+                            local_files_only=local_files_only, endpoint=endpoint, hub=hub)
         if config is None:
             from .configuration import read_config_dict
             data = read_config_dict(source.require("config.json", "(every model needs one)"))

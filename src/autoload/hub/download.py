@@ -137,6 +137,8 @@ def _find_cached(target: _Target, revision: str, filename: str) -> str | None:
     return None
 
 
+
+
 def _offline_reason(local_files_only: bool) -> str:
     return ("local_files_only=True" if local_files_only else
             "offline mode is on (HF_HUB_OFFLINE/AUTOLOAD_OFFLINE)")
@@ -208,13 +210,18 @@ def _normalize_etag(etag: str) -> str:
 def hub_download(repo_id: str, filename: str, *, revision: str = "main", repo_type: str = "model",
                  cache_dir: str | os.PathLike | None = None, endpoint: str | None = None,
                  token: str | bool | None = None, local_files_only: bool = False, force_download: bool = False,
-                 progress: bool | None = None) -> str:
+                 progress: bool | None = None, hub: str | None = None) -> str:
     """Download one file of a hub repo into the shared cache and return its local path.
 
     `repo_id` may be a legacy short id (`bert-base-chinese`); it is stored under its canonical id.
     `revision` is a branch, tag, `refs/pr/N` or a full commit hash (a cached commit costs no request).
     Offline (`local_files_only=True` or HF_HUB_OFFLINE=1) only the cache is read.
+    `hub="modelscope"` (or AUTOLOAD_HUB=modelscope) downloads from ModelScope instead (docs/modelscope.md).
     """
+    if settings.which_hub(hub, repo_type, force_download=force_download) == "modelscope":
+        from .modelscope import ms_hub_download
+        return ms_hub_download(repo_id, filename, revision=revision, cache_dir=cache_dir, endpoint=endpoint,
+                               token=token if isinstance(token, str) else None, local_files_only=local_files_only)
     revision = revision or "main"
     target = _Target.make(repo_id, repo_type, cache_dir, endpoint, token)
     filename = safe_filename(filename, repo_id)
@@ -469,8 +476,15 @@ def _cached_snapshot(target: _Target, revision: str, allow_patterns,
 def snapshot_download(repo_id: str, *, revision: str = "main", repo_type: str = "model",
                       allow_patterns=None, ignore_patterns=None, cache_dir: str | os.PathLike | None = None,
                       endpoint: str | None = None, token: str | bool | None = None, local_files_only: bool = False,
-                      max_workers: int = 8, progress: bool | None = None) -> str:
-    """Download the files of a repo at a revision (filtered by fnmatch patterns) and return the snapshot folder."""
+                      max_workers: int = 8, progress: bool | None = None, hub: str | None = None) -> str:
+    """Download the files of a repo at a revision (filtered by fnmatch patterns) and return the snapshot folder.
+    `hub="modelscope"` (or AUTOLOAD_HUB=modelscope) downloads from ModelScope instead (docs/modelscope.md)."""
+    if settings.which_hub(hub, repo_type) == "modelscope":
+        from .modelscope import ms_snapshot_download
+        return ms_snapshot_download(repo_id, revision=revision, allow_patterns=allow_patterns,
+                                    ignore_patterns=ignore_patterns, cache_dir=cache_dir, endpoint=endpoint,
+                                    token=token if isinstance(token, str) else None,
+                                    local_files_only=local_files_only, max_workers=max_workers)
     revision = revision or "main"
     target = _Target.make(repo_id, repo_type, cache_dir, endpoint, token)
     offline = local_files_only or settings.offline()

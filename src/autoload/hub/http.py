@@ -79,10 +79,11 @@ def _retry_wait(response: requests.Response | None, attempt: int) -> float:
 
 def request(method: str, url: str, *, endpoint: str, token: str | None = None,
             headers: dict | None = None, stream: bool = False, timeout: float | None = None,
-            retries: int | None = None) -> requests.Response:
+            retries: int | None = None, origin_headers: dict | None = None) -> requests.Response:
     """Send a request, following redirects by hand.
 
-    - The token goes only to the hub's own origin (`endpoint`), never to a redirect target elsewhere.
+    - The token goes only to the hub's own origin (`endpoint`), never to a redirect target elsewhere;
+      so do `origin_headers` (credentials in another form, e.g. ModelScope's session cookie).
     - HEAD stops at a redirect to another host and returns that 3xx: the hub puts the file's
       metadata on it (the target is a CDN URL to GET later).
     - Connection errors, timeouts and 429/5xx are retried `retries` times with backoff,
@@ -102,7 +103,7 @@ def request(method: str, url: str, *, endpoint: str, token: str | None = None,
     attempt = 0
     while True:
         try:
-            response = _follow(method, url, base_headers, token, hub_origin, stream, timeout)
+            response = _follow(method, url, base_headers, token, hub_origin, stream, timeout, origin_headers)
         except (requests.ConnectionError, requests.Timeout) as err:
             if attempt >= retries:
                 raise
@@ -118,14 +119,16 @@ def request(method: str, url: str, *, endpoint: str, token: str | None = None,
         time.sleep(wait)
 
 
-def _follow(method, url, headers, token, hub_origin, stream, timeout) -> requests.Response:
+def _follow(method, url, headers, token, hub_origin, stream, timeout, origin_headers=None) -> requests.Response:
     sess = session()
     visited = []
     for _ in range(MAX_REDIRECTS):
         visited.append(url)
         hop_headers = dict(headers)
-        if token and origin(url) == hub_origin:
-            hop_headers["authorization"] = f"Bearer {token}"
+        if origin(url) == hub_origin:
+            if token:
+                hop_headers["authorization"] = f"Bearer {token}"
+            hop_headers.update(origin_headers or {})
         response = sess.request(method, url, headers=hop_headers, allow_redirects=False,
                                 stream=stream, timeout=timeout)
         response.visited = visited  # every URL of the redirect chain, for spotting renamed repos

@@ -499,8 +499,11 @@ class _Handler(BaseHTTPRequestHandler):
     def _route(self, headers: dict[str, str]) -> None:
         raw_path, _, self.query = self.path.partition("?")
         self.params = dict(parse_qsl(self.query))
-        token = self._token(headers.get("authorization"))
         segs = raw_path.split("/")[1:]
+        if segs[:2] == ["api", "v1"]:  # ModelScope routes (hook): their own module, auth and envelope
+            from . import server_modelscope
+            return server_modelscope.route(self, raw_path)
+        token = self._token(headers.get("authorization"))
         if segs[:1] == ["api"] and len(segs) >= 3 and segs[1] in ("models", "datasets"):
             return self._api(segs[1][:-1], f"/api/{segs[1]}", segs[2:], token)
         kind, prefix = ("dataset", "/datasets") if segs[:1] == ["datasets"] else ("model", "")

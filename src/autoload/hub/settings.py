@@ -99,3 +99,17 @@ def max_retries() -> int:
 def retry_backoff() -> float:
     """Seconds of the first retry wait; each next wait doubles, capped at 8 s."""
     return float(_env("AUTOLOAD_RETRY_BACKOFF") or 1.0)
+
+
+HUBS = ("huggingface", "modelscope")
+
+
+def which_hub(hub: str | None, repo_type: str, *, force_download: bool = False) -> str:
+    """The hub to use: the argument, `AUTOLOAD_HUB`, else huggingface. ModelScope (models only) is served
+    by `autoload.hub.modelscope`, which has its own cache (MODELSCOPE_CACHE) and endpoint (MODELSCOPE_ENDPOINT)."""
+    name = (hub or _env("AUTOLOAD_HUB") or "huggingface").strip().lower()
+    if name not in HUBS:
+        raise ValueError(f"Unknown hub {name!r}; supported: {', '.join(HUBS)}.")
+    if name == "modelscope" and (repo_type != "model" or force_download):
+        raise ValueError("hub='modelscope' supports repo_type='model' only, without force_download.")
+    return name

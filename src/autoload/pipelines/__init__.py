@@ -43,7 +43,7 @@ def pipeline_class(task: str) -> type:
 def pipeline(task: str, model=None, tokenizer=None, *, device=None, dtype=None, batch_size: int | None = None,
              progress: bool | None = None, trust_remote_code: bool | None = None, model_kwargs: dict | None = None,
              revision: str | None = None, token=None, cache_dir=None, local_files_only: bool = False,
-             endpoint: str | None = None, **task_options):
+             endpoint: str | None = None, hub: str | None = None, **task_options):
     """Build the pipeline of `task` ("fill-mask", "feature-extraction", "sentence-embeddings",
     "text-classification" / "sentiment-analysis", "token-classification" / "ner", "text-generation").
 
@@ -61,7 +61,7 @@ def pipeline(task: str, model=None, tokenizer=None, *, device=None, dtype=None, 
         raise ValueError(f"pipeline({task!r}) needs model=...: a repo id, a folder or a loaded model (autoload "
                          "picks no default model).")
     hub = {k: v for k, v in (("revision", revision), ("token", token), ("cache_dir", cache_dir),
-                             ("local_files_only", local_files_only), ("endpoint", endpoint)) if v}
+                             ("local_files_only", local_files_only), ("endpoint", endpoint), ("hub", hub)) if v}
     if device is not None and isinstance(device, int) and not isinstance(device, bool) and device < 0:
         device = "cpu"
     name = os.fspath(model) if isinstance(model, (str, os.PathLike)) else None

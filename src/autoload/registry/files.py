@@ -10,14 +10,17 @@ import fnmatch
 import os
 from pathlib import Path
 
-HUB_OPTIONS = ("revision", "token", "cache_dir", "local_files_only", "endpoint")
+HUB_OPTIONS = ("revision", "token", "cache_dir", "local_files_only", "endpoint", "hub")
 
 
 class FileSource:
     """Files of a model by repo-relative path, from a folder or a repo id."""
 
     def __init__(self, name_or_path: str | os.PathLike, *, revision: str | None = None, token=None,
-                 cache_dir=None, local_files_only: bool = False, endpoint: str | None = None):
+                 cache_dir=None, local_files_only: bool = False, endpoint: str | None = None,
+                 hub: str | None = None):
+        from ..hub.settings import which_hub
+        self.hub = which_hub(hub, "model")  # "huggingface" or "modelscope" (argument, else AUTOLOAD_HUB)
         self.name = os.fspath(name_or_path)
         self.revision = revision or "main"
         self.requested_revision = self.revision
@@ -28,7 +31,7 @@ class FileSource:
         self.folder = self.name if os.path.isdir(self.name) else None
         self.commit: str | None = None
         self._found: dict[str, str] = {}
-        if self.folder is None:
+        if self.folder is None and self.hub == "huggingface":  # ModelScope's client explains bare names itself
             from ..hub.download import validate_repo_id
             from ..hub.errors import InvalidRepoIdError
             try:
@@ -61,8 +64,9 @@ class FileSource:
         from ..hub.download import snapshot_download
         snapshot = snapshot_download(self.name, revision=self.commit or self.revision, allow_patterns=patterns,
                                      token=self.token, cache_dir=self.cache_dir, endpoint=self.endpoint,
-                                     local_files_only=self.local_files_only, progress=None)
-        self.commit = os.path.basename(snapshot)  # pin: the rest of this call reads the same commit
+                                     local_files_only=self.local_files_only, progress=None, hub=self.hub)
+        if self.hub == "huggingface":
+            self.commit = os.path.basename(snapshot)  # pin: the rest of this call reads the same commit
         root = Path(snapshot)
         found = {}
         for path in root.rglob("*"):
