@@ -201,3 +201,29 @@ def test_auto_classes_on_modelscope(ms, hub_root, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     again = autoload.AutoConfig.from_pretrained("owner/bert-base-chinese")
     assert again.is_decoder is True and ms.requests == []  # offline, from the ModelScope cache
+
+
+def test_cache_commands_cover_modelscope(ms, isolated_env, capsys):
+    """`autoload cache ls/rm/verify --hub modelscope` on both layouts."""
+    from autoload.cli import main
+    ms_snapshot_download(REPO)
+    classic = isolated_env / "ms_cache" / "models" / "Qwen" / "Qwen2___5-0___5B"
+    classic.mkdir(parents=True)
+    (classic / "config.json").write_text("{}")
+    (classic / ".msc").write_bytes(pickle.dumps([{"Path": "config.json", "Revision": "abc"}], protocol=4))
+    assert main(["cache", "ls", "--hub", "modelscope"]) == 0
+    out = capsys.readouterr().out
+    assert "Qwen/Qwen2.5-0.5B" in out and "classic" in out and REPO in out and "master" in out
+    assert main(["cache", "verify", REPO, "--hub", "modelscope"]) == 0
+    assert "0 bad" in capsys.readouterr().out
+    target = snapshot_dir(os.environ["MODELSCOPE_CACHE"], REPO, "master")
+    with open(os.path.join(target, "vocab.txt"), "ab") as f:
+        f.write(b"tampered")
+    assert main(["cache", "verify", REPO, "--hub", "modelscope"]) == 1
+    assert "corrupt    vocab.txt" in capsys.readouterr().out
+    assert main(["cache", "rm", "Qwen/Qwen2.5-0.5B", "--hub", "modelscope"]) == 0
+    assert not classic.exists()
+    assert main(["cache", "rm", REPO, "--hub", "modelscope", "--revision", "main"]) == 0  # main -> master
+    assert not os.path.exists(target)
+    assert main(["cache", "rm", REPO, "--hub", "modelscope", "--revision", "v9"]) == 1
+    assert "not in the ModelScope cache" in capsys.readouterr().err

@@ -55,17 +55,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     cache = sub.add_parser("cache", help="inspect and clean the cache").add_subparsers(dest="cache_command",
                                                                                        required=True)
+    hub_choice = dict(choices=["huggingface", "modelscope"], help="default: $AUTOLOAD_HUB or huggingface")
     p = cache.add_parser("ls", help="list cached repos with sizes, revisions and last use")
     p.add_argument("--cache-dir")
+    p.add_argument("--hub", **hub_choice)
     p = cache.add_parser("rm", help="delete a cached repo, or one revision of it")
     p.add_argument("repo_id")
     p.add_argument("--revision", help="delete only this revision (branch, tag or commit)")
     p.add_argument("--repo-type", default="model", choices=["model", "dataset", "space"])
     p.add_argument("--cache-dir")
-    p = cache.add_parser("verify", help="re-hash a cached repo's files against their recorded etags")
+    p.add_argument("--hub", **hub_choice)
+    p = cache.add_parser("verify", help="re-hash a cached repo's files against their recorded etags "
+                                        "(ModelScope: against the hub's listing)")
     p.add_argument("repo_id")
     p.add_argument("--repo-type", default="model", choices=["model", "dataset", "space"])
     p.add_argument("--cache-dir")
+    p.add_argument("--hub", **hub_choice)
+    p.add_argument("--revision", help="ModelScope: the revision to verify (default master)")
+    p.add_argument("--endpoint", help="ModelScope: the hub URL (default: $MODELSCOPE_ENDPOINT)")
 
     p = sub.add_parser("serve", help="serve a folder of repos (or an HF cache) over the Hugging Face protocol")
     p.add_argument("root", help="folder of ORG/NAME repo folders, or a huggingface_hub cache folder")
@@ -150,6 +157,8 @@ def _ago(ts: float) -> str:
 
 def cmd_cache(args) -> int:
     from .hub import manage, settings
+    if settings.which_hub(args.hub, "model") == "modelscope":
+        return _cache_modelscope(args)
     cache_dir = settings.hub_cache(args.cache_dir)
     if args.cache_command == "ls":
         repos = manage.scan_cache(cache_dir)
@@ -183,6 +192,38 @@ def cmd_cache(args) -> int:
     print(f"\n{len(checks)} file(s) checked, {len(bad)} bad")
     if bad:
         print("Delete the bad revision with `autoload cache rm` and download it again.", file=sys.stderr)
+    return 1 if bad else 0
+
+
+def _cache_modelscope(args) -> int:
+    from .hub import modelscope
+    root = modelscope.ms_cache(args.cache_dir)
+    if args.cache_command == "ls":
+        repos = modelscope.scan_cache(args.cache_dir)
+        rows = [("REPO ID", "LAYOUT", "SIZE", "FILES", "REVISIONS", "LAST USED")]
+        rows += [(r["repo_id"], r["layout"], _size(r["size"]), str(r["files"]), ", ".join(r["revisions"]) or "-",
+                  _ago(r["last_used"])) for r in repos]
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+        for row in rows:
+            print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+        print(f"\n{len(repos)} repo(s), {_size(sum(r['size'] for r in repos))} in {root}")
+        return 0
+    if args.cache_command == "rm":
+        removed = modelscope.delete_cached(args.repo_id, args.revision, args.cache_dir)
+        for path in removed:
+            print(f"removed {path}")
+        if not removed:
+            print(f"error: '{args.repo_id}' is not in the ModelScope cache {root} (see `autoload cache ls "
+                  "--hub modelscope`)", file=sys.stderr)
+        return 0 if removed else 1
+    checks = modelscope.verify_cached(args.repo_id, args.revision, args.cache_dir, args.endpoint)
+    if not checks:
+        print(f"error: '{args.repo_id}' is not in the ModelScope cache {root}", file=sys.stderr)
+        return 1
+    bad = [c for c in checks if c[1] == "corrupt"]
+    for path, status, detail in checks:
+        print(f"{status:9}  {path}" + (f"  ({detail})" if detail else ""))
+    print(f"\n{len(checks)} file(s) checked, {len(bad)} bad")
     return 1 if bad else 0
 
 

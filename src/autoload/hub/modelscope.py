@@ -372,3 +372,78 @@ def ms_snapshot_download(repo_id: str, *, revision: str | None = None, allow_pat
 
 __all__ = ["ms_hub_download", "ms_snapshot_download", "ms_endpoint", "ms_cache", "ms_token", "ms_revision",
            "snapshot_dir", "list_files"]
+
+
+# ---- housekeeping behind `autoload cache ls/rm/verify --hub modelscope` ----
+
+def scan_cache(cache_dir: str | os.PathLike | None = None) -> list[dict]:
+    """Every cached model in both layouts: {repo_id, layout, path, revisions, files, size, last_used}."""
+    root = ms_cache(cache_dir)
+    models = os.path.join(root, "models")
+    repos = []
+    for entry in _listdir(models):
+        path = os.path.join(models, entry)
+        if "--" in entry:  # >= 1.38: models/{owner}--{name}/snapshots/{revision}/
+            owner, name = entry.split("--", 1)
+            revisions = _listdir(os.path.join(path, "snapshots"))
+            repos.append(_describe(f"{owner}/{name}", "hub", path, revisions))
+            continue
+        for name in _listdir(path):  # <= 1.37: models/{owner}/{name with . -> ___}/ + .msc
+            folder = os.path.join(path, name)
+            if _classic_files(folder) is not None:
+                repos.append(_describe(f"{entry}/{name.replace('___', '.')}", "classic", folder, ["(classic)"]))
+    return sorted(repos, key=lambda r: r["repo_id"])
+
+
+def _describe(repo_id: str, layout: str, path: str, revisions: list[str]) -> dict:
+    files, size, last_used = 0, 0, 0.0
+    for folder, _, names in os.walk(path):
+        for name in names:
+            if name.startswith(".") or name.endswith(".incomplete"):
+                continue  # .msc/.mv metadata, partial downloads
+            stat = os.stat(os.path.join(folder, name))
+            files, size, last_used = files + 1, size + stat.st_size, max(last_used, stat.st_atime)
+    return {"repo_id": repo_id, "layout": layout, "path": path, "revisions": revisions, "files": files,
+            "size": size, "last_used": last_used}
+
+
+def delete_cached(repo_id: str, revision: str | None = None, cache_dir: str | os.PathLike | None = None) -> list[str]:
+    """Delete a model (both layouts) or one revision of the >= 1.38 layout; return what was removed."""
+    import shutil
+    removed = []
+    for repo in scan_cache(cache_dir):
+        if repo["repo_id"] != repo_id:
+            continue
+        if revision is None:
+            shutil.rmtree(repo["path"])
+            removed.append(repo["path"])
+        elif repo["layout"] == "hub" and ms_revision(revision) in repo["revisions"]:
+            folder = os.path.join(repo["path"], "snapshots", ms_revision(revision))
+            shutil.rmtree(folder)
+            removed.append(folder)
+    return removed
+
+
+def verify_cached(repo_id: str, revision: str | None = None, cache_dir: str | os.PathLike | None = None,
+                  endpoint: str | None = None, token: str | None = None) -> list[tuple[str, str, str]]:
+    """Re-hash the cached files of a revision against ModelScope's listing (the caches record no hashes,
+    so this asks the hub once): [(path, "ok" | "corrupt" | "unlisted", detail)]."""
+    ctx = _context(repo_id, revision, cache_dir, endpoint, token)
+    folder = _cached_snapshot(ctx["root"], repo_id, ctx["revision"])
+    if folder is None:
+        return []
+    listing = list_files(ctx)
+    checks = []
+    for current, _, names in os.walk(folder):
+        for name in sorted(names):
+            if name.startswith(".") or name.endswith(".incomplete"):
+                continue
+            path = os.path.relpath(os.path.join(current, name), folder).replace(os.sep, "/")
+            entry = listing.get(path)
+            if entry is None:
+                checks.append((path, "unlisted", "not in the hub's listing at this revision"))
+            elif _is_fresh(os.path.join(current, name), entry):
+                checks.append((path, "ok", ""))
+            else:
+                checks.append((path, "corrupt", f"size or sha256 differs from the listing ({entry.get('Sha256')})"))
+    return checks
