@@ -227,3 +227,12 @@ def test_cache_commands_cover_modelscope(ms, isolated_env, capsys):
     assert not os.path.exists(target)
     assert main(["cache", "rm", REPO, "--hub", "modelscope", "--revision", "v9"]) == 1
     assert "not in the ModelScope cache" in capsys.readouterr().err
+
+
+def test_progress_bars(ms, isolated_env, capsys):
+    """Per-file bars for large files and a total bar, on stderr; silenced by progress=False."""
+    ms_snapshot_download(REPO, progress=True)
+    err = capsys.readouterr().err
+    assert f"Fetching {REPO}" in err and "model.safetensors" in err
+    ms_hub_download(REPO, "vocab.txt", progress=False, cache_dir=str(isolated_env / "other-ms-cache"))
+    assert capsys.readouterr().err == ""

@@ -221,7 +221,8 @@ def hub_download(repo_id: str, filename: str, *, revision: str = "main", repo_ty
     if settings.which_hub(hub, repo_type, force_download=force_download) == "modelscope":
         from .modelscope import ms_hub_download
         return ms_hub_download(repo_id, filename, revision=revision, cache_dir=cache_dir, endpoint=endpoint,
-                               token=token if isinstance(token, str) else None, local_files_only=local_files_only)
+                               token=token if isinstance(token, str) else None, local_files_only=local_files_only,
+                               progress=progress)
     revision = revision or "main"
     target = _Target.make(repo_id, repo_type, cache_dir, endpoint, token)
     filename = safe_filename(filename, repo_id)
@@ -484,7 +485,7 @@ def snapshot_download(repo_id: str, *, revision: str = "main", repo_type: str = 
         return ms_snapshot_download(repo_id, revision=revision, allow_patterns=allow_patterns,
                                     ignore_patterns=ignore_patterns, cache_dir=cache_dir, endpoint=endpoint,
                                     token=token if isinstance(token, str) else None,
-                                    local_files_only=local_files_only, max_workers=max_workers)
+                                    local_files_only=local_files_only, max_workers=max_workers, progress=progress)
     revision = revision or "main"
     target = _Target.make(repo_id, repo_type, cache_dir, endpoint, token)
     offline = local_files_only or settings.offline()

@@ -26,6 +26,7 @@ from filelock import FileLock
 from . import http, settings
 from .aliases import canonical_id
 from .download import _select, safe_filename, validate_repo_id
+from .progress import Progress
 from .errors import (EntryNotFoundError, HubHTTPError, IntegrityError, InvalidRepoIdError,
                      OfflineModeError, RepositoryNotFoundError, RevisionNotFoundError)
 
@@ -226,7 +227,7 @@ def _sha256_of(path: str) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
-def _fetch(ctx: dict, filename: str, entry: dict, target: str) -> str:
+def _fetch(ctx: dict, filename: str, entry: dict, target: str, bar: Progress) -> str:
     """Download one file to `target`: resume `{target}.incomplete`, verify size and sha256, rename."""
     lock_key = f"modelscope-hub-download-lock-v2\0file\0model\0{ctx['repo_id']}\0{filename}"
     lock = os.path.join(ctx["root"], ".lock", f"file_{hashlib.sha256(lock_key.encode()).hexdigest()}.lock")
@@ -241,7 +242,7 @@ def _fetch(ctx: dict, filename: str, entry: dict, target: str) -> str:
         size = entry.get("Size")
         for attempt in range(RESUME_TRIES + 1):
             try:
-                if _stream(url, ctx, filename, partial, size):
+                if _stream(url, ctx, filename, partial, size, bar):
                     break
             except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError, requests.Timeout):
                 if attempt == RESUME_TRIES:
@@ -259,7 +260,7 @@ def _fetch(ctx: dict, filename: str, entry: dict, target: str) -> str:
     return target
 
 
-def _stream(url: str, ctx: dict, filename: str, partial: str, size: int | None) -> bool:
+def _stream(url: str, ctx: dict, filename: str, partial: str, size: int | None, bar: Progress) -> bool:
     """Append the rest of the file to `partial`; True once the body ended (complete or not)."""
     have = os.path.getsize(partial) if os.path.exists(partial) else 0
     if size is not None and have > size:
@@ -276,9 +277,11 @@ def _stream(url: str, ctx: dict, filename: str, partial: str, size: int | None) 
             _raise(response, ctx, filename)
         resumed = (response.status_code == 206 and
                    response.headers.get("Content-Range", "").startswith(f"bytes {have}-"))
-        with open(partial, "ab" if resumed else "wb") as f:  # a 200 is the whole file: rewrite from 0
-            for chunk in response.iter_content(READ_SIZE):
+        start = have if resumed else 0
+        with open(partial, "ab" if resumed else "wb") as f, bar.file(filename, size, start) as file_bar:
+            for chunk in response.iter_content(READ_SIZE):  # a 200 is the whole file: rewritten from 0
                 f.write(chunk)
+                file_bar.update(len(chunk))
     return True
 
 
@@ -312,7 +315,7 @@ def _offline(local_files_only: bool) -> bool:
 
 def ms_hub_download(repo_id: str, filename: str, *, revision: str | None = None,
                     cache_dir: str | os.PathLike | None = None, endpoint: str | None = None,
-                    token: str | None = None, local_files_only: bool = False) -> str:
+                    token: str | None = None, local_files_only: bool = False, progress: bool | None = None) -> str:
     """Path of `filename` of ModelScope model `repo_id` at `revision` (default `master`), downloading it
     into the cache when it is missing or stale. Offline (local_files_only or AUTOLOAD_OFFLINE/HF_HUB_OFFLINE),
     the new and the classic cache layouts are read without any request."""
@@ -338,12 +341,16 @@ def ms_hub_download(repo_id: str, filename: str, *, revision: str | None = None,
                                  repo_id=repo_id, filename=filename, revision=ctx["revision"],
                                  endpoint=ctx["endpoint"], status=404)
     target = os.path.join(snapshot_dir(ctx["root"], repo_id, ctx["revision"]), filename)
-    return target if _is_fresh(target, entry) else _fetch(ctx, filename, entry, target)
+    if _is_fresh(target, entry):
+        return target
+    with Progress.maybe(progress) as bar:
+        return _fetch(ctx, filename, entry, target, bar)
 
 
 def ms_snapshot_download(repo_id: str, *, revision: str | None = None, allow_patterns=None, ignore_patterns=None,
                          cache_dir: str | os.PathLike | None = None, endpoint: str | None = None,
-                         token: str | None = None, local_files_only: bool = False, max_workers: int = 8) -> str:
+                         token: str | None = None, local_files_only: bool = False, max_workers: int = 8,
+                         progress: bool | None = None) -> str:
     """Folder holding the files of ModelScope model `repo_id` at `revision` (default `master`) that match
     `allow_patterns` and not `ignore_patterns` (fnmatch), each verified against the listing's sha256."""
     ctx = _context(repo_id, revision, cache_dir, endpoint, token)
@@ -360,13 +367,18 @@ def ms_snapshot_download(repo_id: str, *, revision: str | None = None, allow_pat
         return files
     wanted = _select(files, allow_patterns, ignore_patterns)
 
-    def one(path: str) -> str:
-        target = os.path.join(folder, path)
-        return target if _is_fresh(target, files[path]) else _fetch(ctx, path, files[path], target)
+    total = sum(files[path].get("Size") or 0 for path in wanted)
+    with Progress.maybe(progress, total=total, desc=repo_id) as bar:
+        def one(path: str) -> str:
+            target = os.path.join(folder, path)
+            if _is_fresh(target, files[path]):
+                bar.update(files[path].get("Size") or 0)
+                return target
+            return _fetch(ctx, path, files[path], target, bar)
 
-    os.makedirs(folder, exist_ok=True)
-    with ThreadPoolExecutor(max(1, min(max_workers, len(wanted) or 1))) as pool:
-        list(pool.map(one, wanted))
+        os.makedirs(folder, exist_ok=True)
+        with ThreadPoolExecutor(max(1, min(max_workers, len(wanted) or 1))) as pool:
+            list(pool.map(one, wanted))
     return folder
 
 
