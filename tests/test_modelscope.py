@@ -94,10 +94,21 @@ def test_missing_repo_file_and_revision(ms):
         ms_snapshot_download(REPO, revision="v9")
 
 
-def test_short_name_lists_full_ids(ms):
-    with pytest.raises(InvalidRepoIdError, match="google-bert/bert-base-chinese.*AI-ModelScope/bert-base-chinese"):
-        ms_hub_download("bert-base-chinese", "config.json")
-    assert not ms.requests
+def test_short_names_resolve_or_name_the_full_ids(ms, hub_root, monkeypatch):
+    """Where modelscope's client fails on a bare name, autoload resolves it: the canonical table, then the hub."""
+    path = ms_hub_download("bert-base-chinese", "config.json")  # -> google-bert/bert-base-chinese, which exists
+    assert "google-bert--bert-base-chinese" in path
+    (hub_root / "AI-ModelScope" / "only-here").mkdir(parents=True)
+    (hub_root / "AI-ModelScope" / "only-here" / "config.json").write_text("{}")
+    assert "AI-ModelScope--only-here" in ms_hub_download("only-here", "config.json")  # found by asking the hub
+    with pytest.raises(InvalidRepoIdError, match="'nowhere'.*AI-ModelScope/nowhere, damo/nowhere"):
+        ms_hub_download("nowhere", "config.json")
+    ms.reset_requests()
+    monkeypatch.setenv("AUTOLOAD_OFFLINE", "1")
+    assert ms_hub_download("bert-base-chinese", "config.json") == path  # offline: the one cached model of that name
+    with pytest.raises(InvalidRepoIdError, match="offline"):
+        ms_hub_download("nowhere", "config.json")
+    assert ms.requests == []
 
 
 def test_offline_reads_new_layout_with_zero_requests(ms, monkeypatch):

@@ -64,18 +64,31 @@ def ms_revision(revision: str | None) -> str:
 
 # ---- ids ----
 
-def _check_id(repo_id: str, root: str) -> None:
-    """ModelScope ids are always `owner/name` (doc §4). A bare name fails, listing full ids to try."""
+def _resolve_id(repo_id: str, root: str, endpoint: str, token: str | None, offline: bool) -> str:
+    """ModelScope ids are `owner/name` and its client rejects bare names (doc §4). autoload resolves a bare name:
+    a single cached model of that name, else the first candidate the hub has (the Hugging Face canonical id,
+    then AI-ModelScope/, then damo/); otherwise the error names the ids it tried."""
     validate_repo_id(repo_id)
     if "/" in repo_id:
-        return
-    guesses = dict.fromkeys(g for g in (canonical_id(repo_id), f"AI-ModelScope/{repo_id}", f"damo/{repo_id}")
-                            if "/" in g)
+        return repo_id
+    guesses = list(dict.fromkeys(g for g in (canonical_id(repo_id), f"AI-ModelScope/{repo_id}", f"damo/{repo_id}")
+                                 if "/" in g))
     cached = [f"{o}/{n.replace('___', '.')}" for o, n in _cached_ids(root) if n in (repo_id, _mask(repo_id))]
+    if len(cached) == 1:
+        logger.info("ModelScope: '%s' is the cached model %s", repo_id, cached[0])
+        return cached[0]
+    if not offline:
+        for guess in guesses:
+            try:
+                if _repo_exists({"repo_id": guess, "endpoint": endpoint, "token": token}):
+                    logger.info("ModelScope: short name '%s' resolved to %s", repo_id, guess)
+                    return guess
+            except requests.RequestException:
+                break  # hub unreachable: say what to try instead
     raise InvalidRepoIdError(
-        f"ModelScope needs a full model id 'owner/name', got '{repo_id}'. ModelScope has no short names and its "
-        f"owners differ from Hugging Face's. Ids that may hold it: {', '.join(guesses)}"
-        + (f"; cached here: {', '.join(cached)}" if cached else "") + ".", repo_id=repo_id)
+        f"ModelScope has no short names and no model was found for '{repo_id}' on {endpoint}"
+        f"{' (offline: not looked up)' if offline else ''}. Pass a full id 'owner/name'; ids that may hold it: "
+        f"{', '.join(guesses)}" + (f"; cached here: {', '.join(cached)}" if cached else "") + ".", repo_id=repo_id)
 
 
 def _cached_ids(root: str) -> list[tuple[str, str]]:
@@ -287,11 +300,11 @@ def _stream(url: str, ctx: dict, filename: str, partial: str, size: int | None, 
 
 # ---- public entry points ----
 
-def _context(repo_id, revision, cache_dir, endpoint, token) -> dict:
-    root = ms_cache(cache_dir)
-    _check_id(repo_id, root)
-    return {"repo_id": repo_id, "revision": ms_revision(revision), "root": root,
-            "endpoint": ms_endpoint(endpoint), "token": ms_token(token)}
+def _context(repo_id, revision, cache_dir, endpoint, token, offline: bool = False) -> dict:
+    root, endpoint, token = ms_cache(cache_dir), ms_endpoint(endpoint), ms_token(token)
+    repo_id = _resolve_id(repo_id, root, endpoint, token, offline)
+    return {"repo_id": repo_id, "revision": ms_revision(revision), "root": root, "endpoint": endpoint,
+            "token": token}
 
 
 def _list_or_cached(ctx: dict, cached) -> dict[str, dict] | str:
@@ -319,7 +332,8 @@ def ms_hub_download(repo_id: str, filename: str, *, revision: str | None = None,
     """Path of `filename` of ModelScope model `repo_id` at `revision` (default `master`), downloading it
     into the cache when it is missing or stale. Offline (local_files_only or AUTOLOAD_OFFLINE/HF_HUB_OFFLINE),
     the new and the classic cache layouts are read without any request."""
-    ctx = _context(repo_id, revision, cache_dir, endpoint, token)
+    ctx = _context(repo_id, revision, cache_dir, endpoint, token, _offline(local_files_only))
+    repo_id = ctx["repo_id"]  # a bare name, resolved
     filename = safe_filename(filename, repo_id)
     if _offline(local_files_only):
         cached = _cached_file(ctx["root"], repo_id, ctx["revision"], filename)
@@ -353,7 +367,8 @@ def ms_snapshot_download(repo_id: str, *, revision: str | None = None, allow_pat
                          progress: bool | None = None) -> str:
     """Folder holding the files of ModelScope model `repo_id` at `revision` (default `master`) that match
     `allow_patterns` and not `ignore_patterns` (fnmatch), each verified against the listing's sha256."""
-    ctx = _context(repo_id, revision, cache_dir, endpoint, token)
+    ctx = _context(repo_id, revision, cache_dir, endpoint, token, _offline(local_files_only))
+    repo_id = ctx["repo_id"]  # a bare name, resolved
     folder = snapshot_dir(ctx["root"], repo_id, ctx["revision"])
     if _offline(local_files_only):
         cached = _cached_snapshot(ctx["root"], repo_id, ctx["revision"])
@@ -441,6 +456,7 @@ def verify_cached(repo_id: str, revision: str | None = None, cache_dir: str | os
     """Re-hash the cached files of a revision against ModelScope's listing (the caches record no hashes,
     so this asks the hub once): [(path, "ok" | "corrupt" | "unlisted", detail)]."""
     ctx = _context(repo_id, revision, cache_dir, endpoint, token)
+    repo_id = ctx["repo_id"]
     folder = _cached_snapshot(ctx["root"], repo_id, ctx["revision"])
     if folder is None:
         return []
