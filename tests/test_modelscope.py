@@ -247,3 +247,12 @@ def test_progress_bars(ms, isolated_env, capsys):
     assert f"Fetching {REPO}" in err and "model.safetensors" in err
     ms_hub_download(REPO, "vocab.txt", progress=False, cache_dir=str(isolated_env / "other-ms-cache"))
     assert capsys.readouterr().err == ""
+
+
+def test_cli_download_with_hub_flag(ms, capsys):
+    from autoload.cli import main
+    assert main(["download", REPO, "config.json", "--hub", "modelscope", "--quiet"]) == 0
+    path = capsys.readouterr().out.strip()
+    assert path.endswith("config.json") and "snapshots/master" in path
+    assert main(["download", "nobody/nothing", "--hub", "modelscope", "--quiet"]) == 1
+    assert "nobody/nothing" in capsys.readouterr().err
