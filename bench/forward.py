@@ -14,7 +14,6 @@ import argparse
 import importlib.util
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -24,7 +23,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 _spec = importlib.util.spec_from_file_location("bench_load", Path(__file__).resolve().parent / "load.py")
 _load = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_load)
-MODELS, ROOT, checkpoint = _load.MODELS, _load.ROOT, _load.checkpoint
+MODELS, ROOT, checkpoint, run = _load.MODELS, _load.ROOT, _load.checkpoint, _load.run
 
 CHILD = """
 import json, statistics, time, torch
@@ -46,15 +45,6 @@ with torch.inference_mode():
 torch.save(logits[:, -4:].clone(), {out!r})
 print(json.dumps({{"median": statistics.median(times[2:]), "threads": torch.get_num_threads()}}))
 """
-
-
-def run(code: str) -> str:
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), HF_HUB_OFFLINE="1", TRANSFORMERS_VERBOSITY="error")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
-    if out.returncode:
-        raise RuntimeError(out.stderr[-3000:])
-    lines = out.stdout.strip().splitlines()
-    return lines[-1] if lines else ""
 
 
 def main() -> None:

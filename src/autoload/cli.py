@@ -155,6 +155,12 @@ def _ago(ts: float) -> str:
     return "just now"
 
 
+def _print_table(rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+
+
 def cmd_cache(args) -> int:
     from .hub import manage, settings
     if settings.which_hub(args.hub, "model") == "modelscope":
@@ -167,9 +173,7 @@ def cmd_cache(args) -> int:
             revisions = ", ".join(sorted(r.refs)) or ", ".join(c[:8] for c in r.commits) or "-"
             size = f"-> {r.alias_of}" if r.alias_of else _size(r.size)
             rows.append((r.repo_id, r.repo_type, size, str(r.files), revisions, _ago(r.last_used)))
-        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-        for row in rows:
-            print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+        _print_table(rows)
         print(f"\n{len(repos)} repo(s), {_size(sum(r.size for r in repos))} in {cache_dir}")
         return 0
     if args.cache_command == "rm":
@@ -203,9 +207,7 @@ def _cache_modelscope(args) -> int:
         rows = [("REPO ID", "LAYOUT", "SIZE", "FILES", "REVISIONS", "LAST USED")]
         rows += [(r["repo_id"], r["layout"], _size(r["size"]), str(r["files"]), ", ".join(r["revisions"]) or "-",
                   _ago(r["last_used"])) for r in repos]
-        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-        for row in rows:
-            print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+        _print_table(rows)
         print(f"\n{len(repos)} repo(s), {_size(sum(r['size'] for r in repos))} in {root}")
         return 0
     if args.cache_command == "rm":
