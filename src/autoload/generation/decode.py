@@ -83,7 +83,7 @@ def generate(model, input_ids: torch.Tensor | None = None, attention_mask: torch
              seed: int | None = None, streamer=None, cache_implementation: str | None = None,
              use_cache: bool | None = None, return_dict_in_generate: bool | None = None,
              output_scores: bool | None = None, logits_processor=None, stopping_criteria=None, inputs=None,
-             **unknown):
+             position_ids: torch.Tensor | None = None, past_key_values=None, **unknown):
     """Generate continuations of `input_ids` (B, T) — left-padded with `attention_mask` for a batch.
 
     Options left None come from `generation_config` (a GenerationConfig, dict or transformers object), then the
@@ -92,7 +92,12 @@ def generate(model, input_ids: torch.Tensor | None = None, attention_mask: torch
     return_dict_in_generate=True. `seed` / `generator` make sampling reproducible; `stop_strings` needs
     `tokenizer`; `streamer` (TextStreamer, TextIteratorStreamer) receives the tokens as they come;
     `cache_implementation="static"` preallocates the KV cache for prompt + max_new_tokens.
-    `logits_processor` / `stopping_criteria`: extra callables `(input_ids, scores) -> scores / bool (B,)`.
+    `logits_processor` / `stopping_criteria`: extra callables `(input_ids, scores) -> scores / bool (B,)`; the
+    processors run after the repetition penalty and min-length rules and before the sampling warpers.
+    `position_ids` (B, T), e.g. from a ChatGLM tokenizer, are used for the prompt (default: counted from each
+    row's first real token); later tokens continue from the last one. `past_key_values`: a cache returned by an
+    earlier call (`return_dict_in_generate=True`) that already holds the tokens before `input_ids`, which are
+    then only the new tokens; the returned sequences hold only those new tokens and the generated ones.
     An explicit `eos_token_id=None` (or []) turns EOS stopping off and `pad_token_id=None` drops the model's pad
     id, as in the reference; every other option given as None counts as not set.
     """
@@ -109,9 +114,12 @@ def generate(model, input_ids: torch.Tensor | None = None, attention_mask: torch
             input_ids = encoding["input_ids"]
             if attention_mask is None:
                 attention_mask = encoding.get("attention_mask")
+            if position_ids is None:
+                position_ids = encoding.get("position_ids")
         with torch.no_grad():
             return _generate(model, input_ids, attention_mask, call, generation_config, tokenizer, generator, seed,
-                             streamer, logits_processor or [], stopping_criteria or [])
+                             streamer, logits_processor or [], stopping_criteria or [], position_ids,
+                             past_key_values)
     except BaseException as err:  # let an iterating consumer in another thread see the failure instead of hanging
         if streamer is not None and hasattr(streamer, "on_error"):
             streamer.on_error(err)
@@ -135,7 +143,7 @@ def _check_unknown(unknown: dict) -> None:
 
 
 def _generate(model, input_ids, attention_mask, call, passed, tokenizer, generator, seed, streamer, processors,
-              criteria):
+              criteria, position_ids=None, past=None):
     model_config = getattr(model, "generation_config", None)
     if model_config is None:
         model_config = GenerationConfig.from_model_config(model.config)
@@ -161,12 +169,20 @@ def _generate(model, input_ids, attention_mask, call, passed, tokenizer, generat
     if pad is not None and batch > 1 and bool((attention_mask[:, -1] == 0).any()):
         logger.warning("A decoder-only architecture is being used, but right-padding was detected! For correct "
                        "generation results, please set `padding_side='left'` when initializing the tokenizer.")
+    past_len = past.get_seq_length() if past is not None else 0
+    if position_ids is not None:
+        position_ids = torch.as_tensor(position_ids, device=device).long().reshape(batch, prompt_len)
     n = cfg.num_return_sequences
     if n > 1:  # each prompt repeated n times in a row, as the reference's _expand_inputs_for_generation
+        if past is not None:
+            raise ValueError("num_return_sequences > 1 cannot continue from past_key_values (one cache per row).")
         input_ids = input_ids.repeat_interleave(n, dim=0)
         attention_mask = attention_mask.repeat_interleave(n, dim=0)
+        position_ids = position_ids.repeat_interleave(n, dim=0) if position_ids is not None else None
         batch *= n
-    max_length, min_length = _lengths(model, cfg, user_set, prompt_len)
+    max_length, min_length = _lengths(model, cfg, user_set, prompt_len, past_len)
+    if past_len:  # the cached tokens are attended to: they count as real columns of the mask
+        attention_mask = torch.cat([attention_mask.new_ones(batch, past_len), attention_mask], dim=-1)
     mask = None if bool((attention_mask == 1).all()) else attention_mask  # no padding: the model needs no mask
     if streamer is not None:
         streamer.put(input_ids.cpu())
@@ -178,8 +194,14 @@ def _generate(model, input_ids, attention_mask, call, passed, tokenizer, generat
         generator = torch.Generator(device=device).manual_seed(seed)
     rules = LogitsRules(cfg.repetition_penalty, eos, min_length, cfg.do_sample, cfg.temperature, cfg.top_k,
                         cfg.top_p, cfg.min_p)
-    cache = _new_cache(model, cfg, batch, max_length) if cfg.use_cache else None
-    positions = _positions(mask, batch, prompt_len, device)  # (B, T)
+    if past is not None:
+        if not cfg.use_cache:
+            raise ValueError("past_key_values was given with use_cache=False: the cache is needed to continue.")
+        cache = past
+    else:
+        cache = _new_cache(model, cfg, batch, max_length) if cfg.use_cache else None
+    positions = position_ids if position_ids is not None else \
+        _positions(mask, batch, past_len + prompt_len, device)[:, past_len:]  # (B, T)
     scores_out = [] if cfg.output_scores else None
     unfinished = torch.ones(batch, dtype=torch.bool, device=device)
     seen = None
@@ -187,12 +209,10 @@ def _generate(model, input_ids, attention_mask, call, passed, tokenizer, generat
     if max_length > prompt_len:
         logits, cache = prefill(model, input_ids, mask, positions, cache)
         if cfg.repetition_penalty != 1.0:
-            seen = seen_tokens(input_ids, logits.shape[-1], mask)  # (B, V)
+            seen = seen_tokens(input_ids, logits.shape[-1], mask[:, past_len:] if mask is not None else None)
         rows = torch.arange(batch, device=device)
         while True:
-            scores = rules.process(logits, seen, input_ids.shape[1])
-            for processor in processors:
-                scores = processor(input_ids, scores)
+            scores = rules.process(logits, seen, input_ids.shape[1], processors, input_ids)
             if scores_out is not None:
                 scores_out.append(scores)
             next_tokens = sample(scores, cfg.do_sample, generator)  # (B,)
@@ -291,8 +311,12 @@ def _infer_mask(input_ids, pad, eos) -> torch.Tensor:
     return torch.ones_like(input_ids)
 
 
-def _lengths(model, cfg: GenerationConfig, user_set: set, prompt_len: int) -> tuple[int, int]:
-    """(max_length, min_length), both counting the prompt."""
+def _lengths(model, cfg: GenerationConfig, user_set: set, prompt_len: int, past_len: int = 0) -> tuple[int, int]:
+    """(max_length, min_length), both counting the prompt (and the `past_len` cached tokens before it, which are
+    subtracted again from the result: the loop counts only the tokens it holds)."""
+    if past_len:
+        max_length, min_length = _lengths(model, cfg, user_set, past_len + prompt_len)
+        return max_length - past_len, max(min_length - past_len, 0)
     max_pos = getattr(model.config, "max_position_embeddings", None)
     if max_pos is not None and prompt_len > max_pos:
         raise ValueError(f"The prompt has {prompt_len} tokens but the model handles at most {max_pos} positions "

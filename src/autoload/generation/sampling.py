@@ -3,10 +3,11 @@
 1. repetition penalty over every token already in the row, prompt included (left padding excluded):
    a logit < 0 is multiplied by the penalty, a logit > 0 divided by it;
 2. minimum length: EOS ids get -inf while the row is shorter than min_length / prompt + min_new_tokens;
-3. only when sampling (`logits_to_probs`): temperature (logits / T), top-k (keep logits >= the k-th largest),
+3. the caller's own `logits_processor` callables, in order (the reference merges them here, before the warpers);
+4. only when sampling (`logits_to_probs`): temperature (logits / T), top-k (keep logits >= the k-th largest),
    top-p (drop the low tail whose cumulative probability is <= 1 - p, keep at least one), min-p (drop
    probabilities below min_p * the largest one); masked logits are -inf;
-4. greedy = argmax; sampling = torch.multinomial(softmax(logits)) with the given torch.Generator.
+5. greedy = argmax; sampling = torch.multinomial(softmax(logits)) with the given torch.Generator.
 
 Scores are float32 of shape (B, V).
 """
@@ -33,13 +34,17 @@ class LogitsRules:
     top_p: float = 1.0
     min_p: float | None = None
 
-    def process(self, scores: torch.Tensor, seen: torch.Tensor | None, length: int) -> torch.Tensor:
-        """Steps 1-2 (always) and 3 (when sampling) on (B, V) scores; `seen` (B, V) marks tokens in each row."""
+    def process(self, scores: torch.Tensor, seen: torch.Tensor | None, length: int, custom=(),
+                input_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """Steps 1-3 (always) and 4 (when sampling) on (B, V) scores; `seen` (B, V) marks tokens in each row;
+        `custom` are `(input_ids, scores) -> scores` callables."""
         if self.repetition_penalty != 1.0 and seen is not None:
             scores = repetition_penalty(scores, seen, self.repetition_penalty)
         if self.eos is not None and length < self.min_length:
             is_eos = torch.isin(torch.arange(scores.shape[-1], device=scores.device), self.eos)  # (V,)
             scores = scores.masked_fill(is_eos, NEG_INF)  # EOS may not end the row yet
+        for processor in custom:
+            scores = processor(input_ids, scores)
         if self.do_sample:
             scores = warp(scores, self.temperature, self.top_k, self.top_p, self.min_p)
         return scores
