@@ -5,7 +5,11 @@ Kept apart from the model files so that AutoConfig and AutoTokenizer never impor
 
 from __future__ import annotations
 
+import logging
+
 from ..configuration import PretrainedConfig
+
+logger = logging.getLogger("autoload")
 
 
 class BertConfig(PretrainedConfig):
@@ -113,3 +117,121 @@ class Qwen2Config(_RopeConfig):
 class Qwen3Config(Qwen2Config):
     model_type = "qwen3"
     defaults = {**Qwen2Config.defaults, "head_dim": 128, "attention_bias": False}
+
+
+class ChatGLMConfig(PretrainedConfig):
+    """ChatGLM2 / ChatGLM3 / GLM-4 (THUDM's `configuration_chatglm.py` keys and defaults).
+
+    The generic names the rest of autoload reads are derived, never saved: `num_hidden_layers`, `vocab_size`,
+    `head_dim`, `max_position_embeddings`, `intermediate_size`, `rms_norm_eps` are aliases of the chatglm keys
+    (glm-4 files carry `num_hidden_layers` / `vocab_size` too: the chatglm key wins), and `num_key_value_heads` is
+    `multi_query_group_num` under multi-query attention, else `num_attention_heads`.
+
+    `rope_ratio` scales the rotary embedding in two incompatible ways: chatglm2-6b-32k (and codegeex2) divide the
+    positions by it, chatglm3 and glm-4 multiply the base (theta = 10000 * rope_ratio). `rope_ratio_meaning`
+    ("base" | "positions") says which; when config.json and the caller leave it unset it is derived (glm-4 vocabulary
+    -> "base", a name with chatglm2 / codegeex2 -> "positions", chatglm3 / glm-4 -> "base", else "base" with a
+    warning if rope_ratio != 1); `save_pretrained` writes it only when rope_ratio != 1, where it matters and a saved
+    folder's name may no longer tell it.
+    """
+
+    model_type = "chatglm"
+    defaults = {
+        "num_layers": 28, "padded_vocab_size": 65024, "hidden_size": 4096, "ffn_hidden_size": 13696,
+        "kv_channels": 128, "num_attention_heads": 32, "seq_length": 2048, "hidden_dropout": 0.0,
+        "classifier_dropout": None, "attention_dropout": 0.0, "layernorm_epsilon": 1e-5, "rmsnorm": True,
+        "apply_residual_connection_post_layernorm": False, "post_layer_norm": True, "add_bias_linear": False,
+        "add_qkv_bias": False, "bias_dropout_fusion": True, "multi_query_attention": False,
+        "multi_query_group_num": 1, "rope_ratio": 1.0,  # a float default so that 16 and 16.0 both pass the check
+        "apply_query_key_layer_scaling": True, "attention_softmax_in_fp32": True, "fp32_residual_connection": False,
+        "quantization_bit": 0, "pre_seq_len": None, "prefix_projection": False, "original_rope": True,
+        "use_cache": True, "tie_word_embeddings": False, "eos_token_id": 2, "pad_token_id": 0,
+        "rope_ratio_meaning": None,
+    }
+    attribute_map = {"num_hidden_layers": "num_layers", "vocab_size": "padded_vocab_size", "head_dim": "kv_channels",
+                     "max_position_embeddings": "seq_length", "intermediate_size": "ffn_hidden_size",
+                     "rms_norm_eps": "layernorm_epsilon"}
+    ROPE_RATIO_MEANINGS = ("base", "positions")
+
+    def __init__(self, **kwargs):
+        for alias, real in self.attribute_map.items():  # glm-4 saves both names: keep the chatglm one
+            if alias in kwargs and real in kwargs:
+                kwargs.pop(alias)
+        kwargs.pop("num_key_value_heads", None)  # derived (a property), never stored
+        super().__init__(**kwargs)
+
+    @property
+    def num_key_value_heads(self) -> int:
+        return self.multi_query_group_num if self.multi_query_attention else self.num_attention_heads
+
+    @classmethod
+    def _check_types(cls, values: dict) -> None:
+        # eos_token_id is an int (chatglm2/3) or a list (glm-4)
+        super()._check_types({k: v for k, v in values.items() if k != "eos_token_id"})
+
+    @classmethod
+    def from_dict(cls, config_dict: dict, *, return_unused_kwargs: bool = False, **kwargs):
+        # a rope_ratio_meaning override is part of the data, so that nothing is derived (or warned about) first
+        if "rope_ratio_meaning" in kwargs:
+            config_dict = {**config_dict, "rope_ratio_meaning": kwargs.pop("rope_ratio_meaning")}
+        return super().from_dict(config_dict, return_unused_kwargs=return_unused_kwargs, **kwargs)
+
+    def _post_init(self) -> None:
+        self._resolve_rope_ratio_meaning()
+
+    def __setattr__(self, name: str, value) -> None:
+        super().__setattr__(name, value)
+        if name == "rope_ratio_meaning":  # set by hand: explicit (None derives it again)
+            self._resolve_rope_ratio_meaning()
+
+    def _resolve_rope_ratio_meaning(self) -> None:
+        given = self.__dict__.get("rope_ratio_meaning")
+        self.__dict__["_rope_ratio_meaning_explicit"] = given is not None
+        if given is not None:
+            if given not in self.ROPE_RATIO_MEANINGS:
+                raise ValueError(f"rope_ratio_meaning must be one of {self.ROPE_RATIO_MEANINGS}, got {given!r}.")
+            return
+        name = str(self.__dict__.get("_name_or_path") or "").lower()
+        settled = True
+        if (self.padded_vocab_size or 0) >= 151552:  # glm-4's vocabulary: its code multiplies the base
+            meaning = "base"
+        elif "chatglm2" in name or "codegeex2" in name:  # chatglm2-6b-32k's code divides the positions
+            meaning = "positions"
+        else:
+            meaning, settled = "base", any(s in name for s in ("chatglm3", "glm-4", "glm4"))
+        self.__dict__["rope_ratio_meaning"] = meaning
+        if not settled and self.rope_ratio != 1:
+            logger.warning("ChatGLM config with rope_ratio=%s and no rope_ratio_meaning: assuming 'base' (theta = "
+                           "10000 * rope_ratio, as chatglm3 and glm-4 do). chatglm2-6b-32k-style checkpoints divide "
+                           "the positions instead: pass rope_ratio_meaning=\"positions\" to from_pretrained.",
+                           self.rope_ratio)
+
+    def to_dict(self) -> dict:
+        out = super().to_dict()
+        if not self.__dict__.get("_rope_ratio_meaning_explicit") and self.rope_ratio == 1:
+            out.pop("rope_ratio_meaning", None)  # derived and irrelevant: config.json stays as the original wrote it
+        # with rope_ratio != 1 the meaning is saved: a folder's name may not tell it again
+        return out
+
+    @classmethod
+    def unsupported_reason(cls, data: dict) -> str | None:
+        """Why the native implementation cannot run a raw config.json dict, or None when it can."""
+        v1_keys = [k for k in ("position_encoding_2d", "inner_hidden_size", "max_sequence_length") if k in data]
+        if v1_keys or ("multi_query_attention" not in data and "padded_vocab_size" not in data):
+            found = f" (it has {', '.join(v1_keys)})" if v1_keys else \
+                " (it has neither multi_query_attention nor padded_vocab_size)"
+            return ("this is a first-generation ChatGLM-6B config" + found + ": the GLM-130B-style architecture "
+                    "with 2-D position encoding, which autoload does not implement natively (only ChatGLM2, "
+                    "ChatGLM3 and GLM-4).")
+        if data.get("quantization_bit") not in (None, 0):
+            return (f"quantization_bit={data['quantization_bit']}: int4/int8 ChatGLM checkpoints need the repo's "
+                    "custom quantization kernels, which autoload does not implement; use the full-precision repo.")
+        if data.get("pre_seq_len") is not None:
+            return (f"pre_seq_len={data['pre_seq_len']}: a P-tuning v2 prefix-encoder checkpoint, which autoload's "
+                    "native ChatGLM does not implement.")
+        for key, supported in (("rmsnorm", True), ("post_layer_norm", True),
+                               ("apply_residual_connection_post_layernorm", False), ("add_bias_linear", False)):
+            if key in data and bool(data[key]) != supported:
+                return (f"{key}={str(data[key]).lower()}: no released ChatGLM uses it and autoload's native "
+                        f"ChatGLM implements only {key}={str(supported).lower()}.")
+        return None

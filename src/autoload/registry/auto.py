@@ -14,7 +14,7 @@ import logging
 from ..configuration import CONFIG_NAME, PretrainedConfig, read_config_dict
 from . import remote
 from .files import FileSource, split_hub_options
-from .table import AUTO_MODEL_CLASSES, MODEL_TYPES
+from .table import AUTO_MODEL_CLASSES, MODEL_TYPES, TOKENIZERS_REPLACING_REMOTE_CODE
 
 logger = logging.getLogger("autoload")
 
@@ -67,11 +67,11 @@ class AutoConfig:
 
     @classmethod
     def from_pretrained(cls, name_or_path, *, trust_remote_code: bool | None = None, code_revision=None,
-                        return_unused_kwargs: bool = False, **kwargs):
+                        return_unused_kwargs: bool = False, native: bool = True, **kwargs):
         hub = split_hub_options(kwargs)
         source = kwargs.pop("_source", None) or FileSource(name_or_path, **hub)
         config, unused = load_config(source, trust_remote_code=trust_remote_code, code_revision=code_revision,
-                                     **kwargs)
+                                     native=native, **kwargs)
         return (config, unused) if return_unused_kwargs else config
 
 
@@ -83,8 +83,12 @@ def read_source_config(source: FileSource) -> tuple[dict, str]:
     return read_config_dict(path), path
 
 
-def load_config(source: FileSource, *, trust_remote_code=None, code_revision=None, **kwargs):
-    """(config, unused kwargs) for a source: remote AutoConfig code when trusted, else the registered class."""
+def load_config(source: FileSource, *, trust_remote_code=None, code_revision=None, native: bool = True, **kwargs):
+    """(config, unused kwargs) for a source: remote AutoConfig code when trusted, else the registered class.
+
+    For model types whose row says `replaces_remote_code` (the repo's code is the architecture autoload
+    implements, e.g. chatglm), the built-in class is used even when the code is trusted, unless `native=False`
+    or the built-in class cannot run this config (`unsupported_reason`)."""
     data, path = read_source_config(source)
     data.setdefault("_name_or_path", source.name)
     auto_map = data.get("auto_map") or {}
@@ -93,16 +97,42 @@ def load_config(source: FileSource, *, trust_remote_code=None, code_revision=Non
     every = [r for v in auto_map.values() for r in (v if isinstance(v, list) else [v]) if isinstance(r, str)]
     model_type = data.get("model_type")
     has_builtin = model_type in MODEL_TYPES or model_type in AutoConfig._registered
-    if reference and remote.resolve_trust(trust_remote_code, source=source, references=[reference, *every],
-                                          has_builtin=has_builtin):
+    if reference and replaces_remote_code(model_type, native):
+        config_class = AutoConfig.config_class(model_type, where=path)
+        reason = _unsupported(config_class, data)
+        if reason is None:
+            logger.info("%s: its auto_map names the repo's own code (%s); autoload's built-in '%s' implementation "
+                        "is used instead, with or without trust_remote_code. Pass native=False (with "
+                        "trust_remote_code=True) to run the repo's code.", source.describe(), reference, model_type)
+            return config_class.from_dict(data, return_unused_kwargs=True, **kwargs)
+        if not trust_remote_code:
+            raise ValueError(f"{source.describe()}: {reason} Pass trust_remote_code=True to run the repo's own code "
+                             "instead (read it first; code written for old transformers versions may not run).")
+        logger.info("%s: %s Running the repo's own code (trust_remote_code=True).", source.describe(), reason)
+        config_class = remote.get_class(reference, source, code_revision=code_revision)
+    elif reference and remote.resolve_trust(trust_remote_code, source=source, references=[reference, *every],
+                                            has_builtin=has_builtin):
         config_class = remote.get_class(reference, source, code_revision=code_revision)
     elif model_type:
         config_class = AutoConfig.config_class(model_type, where=path)
+        reason = _unsupported(config_class, data)
+        if reason is not None:
+            raise ValueError(f"{source.describe()}: {reason}")
     else:
         raise ValueError(f"{path} has no 'model_type' key, so autoload cannot tell the architecture. Add "
                          f"\"model_type\": \"...\" (one of {', '.join(sorted(MODEL_TYPES))}) to config.json, or "
                          "load it with the architecture's config class directly.")
     return config_class.from_dict(data, return_unused_kwargs=True, **kwargs)
+
+
+def replaces_remote_code(model_type, native: bool = True) -> bool:
+    """Whether autoload's class for `model_type` is used instead of a repo's own code even when it is trusted."""
+    return native is not False and bool(MODEL_TYPES.get(model_type, {}).get("replaces_remote_code"))
+
+
+def _unsupported(config_class, data: dict) -> str | None:
+    check = getattr(config_class, "unsupported_reason", None)
+    return check(data) if check is not None else None
 
 
 class _AutoModel:
@@ -134,12 +164,16 @@ class _AutoModel:
 
     @classmethod
     def model_class(cls, config: PretrainedConfig, source: FileSource | None = None,
-                    trust_remote_code: bool | None = None, code_revision=None) -> type:
+                    trust_remote_code: bool | None = None, code_revision=None, native: bool = True) -> type:
         model_type = config.model_type
         registered = next((m for c, m in cls._registered.items() if type(config) is c), None)
         entry = MODEL_TYPES.get(model_type, {})
         builtin = entry.get("tasks", {}).get(cls.__name__)
         reference = (getattr(config, "auto_map", None) or {}).get(cls.__name__)
+        # a built-in config (load_config chose the native class) gets the native model; a remote one, remote code
+        native_config = type(config).__module__.startswith("autoload.")
+        if builtin is not None and native_config and replaces_remote_code(model_type, native):
+            reference = None
         if reference and source is not None and registered is None and remote.resolve_trust(
                 trust_remote_code, source=source, references=[reference], has_builtin=builtin is not None):
             return remote.get_class(reference, source, code_revision=code_revision)
@@ -164,15 +198,16 @@ class _AutoModel:
 
     @classmethod
     def from_pretrained(cls, name_or_path, *model_args, config=None, trust_remote_code: bool | None = None,
-                        code_revision=None, **kwargs):
+                        code_revision=None, native: bool = True, **kwargs):
         """Load a model: its config (keyword overrides such as num_labels=3 applied), the class for this task,
-        then that class's own from_pretrained with the same commit."""
+        then that class's own from_pretrained with the same commit. `native=False` (with trust_remote_code=True)
+        runs a repo's own code even where autoload has a built-in replacement for it (chatglm)."""
         hub = split_hub_options(kwargs)
         source = FileSource(name_or_path, **hub)
         if not isinstance(config, PretrainedConfig):
             config, kwargs = load_config(source, trust_remote_code=trust_remote_code, code_revision=code_revision,
-                                         **kwargs)
-        model_class = cls.model_class(config, source, trust_remote_code, code_revision)
+                                         native=native, **kwargs)
+        model_class = cls.model_class(config, source, trust_remote_code, code_revision, native)
         if source.commit:
             hub["revision"] = source.commit  # same commit for the weights; cached files cost no request
         return model_class.from_pretrained(name_or_path, *model_args, config=config, **hub, **kwargs)
@@ -232,7 +267,8 @@ class AutoTokenizer:
 
     @classmethod
     def from_pretrained(cls, name_or_path, *inputs, config=None, tokenizer_type: str | None = None,
-                        trust_remote_code: bool | None = None, code_revision=None, use_fast=None, **kwargs):
+                        trust_remote_code: bool | None = None, code_revision=None, use_fast=None,
+                        native: bool = True, **kwargs):
         hub = split_hub_options(kwargs)
         source = FileSource(name_or_path, **hub)
         from ..tokenization.loading import TOKENIZER_FILE_PATTERNS
@@ -243,14 +279,15 @@ class AutoTokenizer:
         model_config = config
         if model_config is None and CONFIG_NAME in found:
             try:
-                model_config, _ = load_config(source, trust_remote_code=trust_remote_code, code_revision=code_revision)
+                model_config, _ = load_config(source, trust_remote_code=trust_remote_code, code_revision=code_revision,
+                                              native=native)
             except (ValueError, OSError) as err:  # a tokenizer-only repo, or an odd config: the tokenizer still loads
                 if isinstance(err, remote.UntrustedCodeError) and not (
                         tokenizer_config.get("tokenizer_class") or tokenizer_config.get("auto_map")):
                     raise  # the tokenizer depends on code the user has not trusted: say that
                 logger.info("Tokenizer of %s: ignoring its config.json (%s)", source.describe(), err)
         tokenizer_class = cls._pick(source, tokenizer_config, model_config, tokenizer_type, trust_remote_code,
-                                    code_revision)
+                                    code_revision, native)
         from_source = getattr(tokenizer_class, "from_source", None)
         if from_source is None:  # a class of the user's or of remote code with only from_pretrained
             if source.commit:
@@ -261,7 +298,8 @@ class AutoTokenizer:
         return from_source(source, **kwargs)
 
     @classmethod
-    def _pick(cls, source, tokenizer_config: dict, model_config, tokenizer_type, trust_remote_code, code_revision):
+    def _pick(cls, source, tokenizer_config: dict, model_config, tokenizer_type, trust_remote_code, code_revision,
+              native: bool = True):
         if tokenizer_type is not None:
             if tokenizer_type not in MODEL_TYPES:
                 raise _unknown_model_type(tokenizer_type, "tokenizer_type=")
@@ -275,6 +313,13 @@ class AutoTokenizer:
         declared = tokenizer_config.get("tokenizer_class") or getattr(model_config, "tokenizer_class", None)
         model_type = getattr(model_config, "model_type", None)
         has_builtin = declared is not None or model_type in MODEL_TYPES
+        if reference and declared and native is not False and \
+                declared.removesuffix("Fast") in TOKENIZERS_REPLACING_REMOTE_CODE and \
+                str(reference).rpartition(".")[2].removesuffix("Fast") == declared.removesuffix("Fast"):
+            logger.info("%s: its auto_map names the repo's tokenizer code (%s); autoload's built-in %s is used "
+                        "instead. Pass native=False (with trust_remote_code=True) to run the repo's code.",
+                        source.describe(), reference, declared)
+            return cls.tokenizer_class(declared)
         if reference and remote.resolve_trust(trust_remote_code, source=source, references=[reference],
                                               has_builtin=has_builtin):
             return remote.get_class(reference, source, code_revision=code_revision)

@@ -32,6 +32,14 @@ MODEL_TYPES: dict[str, dict] = {
             "ForTokenClassification": "GPT2ForTokenClassification",
             "ForQuestionAnswering": "GPT2ForQuestionAnswering"}),
     },
+    "chatglm": {  # ChatGLM2/3 and GLM-4; AutoModel is the LM class, as the repos' auto_map says
+        "config": "autoload.models.configs:ChatGLMConfig",
+        "tokenizer": "ChatGLMTokenizer",
+        "replaces_remote_code": True,  # the repos' modeling_chatglm.py is what autoload implements: used natively
+        "tasks": _tasks("chatglm", **{
+            "": "ChatGLMForConditionalGeneration", "ForCausalLM": "ChatGLMForConditionalGeneration",
+            "ForSequenceClassification": "ChatGLMForSequenceClassification"}),
+    },
 }
 
 # the four decoder families share one set of heads
@@ -52,3 +60,7 @@ AUTO_MODEL_CLASSES = (
     "AutoModelForSequenceClassification", "AutoModelForTokenClassification", "AutoModelForQuestionAnswering",
     "AutoModelForMultipleChoice", "AutoModelForNextSentencePrediction", "AutoModelForTextEncoding",
 )
+
+# `tokenizer_class` names whose built-in class replaces the repo's own tokenizer code even when it is trusted
+# (when the repo's auto_map names a class of that same name); `native=False` opts back into the repo's code.
+TOKENIZERS_REPLACING_REMOTE_CODE = frozenset({"ChatGLMTokenizer", "ChatGLM4Tokenizer"})
