@@ -26,6 +26,8 @@ TOKENIZER_CLASSES: dict[str, str] = {
     "LlamaTokenizer": "autoload.tokenization.llama:LlamaTokenizer",
     "LlamaTokenizerFast": "autoload.tokenization.llama:LlamaTokenizer",
     "QWenTokenizer": "autoload.tokenization.tiktoken_bpe:QWenTokenizer",
+    "ChatGLMTokenizer": "autoload.tokenization.chatglm:ChatGLMTokenizer",
+    "ChatGLM4Tokenizer": "autoload.tokenization.chatglm:ChatGLM4Tokenizer",
 }
 
 # public name -> module that defines it
@@ -43,6 +45,8 @@ _EXPORTS: dict[str, str] = {
     "LlamaTokenizer": "autoload.tokenization.llama",
     "LlamaTokenizerFast": "autoload.tokenization.llama",
     "QWenTokenizer": "autoload.tokenization.tiktoken_bpe",
+    "ChatGLMTokenizer": "autoload.tokenization.chatglm",
+    "ChatGLM4Tokenizer": "autoload.tokenization.chatglm",
 }
 
 __all__ = ["TOKENIZER_CLASSES", "tokenizer_class", *_EXPORTS]
