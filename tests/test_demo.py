@@ -21,6 +21,9 @@ def test_demo_end_to_end(isolated_env, capsys):
     assert float(row.split()[-3]) > 0.5  # real weights: the two eating sentences are close
     assert "same results offline: True" in out
     assert "google-bert/bert-base-chinese" in out and "links into google-bert/bert-base-chinese" in out
+    # the seed's ChatGLM lines on the built-in implementation: two replies, a history of two pairs
+    assert ">>> response, history = model.chat(tokenizer, \"你好\", history=[]" in out
+    assert "first reply:  '" in out and "history: 2 (query, response) pairs" in out
 
 
 @needs_data

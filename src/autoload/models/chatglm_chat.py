@@ -127,6 +127,10 @@ class _Turn:
         self.inputs = self._encode(past)
         self.prompt_len = self.inputs["input_ids"].shape[1]
         self.options = {**DEFAULTS, **kwargs}
+        if not self.options["do_sample"]:  # greedy: the sampling defaults stand aside (no "no effect" warning)
+            for key in ("temperature", "top_p"):
+                if key not in kwargs:
+                    del self.options[key]
         if kwargs.get("max_new_tokens") is not None and "max_length" not in kwargs:
             del self.options["max_length"]  # max_new_tokens given: the repo's max_length default stands aside
         guard = InvalidScoreGuard(198 if self.variant == "glm4" else 5)
