@@ -188,3 +188,48 @@ def test_chat_command_on_chatglm(chatglm2, isolated_env):
                           input="你好\n/reset\n再见\n/exit\n", capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.count("assistant> ") == 2 and "(history cleared)" in done.stdout
+
+
+# -- glm-4 ---------------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def glm4(tmp_path_factory):
+    """A GLM-4-format repo: a rank file of the 256 bytes (GPT-2 byte order, so "\\n" is 198 as in GLM-4), the
+    14 specials after them, random chatglm weights with glm-4's config keys."""
+    import base64
+
+    from autoload.models.configs import ChatGLMConfig
+    from autoload.tokenization.tiktoken_bpe import bytes_to_unicode
+    folder = tmp_path_factory.mktemp("glm-4-9b-chat")
+    order = list(bytes_to_unicode())
+    (folder / "tokenizer.model").write_text("".join(f"{base64.b64encode(bytes([b])).decode()} {i}\n"
+                                                    for i, b in enumerate(order)))
+    (folder / "tokenizer_config.json").write_text(json.dumps({
+        "tokenizer_class": "ChatGLM4Tokenizer", "eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>",
+        "padding_side": "left", "auto_map": {"AutoTokenizer": ["tokenization_chatglm.ChatGLM4Tokenizer", None]}}))
+    values = {**demo.CHATGLM2_TINY_CONFIG, "_name_or_path": "THUDM/glm-4-9b-chat", "padded_vocab_size": 320,
+              "vocab_size": 320, "num_hidden_layers": 2, "rope_ratio": 500, "layernorm_epsilon": 1.5625e-07,
+              "eos_token_id": [256, 263, 265], "pad_token_id": 256, "torch_dtype": "bfloat16"}
+    torch.manual_seed(1)
+    model = ChatGLMForConditionalGeneration(ChatGLMConfig(**values))
+    with torch.no_grad():
+        model.transformer.output_layer.weight.mul_(20)
+    model.save_pretrained(folder)
+    (folder / "config.json").write_text(json.dumps(values))
+    return folder
+
+
+def test_glm4_chat_through_its_template(glm4):
+    tokenizer, model = load(glm4)
+    assert tokenizer.variant == "glm4" and model.config.rope_ratio_meaning == "base"
+    stops = [tokenizer.eos_token_id, tokenizer.get_command("<|user|>"), tokenizer.get_command("<|observation|>")]
+    assert stops == [256, 263, 265]
+    history = [{"role": "user", "content": "hi"}, {"role": "assistant", "metadata": "", "content": "hello"}]
+    inputs = tokenizer.build_chat_input("你好", history=history)
+    expected = generate(model, inputs["input_ids"], inputs["attention_mask"], eos_token_id=stops, **GREEDY)
+    new_ids = expected[0, inputs["input_ids"].shape[1]:].tolist()
+    text = tokenizer.decode(new_ids[:-1] if new_ids[-1] in stops else new_ids, skip_special_tokens=False)
+    response, new_history = model.chat(tokenizer, "你好", history=history, **GREEDY)
+    assert response == _parse_reply(text, [])[0]
+    assert new_history[:3] == [*history, {"role": "user", "content": "你好"}] and len(history) == 2
+    assert list(model.stream_chat(tokenizer, "你好", history=history, **GREEDY))[-1] == (response, new_history)
