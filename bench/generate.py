@@ -10,6 +10,11 @@ exactly N tokens); the median is reported as new tokens/s. The two libraries' pr
 rounds and each case keeps its better round (the 2-vCPU box here is noisy). Time to first token is the median of generate calls with
 max_new_tokens=1 (prefill + one sampling step). Ratios are transformers time / autoload time (above 1 = autoload
 faster). The greedy token ids of both libraries are compared.
+
+A third process runs autoload's `generate(..., compile=True)` (torch.compile'd decode step on the static cache,
+inductor freezing), greedy and sampled: its warm-up call, which compiles (or loads inductor's on-disk cache), is
+reported apart from the steady-state tokens/s, with the ratios over transformers (eager, its default) and over
+autoload's eager decoding.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ transformers.LlamaForCausalLM(config).save_pretrained({path!r})
 CHILD = """
 import json, statistics, time, warnings, torch
 warnings.simplefilter("ignore")
-if {lib!r} == "autoload":
+if {lib!r} in ("autoload", "autoload-compiled"):
     import autoload as lib
     from autoload.generation import generate as _generate
     generate = lambda model, ids, **kw: _generate(model, ids, **kw)
@@ -52,6 +57,8 @@ prompts = torch.randint(5, vocab, (8, {prompt}), generator=torch.Generator().man
 common = dict(eos_token_id=None, pad_token_id=None)
 modes = {{"greedy": dict(do_sample=False),
           "sampled": dict(do_sample=True, temperature=0.8, top_k=50, top_p=0.95)}}
+if {lib!r} == "autoload-compiled":  # the same compiled step serves both modes (sampling happens outside it)
+    modes = {{mode: dict(options, compile=True) for mode, options in modes.items()}}
 
 def timed(ids, new, options, runs):
     times, out = [], None
@@ -59,18 +66,18 @@ def timed(ids, new, options, runs):
         torch.manual_seed(0)
         t = time.perf_counter()
         out = generate(model, ids, max_new_tokens=new, **common, **options)
-        if i:
-            times.append(time.perf_counter() - t)
+        times.append(time.perf_counter() - t)
     assert out.shape[1] == ids.shape[1] + new, out.shape
-    return statistics.median(times), out
+    return statistics.median(times[1:]), out, times[0]
 
 results = {{}}
 for mode, options in modes.items():
     for batch in (1, 8):
         ids = prompts[:batch]
-        seconds, out = timed(ids, {new}, options, {repeat})
-        ttft, _ = timed(ids, 1, options, {repeat})
-        results[f"{{mode}} b{{batch}}"] = dict(seconds=seconds, tokens_per_s=batch * {new} / seconds, ttft=ttft)
+        seconds, out, warmup = timed(ids, {new}, options, {repeat})
+        ttft, _, _ = timed(ids, 1, options, {repeat})
+        results[f"{{mode}} b{{batch}}"] = dict(seconds=seconds, tokens_per_s=batch * {new} / seconds, ttft=ttft,
+                                              warmup=warmup)
         if mode == "greedy":
             torch.save(out, {out!r}.replace(".pt", f"-b{{batch}}.pt"))
 print(json.dumps({{"results": results, "threads": torch.get_num_threads()}}))
@@ -108,9 +115,10 @@ def main() -> None:
     repeat, new, rounds = (1, 16, 1) if args.quick else (args.repeat, args.new_tokens, args.rounds)
     path = checkpoint(args.quick)
     import torch
-    results, outputs = {"transformers": {}, "autoload": {}}, {}
+    libs = ("transformers", "autoload", "autoload-compiled")
+    results, outputs = {lib: {} for lib in libs}, {}
     for _ in range(rounds):  # the libraries alternate; per case, the better round counts (this box is noisy)
-        for lib in ("transformers", "autoload"):
+        for lib in libs:
             out = ROOT / ".bench" / f"generate-{lib}.pt"
             data = json.loads(run(CHILD.format(lib=lib, path=str(path), prompt=args.prompt, new=new, repeat=repeat,
                                                out=str(out))))
@@ -118,6 +126,8 @@ def main() -> None:
                 best = results[lib].get(case)
                 results[lib][case] = r if best is None else {k: min(best[k], r[k]) if k != "tokens_per_s" else
                                                              max(best[k], r[k]) for k in r}
+                if best is not None:  # the warm-up that compiles is the first round's (later ones hit the cache)
+                    results[lib][case]["warmup"] = best["warmup"]
             outputs[lib] = {b: torch.load(str(out).replace(".pt", f"-b{b}.pt")) for b in (1, 8)}
     print(f"torch {torch.__version__} | {os.cpu_count()} CPUs, {data['threads']} threads | {path.name}, fp32 | "
           f"prompt {args.prompt}, {new} new tokens, median of {repeat} calls, best of {rounds} alternating rounds")
@@ -130,6 +140,16 @@ def main() -> None:
         print(f"{'':12} {'ratio':13} {t['seconds'] / a['seconds']:8.2f}x {'':8} {t['ttft'] / a['ttft']:7.2f}x")
     same = all(torch.equal(outputs["autoload"][b], outputs["transformers"][b]) for b in (1, 8))
     print(f"\ngreedy token ids identical across libraries (batch 1 and 8): {same}")
+    print("\nautoload generate(compile=True); warm-up = first call of round 1 (compiles, or loads inductor's disk "
+          "cache)")
+    print(f"{'case':12} {'tokens/s':>9} {'s/call':>8} {'TTFT ms':>8} {'warm-up s':>10} {'vs transformers':>16} "
+          f"{'vs eager':>9}")
+    for case, r in results["autoload-compiled"].items():
+        eager, ref = results["autoload"][case], results["transformers"][case]
+        print(f"{case:12} {r['tokens_per_s']:9.1f} {r['seconds']:8.3f} {1000 * r['ttft']:8.1f} {r['warmup']:10.1f} "
+              f"{ref['seconds'] / r['seconds']:15.2f}x {eager['seconds'] / r['seconds']:8.2f}x")
+    same = all(torch.equal(outputs["autoload-compiled"][b], outputs["autoload"][b]) for b in (1, 8))
+    print(f"greedy token ids identical to eager autoload (batch 1 and 8): {same}")
 
 
 if __name__ == "__main__":

@@ -45,7 +45,12 @@ class DynamicCache:
 
 class StaticCache:
     """Preallocated (batch, kv_heads, max_cache_len, head_dim) tensors written in place; `update` returns
-    views of the filled part, so attention code treats both caches alike and nothing is reallocated."""
+    views of the filled part, so attention code treats both caches alike and nothing is reallocated.
+
+    Fixed-shape path (compiled decoding): while `write_positions` holds a (T,) LongTensor of cache indices,
+    `update` copies the new keys/values to those indices and returns the whole buffers, and leaves `length`
+    alone: the caller then passes a full-length (B, 1, T, max_cache_len) mask and advances `length` itself, so
+    no Python int read from the cache enters a compiled graph."""
 
     def __init__(self, num_layers: int, batch_size: int, num_kv_heads: int, head_dim: int, max_cache_len: int,
                  dtype: torch.dtype, device: torch.device | str):
@@ -54,8 +59,13 @@ class StaticCache:
         self.values = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(num_layers)]
         self.max_cache_len = max_cache_len
         self.length = 0
+        self.write_positions: torch.Tensor | None = None
 
     def update(self, key: torch.Tensor, value: torch.Tensor, layer_idx: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.write_positions is not None:
+            self.keys[layer_idx].index_copy_(2, self.write_positions, key)  # (B, kvh, max_cache_len, D)
+            self.values[layer_idx].index_copy_(2, self.write_positions, value)
+            return self.keys[layer_idx], self.values[layer_idx]
         start = self.length
         end = start + key.shape[-2]
         if end > self.max_cache_len:

@@ -374,7 +374,9 @@ class DecoderModel(PreTrainedModel):
         if use_cache and cache is None:
             cache = DynamicCache()
         b, t = inputs_embeds.shape[:2]
-        past = cache.get_seq_length() if cache is not None else 0
+        given_mask = attention_mask is not None and attention_mask.dim() == 4  # a ready-made mask is used as given
+        # the cached length is only needed to build the mask or the positions (a compiled step passes both)
+        past = cache.get_seq_length() if cache is not None and not (given_mask and position_ids is not None) else 0
         segments = None
         if position_ids is None:
             position_ids = (torch.arange(t, device=inputs_embeds.device) + past).unsqueeze(0)  # (1, T)
@@ -382,7 +384,7 @@ class DecoderModel(PreTrainedModel):
             segments = packed_segments(position_ids.expand(b, -1))
 
         eager = getattr(config, "_attn_implementation", None) == "eager"
-        if attention_mask is not None and attention_mask.dim() == 4:  # a ready-made mask is used as given
+        if given_mask:
             masks = {layer.self_attn.sliding_window: attention_mask for layer in self.layers}
         else:
             padding = None if attention_mask is None else attention_mask.to(inputs_embeds.device, torch.bool)

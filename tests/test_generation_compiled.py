@@ -1,0 +1,72 @@
+"""generate(compile=True): the torch.compile'd fixed-shape decode step on the static cache gives the same greedy
+ids as eager decoding, for one prompt and a left-padded batch, and compiles once per (batch, max_length)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from autoload.generation import generate
+from test_generation import make_pair
+
+pytestmark = pytest.mark.slow  # the first compile takes tens of seconds on a small CPU box
+
+
+@pytest.fixture(scope="module")
+def llama(tmp_path_factory):
+    return make_pair(tmp_path_factory.mktemp("llama"), "llama")[1]
+
+
+def _prompts():
+    ids = torch.randint(3, 97, (3, 7), generator=torch.Generator().manual_seed(1))
+    mask = torch.ones_like(ids)
+    mask[1, :3] = 0
+    mask[2, :5] = 0
+    return ids.masked_fill(mask == 0, 0), mask
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_compiled_greedy_matches_eager(llama, batch):
+    ids, mask = _prompts()
+    ids, mask = ids[:batch], mask[:batch] if batch > 1 else None
+    options = dict(attention_mask=mask, max_new_tokens=12, eos_token_id=None)
+    eager = generate(llama, ids, **options)
+    out = generate(llama, ids, compile=True, return_dict_in_generate=True, **options)
+    assert torch.equal(out.sequences, eager)
+    assert out.past_key_values.get_seq_length() == ids.shape[1] + 11  # the last token is not fed back
+    assert out.past_key_values.write_positions is None  # the returned cache is back in its eager mode
+    assert torch.equal(generate(llama, ids, compile=True, **options), eager)  # a second call reuses the graph
+
+
+def test_compile_rejects_a_dynamic_cache(llama):
+    with pytest.raises(ValueError, match="static KV cache"):
+        generate(llama, torch.tensor([[5, 6]]), max_new_tokens=2, compile=True, cache_implementation="dynamic")
+
+
+def test_compile_rejects_other_families(tmp_path):
+    _, gpt2 = make_pair(tmp_path, "gpt2")
+    with pytest.raises(NotImplementedError, match="Llama-family"):
+        generate(gpt2, torch.tensor([[5, 6]]), max_new_tokens=2, compile=True)
+
+
+def test_compiled_sampling_matches_eager_with_the_same_seed(llama):
+    ids, mask = _prompts()
+    options = dict(attention_mask=mask, max_new_tokens=10, eos_token_id=None, do_sample=True, temperature=0.9,
+                   top_k=20, top_p=0.95)
+    assert torch.equal(generate(llama, ids, compile=True, seed=5, **options), generate(llama, ids, seed=5, **options))
+
+
+def test_changed_weights_are_never_served_from_a_stale_graph(tmp_path):
+    """Freezing bakes the weights into the graph: changing them in place, or loading another model object,
+    must compile again rather than decode with the old numbers."""
+    _, model = make_pair(tmp_path / "a", "llama")
+    ids = torch.tensor([[5, 17, 3, 44]])
+    options = dict(max_new_tokens=8, eos_token_id=None)
+    before = generate(model, ids, compile=True, **options)
+    with torch.no_grad():
+        model.lm_head.weight[7] += 5.0  # token 7 now wins most steps
+    after_eager = generate(model, ids, **options)
+    assert not torch.equal(after_eager, before)
+    assert torch.equal(generate(model, ids, compile=True, **options), after_eager)
+    _, other = make_pair(tmp_path / "b", "llama", initializer_range=0.5)  # same shapes, other weights
+    assert torch.equal(generate(other, ids, compile=True, **options), generate(other, ids, **options))
