@@ -96,10 +96,11 @@ class CompiledDecoder:
         if not isinstance(cache, StaticCache):
             raise ValueError("compile=True needs a StaticCache (cache_implementation='static').")
         backbone = getattr(model, getattr(model, "base_model_prefix", ""), None)
-        if not isinstance(backbone, DecoderModel):
-            raise NotImplementedError(f"compile=True supports the Llama-family decoders only, not "
+        if not getattr(backbone, "supports_compiled_decode", False):  # its forward must not read the cache length
+            raise NotImplementedError(f"compile=True supports the Llama-family decoders and ChatGLM only, not "
                                       f"{type(model).__name__}.")
-        if any(layer.self_attn.sliding_window is not None for layer in backbone.layers):
+        if isinstance(backbone, DecoderModel) and any(layer.self_attn.sliding_window is not None
+                                                      for layer in backbone.layers):
             raise NotImplementedError("compile=True does not support sliding-window attention yet.")
         global _compiled_step, _compiled_for
         fingerprint = [(id(p), p._version) for p in model.parameters()]
@@ -116,7 +117,8 @@ class CompiledDecoder:
         batch, device = cache.keys[0].shape[0], cache.keys[0].device
         self.keys_ok = torch.zeros(batch, cache.max_cache_len, dtype=torch.bool, device=device)  # (B, max_len)
         self.keys_ok[:, :filled] = True if mask is None else mask.bool()
-        self.eager = getattr(model.config, "_attn_implementation", None) == "eager"
+        # DecoderModel's eager attention adds a float mask; every other path takes the boolean one
+        self.eager = isinstance(backbone, DecoderModel) and getattr(model.config, "_attn_implementation", None) == "eager"
 
     def __call__(self, tokens: torch.Tensor, position_ids: torch.Tensor) -> torch.Tensor:
         """(B, 1) tokens at (B, 1) positions -> (B, V) fp32 logits; the cache grows by one."""

@@ -30,7 +30,7 @@ from torch import nn
 from ..modeling import PreTrainedModel
 from .cache import DynamicCache
 from .configs import ChatGLMConfig
-from .layers import DecoderForCausalLM, RMSNorm, _Head, causal_mask, repeat_kv
+from .layers import DecoderForCausalLM, RMSNorm, _Head, causal_mask, forward_options, repeat_kv
 from .losses import sequence_classification_loss
 from .outputs import BaseModelOutputWithPast, SequenceClassifierOutputWithPast
 
@@ -163,6 +163,7 @@ class ChatGLMModel(PreTrainedModel):
     config_class = ChatGLMConfig
     base_model_prefix = "transformer"
     _keys_to_ignore_on_load_unexpected = [r"rotary_pos_emb\.inv_freq$"]
+    supports_compiled_decode = True  # generate(compile=True): no cache length is read given a 4-D mask + positions
 
     def __init__(self, config):
         super().__init__(config)
@@ -188,27 +189,23 @@ class ChatGLMModel(PreTrainedModel):
         `attention_mask` (B, P+T) marks padding with 0, `position_ids` (B, T) default to P..P+T-1 (with left
         padding pass cumsum(mask)-1, as generate() and the ChatGLM tokenizers do)."""
         config = self.config
-        if (input_ids is None) == (inputs_embeds is None):
-            raise ValueError("You must specify exactly one of input_ids or inputs_embeds")
-        if past_key_values is not None and cache is not None:
-            raise ValueError("Pass the cache once, as past_key_values or as cache.")
-        cache = past_key_values if past_key_values is not None else cache
-        use_cache = config.use_cache if use_cache is None else use_cache
-        output_attentions = config.output_attentions if output_attentions is None else output_attentions
-        output_hidden_states = config.output_hidden_states if output_hidden_states is None else output_hidden_states
-        return_dict = config.return_dict if return_dict is None else return_dict
+        cache, use_cache, output_attentions, output_hidden_states, return_dict = forward_options(
+            config, input_ids, inputs_embeds, past_key_values, cache, use_cache, output_attentions,
+            output_hidden_states, return_dict)
         if inputs_embeds is None:
             inputs_embeds = self.embedding.word_embeddings(input_ids)  # (B, T, C)
         if use_cache and cache is None:
             cache = DynamicCache()
         b, t = inputs_embeds.shape[:2]
         device = inputs_embeds.device
-        past = cache.get_seq_length() if cache is not None else 0
+        given_mask = attention_mask is not None and attention_mask.dim() == 4  # a ready-made mask is used as given
+        # the cached length is only needed to build the mask or the positions (a compiled step passes both)
+        past = cache.get_seq_length() if cache is not None and not (given_mask and position_ids is not None) else 0
         if position_ids is None:
             position_ids = (torch.arange(t, device=device) + past).unsqueeze(0)  # (1, T)
         position_ids = position_ids.to(device).expand(b, -1)  # (B, T)
 
-        if attention_mask is not None and attention_mask.dim() == 4:  # a ready-made (B, 1, T, K) mask
+        if given_mask:  # (B, 1, T, K)
             mask = attention_mask.to(device, torch.bool)
         else:
             padding = None if attention_mask is None else attention_mask.to(device, torch.bool)

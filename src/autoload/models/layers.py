@@ -328,11 +328,27 @@ class DecoderLayer(nn.Module):
 
 # -- backbone -----------------------------------------------------------------------------------------------
 
+def forward_options(config, input_ids, inputs_embeds, past_key_values, cache, use_cache, output_attentions,
+                    output_hidden_states, return_dict):
+    """The checks and config defaults every decoder backbone's forward starts with: returns (cache, use_cache,
+    output_attentions, output_hidden_states, return_dict); the cache comes as `past_key_values` or `cache`."""
+    if (input_ids is None) == (inputs_embeds is None):
+        raise ValueError("You must specify exactly one of input_ids or inputs_embeds")
+    if past_key_values is not None and cache is not None:
+        raise ValueError("Pass the cache once, as past_key_values or as cache.")
+    cache = past_key_values if past_key_values is not None else cache
+    return (cache, config.use_cache if use_cache is None else use_cache,
+            config.output_attentions if output_attentions is None else output_attentions,
+            config.output_hidden_states if output_hidden_states is None else output_hidden_states,
+            config.return_dict if return_dict is None else return_dict)
+
+
 class DecoderModel(PreTrainedModel):
     """embed_tokens -> layers -> norm. Families override `layer_options` (keyword arguments of each
     DecoderLayer: qkv_bias, o_bias, mlp_bias, qk_norm, sliding_window)."""
 
     base_model_prefix = "model"
+    supports_compiled_decode: ClassVar[bool] = True  # forward reads no cache length given a 4-D mask + positions
 
     def __init__(self, config):
         super().__init__(config)
@@ -360,15 +376,9 @@ class DecoderModel(PreTrainedModel):
         """Hidden states (B, T, C) after the final norm; `past_key_values` (alias `cache`) holds earlier tokens,
         `attention_mask` (B, P+T) marks padding with 0, `position_ids` (B, T) default to P..P+T-1."""
         config = self.config
-        if (input_ids is None) == (inputs_embeds is None):
-            raise ValueError("You must specify exactly one of input_ids or inputs_embeds")
-        if past_key_values is not None and cache is not None:
-            raise ValueError("Pass the cache once, as past_key_values or as cache.")
-        cache = past_key_values if past_key_values is not None else cache
-        use_cache = config.use_cache if use_cache is None else use_cache
-        output_attentions = config.output_attentions if output_attentions is None else output_attentions
-        output_hidden_states = config.output_hidden_states if output_hidden_states is None else output_hidden_states
-        return_dict = config.return_dict if return_dict is None else return_dict
+        cache, use_cache, output_attentions, output_hidden_states, return_dict = forward_options(
+            config, input_ids, inputs_embeds, past_key_values, cache, use_cache, output_attentions,
+            output_hidden_states, return_dict)
         if inputs_embeds is None:
             inputs_embeds = self.embed_tokens(input_ids)  # (B, T, C)
         if use_cache and cache is None:
