@@ -233,3 +233,48 @@ def test_glm4_chat_through_its_template(glm4):
     assert response == _parse_reply(text, [])[0]
     assert new_history[:3] == [*history, {"role": "user", "content": "你好"}] and len(history) == 2
     assert list(model.stream_chat(tokenizer, "你好", history=history, **GREEDY))[-1] == (response, new_history)
+
+
+# -- the repos' own chat templates (the strings llama.cpp's template tests carry for these models) --------------
+
+CHATGLM3_TEMPLATE = ("{% for message in messages %}{% if loop.first %}[gMASK]sop<|{{ message['role'] }}|>\n "
+                     "{{ message['content'] }}{% else %}<|{{ message['role'] }}|>\n {{ message['content'] }}{% endif %}"
+                     "{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}")
+GLM4_TEMPLATE = ("[gMASK]<sop>{% for item in messages %}{% if item['tools'] is defined %}<|system|>\n你是一个名为 ChatGLM 的"
+                 "人工智能助手。\n\n# 可用工具{% set tools = item['tools'] %}{% for tool in tools %}"
+                 "{% if tool['type'] == 'function' %}\n\n## {{ tool['function']['name'] }}\n\n"
+                 "{{ tool['function'] | tojson(indent=4) }}\n......{% endif %}{% endfor %}{% endif %}"
+                 "{% if item['content'] %}<|{{ item['role'] }}|>{{ item['metadata'] }}\n{{ item['content'] }}{% endif %}"
+                 "{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}")
+CONVERSATION = [{"role": "system", "content": "You are a helpful assistant"}, {"role": "user", "content": "Hello"},
+                {"role": "assistant", "content": "Hi there"}, {"role": "user", "content": "Who are you"},
+                {"role": "assistant", "content": "   I am an assistant   "},
+                {"role": "user", "content": "Another question"}]
+
+
+def test_repo_templates_render_and_tokenize_like_build_chat_input(chatglm3, glm4):
+    tok3 = AutoTokenizer.from_pretrained(str(chatglm3))
+    tok3.chat_template = CHATGLM3_TEMPLATE
+    text = tok3.apply_chat_template(CONVERSATION, add_generation_prompt=True, tokenize=False)
+    assert text == ("[gMASK]sop<|system|>\n You are a helpful assistant<|user|>\n Hello<|assistant|>\n Hi there"
+                    "<|user|>\n Who are you<|assistant|>\n    I am an assistant   <|user|>\n Another question"
+                    "<|assistant|>")
+    history = [dict(m, metadata="") for m in CONVERSATION[:-1]]
+    ids = tok3.apply_chat_template(CONVERSATION, add_generation_prompt=True)
+    assert list(ids["input_ids"] if isinstance(ids, dict) else ids) == \
+        tok3.build_chat_input("Another question", history=history)["input_ids"][0].tolist()
+
+    tok4 = AutoTokenizer.from_pretrained(str(glm4))
+    tok4.chat_template = GLM4_TEMPLATE
+    text = tok4.apply_chat_template(CONVERSATION, add_generation_prompt=True, tokenize=False)
+    assert text == ("[gMASK]<sop><|system|>\nYou are a helpful assistant<|user|>\nHello<|assistant|>\nHi there"
+                    "<|user|>\nWho are you<|assistant|>\n   I am an assistant   <|user|>\nAnother question"
+                    "<|assistant|>")  # a missing metadata renders as "" (Jinja's undefined), as the repo relies on
+    ids = tok4.apply_chat_template(CONVERSATION, add_generation_prompt=True)
+    assert list(ids["input_ids"] if isinstance(ids, dict) else ids) == \
+        tok4.build_chat_input("Another question", history=CONVERSATION[:-1])["input_ids"][0].tolist()
+    tools = [{"role": "system", "content": "", "tools": [{"type": "function", "function": {"name": "get_weather",
+                                                                                       "parameters": {}}}]},
+             {"role": "user", "content": "天气"}]
+    text = tok4.apply_chat_template(tools, add_generation_prompt=True, tokenize=False)
+    assert '## get_weather\n\n{\n    "name": "get_weather",' in text and text.endswith("<|user|>\n天气<|assistant|>")
