@@ -20,10 +20,12 @@ import os
 import sys
 from pathlib import Path
 
+# bench/tokenize.py would shadow the standard library's tokenize module: keep this folder off the path, and take
+# the shared child runner (and checkpoint helpers) from bench/load.py as the package `bench`
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.generate import ROOT, run  # noqa: E402
+from bench.load import ROOT, run  # noqa: E402
 
 SHAPE = dict(vocab_size=65024, hidden_size=768, intermediate_size=2048, num_hidden_layers=12, num_attention_heads=12,
              num_key_value_heads=2, head_dim=64, attention_bias=True, max_position_embeddings=32768,

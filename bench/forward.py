@@ -11,19 +11,17 @@ libraries are compared on the same input (max abs difference of the logits).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import sys
 from pathlib import Path
 
-# bench/tokenize.py would shadow the standard library's tokenize module: keep this folder off the path,
-# and take the shared checkpoint helpers from bench/load.py by file
+# bench/tokenize.py would shadow the standard library's tokenize module: keep this folder off the path, and take
+# the shared child runner (and checkpoint helpers) from bench/load.py as the package `bench`
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-_spec = importlib.util.spec_from_file_location("bench_load", Path(__file__).resolve().parent / "load.py")
-_load = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_load)
-MODELS, ROOT, checkpoint, run = _load.MODELS, _load.ROOT, _load.checkpoint, _load.run
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.load import MODELS, ROOT, checkpoint, run  # noqa: E402
 
 CHILD = """
 import json, statistics, time, torch

@@ -22,14 +22,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
-# bench/tokenize.py would shadow the standard library's tokenize module: keep this folder off the path
+# bench/tokenize.py would shadow the standard library's tokenize module: keep this folder off the path, and take
+# the shared child runner (and checkpoint helpers) from bench/load.py as the package `bench`
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-ROOT = Path(__file__).resolve().parent.parent
+from bench.load import ROOT, run  # noqa: E402
+
 SHAPE = dict(vocab_size=32000, hidden_size=768, num_hidden_layers=12, num_attention_heads=12, num_key_value_heads=12,
              intermediate_size=2048, max_position_embeddings=2048)
 
@@ -82,16 +84,6 @@ for mode, options in modes.items():
             torch.save(out, {out!r}.replace(".pt", f"-b{{batch}}.pt"))
 print(json.dumps({{"results": results, "threads": torch.get_num_threads()}}))
 """
-
-
-def run(code: str) -> str:
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), HF_HUB_OFFLINE="1", TRANSFORMERS_VERBOSITY="error",
-               HF_HUB_DISABLE_PROGRESS_BARS="1", TOKENIZERS_PARALLELISM="false")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT)
-    if out.returncode:
-        raise RuntimeError(out.stderr[-3000:])
-    lines = out.stdout.strip().splitlines()
-    return lines[-1] if lines else ""
 
 
 def checkpoint(quick: bool) -> Path:

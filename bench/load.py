@@ -73,9 +73,10 @@ IMPORT = "import time; t = time.perf_counter(); {stmt}; print(time.perf_counter(
 
 
 def run(code: str) -> str:
+    """Run `code` in a fresh Python (autoload from src/, offline, quiet, cwd = repo root); its last stdout line."""
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), HF_HUB_OFFLINE="1", TRANSFORMERS_VERBOSITY="error",
                HF_HUB_DISABLE_PROGRESS_BARS="1", TOKENIZERS_PARALLELISM="false")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT)
     if out.returncode:
         raise RuntimeError(out.stderr[-3000:])
     lines = out.stdout.strip().splitlines()

@@ -25,14 +25,16 @@ import argparse
 import importlib.util
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
-# bench/tokenize.py would shadow the standard library's tokenize module: keep this folder off the path
+# bench/tokenize.py would shadow the standard library's tokenize module: keep this folder off the path, and take
+# the shared child runner (and checkpoint helpers) from bench/load.py as the package `bench`
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-ROOT = Path(__file__).resolve().parent.parent
+from bench.load import ROOT, run  # noqa: E402
+
 WORK = ROOT / ".bench" / "checkpoints"
 SHAPE = dict(vocab_size=21128, hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072)
 
@@ -87,16 +89,6 @@ batch16_s, _ = timed(lambda: pipe(batch, batch_size=16), 3)
 print(json.dumps({{"single": single_s, "batch": batch_s, "batch16": batch16_s, "threads": torch.get_num_threads(),
                    "top": [(c["token"], round(c["score"], 5)) for c in top]}}))
 """
-
-
-def run(code: str) -> str:
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), HF_HUB_OFFLINE="1", TRANSFORMERS_VERBOSITY="error",
-               HF_HUB_DISABLE_PROGRESS_BARS="1", TOKENIZERS_PARALLELISM="false")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT)
-    if out.returncode:
-        raise RuntimeError(out.stderr[-3000:])
-    lines = out.stdout.strip().splitlines()
-    return lines[-1] if lines else ""
 
 
 def bert_vocab() -> Path:
