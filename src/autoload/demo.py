@@ -22,6 +22,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import struct
 import tempfile
 from pathlib import Path
 
@@ -122,7 +123,6 @@ def _varint(value: int) -> bytes:
 
 def _field(number: int, value) -> bytes:
     """One protobuf field: bytes/str (wire type 2), float (5), int/bool (0)."""
-    import struct
     if isinstance(value, (bytes, str)):
         data = value.encode() if isinstance(value, str) else value
         return _varint(number << 3 | 2) + _varint(len(data)) + data

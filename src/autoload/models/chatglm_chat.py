@@ -23,6 +23,8 @@ import threading
 
 import torch
 
+from ..generation.chat import _shape
+
 logger = logging.getLogger("autoload")
 
 DEFAULTS = dict(max_length=8192, do_sample=True, top_p=0.8, temperature=0.8)
@@ -192,18 +194,14 @@ class _Turn:
 def _history(history, variant: str, system: str | None) -> list:
     """A copy of the history in the variant's shape (pairs for chatglm2, role dicts otherwise)."""
     history = list(history or [])
-    pairs = all(isinstance(item, (tuple, list)) and len(item) == 2 for item in history)
-    dicts = all(isinstance(item, dict) and "role" in item for item in history)
-    if not (pairs or dicts):
-        raise ValueError("history must be a list of (query, response) pairs or of {'role', 'content'} dicts "
-                         f"(not a mix); got {history!r}.")
+    pairs = _shape(history) == "pairs"  # also rejects mixed or malformed histories
     if variant == "chatglm2":
         if system is not None:
             raise ValueError("chatglm2 has no system prompt: pass system=None.")
-        if history and not pairs:
+        if not pairs:
             history = _dicts_to_pairs(history)
         return [type(item)(item) for item in history]
-    if history and pairs:  # chatglm3 / glm-4 keep role dicts; pairs are converted for convenience
+    if pairs:  # chatglm3 / glm-4 keep role dicts; pairs are converted for convenience
         history = [m for q, r in history for m in ({"role": "user", "content": q},
                                                    {"role": "assistant", "metadata": "", "content": r})]
     history = [dict(m) for m in history]
