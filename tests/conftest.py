@@ -95,3 +95,42 @@ def hub(server, cache_dir, monkeypatch):
     """The server, with autoload's endpoint pointed at it."""
     monkeypatch.setenv("HF_ENDPOINT", server.url)
     return server
+
+
+@pytest.fixture
+def hostile_hub(isolated_env, monkeypatch):
+    """`start(repos, tamper=None, page_size=1000)` serves a FakeHub (tests/hostile.py) on 127.0.0.1 with
+    HF_ENDPOINT pointed at it; returns (server, fake). Servers stop at the end of the test."""
+    from hostile import FakeHub, HostileServer
+    started = []
+
+    def start(repos, tamper=None, page_size=1000):
+        fake = FakeHub(repos, tamper, page_size)
+        server = HostileServer(fake).__enter__()
+        fake.url = server.url
+        started.append(server)
+        monkeypatch.setenv("HF_ENDPOINT", server.url)
+        return server, fake
+
+    yield start
+    for server in started:
+        server.__exit__(None, None, None)
+
+
+@pytest.fixture
+def hostile_modelscope(isolated_env, monkeypatch):
+    """`start(repos, tamper=None)` serves a FakeModelScope with MODELSCOPE_ENDPOINT and MODELSCOPE_CACHE set."""
+    from hostile import FakeModelScope, HostileServer
+    started = []
+    monkeypatch.setenv("MODELSCOPE_CACHE", str(isolated_env / "ms_cache"))
+
+    def start(repos, tamper=None):
+        fake = FakeModelScope(repos, tamper)
+        server = HostileServer(fake).__enter__()
+        started.append(server)
+        monkeypatch.setenv("MODELSCOPE_ENDPOINT", server.url)
+        return server, fake
+
+    yield start
+    for server in started:
+        server.__exit__(None, None, None)

@@ -57,7 +57,7 @@ def test_announced_size_mismatch_is_an_integrity_error(hub, cache_dir):
     """The HEAD announces 999 bytes, the GET serves the real (shorter) file: refused, nothing kept."""
     def lying_head(method, path, headers):
         if method == "HEAD" and "config.json" in path:
-            return Fault(status=200, headers={"X-Repo-Commit": "a" * 40, "ETag": '"opaque-etag"',
+            return Fault(status=200, headers={"X-Repo-Commit": "a" * 40, "ETag": '"' + "b" * 40 + '"',
                                               "X-Linked-Size": "999", "Content-Length": "999"})
         return None
     hub.fault = lying_head

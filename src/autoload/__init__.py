@@ -30,7 +30,8 @@ _EXPORTS: dict[str, str] = {
     **{name: "autoload.hub.errors" for name in (
         "HubError", "HubHTTPError", "RepositoryNotFoundError", "GatedRepoError", "RevisionNotFoundError",
         "EntryNotFoundError", "LocalEntryNotFoundError", "OfflineModeError", "IncompleteSnapshotError",
-        "IntegrityError", "UnsafePathError", "InvalidRepoIdError")},
+        "IntegrityError", "UnsafePathError", "InvalidRepoIdError", "InvalidRevisionError",
+        "MalformedResponseError", "RetryLimitError")},
 }
 
 __all__ = ["__version__", *_EXPORTS]

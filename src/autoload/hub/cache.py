@@ -22,6 +22,8 @@ import tempfile
 
 REPO_TYPES = {"model": "models", "dataset": "datasets", "space": "spaces", "kernel": "kernels"}
 _COMMIT = re.compile(r"[0-9a-f]{40}")
+_ETAG = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+_REF_PART = re.compile(r"[A-Za-z0-9._+\-@]{1,255}")
 _symlink_support: dict[str, bool] = {}
 
 CACHEDIR_TAG = ("Signature: 8a477f597d28d172789f06886806bc55\n"
@@ -32,6 +34,60 @@ CACHEDIR_TAG = ("Signature: 8a477f597d28d172789f06886806bc55\n"
 def is_commit(revision: str) -> bool:
     """A commit is exactly 40 lowercase hex characters; anything else is a branch, tag or ref name."""
     return bool(_COMMIT.fullmatch(revision))
+
+
+def check_commit(value, what: str = "commit") -> str:
+    """A commit from a server or a caller: exactly 40 lowercase hex, else UnsafeValueError."""
+    if isinstance(value, str) and _COMMIT.fullmatch(value):
+        return value
+    raise UnsafeValueError(f"{what} {shown(value)} is not a commit (40 lowercase hex characters)", value=value)
+
+
+def check_etag(value, what: str = "etag") -> str:
+    """A blob name: a git blob sha1 (40 hex) or a sha256 (64 hex), lowercase."""
+    if isinstance(value, str) and _ETAG.fullmatch(value):
+        return value
+    raise UnsafeValueError(f"{what} {shown(value)} is not a 40- or 64-character lowercase hex hash", value=value)
+
+
+def check_revision(value) -> str:
+    """A branch, tag, `refs/pr/N` or commit, validated like a git ref name: parts of letters, digits and
+    `._+-@` separated by single slashes; no `..`, no part starting with `.` or ending in `.lock`, no
+    absolute path, backslash, control character or whitespace."""
+    parts = value.split("/") if isinstance(value, str) and len(value) <= 255 else [""]
+    if all(_REF_PART.fullmatch(p) and not p.startswith(".") and not p.endswith((".lock", "."))
+           for p in parts) and ".." not in value and "@{" not in value:
+        return value
+    raise UnsafeValueError(f"revision {shown(value)} is not a valid branch, tag or commit name (git ref rules: "
+                           "no '..', no leading '/' or '.', no backslash, space or control character)", value=value)
+
+
+def inside(root: str, path: str) -> str:
+    """`path`, after checking that it stays inside `root` once `..` and symlinked folders are resolved."""
+    real_root = os.path.realpath(root)
+    real = os.path.realpath(os.path.join(os.path.realpath(os.path.dirname(path)), os.path.basename(path)))
+    if os.path.commonpath([real_root, real]) != real_root:
+        raise UnsafeValueError(f"path {shown(path)} would leave the cache folder {root}", value=path)
+    return path
+
+
+def shown(value, limit: int = 200) -> str:
+    """A value from a server or a repo as it may be printed: quoted, control and bidi characters escaped."""
+    text = value if isinstance(value, str) else repr(value)
+    escaped = text.encode("unicode_escape").decode("ascii") if _UNPRINTABLE.search(text) else text
+    return "'" + (escaped[:limit] + "..." if len(escaped) > limit else escaped) + "'"
+
+
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+class UnsafeValueError(ValueError):
+    """A value that would become a path, name or header is not of its legal shape. The hub layers turn it
+    into `UnsafeServerValueError` (naming the endpoint and request) or `UnsafePathError`."""
+
+    def __init__(self, message: str, *, value):
+        super().__init__(message)
+        self.value = value
 
 
 def repo_folder_name(repo_id: str, repo_type: str = "model") -> str:

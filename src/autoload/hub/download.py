@@ -14,35 +14,30 @@ What this adds over huggingface_hub:
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import logging
 import os
-import queue
 import re
-import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from urllib.parse import quote, unquote, urljoin, urlsplit
 
 import requests
-import urllib3
 from filelock import FileLock
 
-from . import aliases, http, settings
-from .cache import REPO_TYPES, RepoCache, is_commit
+from . import aliases, http, settings, transfer
+from .cache import (REPO_TYPES, RepoCache, UnsafeValueError, check_commit, check_etag, check_revision, is_commit,
+                    shown)
 from .errors import (EntryNotFoundError, GatedRepoError, HubError, HubHTTPError, IncompleteSnapshotError,
-                     IntegrityError, InvalidRepoIdError, LocalEntryNotFoundError, OfflineModeError,
+                     InvalidRepoIdError, InvalidRevisionError, LocalEntryNotFoundError, OfflineModeError,
                      RepositoryNotFoundError, RevisionNotFoundError, UnsafePathError)
 from .progress import Progress
 
 logger = logging.getLogger("autoload.hub")
 
-CHUNK = 1024 * 1024
-READ_SIZE = 256 * 1024  # per read from the socket: small buffers are reused by the allocator
 _REPO_PART = re.compile(r"[A-Za-z0-9_.\-]{1,96}")
 _LFS_ETAG = re.compile(r"[0-9a-f]{64}")
-_GIT_ETAG = re.compile(r"[0-9a-f]{40}")
+_SIZE = re.compile(r"\d{1,15}")  # up to ~1 PB: larger announced sizes are not files, they are attacks
+MAX_TREE_PAGES = 10_000
 
 
 # -- validation ---------------------------------------------------------------------------------
@@ -67,6 +62,32 @@ def safe_filename(filename: str, repo_id: str | None = None) -> str:
                               "has a drive letter or '..', or would otherwise escape the snapshot folder.",
                               repo_id=repo_id, filename=str(filename))
     return path
+
+
+def validate_revision(revision, repo_id: str) -> str:
+    """The caller's revision must be a valid git ref name or commit: it becomes a path under refs/."""
+    try:
+        return check_revision(revision)
+    except UnsafeValueError as err:
+        raise InvalidRevisionError(f"Invalid revision for '{repo_id}': {err}. Use a branch, a tag, refs/pr/N or a "
+                                   "full 40-character commit.", repo_id=repo_id, revision=str(revision)) from None
+
+
+def _server_value(check, value, what: str, target: "_Target", url: str, **context):
+    """A value from the server that becomes a path or a size, checked; else MalformedResponseError."""
+    try:
+        return check(value, what)
+    except UnsafeValueError as err:
+        raise http.malformed(str(err), endpoint=target.endpoint, url=url, value=value, repo_id=target.repo_id,
+                             **context) from None
+
+
+def _check_size(value, what: str = "size") -> int:
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 10**15:
+        return value
+    if isinstance(value, str) and _SIZE.fullmatch(value.strip()):
+        return int(value)
+    raise UnsafeValueError(f"{what} {shown(value)} is not a byte count", value=value)
 
 
 def _check_repo_type(repo_type: str) -> None:
@@ -113,9 +134,23 @@ class _Target:
     def context(self, revision: str, filename: str | None = None) -> dict:
         return dict(repo_id=self.repo_id, revision=revision, filename=filename, endpoint=self.endpoint)
 
+    def follow_redirects(self, response: requests.Response) -> None:
+        """The hub redirected a legacy, renamed or mis-cased id on its own origin: store under the id of the last
+        URL of the chain from now on, and link the id as typed to it. Redirects to another origin (a CDN) and
+        the `id` a server writes in a JSON body never rename: a request for X never touches another repo."""
+        hub = http.origin(self.endpoint)
+        served = [repo for url in response.visited
+                  if http.origin(url) == hub and (repo := _repo_from_url(url, self.repo_type))]
+        if served:
+            self.follow_rename(served[-1])
+
     def follow_rename(self, new_id: str) -> None:
-        """The hub redirected (renamed or legacy id): store under the new id from now on."""
-        if new_id and new_id != self.canonical:
+        try:
+            validate_repo_id(new_id)
+        except InvalidRepoIdError:
+            raise http.malformed(f"a redirect for '{self.canonical}' to the invalid repo id {shown(new_id)}",
+                                 endpoint=self.endpoint, repo_id=self.repo_id) from None
+        if new_id != self.canonical:
             logger.info("'%s' is served as '%s'; caching it under that name", self.canonical, new_id)
             self.canonical = new_id
 
@@ -168,21 +203,22 @@ def _head(target: _Target, revision: str, filename: str, *, retries: int | None)
         raise
     # the last /resolve/ URL of the redirect chain names the repo as the hub serves it (the real hub adds
     # a hop to /api/resolve-cache/... after a rename redirect)
-    served = [repo for url in response.visited if (repo := _repo_from_resolve_url(url, target.repo_type))]
-    if served:
-        target.follow_rename(served[-1])
+    target.follow_redirects(response)
     headers = response.headers
     commit = headers.get("X-Repo-Commit")
     etag = headers.get("X-Linked-Etag") or headers.get("ETag")
     context = target.context(revision, filename)
     if not commit or not etag:
         missing = "X-Repo-Commit" if not commit else "ETag"
-        raise HubHTTPError(f"{target.endpoint} answered for '{filename}' of '{target.repo_id}' without the "
+        raise HubHTTPError(f"{target.endpoint} answered for {shown(filename)} of '{target.repo_id}' without the "
                            f"'{missing}' header: it does not speak the Hugging Face hub protocol (check the endpoint "
                            "URL, or a proxy in between).", status=response.status_code, **context)
     size = headers.get("X-Linked-Size") or (None if response.is_redirect else headers.get("Content-Length"))
-    location = urljoin_location(response)
-    return FileMeta(commit=commit, etag=_normalize_etag(etag), size=int(size) if size else None, url=location)
+    check = dict(target=target, url=url, revision=revision, filename=filename)
+    return FileMeta(commit=_server_value(check_commit, commit, "X-Repo-Commit", **check),
+                    etag=_server_value(check_etag, _normalize_etag(etag), "ETag", **check),
+                    size=_server_value(_check_size, size, "X-Linked-Size", **check) if size else None,
+                    url=urljoin_location(response))
 
 
 def urljoin_location(response: requests.Response) -> str:
@@ -191,11 +227,19 @@ def urljoin_location(response: requests.Response) -> str:
     return urljoin(response.url, location) if location else response.url
 
 
-def _repo_from_resolve_url(url: str, repo_type: str) -> str | None:
-    path = urlsplit(url).path
+def _repo_from_url(url: str, repo_type: str) -> str | None:
+    """The repo id in a /resolve/ or /api/{type}s/ URL of this hub, else None."""
+    path = unquote(urlsplit(url).path).lstrip("/")
+    api = f"api/{REPO_TYPES[repo_type]}/"
+    if path.startswith(api):  # /api/models/{id}/revision/... or /api/models/{id}/tree/...
+        parts = path[len(api):].split("/")
+        for n in (2, 1):
+            if len(parts) > n and parts[n] in ("revision", "tree", "refs"):
+                return "/".join(parts[:n])
+        return "/".join(parts[:2]) if len(parts) <= 2 else None
     if "/resolve/" not in path:
         return None
-    repo = unquote(path.split("/resolve/", 1)[0].lstrip("/"))
+    repo = path.split("/resolve/", 1)[0]
     prefix = "" if repo_type == "model" else f"{REPO_TYPES[repo_type]}/"
     return repo[len(prefix):] if repo.startswith(prefix) else None
 
@@ -223,7 +267,7 @@ def hub_download(repo_id: str, filename: str, *, revision: str = "main", repo_ty
         return ms_hub_download(repo_id, filename, revision=revision, cache_dir=cache_dir, endpoint=endpoint,
                                token=token if isinstance(token, str) else None, local_files_only=local_files_only,
                                progress=progress)
-    revision = revision or "main"
+    revision = validate_revision(revision or "main", repo_id)
     target = _Target.make(repo_id, repo_type, cache_dir, endpoint, token)
     filename = safe_filename(filename, repo_id)
     offline = local_files_only or settings.offline()
@@ -284,159 +328,20 @@ def _fetch(target: _Target, commit: str, filename: str, meta: FileMeta, *, force
             return repo.link(commit, filename, meta.etag)
         if not force and (path := repo.cached_file(commit, filename)):
             return path  # written by another process in no-symlink mode
-        partial = _download_blob(target, meta, filename, commit, bar)
+        partial = repo.blob_path(meta.etag) + ".incomplete"
+        transfer.download(_source(target, meta, filename, commit), partial, bar)
         return repo.adopt_blob(commit, filename, meta.etag, partial)
 
 
-def _hasher(etag: str, size: int | None):
-    """The check the etag allows: sha256 for LFS (64 hex), git blob sha1 for regular files (40 hex)."""
-    if _LFS_ETAG.fullmatch(etag):
-        return hashlib.sha256()
-    if _GIT_ETAG.fullmatch(etag) and size is not None:
-        h = hashlib.sha1()
-        h.update(b"blob %d\0" % size)
-        return h
-    return None
-
-
-def _download_blob(target: _Target, meta: FileMeta, filename: str, commit: str, bar: "Progress") -> str:
-    """Stream into blobs/<etag>.incomplete, resuming whatever an earlier process left there.
-
-    Dropped connections resume with Range in-process; a failed size or hash check deletes the bytes and
-    retries once from scratch, then raises IntegrityError. Returns the path of the verified partial file.
-    """
-    partial = target.repo.blob_path(meta.etag) + ".incomplete"
-    context = target.context(commit, filename)
-    for attempt in range(2):
-        digest = _stream_to(partial, target, meta, filename, commit, bar)
-        problem = _verify(partial, meta, digest)
-        if problem is None:
-            os.chmod(partial, 0o666 & ~_umask())
-            return partial
-        os.unlink(partial)
-        logger.warning("Integrity check failed for '%s' of '%s' (%s); the bytes were deleted%s.", filename,
-                       target.repo_id, problem, ", downloading again" if attempt == 0 else "")
-    raise IntegrityError(f"Downloaded '{filename}' of '{target.repo_id}' (commit {commit}) from {target.endpoint} "
-                         f"twice and both copies failed the integrity check: {problem}. The bad bytes were deleted "
-                         "from the cache. Retry later; if it persists the server or a proxy is corrupting the file.",
-                         **context)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _verify(path: str, meta: FileMeta, digest: str | None) -> str | None:
-    size = os.path.getsize(path)
-    if meta.size is not None and size != meta.size:
-        return f"expected {meta.size} bytes, got {size}"
-    if digest is not None and digest != meta.etag:
-        kind = "sha256" if _LFS_ETAG.fullmatch(meta.etag) else "git blob sha1"
-        return f"{kind} is {digest}, expected {meta.etag}"
-    return None
-
-
-class _Digest:
-    """Hashes a download while it is written, in a worker thread (hashlib releases the GIL on large
-    buffers), so the check overlaps with the network and costs no second read of the file.
-    A resumed download first hashes the `prefix` bytes already on disk."""
-
-    def __init__(self, meta: FileMeta, partial: str, prefix: int):
-        self.hasher = _hasher(meta.etag, meta.size)
-        self.queue: queue.Queue = queue.Queue(maxsize=64)
-        self.thread = None
-        if self.hasher is not None:
-            self.thread = threading.Thread(target=self._run, args=(partial, prefix), daemon=True)
-            self.thread.start()
-
-    def _run(self, partial: str, prefix: int) -> None:
-        with open(partial, "rb") as f:
-            while prefix > 0 and (chunk := f.read(min(8 * CHUNK, prefix))):
-                self.hasher.update(chunk)
-                prefix -= len(chunk)
-        while (chunk := self.queue.get()) is not None:
-            self.hasher.update(chunk)
-
-    def feed(self, chunk: bytes) -> None:
-        if self.thread is not None:
-            self.queue.put(chunk)
-
-    def close(self) -> str | None:
-        """Finish and return the hex digest (None when the etag names no hash we can check)."""
-        if self.thread is None:
-            return None
-        self.queue.put(None)
-        self.thread.join()
-        self.thread = None
-        return self.hasher.hexdigest()
-
-
-def _stream_to(partial: str, target: _Target, meta: FileMeta, filename: str, commit: str,
-               bar: "Progress") -> str | None:
-    """Download into `partial` from where it ends; return the content's digest (see `_Digest`)."""
-    context = target.context(commit, filename)
-    open(partial, "ab").close()  # exists from here on, also for an empty file
-    offset = os.path.getsize(partial)
-    if meta.size is not None and offset > meta.size:
-        offset = 0
-    if offset:
-        logger.info("Resuming '%s' of '%s' at byte %d", filename, target.repo_id, offset)
-    failures = 0
-    digest = _Digest(meta, partial, offset)
-    try:
-        with bar.file(filename, meta.size, offset) as file_bar:
-            while meta.size is None or offset < meta.size:
-                response = None
-                # identity encoding: the byte counts, Range offsets and hashes refer to the file itself
-                headers = {"Accept-Encoding": "identity", **({"Range": f"bytes={offset}-"} if offset else {})}
-                try:
-                    response = http.request("GET", meta.url, endpoint=target.endpoint, token=target.token,
-                                            headers=headers, stream=True)
-                    with response:
-                        if response.status_code == 416 and offset:
-                            raise requests.ConnectionError(f"the server refused range {offset}- (the partial "
-                                                           "file does not fit the file any more); starting over")
-                        http.raise_for_status(response, repo_id=target.repo_id, revision=commit, filename=filename,
-                                              endpoint=target.endpoint, repo_type=target.repo_type,
-                                              token=target.token)
-                        if offset and response.status_code != 206:  # the server ignored Range: whole body
-                            offset, digest = 0, _restart(digest, meta, partial, file_bar)
-                        with open(partial, "r+b") as f:
-                            f.seek(offset)
-                            if offset < os.fstat(f.fileno()).st_size:
-                                f.truncate()  # only after a restart: truncating costs a writeback on ext4
-                            # read1 hands over whatever has arrived, so a dropped connection loses nothing
-                            while chunk := response.raw.read1(READ_SIZE, decode_content=False):
-                                f.write(chunk)
-                                digest.feed(chunk)
-                                offset += len(chunk)
-                                file_bar.update(len(chunk))
-                                failures = 0
-                    return digest.close()  # complete by its own length; _verify compares sizes and hashes
-                except (requests.ConnectionError, requests.Timeout, urllib3.exceptions.HTTPError) as err:
-                    failures += 1
-                    if response is not None and response.status_code == 416:
-                        offset, digest = 0, _restart(digest, meta, partial, file_bar)
-                    if failures > settings.max_retries():
-                        raise HubHTTPError(
-                            f"Download of '{filename}' of '{target.repo_id}' from {target.endpoint} keeps failing "
-                            f"({_short(err)}); {offset} bytes are kept in the cache and the next run resumes from "
-                            "there.", **context) from err
-                    wait = min(8.0, settings.retry_backoff() * 2 ** (failures - 1))
-                    logger.info("Connection lost on '%s' at byte %d (%s); resuming in %.1fs", filename, offset,
-                                _short(err), wait)
-                    time.sleep(wait)
-        return digest.close()
-    finally:
-        digest.close()
-
-
-def _restart(digest: _Digest, meta: FileMeta, partial: str, file_bar) -> _Digest:
-    digest.close()
-    file_bar.reset(0)
-    return _Digest(meta, partial, 0)
+def _source(target: _Target, meta: FileMeta, filename: str, commit: str) -> transfer.Source:
+    """What transfer.download needs: the URL, the announced size and the check the etag allows
+    (sha256 for LFS, git blob sha1 for regular files)."""
+    def raise_for_status(response):
+        http.raise_for_status(response, repo_id=target.repo_id, revision=commit, filename=filename,
+                              endpoint=target.endpoint, repo_type=target.repo_type, token=target.token)
+    algorithm = "sha256" if _LFS_ETAG.fullmatch(meta.etag) else "git-sha1"
+    return transfer.Source(meta.url, target.endpoint, meta.size, algorithm, meta.etag, token=target.token,
+                           context=target.context(commit, filename), raise_for_status=raise_for_status)
 
 
 # -- a whole snapshot -----------------------------------------------------------------------------
@@ -486,7 +391,7 @@ def snapshot_download(repo_id: str, *, revision: str = "main", repo_type: str = 
                                     ignore_patterns=ignore_patterns, cache_dir=cache_dir, endpoint=endpoint,
                                     token=token if isinstance(token, str) else None,
                                     local_files_only=local_files_only, max_workers=max_workers, progress=progress)
-    revision = revision or "main"
+    revision = validate_revision(revision or "main", repo_id)
     target = _Target.make(repo_id, repo_type, cache_dir, endpoint, token)
     offline = local_files_only or settings.offline()
     context = target.context(revision)
@@ -498,7 +403,7 @@ def snapshot_download(repo_id: str, *, revision: str = "main", repo_type: str = 
     if offline:
         _raise_offline_snapshot(target, revision, snapshot, missing, _offline_reason(local_files_only))
     try:
-        info = _api_json(target, revision, "revision", quote(revision, safe=""))
+        commit = _resolve_commit(target, revision)
     except RevisionNotFoundError:
         raise
     except (HubError, requests.RequestException) as err:
@@ -511,16 +416,11 @@ def snapshot_download(repo_id: str, *, revision: str = "main", repo_type: str = 
         raise LocalEntryNotFoundError(f"Could not reach {target.endpoint} to list '{repo_id}' at revision "
                                       f"'{revision}' ({_short(err)}), and no complete snapshot is cached. Check "
                                       "your connection or HF_ENDPOINT.", **context) from err
-    target.follow_rename(info.get("id") or target.canonical)
-    commit = info.get("sha")
-    if not commit or not is_commit(commit):
-        raise HubHTTPError(f"{target.endpoint} gave no commit sha for '{repo_id}' at '{revision}'; it does not speak "
-                           "the Hugging Face hub protocol.", **context)
     repo = target.repo
     repo.ensure_layout()
-    tree = repo.read_tree(commit)
+    tree = _valid_tree(repo.read_tree(commit))
     if tree is None:
-        tree = _list_files(target, commit, info)
+        tree = _list_files(target, commit)
         repo.write_tree(commit, tree)
     paths = _select(tree, allow_patterns, ignore_patterns)
     for path in paths:
@@ -561,34 +461,98 @@ def _raise_offline_snapshot(target, revision, snapshot, missing, reason) -> None
                            "first with `autoload download`.", **context)
 
 
-def _api_json(target: _Target, revision: str, *parts: str, params: dict | None = None):
-    url = target.api_url(*parts)
-    response = http.request("GET", url, endpoint=target.endpoint, token=target.token,
+def _resolve_commit(target: _Target, revision: str) -> str:
+    """The commit a revision names, from `/api/{type}s/{repo}/revision/{rev}` (following same-origin renames)."""
+    url = target.api_url("revision", quote(revision, safe=""))
+    response = http.request("GET", url, endpoint=target.endpoint, token=target.token, stream=True,
                             timeout=settings.metadata_timeout())
-    http.raise_for_status(response, repo_id=target.repo_id, revision=revision, endpoint=target.endpoint,
-                          repo_type=target.repo_type, token=target.token)
-    try:
-        return response.json()
-    except ValueError as err:
-        raise HubHTTPError(f"{url} did not return JSON; check the endpoint.", **target.context(revision)) from err
+    with response:
+        http.raise_for_status(response, repo_id=target.repo_id, revision=revision, endpoint=target.endpoint,
+                              repo_type=target.repo_type, token=target.token)
+        info = http.read_json(response, what="the repo info", **target.context(revision))
+    target.follow_redirects(response)
+    if not isinstance(info, dict) or "sha" not in info:
+        raise http.malformed(f"a repo info without a commit 'sha' for '{target.repo_id}' at {shown(revision)}",
+                             url=url, **target.context(revision))
+    return _server_value(check_commit, info["sha"], "commit 'sha'", target, url, revision=revision)
 
 
-def _list_files(target: _Target, commit: str, info: dict) -> dict[str, dict]:
+def _list_files(target: _Target, commit: str) -> dict[str, dict]:
     """{path: {"size", "blob_id", "lfs_sha256"?, "lfs_size"?}} from the tree API (all pages), in the
-    trees/<commit>.json format huggingface_hub writes."""
+    trees/<commit>.json format huggingface_hub writes. Every entry is checked; pages are bounded in number,
+    never repeat, and stay on the hub's origin."""
     files: dict[str, dict] = {}
     url = target.api_url("tree", commit) + "?recursive=true&expand=false"
+    seen: set[str] = set()
+    context = target.context(commit)
     while url:
-        response = http.request("GET", url, endpoint=target.endpoint, token=target.token,
+        if url in seen or len(seen) >= MAX_TREE_PAGES or http.origin(url) != http.origin(target.endpoint):
+            why = ("repeats a page" if url in seen else f"goes past {MAX_TREE_PAGES} pages" if seen and
+                   len(seen) >= MAX_TREE_PAGES else "leaves the hub's origin")
+            raise http.malformed(f"a file list whose next-page link {why} ({shown(url)})", url=url, **context)
+        seen.add(url)
+        response = http.request("GET", url, endpoint=target.endpoint, token=target.token, stream=True,
                                 timeout=settings.metadata_timeout())
-        http.raise_for_status(response, repo_id=target.repo_id, revision=commit, endpoint=target.endpoint,
-                              repo_type=target.repo_type, token=target.token)
-        for entry in response.json():
-            if entry.get("type") != "file":
-                continue
-            record = {"size": entry["size"], "blob_id": entry["oid"]}
-            if entry.get("lfs"):
-                record.update(lfs_sha256=entry["lfs"]["oid"], lfs_size=entry["lfs"]["size"])
-            files[safe_filename(entry["path"], target.repo_id)] = record
+        with response:
+            http.raise_for_status(response, repo_id=target.repo_id, revision=commit, endpoint=target.endpoint,
+                                  repo_type=target.repo_type, token=target.token)
+            page = http.read_json(response, what="a page of the file list", **context)
+        if not isinstance(page, list):
+            raise http.malformed("a file list page that is not a JSON list", url=url, **context)
+        for entry in page:
+            path, record = _tree_entry(entry, target, url, commit)
+            if record is not None:
+                files[path] = record
         url = response.links.get("next", {}).get("url")
+        url = urljoin(response.url, url) if url else None
     return files
+
+
+def _tree_entry(entry, target: _Target, url: str, commit: str) -> tuple[str, dict | None]:
+    """(path, record) of one tree API entry, every field checked; record None for a folder."""
+    context = dict(target=target, url=url, revision=commit)
+    if not isinstance(entry, dict) or not isinstance(entry.get("path"), str) or entry.get("type") not in (
+            "file", "directory"):
+        raise http.malformed(f"a file list entry of the wrong shape: {shown(entry)}", url=url,
+                             **target.context(commit))
+    path = entry["path"]
+    if entry["type"] != "file":
+        return path, None
+    try:
+        path = safe_filename(path, target.repo_id)
+    except UnsafePathError as err:
+        raise UnsafePathError(f"{target.endpoint} listed an unsafe file path ({url}): {err}",
+                              **target.context(commit)) from None
+    record = {"size": _server_value(_check_size, entry.get("size"), f"size of {shown(path)}", **context),
+              "blob_id": _server_value(check_commit, entry.get("oid"), f"oid of {shown(path)}", **context)}
+    lfs = entry.get("lfs")
+    if lfs is not None:
+        if not isinstance(lfs, dict):
+            raise http.malformed(f"an 'lfs' field of the wrong shape for {shown(path)}", url=url,
+                                 **target.context(commit))
+        record["lfs_sha256"] = _server_value(_check_sha256, lfs.get("oid"), f"lfs.oid of {shown(path)}", **context)
+        record["lfs_size"] = record["size"] = _server_value(_check_size, lfs.get("size"),
+                                                            f"lfs.size of {shown(path)}", **context)
+    return path, record
+
+
+def _check_sha256(value, what: str) -> str:
+    value = check_etag(value, what)
+    if len(value) != 64:
+        raise UnsafeValueError(f"{what} {shown(value)} is not a sha256", value=value)
+    return value
+
+
+def _valid_tree(tree: dict | None) -> dict | None:
+    """A recorded file list (ours or huggingface_hub's), or None when any record is not of the safe shape."""
+    if tree is None:
+        return None
+    try:
+        for path, record in tree.items():
+            safe_filename(path)
+            check_etag(record.get("lfs_sha256") or record["blob_id"])
+            _check_size(record["size"])
+    except (UnsafeValueError, UnsafePathError, KeyError, TypeError, AttributeError):
+        logger.warning("Ignoring a malformed recorded file list in the cache; listing the repo again.")
+        return None
+    return tree

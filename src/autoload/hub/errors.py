@@ -35,6 +35,21 @@ class HubHTTPError(HubError):
         self.server_message = server_message
 
 
+class MalformedResponseError(HubHTTPError):
+    """The server's answer is not of the protocol's shape: not JSON, too large or too deep, a missing key,
+    a wrong type, or a value that would become an unsafe path, name or size (`value` holds it)."""
+
+    def __init__(self, message: str, *, url: str | None = None, value=None, **context):
+        super().__init__(message, **context)
+        self.url = url
+        self.value = value
+
+
+class RetryLimitError(HubHTTPError):
+    """The server kept asking to wait (429/503 with Retry-After or RateLimit) or kept failing past the
+    retry budget (AUTOLOAD_MAX_RETRY_WAIT seconds of waiting, AUTOLOAD_MAX_RETRIES tries)."""
+
+
 class RepositoryNotFoundError(HubHTTPError):
     """The repo does not exist, is private, or the token has no access to it."""
 
@@ -80,8 +95,13 @@ class InvalidRepoIdError(HubError, ValueError):
     """The repo id is not of the form `name` or `namespace/name`."""
 
 
+class InvalidRevisionError(HubError, ValueError):
+    """The caller's revision is not a valid branch, tag or commit name (git ref rules)."""
+
+
 __all__ = [
     "HubError", "HubHTTPError", "RepositoryNotFoundError", "GatedRepoError", "RevisionNotFoundError",
     "EntryNotFoundError", "LocalEntryNotFoundError", "OfflineModeError", "IncompleteSnapshotError",
-    "IntegrityError", "UnsafePathError", "InvalidRepoIdError",
+    "IntegrityError", "UnsafePathError", "InvalidRepoIdError", "InvalidRevisionError", "MalformedResponseError",
+    "RetryLimitError",
 ]

@@ -7,6 +7,7 @@ Nothing here knows about the cache; `download.py` sits on top.
 from __future__ import annotations
 
 import email.utils
+import json
 import logging
 import os
 import platform
@@ -15,14 +16,17 @@ import re
 import threading
 import time
 import uuid
+from datetime import timezone
 from urllib.parse import urljoin, urlsplit
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 
 from . import settings
-from .errors import (EntryNotFoundError, GatedRepoError, HubHTTPError, OfflineModeError,
-                     RepositoryNotFoundError, RevisionNotFoundError)
+from .cache import shown
+from .errors import (EntryNotFoundError, GatedRepoError, HubHTTPError, MalformedResponseError, OfflineModeError,
+                     RepositoryNotFoundError, RetryLimitError, RevisionNotFoundError)
 
 logger = logging.getLogger("autoload.hub")
 
@@ -59,20 +63,33 @@ def origin(url: str) -> tuple[str, str, int | None]:
     return parts.scheme, (parts.hostname or "").lower(), port
 
 
+def _asked_wait(response: requests.Response) -> float | None:
+    """Seconds the server asks us to wait (RateLimit with r=0, else Retry-After as seconds or a date);
+    None when it asks nothing we can read (garbage gets the default backoff, never an exception)."""
+    limit = response.headers.get("RateLimit", "")
+    match = re.search(r"\br=(\d{1,15})\b.*?\bt=(\d{1,15})\b", limit)
+    if match and int(match.group(1)) == 0:
+        return float(match.group(2)) + 1
+    after = response.headers.get("Retry-After", "").strip()
+    if re.fullmatch(r"\d{1,15}", after):
+        return float(after)
+    try:
+        when = email.utils.parsedate_to_datetime(after)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    try:
+        return max(0.0, when.timestamp() - time.time())
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
 def _retry_wait(response: requests.Response | None, attempt: int) -> float:
     """Seconds to wait before the next try: the server's Retry-After or RateLimit reset, else backoff."""
-    if response is not None:
-        limit = response.headers.get("RateLimit", "")
-        match = re.search(r"r=(\d+).*?t=(\d+)", limit)
-        if match and int(match.group(1)) == 0:
-            return float(match.group(2)) + 1
-        after = response.headers.get("Retry-After")
-        if after:
-            if after.strip().isdigit():
-                return float(after)
-            when = email.utils.parsedate_to_datetime(after)
-            if when is not None:
-                return max(0.0, when.timestamp() - time.time())
+    asked = _asked_wait(response) if response is not None else None
+    if asked is not None:
+        return asked
     base = settings.retry_backoff()
     return min(8.0, base * 2 ** attempt) * (0.9 + 0.2 * random.random())
 
@@ -100,7 +117,7 @@ def request(method: str, url: str, *, endpoint: str, token: str | None = None,
     if method == "HEAD":
         base_headers["accept-encoding"] = "identity"
     base_headers.update(headers or {})
-    attempt = 0
+    attempt, waited, budget = 0, 0.0, settings.max_retry_wait()
     while True:
         try:
             response = _follow(method, url, base_headers, token, hub_origin, stream, timeout, origin_headers)
@@ -115,7 +132,15 @@ def request(method: str, url: str, *, endpoint: str, token: str | None = None,
             wait = _retry_wait(response, attempt)
             logger.info("%s %s answered %s; retrying in %.1fs", method, url, response.status_code, wait)
             response.close()
+            if waited + wait > budget:  # an hour-long Retry-After is refused now, not slept through
+                raise RetryLimitError(
+                    f"{endpoint} answered HTTP {response.status_code} to {method} {url} and asked to wait "
+                    f"{wait:.0f} s more (after {waited:.0f} s of waiting), beyond the retry budget of {budget:.0f} s "
+                    "(AUTOLOAD_MAX_RETRY_WAIT). Try again later, or raise the budget.",
+                    status=response.status_code, request_id=request_id(response), endpoint=endpoint)
+        wait = min(wait, max(0.0, budget - waited))
         attempt += 1
+        waited += wait
         time.sleep(wait)
 
 
@@ -141,6 +166,43 @@ def _follow(method, url, headers, token, hub_origin, stream, timeout, origin_hea
         response.close()
         url = target
     raise HubHTTPError(f"Too many redirects (more than {MAX_REDIRECTS}) starting from {url}.")
+
+
+def read_json(response: requests.Response, *, endpoint: str, what: str, **context):
+    """The JSON body of `response`, read up to AUTOLOAD_MAX_METADATA_BYTES and parsed with bounded
+    nesting; anything else is a MalformedResponseError naming the endpoint, the URL and `what` was asked.
+    Stream the request (stream=True) so that an oversized body is never read whole."""
+    limit = settings.max_metadata_bytes()
+    url = response.url
+    try:
+        if response._content_consumed:
+            body = response.content
+        else:
+            with response:
+                body = response.raw.read(limit + 1, decode_content=True) or b""
+    except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as err:
+        raise MalformedResponseError(f"{endpoint} sent an unreadable body for {what} ({url}): {err}.",
+                                     url=url, endpoint=endpoint, **context) from err
+    if len(body) > limit:
+        raise MalformedResponseError(f"{endpoint} sent more than {limit} bytes for {what} ({url}); refusing it "
+                                     "(AUTOLOAD_MAX_METADATA_BYTES raises the limit).", url=url, endpoint=endpoint,
+                                     **context)
+    try:
+        return json.loads(body)
+    except RecursionError:
+        problem = "JSON nested too deeply"
+    except ValueError as err:  # JSONDecodeError and UnicodeDecodeError
+        problem = f"not JSON ({err})"
+    raise MalformedResponseError(f"{endpoint} answered {what} ({url}) with {problem}; it does not speak the hub "
+                                 "protocol here (check the endpoint URL, or a proxy in between).",
+                                 url=url, endpoint=endpoint, **context)
+
+
+def malformed(message: str, *, endpoint: str, url: str | None = None, value=None, **context) -> MalformedResponseError:
+    """A MalformedResponseError for a value of the wrong shape; `message` says which and where."""
+    return MalformedResponseError(f"{endpoint} sent {message}; refusing it (check HF_ENDPOINT / the mirror)."
+                                  + (f" Request: {url}." if url else ""), url=url, value=value, endpoint=endpoint,
+                                  **context)
 
 
 def request_id(response: requests.Response) -> str | None:

@@ -27,6 +27,7 @@ def _flag(*names: str) -> bool:
 
 
 def _expand(path: str) -> str:
+    """Environment values get `~` and `$VARS` expanded (as huggingface_hub does for HF_HOME/HF_HUB_CACHE)."""
     return os.path.expanduser(os.path.expandvars(path))
 
 
@@ -41,8 +42,8 @@ def hf_home() -> str:
 
 def hub_cache(cache_dir: str | os.PathLike | None = None) -> str:
     """The cache folder: the argument, `AUTOLOAD_CACHE`, `HF_HUB_CACHE`, `HUGGINGFACE_HUB_CACHE`, `$HF_HOME/hub`."""
-    if cache_dir is not None:
-        return os.path.realpath(_expand(os.fspath(cache_dir)))
+    if cache_dir is not None:  # an argument is a path: only `~` is expanded, never `$VARS`
+        return os.path.realpath(os.path.expanduser(os.fspath(cache_dir)))
     env = _env("AUTOLOAD_CACHE", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE")
     return os.path.realpath(_expand(env) if env else os.path.join(hf_home(), "hub"))
 
@@ -85,20 +86,61 @@ def symlinks_disabled() -> bool:
 
 
 def metadata_timeout() -> float:
-    return float(_env("AUTOLOAD_ETAG_TIMEOUT", "HF_HUB_ETAG_TIMEOUT") or 10)
+    name = "AUTOLOAD_ETAG_TIMEOUT" if _env("AUTOLOAD_ETAG_TIMEOUT") else "HF_HUB_ETAG_TIMEOUT"
+    return _number(name, 10, 0.01, 3600)
 
 
 def download_timeout() -> float:
-    return float(_env("AUTOLOAD_DOWNLOAD_TIMEOUT", "HF_HUB_DOWNLOAD_TIMEOUT") or 10)
+    """Seconds without a byte before a connection counts as dead (the idle timeout); see also low_speed_limit."""
+    name = "AUTOLOAD_DOWNLOAD_TIMEOUT" if _env("AUTOLOAD_DOWNLOAD_TIMEOUT") else "HF_HUB_DOWNLOAD_TIMEOUT"
+    return _number(name, 10, 0.01, 3600)
+
+
+def _number(name: str, default: float, low: float, high: float) -> float:
+    """A numeric setting; a value that is not a number, or out of [low, high], is an error naming the variable."""
+    raw = _env(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not low <= value <= high:
+        raise ValueError(f"{name}={raw!r} is not a number between {low:g} and {high:g}.")
+    return value
 
 
 def max_retries() -> int:
-    return int(_env("AUTOLOAD_MAX_RETRIES") or 5)
+    """Tries after the first, per request and per dropped download (AUTOLOAD_MAX_RETRIES, default 5)."""
+    return int(_number("AUTOLOAD_MAX_RETRIES", 5, 0, 100))
 
 
 def retry_backoff() -> float:
     """Seconds of the first retry wait; each next wait doubles, capped at 8 s."""
-    return float(_env("AUTOLOAD_RETRY_BACKOFF") or 1.0)
+    return _number("AUTOLOAD_RETRY_BACKOFF", 1.0, 0, 60)
+
+
+def max_retry_wait() -> float:
+    """Total seconds one request may spend waiting between tries, whatever Retry-After/RateLimit ask
+    (AUTOLOAD_MAX_RETRY_WAIT, default 60). A server asking for more gets a RetryLimitError at once."""
+    return _number("AUTOLOAD_MAX_RETRY_WAIT", 60, 0, 86400)
+
+
+def low_speed_limit() -> float:
+    """Bytes per second below which a download counts as stalled (AUTOLOAD_LOW_SPEED_LIMIT, default 1024),
+    measured over `low_speed_time()` seconds, as curl's --speed-limit/--speed-time. 0 switches it off."""
+    return _number("AUTOLOAD_LOW_SPEED_LIMIT", 1024, 0, 1e12)
+
+
+def low_speed_time() -> float:
+    """Seconds of the low-speed window (AUTOLOAD_LOW_SPEED_TIME, default 30)."""
+    return _number("AUTOLOAD_LOW_SPEED_TIME", 30, 0.1, 86400)
+
+
+def max_metadata_bytes() -> int:
+    """The largest JSON answer (repo info, a tree page, a ModelScope listing) read from a server:
+    AUTOLOAD_MAX_METADATA_BYTES, default 64 MiB."""
+    return int(_number("AUTOLOAD_MAX_METADATA_BYTES", 64 * 2**20, 1024, 2**40))
 
 
 HUBS = ("huggingface", "modelscope")
