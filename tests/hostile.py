@@ -193,9 +193,10 @@ class FakeHub:
         if path.startswith("/api/models/"):
             return self._api(request, path[len("/api/models/"):])
         if "/resolve/" in path:
-            repo_id, _, rest = path.lstrip("/").partition("/resolve/")
+            raw = request.raw_path.partition("?")[0]
+            repo_id, _, rest = raw.lstrip("/").partition("/resolve/")
             revision, _, name = rest.partition("/")
-            return self._resolve(request, repo_id, revision, name)
+            return self._resolve(request, unquote(repo_id), unquote(revision), unquote(name))
         return _error(404, "NotFound", f"no route {path}")
 
     def _api(self, request: Request, rest: str) -> Reply:

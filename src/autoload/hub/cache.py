@@ -43,6 +43,10 @@ def check_commit(value, what: str = "commit") -> str:
     raise UnsafeValueError(f"{what} {shown(value)} is not a commit (40 lowercase hex characters)", value=value)
 
 
+def is_etag(name: str) -> bool:
+    return bool(_ETAG.fullmatch(name))
+
+
 def check_etag(value, what: str = "etag") -> str:
     """A blob name: a git blob sha1 (40 hex) or a sha256 (64 hex), lowercase."""
     if isinstance(value, str) and _ETAG.fullmatch(value):
@@ -63,10 +67,12 @@ def check_revision(value) -> str:
 
 
 def inside(root: str, path: str) -> str:
-    """`path`, after checking that it stays inside `root` once `..` and symlinked folders are resolved."""
+    """`path`, after checking that it stays inside `root` once `..` and symlinked folders are resolved
+    (the last part itself may be a link: snapshot files are links into blobs/)."""
     real_root = os.path.realpath(root)
-    real = os.path.realpath(os.path.join(os.path.realpath(os.path.dirname(path)), os.path.basename(path)))
-    if os.path.commonpath([real_root, real]) != real_root:
+    name = os.path.basename(path)
+    real = os.path.join(os.path.realpath(os.path.dirname(path)), name)
+    if name in ("", ".", "..") or os.path.commonpath([real_root, real]) != real_root:
         raise UnsafeValueError(f"path {shown(path)} would leave the cache folder {root}", value=path)
     return path
 
@@ -151,8 +157,8 @@ class RepoCache:
         if is_commit(revision):
             return revision
         try:
-            with open(os.path.join(self.path, "refs", revision)) as f:
-                commit = f.read().strip()
+            with open(self._ref_path(revision)) as f:
+                commit = f.read(100).strip()
         except (OSError, ValueError):
             return None
         return commit if is_commit(commit) else None
@@ -160,20 +166,24 @@ class RepoCache:
     def write_ref(self, revision: str, commit: str) -> None:
         if revision == commit or self.read_ref(revision) == commit:
             return
-        _atomic_write(os.path.join(self.path, "refs", revision), commit)
+        _atomic_write(self._ref_path(revision), check_commit(commit))
 
-    # -- paths --------------------------------------------------------------------------------
+    # -- paths: every one built from a checked name and checked to stay in the repo's folder ---------
+    # (the layers above validate what a server sends; these checks are the last line before the disk)
+    def _ref_path(self, revision: str) -> str:
+        return inside(self.path, os.path.join(self.path, "refs", *check_revision(revision).split("/")))
+
     def snapshot_dir(self, commit: str) -> str:
-        return os.path.join(self.path, "snapshots", commit)
+        return os.path.join(self.path, "snapshots", check_commit(commit))
 
     def snapshot_file(self, commit: str, filename: str) -> str:
-        return os.path.join(self.path, "snapshots", commit, *filename.split("/"))
+        return inside(self.path, os.path.join(self.snapshot_dir(commit), *filename.split("/")))
 
     def blob_path(self, etag: str) -> str:
-        return os.path.join(self.path, "blobs", etag)
+        return os.path.join(self.path, "blobs", check_etag(etag))
 
     def lock_path(self, etag: str) -> str:
-        return os.path.join(self.cache_dir, ".locks", self.folder_name, f"{etag}.lock")
+        return os.path.join(self.cache_dir, ".locks", self.folder_name, f"{check_etag(etag)}.lock")
 
     def ensure_layout(self) -> None:
         os.makedirs(os.path.join(self.path, "blobs"), exist_ok=True)
@@ -194,6 +204,10 @@ class RepoCache:
         blob = (blob_owner or self).blob_path(etag)
         target = self.snapshot_file(commit, filename)
         os.makedirs(os.path.dirname(target), exist_ok=True)
+        try:
+            os.utime(blob)  # "linked just now": a concurrent `cache rm` garbage collection leaves it alone
+        except OSError:
+            pass
         if symlinks_supported(self.cache_dir):
             relative = os.path.relpath(blob, os.path.dirname(target))
             tmp = f"{target}.{os.getpid()}.{id(self):x}.link"
@@ -219,29 +233,45 @@ class RepoCache:
         return target
 
     # -- markers and file lists ---------------------------------------------------------------
+    def _no_exist(self, commit: str, filename: str) -> str:
+        return inside(self.path, os.path.join(self.path, ".no_exist", check_commit(commit), *filename.split("/")))
+
     def mark_missing(self, commit: str, filename: str) -> None:
-        path = os.path.join(self.path, ".no_exist", commit, *filename.split("/"))
+        path = self._no_exist(commit, filename)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         open(path, "a").close()
 
     def is_marked_missing(self, commit: str, filename: str) -> bool:
-        return os.path.isfile(os.path.join(self.path, ".no_exist", commit, *filename.split("/")))
+        return os.path.isfile(self._no_exist(commit, filename))
 
     def read_tree(self, commit: str) -> dict[str, dict] | None:
         """The file list recorded for a commit: {path: {"size", "blob_id", "lfs_sha256"?, ...}}."""
         try:
-            with open(os.path.join(self.path, "trees", f"{commit}.json")) as f:
+            with open(os.path.join(self.path, "trees", f"{check_commit(commit)}.json")) as f:
                 data = json.load(f)
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             return None
         if not isinstance(data, dict) or data.get("format_version") != 1 or not isinstance(data.get("files"), dict):
             return None
         return data["files"]
 
     def write_tree(self, commit: str, files: dict[str, dict]) -> None:
-        _atomic_write(os.path.join(self.path, "trees", f"{commit}.json"),
+        _atomic_write(os.path.join(self.path, "trees", f"{check_commit(commit)}.json"),
                       json.dumps({"format_version": 1, "files": files}, sort_keys=True))
 
     def cached_file(self, commit: str, filename: str) -> str | None:
         path = self.snapshot_file(commit, filename)
         return path if os.path.isfile(path) else None
+
+    def unusable_files(self, commit: str) -> tuple[list[str], bool]:
+        """(files of a cached snapshot that cannot be read: dangling links, left by a deleted blob or an
+        interrupted download; whether the snapshot holds any readable file at all)."""
+        root, broken, readable = self.snapshot_dir(commit), [], False
+        for folder, _, names in os.walk(root):
+            for name in names:
+                path = os.path.join(folder, name)
+                if os.path.isfile(path):
+                    readable = True
+                elif not name.endswith(".link"):
+                    broken.append(os.path.relpath(path, root).replace(os.sep, "/"))
+        return sorted(broken), readable

@@ -13,10 +13,12 @@ What this adds over huggingface_hub:
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import logging
 import os
 import re
+import shlex
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from urllib.parse import quote, unquote, urljoin, urlsplit
@@ -216,7 +218,8 @@ def _head(target: _Target, revision: str, filename: str, *, retries: int | None)
     size = headers.get("X-Linked-Size") or (None if response.is_redirect else headers.get("Content-Length"))
     check = dict(target=target, url=url, revision=revision, filename=filename)
     return FileMeta(commit=_server_value(check_commit, commit, "X-Repo-Commit", **check),
-                    etag=_server_value(check_etag, _normalize_etag(etag), "ETag", **check),
+                    etag=_server_value(check_etag, _normalize_etag(etag),
+                                       "X-Linked-Etag" if headers.get("X-Linked-Etag") else "ETag", **check),
                     size=_server_value(_check_size, size, "X-Linked-Size", **check) if size else None,
                     url=urljoin_location(response))
 
@@ -280,9 +283,9 @@ def hub_download(repo_id: str, filename: str, *, revision: str = "main", repo_ty
             return cached
     if offline:
         raise OfflineModeError(
-            f"'{filename}' of '{repo_id}' at revision '{revision}' is not in the cache {target.cache_dir}, and "
-            f"{_offline_reason(local_files_only)}, so it cannot be downloaded. Go online (unset HF_HUB_OFFLINE, "
-            "pass local_files_only=False) or download it first with `autoload download`.", **context)
+            f"{shown(filename)} of '{repo_id}' at revision '{revision}' is not in the cache {target.cache_dir} (or "
+            f"only partly: an unfinished download or a deleted blob), and {_offline_reason(local_files_only)}, so it "
+            f"cannot be downloaded. Download it online first: {_fix_command(target, revision, filename)}", **context)
     cached = None if force_download else _find_cached(target, revision, filename)
     try:
         # With a cached copy, ask once and fall back fast; without one, retry before giving up.
@@ -321,7 +324,9 @@ def _fetch(target: _Target, commit: str, filename: str, meta: FileMeta, *, force
         return path
     blob = repo.blob_path(meta.etag)
     if not force and os.path.exists(blob):
-        return repo.link(commit, filename, meta.etag)
+        with contextlib.suppress(FileNotFoundError):  # a concurrent `cache rm` may collect it meanwhile
+            if os.path.isfile(path := repo.link(commit, filename, meta.etag)):
+                return path
     os.makedirs(os.path.dirname(repo.lock_path(meta.etag)), exist_ok=True)
     with FileLock(repo.lock_path(meta.etag), mode=0o664):
         if not force and os.path.exists(blob):
@@ -372,9 +377,14 @@ def _cached_snapshot(target: _Target, revision: str, allow_patterns,
         commit = repo.read_ref(revision)
         if not commit or not os.path.isdir(repo.snapshot_dir(commit)):
             continue
-        tree = repo.read_tree(commit)
+        broken, readable = repo.unusable_files(commit)
+        if not readable and not broken:
+            continue  # an empty folder (only .incomplete blobs behind it) is no snapshot
+        tree = _valid_tree(repo.read_tree(commit))
         wanted = _select(tree, allow_patterns, ignore_patterns) if tree is not None else []
         missing = [p for p in wanted if not repo.cached_file(commit, p)]
+        # without a recorded list, a dangling link (a deleted or unfinished blob) still shows a gap
+        missing += [p for p in _select(broken, allow_patterns, ignore_patterns) if p not in missing]
         return repo.snapshot_dir(commit), missing, tree is not None
     return None, [], False
 
@@ -454,11 +464,21 @@ def _raise_offline_snapshot(target, revision, snapshot, missing, reason) -> None
     if snapshot and missing:
         raise IncompleteSnapshotError(
             f"The cached snapshot of '{target.repo_id}' at '{revision}' ({snapshot}) lacks {len(missing)} file(s) "
-            f"({', '.join(missing[:5])}{'...' if len(missing) > 5 else ''}), and {reason}. Go online to complete it.",
-            snapshot_path=snapshot, missing=missing, **context)
+            f"({', '.join(shown(m) for m in missing[:5])}{'...' if len(missing) > 5 else ''}), and {reason}. "
+            f"Complete it online: {_fix_command(target, revision)}", snapshot_path=snapshot, missing=missing,
+            **context)
     raise OfflineModeError(f"'{target.repo_id}' at revision '{revision}' is not in the cache {target.cache_dir}, and "
-                           f"{reason}. Go online (unset HF_HUB_OFFLINE, local_files_only=False) or download it "
-                           "first with `autoload download`.", **context)
+                           f"{reason}. Download it online first: {_fix_command(target, revision)}", **context)
+
+
+def _fix_command(target: _Target, revision: str, filename: str | None = None) -> str:
+    """The command line that fills the gap the offline error reports."""
+    parts = ["autoload", "download", target.repo_id, *([filename] if filename else [])]
+    if revision != "main":
+        parts += ["--revision", revision]
+    if target.repo_type != "model":
+        parts += ["--repo-type", target.repo_type]
+    return "`" + " ".join(shlex.quote(p) for p in parts) + "`"
 
 
 def _resolve_commit(target: _Target, revision: str) -> str:

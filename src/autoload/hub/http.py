@@ -222,7 +222,7 @@ def raise_for_status(response: requests.Response, *, repo_id: str, revision: str
     context = dict(repo_id=repo_id, revision=revision, filename=filename, endpoint=endpoint,
                    status=status, request_id=request_id(response), server_message=server_message)
     where = f"repo '{repo_id}' ({repo_type}) on {endpoint}"
-    tail = f" Server said: {server_message}" if server_message else ""
+    tail = f" Server said: {shown(server_message, 500)}" if server_message else ""  # escaped: it reaches terminals
     tail += f" (HTTP {status}, request id {context['request_id']})"
     if code == "RevisionNotFound":
         raise RevisionNotFoundError(f"Revision '{revision}' does not exist in {where}. Check the branch, tag or "

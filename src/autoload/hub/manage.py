@@ -7,10 +7,13 @@ import hashlib
 import os
 import re
 import shutil
+import time
 from dataclasses import dataclass, field
 
+from filelock import FileLock, Timeout
+
 from . import aliases
-from .cache import REPO_TYPES, RepoCache
+from .cache import REPO_TYPES, RepoCache, is_etag
 
 _TYPE_OF_PREFIX = {prefix: kind for kind, prefix in REPO_TYPES.items()}
 
@@ -118,20 +121,34 @@ def delete_repo(cache_dir: str, repo_id: str, repo_type: str = "model", revision
 
 
 def _collect_garbage(cache_dir: str) -> None:
-    """Delete blobs that no snapshot of any repo points to any more (alias folders link across repos)."""
+    """Delete blobs that no snapshot of any repo points to any more (alias folders link across repos).
+
+    Safe beside running downloads: a blob is deleted only under its own download lock (taken without
+    waiting: a held lock means it is in use), and not if it changed or was linked since this pass began
+    (a download that links an existing blob touches it first; see RepoCache.link)."""
+    began = time.time() - 0.05  # slack for file-system clocks that tick coarser than time.time()
     used = set()
     for name in os.listdir(cache_dir) if os.path.isdir(cache_dir) else []:
         snapshots = os.path.join(cache_dir, name, "snapshots")
         for folder, _, names in os.walk(snapshots):
             used.update(os.path.realpath(os.path.join(folder, n)) for n in names)
     for name in os.listdir(cache_dir) if os.path.isdir(cache_dir) else []:
+        parsed = _parse_folder(name)
         blobs = os.path.join(cache_dir, name, "blobs")
-        if _parse_folder(name) is None or not os.path.isdir(blobs):
+        if parsed is None or not os.path.isdir(blobs):
             continue
+        repo = RepoCache(cache_dir, parsed[1], parsed[0])
         for blob in os.listdir(blobs):
-            path = os.path.realpath(os.path.join(blobs, blob))
-            if path not in used and not blob.endswith(".incomplete"):
-                os.unlink(os.path.join(blobs, blob))
+            path = os.path.join(blobs, blob)
+            if os.path.realpath(path) in used or not is_etag(blob):
+                continue  # in use, or not a finished blob (.incomplete, a probe)
+            lock = FileLock(repo.lock_path(blob), timeout=0, mode=0o664)
+            try:
+                with lock:
+                    if os.lstat(path).st_mtime < began:
+                        os.unlink(path)
+            except (Timeout, FileNotFoundError):
+                continue  # a download holds it, or it is gone already
 
 
 @dataclass

@@ -7,6 +7,7 @@ import contextlib
 import threading
 
 from . import settings
+from .cache import shown
 
 SMALL_FILE = 1 << 20
 
@@ -77,7 +78,7 @@ class Progress:
             yield _FileBar(None, self)  # small files of a snapshot only move the total bar
             return
         from tqdm.auto import tqdm
-        bar = tqdm(total=size, initial=initial, desc=name, unit="B", unit_scale=True, unit_divisor=1024,
+        bar = tqdm(total=size, initial=initial, desc=shown(name)[1:-1],  # a server's name: control chars escaped unit="B", unit_scale=True, unit_divisor=1024,
                    dynamic_ncols=True, leave=self.total_bar is None)
         self.update(initial)
         try:

@@ -218,7 +218,7 @@ class _Body:
 def _stream(source: Source, partial: str, bar) -> str | None:
     """Download into `partial` from where it ends; return the content's digest (see `_Digest`)."""
     open(partial, "ab").close()  # exists from here on, also for an empty file
-    with bar.file(source.name.strip("'"), source.size, os.path.getsize(partial)) as file_bar:
+    with bar.file(source.context.get("filename") or source.url, source.size, os.path.getsize(partial)) as file_bar:
         run = _Run(source, partial, file_bar)
         try:
             return run.loop()
@@ -249,8 +249,9 @@ class _Run:
                 self.get()
                 return self.digest.close()  # complete by its own length; _verify compares sizes and hashes
             except (requests.ConnectionError, requests.Timeout, urllib3.exceptions.HTTPError) as err:
-                if self.offset > best:
-                    failures, best = 0, self.offset
+                if self.offset > best and not isinstance(err, _Stalled):  # a dribble is no progress
+                    failures = 0
+                best = max(best, self.offset)
                 failures += 1
                 if failures > settings.max_retries() or attempts >= max_attempts:
                     raise RetryLimitError(
