@@ -80,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--token", action="append", dest="tokens", help="accepted token (repeatable); default: no auth")
+    p.add_argument("--follow-symlinks-outside", action="store_true",
+                   help="serve files that symlinks in ROOT point to outside it (default: treated as absent)")
+    p.add_argument("--public-url", help="base URL clients reach the server at, for absolute links (default: its own)")
 
     p = sub.add_parser("run", help="run a pipeline on inputs and print the results")
     p.add_argument("task", help="fill-mask, feature-extraction, sentence-embeddings, text-classification, "
@@ -232,7 +235,8 @@ def _cache_modelscope(args) -> int:
 
 def cmd_serve(args) -> int:
     from .hub.server import HubServer
-    srv = HubServer(args.root, host=args.host, port=args.port, tokens=args.tokens)
+    srv = HubServer(args.root, host=args.host, port=args.port, tokens=args.tokens,
+                    follow_symlinks_outside=args.follow_symlinks_outside, public_url=args.public_url)
     print(f"Serving {args.root} at {srv.url} (Ctrl-C to stop). Point clients at it with HF_ENDPOINT={srv.url}")
     try:
         srv.serve_forever()

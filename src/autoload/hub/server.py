@@ -60,6 +60,9 @@ CONTENT_TYPES = {".json": "application/json", ".txt": "text/plain; charset=utf-8
 _COMMIT = re.compile(r"[0-9a-f]{40}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _FLIP = bytes(255 - i for i in range(256))  # translate table that inverts every byte
+_UNSAFE_IN_HEADER = re.compile(r"[\x00-\x1f\x7f]|[^\x00-\xff]")  # control characters and non-latin-1
+MAX_RANGE = 200            # longer Range values are ignored (the whole file is sent)
+MAX_IGNORED_BODY = 65536   # a GET or HEAD may carry a body this large, read and thrown away
 
 
 @dataclass
@@ -180,6 +183,12 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def _header_value(value: str) -> str:
+    """`value` fit for a header line: control characters and non-latin-1 percent-encoded, so nothing decoded
+    from a request can end the line or add one."""
+    return _UNSAFE_IN_HEADER.sub(lambda m: quote(m[0], safe=""), value)
+
+
 def _check_path(path: str) -> str:
     if path.startswith("/") or "\\" in path or any(p in ("..", ".") for p in path.split("/")):
         raise HubError(400, "BadRequest", f"Invalid path: {path!r}")
@@ -189,13 +198,19 @@ def _check_path(path: str) -> str:
 class HubServer:
     """A local hub over `root` on http://host:port (port 0: a free one, see `url`).
 
-    tokens: accepted bearer tokens, or None to accept any. page_size: tree API entries per page.
+    tokens: accepted bearer tokens, or None to accept any (then private and gated repos open only to tokens in
+    their hub.json `access` list). page_size: tree API entries per page.
     aliases: extra `{alias: canonical_id}` redirects, over LEGACY_ALIASES and hub.json's.
+    follow_symlinks_outside: serve what symlinks point to outside `root` (off: such files and folders are absent).
+    public_url: the base URL clients reach this server at, for absolute links (default: `url`).
     """
 
     def __init__(self, root: str | os.PathLike, *, host: str = "127.0.0.1", port: int = 0,
-                 tokens: list[str] | None = None, page_size: int = 1000, aliases: dict[str, str] | None = None):
+                 tokens: list[str] | None = None, page_size: int = 1000, aliases: dict[str, str] | None = None,
+                 follow_symlinks_outside: bool = False, public_url: str | None = None):
         self.root = os.path.abspath(os.fspath(root))
+        self.real_root = os.path.realpath(self.root)
+        self.follow_symlinks_outside = follow_symlinks_outside
         if not os.path.isdir(self.root):
             raise FileNotFoundError(f"hub root {self.root} is not a folder")
         if page_size < 1:
@@ -218,6 +233,7 @@ class HubServer:
         self._httpd.hub = self
         self.host = host
         self.port = self._httpd.server_address[1]
+        self.public_url = (public_url or self.url).rstrip("/")
 
     @property
     def url(self) -> str:
@@ -302,13 +318,34 @@ class HubServer:
                 self._config_cache = (mtime, json.load(f))
         return self._config_cache[1]
 
+    def _inside(self, path: str) -> bool:
+        """Whether `path`, symlinks resolved, is in the served root (always, with follow_symlinks_outside)."""
+        if self.follow_symlinks_outside:
+            return True
+        real = os.path.realpath(path)
+        return real == self.real_root or real.startswith(self.real_root.rstrip(os.sep) + os.sep)
+
+    def _revision_folders(self) -> set[str]:
+        """Real paths of the folders hub.json declares as revisions of a repo. Each is only that revision
+        (behind the repo's access checks): never a repo of its own, never part of another snapshot."""
+        folders = set()
+        for key, settings in ({} if self.mirror else self._config().get("repos", {})).items():
+            own = os.path.realpath(os.path.join(self.root, key))  # the repo's folder: ROOT/{org/name, datasets/...}
+            for target in [*settings.get("refs", {}).values(), *settings.get("tags", {}).values()]:
+                real = os.path.realpath(os.path.join(self.root, target))
+                if target != "main" and real != own:
+                    folders.add(real)
+        return folders
+
     def _repos(self, kind: str) -> dict[str, str]:
         """Every repo id of this kind -> its folder (a fresh scan: repos may appear while serving)."""
         if self.mirror:
             prefix = f"{kind}s--"
             return {name[len(prefix):].replace("--", "/", 1): os.path.join(self.root, name)
-                    for name in _listdir(self.root) if name.startswith(prefix)}
+                    for name in _listdir(self.root)
+                    if name.startswith(prefix) and self._inside(os.path.join(self.root, name))}
         base = self.root if kind == "model" else os.path.join(self.root, "datasets")
+        hidden = self._revision_folders()
         repos = {}
         for org in _listdir(base):
             if kind == "model" and org == "datasets":
@@ -319,7 +356,8 @@ class HubServer:
             else:
                 repos.update({f"{org}/{name}": os.path.join(folder, name) for name in _listdir(folder)
                               if os.path.isdir(os.path.join(folder, name))})
-        return repos
+        return {repo_id: folder for repo_id, folder in repos.items()
+                if self._inside(folder) and not _under(os.path.realpath(folder), hidden)}
 
     def lookup(self, kind: str, repo_id: str) -> tuple[Repo | None, str | None]:
         """(repo, None) when `repo_id` is a repo, (None, canonical_id) when it should redirect there
@@ -344,13 +382,16 @@ class HubServer:
                     access=settings.get("access"))
         if self.mirror:
             snapshots = os.path.join(folder, "snapshots")
-            repo.commits = {c: os.path.join(snapshots, c) for c in _listdir(snapshots)}
+            repo.commits = {c: os.path.join(snapshots, c) for c in _listdir(snapshots)
+                            if self._inside(os.path.join(snapshots, c))}
             refs_dir = os.path.join(folder, "refs")
             for dirpath, _, names in os.walk(refs_dir):
                 for name in names:
                     ref = os.path.relpath(os.path.join(dirpath, name), refs_dir).replace(os.sep, "/")
+                    if not self._inside(os.path.join(dirpath, name)):
+                        continue
                     with open(os.path.join(dirpath, name), encoding="utf-8") as f:
-                        commit = f.read().strip()
+                        commit = f.read(100).strip()
                     if commit in repo.commits:
                         repo.refs[ref] = repo.commits[commit]
             if "main" not in repo.refs and repo.commits:  # no main ref: the newest snapshot
@@ -359,12 +400,12 @@ class HubServer:
         for key in ("refs", "tags"):
             for name, target in settings.get(key, {}).items():
                 path = folder if target == "main" else os.path.join(self.root, target)
-                if os.path.isdir(path):
+                if os.path.isdir(path) and self._inside(path):
                     repo.refs[name] = path
                     if key == "tags":
                         repo.tags.add(name)
                 else:
-                    log.warning("hub.json: %s %r of %s: no folder %s", key, name, repo_id, path)
+                    log.warning("hub.json: %s %r of %s: no folder %s in the root", key, name, repo_id, path)
         return repo
 
     def snapshot(self, repo: Repo, revision: str) -> Snapshot:
@@ -380,10 +421,20 @@ class HubServer:
         raise HubError(404, "RevisionNotFound", f"Invalid rev id: {revision}")
 
     def _snapshot(self, repo: Repo, folder: str) -> Snapshot:
-        patterns = _lfs_patterns(folder)
+        patterns = _lfs_patterns(folder) if self._inside(os.path.join(folder, ".gitattributes")) else []
         files = {}
+        # Never into a folder out of the root, one declared as another revision, or one of its own ancestors
+        # (a symlink cycle would never end). ancestors: walked path -> real paths of it and the folders above it.
+        hidden, ancestors = self._revision_folders(), {folder: {os.path.realpath(folder)}}
         for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-            dirnames[:] = [d for d in dirnames if d != ".git"]
+            above, kept = ancestors.pop(dirpath), []
+            for name in dirnames:
+                path = os.path.join(dirpath, name)
+                real = os.path.realpath(path)
+                if name != ".git" and real not in above and real not in hidden and self._inside(path):
+                    ancestors[path] = above | {real}
+                    kept.append(name)
+            dirnames[:] = kept
             for name in filenames:
                 disk = os.path.join(dirpath, name)
                 path = os.path.relpath(disk, folder).replace(os.sep, "/")
@@ -405,7 +456,7 @@ class HubServer:
             st = os.stat(disk)
         except OSError:  # a dangling symlink
             return None
-        if not stat.S_ISREG(st.st_mode):
+        if not stat.S_ISREG(st.st_mode) or not self._inside(disk):
             return None
         if self.mirror and os.path.islink(disk):
             # The cache names each blob after the hub's etag: keep it (a sha256 means LFS).
@@ -423,15 +474,32 @@ class HubServer:
                 etag = self._hashes[key] = _hash_file(disk, st.st_size, lfs)
         return FileEntry(path, disk, st.st_size, st.st_mtime, lfs, etag)
 
+    def allowed(self, repo: Repo, token: str | None) -> bool:
+        """Whether `token` opens a private or gated repo: a token of its hub.json `access` list; with no list,
+        a token of the server's token list; with neither list (the server accepts any token), no token."""
+        if token is None:
+            return False
+        if repo.access is not None:
+            return token in repo.access
+        return self.tokens is not None and token in self.tokens
+
+    def hidden(self, repo: Repo, token: str | None) -> bool:
+        """A private repo the token does not open answers exactly as a missing one."""
+        return repo.private and not self.allowed(repo, token)
+
     def check_access(self, repo: Repo, token: str | None, files: bool) -> None:
         """Private repos hide as RepoNotFound; gated ones refuse their files without access."""
-        allowed = token is not None and (repo.access is None or token in repo.access)
+        allowed = self.allowed(repo, token)
         if repo.private and not allowed:
             raise repo_not_found(repo.id, token)
         if repo.gated and files and not allowed:
             raise HubError(401 if token is None else 403, "GatedRepo",
                            f"Access to {repo.kind} {repo.id} is restricted. You must have access to it "
                            "and be authenticated to access it. Please log in.")
+
+
+def _under(path: str, folders: set[str]) -> bool:
+    return any(path == f or path.startswith(f.rstrip(os.sep) + os.sep) for f in folders)
 
 
 def repo_not_found(repo_id: str, token: str | None) -> HubError:
@@ -472,9 +540,14 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         hub = self.server.hub
         headers = {k.lower(): v for k, v in self.headers.items()}
+        self.fault, self.started = None, False
+        try:
+            self._discard_body()
+        except HubError as err:  # the stream can no longer be trusted: answer, then close
+            err.headers["Connection"] = "close"
+            return self._send_error(err)
         hub._record(Request(self.command, self.path, headers))
         self.fault = hub.fault(self.command, self.path, headers) if hub.fault else None
-        self.started = False
         try:
             if self.fault and self.fault.delay:
                 time.sleep(self.fault.delay)
@@ -493,6 +566,21 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send_error(HubError(500, None, "Internal server error"))
 
     do_HEAD = do_GET
+
+    def _discard_body(self) -> None:
+        """Read and drop a body sent with a GET or HEAD, so it is never parsed as the next request."""
+        if "Transfer-Encoding" in self.headers:
+            raise HubError(400, "BadRequest", "Transfer-Encoding is not accepted on GET or HEAD")
+        lengths = set(self.headers.get_all("Content-Length") or [])
+        if not lengths:
+            return
+        length = lengths.pop()
+        if lengths or not re.fullmatch(r"[0-9]{1,18}", length.strip()):
+            raise HubError(400, "BadRequest", "Invalid Content-Length")
+        if int(length) > MAX_IGNORED_BODY:
+            raise HubError(413, "PayloadTooLarge", f"A {self.command} body may hold at most {MAX_IGNORED_BODY} bytes")
+        if len(self.rfile.read(int(length))) < int(length):
+            self.close_connection = True
 
     # ---- routing ----
 
@@ -514,8 +602,8 @@ class _Handler(BaseHTTPRequestHandler):
         if not candidates:
             raise HubError(404, "NotFound", f"Not found: {raw_path}")
         repo, tail = self._open(kind, prefix, candidates, token)  # tail: ["resolve", revision, *path]
-        revision, path = unquote(tail[1]), _check_path("/".join(unquote(s) for s in tail[2:]))
         self.server.hub.check_access(repo, token, files=True)
+        revision, path = unquote(tail[1]), _check_path("/".join(unquote(s) for s in tail[2:]))
         snap = self.server.hub.snapshot(repo, revision)
         entry = snap.files.get(path)
         if entry is None:
@@ -543,13 +631,15 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _open(self, kind: str, prefix: str, candidates: list, token: str | None) -> tuple[Repo, list]:
         """The repo of the first (id parts, rest of the path) reading that names one; aliases and
-        mis-cased ids redirect to the same path with the canonical id."""
+        mis-cased ids redirect to the same path with the canonical id, unless it is a private repo that the
+        token does not open (then the name answers as a missing one)."""
         hub = self.server.hub
         for parts, tail in candidates:
             repo, redirect = hub.lookup(kind, "/".join(unquote(p) for p in parts))
             if repo:
                 return repo, tail
-            if redirect:
+            target = hub.lookup(kind, redirect)[0] if redirect else None
+            if target and not hub.hidden(target, token):
                 location = "/".join([prefix, quote(redirect), *tail]).rstrip("/")
                 location += f"?{self.query}" if self.query else ""
                 raise HubError(307, None, "", {"Location": location})
@@ -635,8 +725,7 @@ class _Handler(BaseHTTPRequestHandler):
         if start + page_size < len(items):
             # The client follows this absolute URL as-is.
             query = urlencode({**self.params, "cursor": str(start + page_size)})
-            host = self.headers.get("Host") or f"{self.server.hub.host}:{self.server.hub.port}"
-            headers["Link"] = f'<http://{host}{self.path.partition("?")[0]}?{query}>; rel="next"'
+            headers["Link"] = f'<{self.server.hub.public_url}{self.path.partition("?")[0]}?{query}>; rel="next"'
         self._send_json(items[start:start + page_size], headers)
 
     # ---- responses ----
@@ -694,7 +783,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.started = True
         self.send_response(status)
         for name, value in headers.items():
-            self.send_header(name, value)
+            self.send_header(name, _header_value(value))
         self.end_headers()
 
     def _write_body(self, f, offset: int, count: int) -> None:
@@ -717,8 +806,9 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def _parse_range(value: str, size: int) -> tuple[int, int] | str | None:
-    """(start, end) inclusive, "unsatisfiable", or None to ignore a header we do not understand."""
-    match = re.fullmatch(r"\s*bytes=(\d*)-(\d*)\s*", value)
+    """(start, end) inclusive, "unsatisfiable", or None to ignore a header we do not understand (or too long
+    to be a real one: huge numbers cost time, and over 4300 digits int() refuses them)."""
+    match = len(value) <= MAX_RANGE and re.fullmatch(r"\s*bytes=([0-9]*)-([0-9]*)\s*", value)
     if not match or match[1] == match[2] == "":
         return None
     if match[1] == "":  # "bytes=-N": the last N bytes

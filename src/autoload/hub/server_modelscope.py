@@ -70,14 +70,14 @@ def _route(handler, raw_path: str) -> None:
 
 
 def _open(handler, repo_id: str) -> Repo:
-    """The repo, or a 404 (no alias redirects on ModelScope; private repos need a known token)."""
+    """The repo, or a 404 (no alias redirects on ModelScope). A private repo that the token does not open
+    answers as a missing one; a gated one refuses."""
     hub = handler.server.hub
     repo, _ = hub.lookup("model", repo_id)
     token = _token(handler)
-    if repo is None:
+    if repo is None or hub.hidden(repo, token):
         raise MSError(404, f"Model does not exist: {repo_id}")
-    allowed = token is not None and (repo.access is None or token in repo.access)
-    if (repo.private or repo.gated) and not allowed:
+    if repo.gated and not hub.allowed(repo, token):
         raise MSError(401 if token is None else 403, f"Permission denied for model {repo_id}", code=10010103)
     return repo
 
