@@ -104,18 +104,25 @@ def get_class(reference: str, source, *, code_revision: str | None = None) -> ty
                           f"not installed: {', '.join(missing)}. Run `pip install {' '.join(missing)}`.")
     if code.is_local:  # keyed by all the folder's .py files, so its config and model code share one package
         parts = ["local", sanitize(Path(code.folder).resolve().name), _digest(_folder_sources(code.folder))[:16]]
-    else:
+    elif code.commit:
         parts = [*(sanitize(p) for p in code.name.split("/")), code.commit]
+    else:  # ModelScope names no commits: key by all the repo's .py files, so config and model share a package
+        everything = {rel: Path(path).read_bytes() for rel, path in code.fetch(["*.py"]).items()}
+        parts = [*(sanitize(p) for p in code.name.split("/")), _digest({**everything, **sources})[:16]]
     with _LOCK:
         module, added = _import(parts, sources, ref.module)
     where = f"commit {code.commit}" if code.commit else f"source hash {parts[-1]}"
     logger.info("Remote code %s.%s from %s: %s at %s (cached in %s).", ref.module, ref.name, code.describe(),
                 ", ".join(sorted(sources)), where, os.path.dirname(module.__file__))
-    if added and not code.is_local and not _COMMIT.fullmatch(code.requested_revision):
+    if added and not code.is_local and code.commit and not _COMMIT.fullmatch(code.requested_revision):
         logger.warning("A new version of the following files was downloaded from %s: %s (commit %s). Make sure "
                        "they contain no malicious code. To run exactly this code next time, pin a revision: "
                        "revision='%s' (or code_revision='%s' for the code alone).", code.describe(),
                        ", ".join(sorted(added)), code.commit, code.commit, code.commit)
+    elif added and not code.is_local and not code.commit:
+        logger.warning("A new version of the following files was downloaded from %s: %s (source hash %s). Make "
+                       "sure they contain no malicious code; this hub names no commits, so the same revision can "
+                       "bring other code later.", code.describe(), ", ".join(sorted(added)), parts[-1])
     found = getattr(module, ref.name, None)
     if not isinstance(found, type):
         raise AttributeError(f"{ref.filename} of {code.describe()} defines no class '{ref.name}' "
@@ -141,7 +148,7 @@ def sanitize(name: str) -> str:
 def _code_source(ref: CodeReference, source, code_revision: str | None):
     from .files import FileSource
     options = dict(token=source.token, cache_dir=source.cache_dir, local_files_only=source.local_files_only,
-                   endpoint=source.endpoint)
+                   endpoint=source.endpoint, hub=source.hub)  # the code's repo: on the same hub
     if ref.repo is not None:
         return FileSource(ref.repo, revision=code_revision, **options)
     if code_revision is not None and not source.is_local:
