@@ -30,7 +30,7 @@ def minilm_hub(hub_root):
     (hub_root / "sentence-transformers").mkdir()
     (hub_root / "sentence-transformers" / "all-MiniLM-L6-v2").symlink_to(folder, target_is_directory=True)
     from autoload.hub.server import HubServer
-    with HubServer(hub_root) as srv:
+    with HubServer(hub_root, follow_symlinks_outside=True) as srv:  # the repo folder links out of the root
         yield srv
 
 

@@ -312,7 +312,7 @@ def test_transformers_loads_through_the_server(tmp_path):
     (root / "sentence-transformers").mkdir()
     (root / "sentence-transformers" / "all-MiniLM-L6-v2").symlink_to(Path(MINILM.origin).parent / "model")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGING", "TRANSFORMERS_"))}
-    with HubServer(root) as srv:
+    with HubServer(root, follow_symlinks_outside=True) as srv:  # the repo folder links out of the root
         env.update(HF_ENDPOINT=srv.url, HF_HOME=str(tmp_path / "home"), HF_HUB_CACHE=str(tmp_path / "cache"),
                    HF_HUB_DISABLE_PROGRESS_BARS="1", TRANSFORMERS_VERBOSITY="error")
         proc = subprocess.run([sys.executable, "-c", TRANSFORMERS_SCRIPT], env=env, capture_output=True,

@@ -257,7 +257,7 @@ def run(cache_dir: str | None = None) -> int:
         cache = cache_dir or str(Path(tmp) / "cache")
         say("[1/4] building the built-in repos (data from PyPI packages) ...")
         repos = build_demo_hub(root)
-        with HubServer(root) as srv:
+        with HubServer(root, follow_symlinks_outside=True) as srv:  # our own root; MiniLM links out of it
             say(f"[2/4] local hub at {srv.url} serving:", *(f"      {r}  ({what})" for r, what in repos.items()))
             say("      downloading by id (bert-base-chinese is a short id: google-bert/bert-base-chinese) ...")
             online = _steps(srv.url, cache, verbose=True)
