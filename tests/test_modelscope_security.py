@@ -10,6 +10,8 @@ import sys
 
 import pytest
 
+import autoload
+
 from autoload.hub import modelscope
 from autoload.hub.errors import (HubError, HubHTTPError, IncompleteSnapshotError, InvalidRepoIdError,
                                  InvalidRevisionError, MalformedResponseError, OfflineModeError,
@@ -320,3 +322,43 @@ def test_failing_hub_is_not_reported_as_not_found(hostile_modelscope, monkeypatc
         ms_snapshot_download(REPO, revision="v9")
     assert not isinstance(info.value, RevisionNotFoundError)
     assert isinstance(info.value, HubError)
+
+
+# ---- file bodies: the shared bounded transfer (autoload.hub.transfer) -----------------------------------
+
+@pytest.mark.timeout(60)
+def test_body_longer_than_the_listing_stops_at_size_plus_one(hostile_modelscope, isolated_env):
+    from hostile import Reply
+    data = os.urandom(50_000)
+    sent = []
+
+    def endless():
+        while True:
+            sent.append(1)
+            yield b"x" * 65536
+
+    def tamper(request, reply):
+        if request.query.get("FilePath") == "w.bin":
+            return Reply(200, [], endless(), content_length=None)
+        return reply
+    hostile_modelscope({"owner/name": {"w.bin": data}}, tamper)
+    with pytest.raises(autoload.IntegrityError, match="more than the announced"):
+        ms_hub_download("owner/name", "w.bin")
+    assert len(sent) * 65536 < 64 * 2**20
+    assert not list((isolated_env / "ms_cache").rglob("w.bin*"))
+
+
+@pytest.mark.timeout(120)
+def test_server_ignoring_range_and_dropping_runs_out_of_tries(hostile_modelscope, monkeypatch):
+    from hostile import Reply
+    monkeypatch.setenv("AUTOLOAD_MAX_RETRIES", "2")
+    data = os.urandom(100_000)
+
+    def tamper(request, reply):
+        if request.query.get("FilePath") == "w.bin":
+            return Reply(200, [], data, content_length=len(data), drop_after=len(data) // 2)
+        return reply
+    server, _ = hostile_modelscope({"owner/name": {"w.bin": data}}, tamper)
+    with pytest.raises(autoload.RetryLimitError, match="keeps failing"):
+        ms_hub_download("owner/name", "w.bin")
+    assert server.count("GET", "FilePath=w.bin") == 3

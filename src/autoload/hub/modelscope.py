@@ -31,19 +31,17 @@ from urllib.parse import quote_plus
 import requests
 from filelock import FileLock
 
-from . import http, settings
+from . import http, settings, transfer
 from .aliases import canonical_id
 from .cache import UnsafeValueError, check_revision, inside, shown
 from .download import _select, safe_filename, validate_repo_id
 from .progress import Progress
-from .errors import (EntryNotFoundError, HubHTTPError, IncompleteSnapshotError, IntegrityError, InvalidRepoIdError,
+from .errors import (EntryNotFoundError, HubHTTPError, IncompleteSnapshotError, InvalidRepoIdError,
                      InvalidRevisionError, MalformedResponseError, OfflineModeError, RepositoryNotFoundError,
                      RevisionNotFoundError, UnsafePathError)
 
 DEFAULT_ENDPOINT = "https://modelscope.cn"
 DEFAULT_REVISION = "master"
-READ_SIZE = 256 * 1024
-RESUME_TRIES = 5  # reconnects (with Range) after a dropped connection, per file
 PARTIAL = ".incomplete"
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 logger = logging.getLogger("autoload.hub")
@@ -495,61 +493,27 @@ def _sha256_of(path: str) -> str:
 
 
 def _fetch(ctx: dict, filename: str, entry: dict, target: str, bar: Progress) -> str:
-    """Download one file to `target`: resume `{target}.incomplete`, verify size and sha256, rename."""
-    lock_key = f"modelscope-hub-download-lock-v2\0file\0model\0{ctx['repo_id']}\0{filename}"
-    lock = os.path.join(ctx["root"], ".lock", f"file_{hashlib.sha256(lock_key.encode()).hexdigest()}.lock")
-    os.makedirs(os.path.dirname(lock), exist_ok=True)
+    """Download one file to `target` through the shared bounded transfer (resume `{target}.incomplete`,
+    size and sha256 checked, bad bytes deleted), then rename it into place."""
     os.makedirs(os.path.dirname(target), exist_ok=True)
+    lock = _lock_path(ctx, filename)
+    os.makedirs(os.path.dirname(lock), exist_ok=True)
     with FileLock(lock, timeout=600):
         if _is_fresh(target, entry):  # another process finished it while we waited
             return target
-        partial = target + ".incomplete"
         url = (f"{ctx['endpoint']}/api/v1/models/{ctx['repo_id']}/repo"
                f"?Revision={quote_plus(ctx['revision'])}&FilePath={quote_plus(filename)}")
-        size = entry.get("Size")
-        for attempt in range(RESUME_TRIES + 1):
-            try:
-                if _stream(url, ctx, filename, partial, size, bar):
-                    break
-            except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError, requests.Timeout):
-                if attempt == RESUME_TRIES:
-                    raise
-        have, expected = os.path.getsize(partial), (entry.get("Sha256") or "").lower()
-        actual = _sha256_of(partial)
-        if (size is not None and have != size) or (expected and actual != expected):
-            os.remove(partial)
-            raise IntegrityError(f"'{filename}' of model '{ctx['repo_id']}' (revision '{ctx['revision']}', "
-                                 f"{ctx['endpoint']}) does not match the file list: got {have} bytes with sha256 "
-                                 f"{actual}, expected {size} bytes with sha256 {expected}. The bytes were deleted; "
-                                 "try again.", repo_id=ctx["repo_id"], filename=filename,
-                                 revision=ctx["revision"], endpoint=ctx["endpoint"])
-        os.replace(partial, target)
+        sha = (entry.get("Sha256") or "").lower() or None
+        token = ctx["token"]
+        source = transfer.Source(
+            url, ctx["endpoint"], entry.get("Size"), "sha256" if sha else None, sha, token=token,
+            origin_headers={"cookie": f"m_session_id={token}"} if token else None,
+            context=dict(repo_id=ctx["repo_id"], revision=ctx["revision"], filename=filename,
+                         endpoint=ctx["endpoint"]),
+            raise_for_status=lambda response: response.status_code < 400 or _raise(response, ctx, filename))
+        transfer.download(source, target + PARTIAL, bar)
+        os.replace(target + PARTIAL, target)
     return target
-
-
-def _stream(url: str, ctx: dict, filename: str, partial: str, size: int | None, bar: Progress) -> bool:
-    """Append the rest of the file to `partial`; True once the body ended (complete or not)."""
-    have = os.path.getsize(partial) if os.path.exists(partial) else 0
-    if size is not None and have > size:
-        os.remove(partial)
-        have = 0
-    if size is not None and have == size:
-        return True
-    headers = {"range": f"bytes={have}-", "accept-encoding": "identity"} if have else {"accept-encoding": "identity"}
-    with _get(url, ctx, stream=True, headers=headers) as response:
-        if response.status_code == 416:  # the partial file is no prefix of this file: start over
-            os.remove(partial)
-            return False
-        if response.status_code >= 400:
-            _raise(response, ctx, filename)
-        resumed = (response.status_code == 206 and
-                   response.headers.get("Content-Range", "").startswith(f"bytes {have}-"))
-        start = have if resumed else 0
-        with open(partial, "ab" if resumed else "wb") as f, bar.file(filename, size, start) as file_bar:
-            for chunk in response.iter_content(READ_SIZE):  # a 200 is the whole file: rewritten from 0
-                f.write(chunk)
-                file_bar.update(len(chunk))
-    return True
 
 
 # ---- public entry points ----
