@@ -178,7 +178,6 @@ def test_cross_origin_redirect_cannot_rename(hostile_hub, cache_dir):
                                 ("X-Linked-Size", str(len(CONFIG)))])
         return reply
     fake.tamper = tamper
-    os.environ["HF_ENDPOINT"] = server.url
     path = autoload.hub_download(REPO, "config.json")
     assert "models--org--model" in path and open(path, "rb").read() == CONFIG
     assert not (cache_dir / "models--victim--repo").exists()
@@ -519,3 +518,43 @@ def test_offline_with_a_dangling_link(hostile_hub, cache_dir, monkeypatch):
     assert "autoload download org/model" in str(snapshot_error.value)
     assert "autoload download org/model model.safetensors" in str(file_error.value)
     assert open(autoload.hub_download(REPO, "config.json"), "rb").read() == CONFIG  # what is there still serves
+
+
+def test_a_held_download_lock_is_waited_for_with_a_bound(hostile_hub, cache_dir, monkeypatch):
+    from filelock import FileLock
+    from autoload.hub.cache import RepoCache
+    monkeypatch.setenv("AUTOLOAD_LOCK_TIMEOUT", "0.5")
+    hostile_hub(repos())
+    lock = RepoCache(str(cache_dir), REPO).lock_path(git_sha1(CONFIG))
+    os.makedirs(os.path.dirname(lock), exist_ok=True)
+    held = threading.Event()
+    release = threading.Event()
+
+    def hold():  # another process's download, as far as the lock can tell
+        with FileLock(lock):
+            held.set()
+            release.wait(30)
+    thread = threading.Thread(target=hold)
+    thread.start()
+    held.wait(10)
+    try:
+        with pytest.raises(autoload.CacheLockTimeoutError, match="AUTOLOAD_LOCK_TIMEOUT"):
+            autoload.hub_download(REPO, "config.json")
+    finally:
+        release.set()
+        thread.join()
+    assert open(autoload.hub_download(REPO, "config.json"), "rb").read() == CONFIG
+
+
+def test_an_endless_error_body_is_read_only_in_part(hostile_hub, monkeypatch):
+    sent = []
+
+    def endless():
+        while True:
+            sent.append(1)
+            yield b"e" * 65536
+    hostile_hub(repos(), on("GET", "model.safetensors", lambda r: Reply(500, [], endless(), content_length=None)))
+    monkeypatch.setenv("AUTOLOAD_MAX_RETRIES", "0")
+    with pytest.raises(autoload.HubHTTPError):
+        autoload.hub_download(REPO, "model.safetensors")
+    assert len(sent) * 65536 < 64 * 2**20

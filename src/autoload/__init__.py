@@ -27,11 +27,13 @@ _EXPORTS: dict[str, str] = {
         "AutoModel", "AutoModelForPreTraining", "AutoModelForMaskedLM", "AutoModelForCausalLM",
         "AutoModelForSequenceClassification", "AutoModelForTokenClassification", "AutoModelForQuestionAnswering",
         "AutoModelForMultipleChoice", "AutoModelForNextSentencePrediction", "AutoModelForTextEncoding")},
+    **{name: "autoload.errors" for name in (
+        "RepoFileError", "ConfigError", "ConfigTypeError", "ModelTooLargeError", "ChatTemplateError")},
     **{name: "autoload.hub.errors" for name in (
         "HubError", "HubHTTPError", "RepositoryNotFoundError", "GatedRepoError", "RevisionNotFoundError",
         "EntryNotFoundError", "LocalEntryNotFoundError", "OfflineModeError", "IncompleteSnapshotError",
         "IntegrityError", "UnsafePathError", "InvalidRepoIdError", "InvalidRevisionError",
-        "MalformedResponseError", "RetryLimitError")},
+        "MalformedResponseError", "RetryLimitError", "CacheLockTimeoutError")},
 }
 
 __all__ = ["__version__", *_EXPORTS]

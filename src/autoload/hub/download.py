@@ -24,12 +24,12 @@ from dataclasses import dataclass
 from urllib.parse import quote, unquote, urljoin, urlsplit
 
 import requests
-from filelock import FileLock
+from filelock import FileLock, Timeout
 
 from . import aliases, http, settings, transfer
 from .cache import (REPO_TYPES, RepoCache, UnsafeValueError, check_commit, check_etag, check_revision, is_commit,
                     shown)
-from .errors import (EntryNotFoundError, GatedRepoError, HubError, HubHTTPError, IncompleteSnapshotError,
+from .errors import (CacheLockTimeoutError, EntryNotFoundError, GatedRepoError, HubError, HubHTTPError, IncompleteSnapshotError,
                      InvalidRepoIdError, InvalidRevisionError, LocalEntryNotFoundError, OfflineModeError,
                      RepositoryNotFoundError, RevisionNotFoundError, UnsafePathError)
 from .progress import Progress
@@ -328,7 +328,15 @@ def _fetch(target: _Target, commit: str, filename: str, meta: FileMeta, *, force
             if os.path.isfile(path := repo.link(commit, filename, meta.etag)):
                 return path
     os.makedirs(os.path.dirname(repo.lock_path(meta.etag)), exist_ok=True)
-    with FileLock(repo.lock_path(meta.etag), mode=0o664):
+    lock = FileLock(repo.lock_path(meta.etag), mode=0o664, timeout=settings.lock_timeout())
+    try:
+        lock.acquire()
+    except Timeout:
+        raise CacheLockTimeoutError(
+            f"Another process has been downloading {shown(filename)} of '{target.repo_id}' for more than "
+            f"{settings.lock_timeout():.0f} s (lock {lock.lock_file}). If no other download is running, delete the "
+            "lock file; else wait, or raise AUTOLOAD_LOCK_TIMEOUT.", **target.context(commit, filename)) from None
+    try:
         if not force and os.path.exists(blob):
             return repo.link(commit, filename, meta.etag)
         if not force and (path := repo.cached_file(commit, filename)):
@@ -336,6 +344,8 @@ def _fetch(target: _Target, commit: str, filename: str, meta: FileMeta, *, force
         partial = repo.blob_path(meta.etag) + ".incomplete"
         transfer.download(_source(target, meta, filename, commit), partial, bar)
         return repo.adopt_blob(commit, filename, meta.etag, partial)
+    finally:
+        lock.release()
 
 
 def _source(target: _Target, meta: FileMeta, filename: str, commit: str) -> transfer.Source:

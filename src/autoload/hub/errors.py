@@ -87,6 +87,10 @@ class IntegrityError(HubError):
     """Downloaded bytes do not match the size or hash the hub announced; they were deleted."""
 
 
+class CacheLockTimeoutError(HubError, TimeoutError):
+    """Another process held a blob's download lock longer than AUTOLOAD_LOCK_TIMEOUT seconds."""
+
+
 class UnsafePathError(HubError, ValueError):
     """A file path would escape the snapshot folder (`..`, absolute, drive letter)."""
 
@@ -103,5 +107,5 @@ __all__ = [
     "HubError", "HubHTTPError", "RepositoryNotFoundError", "GatedRepoError", "RevisionNotFoundError",
     "EntryNotFoundError", "LocalEntryNotFoundError", "OfflineModeError", "IncompleteSnapshotError",
     "IntegrityError", "UnsafePathError", "InvalidRepoIdError", "InvalidRevisionError", "MalformedResponseError",
-    "RetryLimitError",
+    "RetryLimitError", "CacheLockTimeoutError",
 ]

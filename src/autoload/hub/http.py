@@ -251,18 +251,23 @@ def raise_for_status(response: requests.Response, *, repo_id: str, revision: str
 
 
 def _body_message(response: requests.Response) -> str | None:
+    """The server's own words from an error body: its first 64 KiB at most (an error page may be endless)."""
     if response.request.method == "HEAD" or response.raw is None:
         return None
     try:
-        text = response.text[:500]
+        if response._content_consumed:
+            raw = response.content[:65536]
+        else:
+            raw = response.raw.read(65536, decode_content=True) or b""
+        text = raw.decode(response.encoding or "utf-8", "replace")
     except Exception:  # a broken body must not hide the status
         return None
     if not text or text.lstrip().startswith("<"):
         return None
     try:
-        data = response.json()
-    except ValueError:
-        return text.strip()
-    if isinstance(data, dict):
-        return data.get("error") or data.get("message") or text.strip()
-    return text.strip()
+        data = json.loads(text)
+    except (ValueError, RecursionError):
+        return text[:500].strip()
+    if isinstance(data, dict) and isinstance(data.get("error") or data.get("message"), str):
+        return (data.get("error") or data.get("message"))[:500]
+    return text[:500].strip()

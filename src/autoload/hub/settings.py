@@ -137,6 +137,11 @@ def low_speed_time() -> float:
     return _number("AUTOLOAD_LOW_SPEED_TIME", 30, 0.1, 86400)
 
 
+def lock_timeout() -> float:
+    """Seconds to wait for another process's download of the same blob (AUTOLOAD_LOCK_TIMEOUT, default 600)."""
+    return _number("AUTOLOAD_LOCK_TIMEOUT", 600, 0, 86400 * 7)
+
+
 def max_metadata_bytes() -> int:
     """The largest JSON answer (repo info, a tree page, a ModelScope listing) read from a server:
     AUTOLOAD_MAX_METADATA_BYTES, default 64 MiB."""
