@@ -14,6 +14,9 @@ import logging
 import os
 from typing import Any, ClassVar
 
+from .errors import ConfigError, ConfigTypeError
+from .jsonfiles import read_json
+
 logger = logging.getLogger("autoload")
 
 BASE_DEFAULTS: dict[str, Any] = {
@@ -25,6 +28,17 @@ DROPPED_KEYS = ("_commit_hash", "_attn_implementation_internal", "_experts_imple
                 "transformers_version", "autoload_version")
 CONFIG_NAME = "config.json"
 
+# Size keys under their standard names (each class's attribute_map gives its own spelling, e.g. GPT-2's n_embd) and
+# the values accepted: an int (not a bool) from the low to the high bound. No real model comes near the bounds;
+# past them a config would make the loader allocate terabytes or build a million-layer module tree.
+_DIMENSION = (1, 2**31)
+SIZE_BOUNDS: dict[str, tuple[int, int]] = {
+    "vocab_size": _DIMENSION, "hidden_size": _DIMENSION, "intermediate_size": _DIMENSION, "n_inner": _DIMENSION,
+    "num_attention_heads": _DIMENSION, "num_key_value_heads": _DIMENSION, "head_dim": _DIMENSION,
+    "multi_query_group_num": _DIMENSION, "max_position_embeddings": _DIMENSION, "type_vocab_size": (0, 2**31),
+    "num_hidden_layers": (1, 10_000), "num_labels": (1, 2**20),
+}
+
 
 class PretrainedConfig:
     """Base config. Attribute access for every key; `to_dict`/`save_pretrained` write them all back."""
@@ -33,11 +47,16 @@ class PretrainedConfig:
     defaults: ClassVar[dict[str, Any]] = {}
     attribute_map: ClassVar[dict[str, str]] = {}
     _attn_implementation: str | None = None  # "sdpa" (default when None) or "eager"; not saved
+    # What `parameter_estimate` needs to know about the architecture; the families override these.
+    mlp_matrices: ClassVar[int] = 3  # a gated MLP: gate, up and down projections (BERT and GPT-2 have 2)
+    learned_positions: ClassVar[bool] = False  # an embedding row per position (BERT, GPT-2), not rotary
+    position_buffer_bytes: ClassVar[int] = 0  # bytes of buffers built per position at init (BERT: two int64)
 
     def __init__(self, **kwargs):
         kwargs = dict(kwargs)
         for key in DROPPED_KEYS:
             kwargs.pop(key, None)
+        self._check_sizes(kwargs, kwargs.get("_name_or_path") or kwargs.get("name_or_path"))
         torch_dtype = kwargs.pop("torch_dtype", None)
         dtype = kwargs.pop("dtype", None) or torch_dtype  # dtype wins over the legacy torch_dtype
         num_labels = kwargs.pop("num_labels", None)
@@ -69,6 +88,24 @@ class PretrainedConfig:
         """Derived fields (head_dim, layer_types, ...); per-architecture configs override it."""
 
     @classmethod
+    def _check_sizes(cls, values: dict, name_or_path=None) -> None:
+        """Size keys (`SIZE_BOUNDS`, under their standard or architecture-specific names) must be ints within bounds,
+        before anything is derived from them: a hostile config.json must not reach a tensor allocation."""
+        for name, (low, high) in SIZE_BOUNDS.items():
+            for key in {name, cls.attribute_map.get(name, name)}:
+                value = values.get(key)
+                integer = isinstance(value, int) and not isinstance(value, bool)
+                if value is None or (integer and low <= value <= high):
+                    continue
+                where = f"config of '{name_or_path}'" if name_or_path else cls.__name__
+                fix = "The config is corrupt or hostile: fix config.json or use a repo whose config is valid."
+                if not integer:  # a bool, float, string, ...
+                    raise ConfigTypeError(f"{where}: {key}={value!r} is not an integer; a size must be a whole number "
+                                          f"from {low} to {high:,}. {fix}")
+                raise ConfigError(f"{where}: {key}={value:,} is out of bounds; autoload accepts {low} to {high:,} "
+                                  f"(no real model comes near). {fix}")
+
+    @classmethod
     def _check_types(cls, values: dict) -> None:
         """A declared field given a value of the wrong kind is an error, as in the reference's strict configs."""
         for key, value in values.items():
@@ -86,8 +123,39 @@ class PretrainedConfig:
             else:
                 ok = True
             if not ok:
-                raise TypeError(f"{cls.__name__}: field '{key}' expects {type(default).__name__}, got "
-                                f"{type(value).__name__} ({value!r}). Fix config.json or the keyword argument.")
+                raise ConfigTypeError(f"{cls.__name__}: field '{key}' expects {type(default).__name__}, got "
+                                      f"{type(value).__name__} ({value!r}). Fix config.json or the keyword argument.")
+
+    # -- size estimate ------------------------------------------------------------------------------
+    def parameter_estimate(self) -> list[tuple[str, int]]:
+        """About how many parameters a model of this config has, by part: [(description naming the config keys,
+        count)]. Arithmetic on the standard size keys only (nothing is built), within a factor of about 1.5 for
+        the built-in families; `from_pretrained` uses it to refuse absurd configs before building anything."""
+        def size(name: str, default: int) -> int:
+            value = getattr(self, name, None)
+            return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else default
+
+        def key(name: str) -> str:  # the config.json spelling
+            return type(self).attribute_map.get(name, name)
+
+        vocab, hidden, layers = size("vocab_size", 0), size("hidden_size", 0), size("num_hidden_layers", 0)
+        heads = size("num_attention_heads", 1)
+        kv_heads, head_dim = size("num_key_value_heads", heads), size("head_dim", max(hidden // heads, 1))
+        inner = size("intermediate_size", size("n_inner", 4 * hidden))
+        embeddings = f"{key('vocab_size')}={vocab:,} x {key('hidden_size')}={hidden:,}"
+        parts = [(f"word embeddings ({embeddings})", vocab * hidden)]
+        if self.learned_positions:
+            positions = size("max_position_embeddings", 0)
+            parts.append((f"position embeddings ({key('max_position_embeddings')}={positions:,} x "
+                          f"{key('hidden_size')}={hidden:,})", positions * hidden))
+        attention = hidden * head_dim * (2 * heads + 2 * kv_heads)  # q and o: heads; k and v: kv_heads
+        mlp = self.mlp_matrices * hidden * inner
+        parts.append((f"{key('num_hidden_layers')}={layers:,} layers of attention ({key('hidden_size')}={hidden:,}, "
+                      f"{heads:,} heads of {head_dim:,}, {kv_heads:,} key/value heads) and MLP "
+                      f"({key('intermediate_size')}={inner:,})", layers * (attention + mlp)))
+        if not getattr(self, "tie_word_embeddings", False):
+            parts.append((f"output projection ({embeddings})", vocab * hidden))
+        return parts
 
     # -- attribute access ---------------------------------------------------------------------------
     def __getattr__(self, name: str):
@@ -167,6 +235,7 @@ class PretrainedConfig:
         unused = {}
         for key, value in kwargs.items():
             if key in config.__dict__ or key in cls.attribute_map:
+                cls._check_sizes({key: value}, config.name_or_path)
                 cls._check_types({cls.attribute_map.get(key, key): value})
                 setattr(config, key, value)
             else:
@@ -211,13 +280,6 @@ def _dtype_name(value) -> str | None:
 
 
 def read_config_dict(path: str | os.PathLike) -> dict:
-    """Parse a config.json with an error that names the file and the problem."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path} is not valid JSON ({err.msg} at line {err.lineno}, column {err.colno}). "
-                         "Fix or re-download the file (`autoload download ... --force`).") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{path} must hold a JSON object, not {type(data).__name__}.")
-    return data
+    """Parse a config.json (a JSON object) with an error that names the file and the problem: a `RepoFileError`
+    (a ValueError) for invalid, too deeply nested or too large files (see `autoload.jsonfiles`)."""
+    return read_json(path, expect=dict)

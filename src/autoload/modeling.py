@@ -26,6 +26,8 @@ import torch
 from torch import nn
 
 from .configuration import PretrainedConfig
+from .errors import ModelTooLargeError, RepoFileError
+from .jsonfiles import read_json
 from .registry.files import FileSource
 
 logger = logging.getLogger("autoload")
@@ -174,12 +176,14 @@ class PreTrainedModel(nn.Module):
                         ignore_mismatched_sizes: bool = False, output_loading_info: bool = False,
                         use_safetensors: bool | None = None, weights_only: bool = True, state_dict=None,
                         attn_implementation: str | None = None, variant: str | None = None,
-                        hub: str | None = None, **kwargs):
+                        hub: str | None = None, check_size: bool = True, **kwargs):
         """Load a model from a folder or a hub repo id (see the module docstring for the steps).
 
         dtype: "auto" (the checkpoint's), a torch.dtype or its name. device / device_map: "cpu", "cuda",
         "cuda:1", a torch.device, or device_map="auto" (the visible GPUs in order, then the CPU). Other keywords
         are config overrides (num_labels=3, ...); an unknown keyword is an error naming the closest valid one.
+        check_size=False (or AUTOLOAD_SKIP_SIZE_CHECK=1) skips the parameter estimate that refuses a config far
+        larger than this machine's memory or than the checkpoint on disk (`ModelTooLargeError`).
         """
         if torch_dtype is not None:
             dtype = torch_dtype if dtype in (None, "auto") else dtype
@@ -206,10 +210,15 @@ class PreTrainedModel(nn.Module):
         if attn_implementation:
             config._attn_implementation = attn_implementation
         target_device = _resolve_device(device, device_map)
+        check_size = check_size and os.environ.get("AUTOLOAD_SKIP_SIZE_CHECK", "") in ("", "0")
+        if check_size:  # before any weight is downloaded or any module built
+            _check_fits_memory(config, source, dtype, target_device, device_map)
         if state_dict is not None:
             files, metadata = [], {}
         else:
             files, metadata = _checkpoint_files(source, use_safetensors, variant)
+            if check_size:
+                _check_matches_checkpoint(config, source, files)
         dtype = _resolve_dtype(dtype, config, files, metadata, state_dict)
         config.dtype = dtype
         with _skeleton(dtype):
@@ -281,6 +290,79 @@ def _reject_unknown(cls, kwargs: dict, config: PretrainedConfig) -> None:
                     "neither loading options nor fields of its config.")
 
 
+# Size checks (arithmetic on the config; see PretrainedConfig.parameter_estimate). Tolerant on purpose: the estimate
+# is within ~1.5x, dtypes run from 4-bit (0.5 bytes a parameter) to float32 (4), a checkpoint may hold a head more or
+# less than the class needs; only a gross mismatch is refused.
+MEMORY_MARGIN = 4  # refuse an estimate over 4x the target's memory (memory-mapped weights may exceed RAM a little)
+PARAMS_PER_DISK_BYTE = 8  # refuse a config implying > 8 parameters per checkpoint byte (4-bit is 2)
+DISK_BYTES_PER_PARAM = 16  # refuse a checkpoint > 16 bytes per estimated parameter (float32 is 4)
+SIZE_SLACK = 16 * 2**20  # tiny models: differences under 16 Mi (parameters or bytes) never count
+_SKIP_HINT = "If the config and checkpoint are genuine, pass check_size=False (or set AUTOLOAD_SKIP_SIZE_CHECK=1)."
+
+
+def _describe_estimate(parts: list[tuple[str, int]]) -> str:
+    label, count = max(parts, key=lambda part: part[1])
+    return f"about {sum(n for _, n in parts):,} parameters (the largest part: {label} = {count:,})"
+
+
+def _human(nbytes: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if nbytes < 1000:
+            break
+        nbytes /= 1000
+    return f"{nbytes:.1f} {unit}"
+
+
+def _check_fits_memory(config: PretrainedConfig, source: FileSource, dtype, device: torch.device, device_map) -> None:
+    """Refuse a config whose parameters (plus per-position buffers) exceed the target's memory by MEMORY_MARGIN."""
+    parts = config.parameter_estimate()
+    requested = dtype if dtype not in (None, "auto") else config._dtype
+    itemsize = _to_dtype(requested).itemsize if requested else 2  # unknown yet: assume 16-bit, the common case
+    positions = getattr(config, "max_position_embeddings", 0) if config.learned_positions else 0
+    needed = sum(n for _, n in parts) * itemsize + config.position_buffer_bytes * (positions or 0)
+    memory, where = _memory_of(device, device_map)
+    if memory and needed > MEMORY_MARGIN * memory:
+        raise ModelTooLargeError(
+            f"{source.describe()}: its config.json implies {_describe_estimate(parts)}, {_human(needed)} at "
+            f"{itemsize} bytes each: more than {MEMORY_MARGIN}x the {_human(memory)} of {where}. The config is "
+            f"hostile or corrupt, or the model needs a bigger machine. {_SKIP_HINT}")
+
+
+def _memory_of(device: torch.device, device_map) -> tuple[int, str]:
+    """(bytes, description) of the memory a model is loaded into: the GPU's, RAM, or all of them for "auto"."""
+    try:
+        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # no sysconf (Windows): no memory check
+        ram = 0
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).total_memory, f"GPU {device}"
+    if device_map == "auto" and torch.cuda.is_available():
+        gpus = sum(torch.cuda.get_device_properties(i).total_memory for i in range(torch.cuda.device_count()))
+        return gpus + ram, "the GPUs and RAM"
+    return ram, "this machine's RAM"
+
+
+def _check_matches_checkpoint(config: PretrainedConfig, source: FileSource, files: list[str]) -> None:
+    """Refuse a config whose estimate disagrees grossly with the checkpoint's size on disk, either way (a 10 MB
+    checkpoint with a config of 400 GB cannot be the model the config describes)."""
+    if not files:
+        return
+    parts = config.parameter_estimate()
+    params = sum(n for _, n in parts)
+    on_disk = sum(os.path.getsize(path) for path in files)
+    names = ", ".join(os.path.basename(path) for path in files[:3]) + (", ..." if len(files) > 3 else "")
+    if params > PARAMS_PER_DISK_BYTE * on_disk + SIZE_SLACK:
+        raise ModelTooLargeError(
+            f"{source.describe()}: its config.json implies {_describe_estimate(parts)}, but the checkpoint "
+            f"({names}) holds only {_human(on_disk)}: more than {PARAMS_PER_DISK_BYTE} parameters per byte on disk. "
+            f"The config does not describe these weights (hostile or corrupt). {_SKIP_HINT}")
+    if on_disk > DISK_BYTES_PER_PARAM * params + SIZE_SLACK:
+        raise ModelTooLargeError(
+            f"{source.describe()}: the checkpoint ({names}) is {_human(on_disk)}, more than {DISK_BYTES_PER_PARAM} "
+            f"bytes per parameter of its config.json, which implies {_describe_estimate(parts)}. The config does "
+            f"not describe these weights. {_SKIP_HINT}")
+
+
 def _to_dtype(value) -> torch.dtype:
     if isinstance(value, torch.dtype):
         return value
@@ -330,9 +412,12 @@ def _checkpoint_files(source: FileSource, use_safetensors: bool | None, variant:
         if single in found:
             return [found[single]], {}
         if index in found:
-            with open(found[index]) as f:
-                data = json.load(f)
-            shards = sorted(set(data["weight_map"].values()))
+            data = read_json(found[index])
+            weight_map = data.get("weight_map")
+            if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+                raise RepoFileError(f"{found[index]} has no 'weight_map' of tensor names to shard file names. The "
+                                    "index is corrupt: fix or re-download it.")
+            shards = sorted(set(weight_map.values()))
             from .hub.download import safe_filename
             for shard in shards:
                 safe_filename(shard, source.name)
@@ -340,7 +425,8 @@ def _checkpoint_files(source: FileSource, use_safetensors: bool | None, variant:
             missing = [s for s in shards if s not in got]
             if missing:
                 raise OSError(f"{source.describe()}: {index} names shard(s) {', '.join(missing)} that are missing.")
-            return [got[s] for s in shards], data.get("metadata") or {}
+            metadata = data.get("metadata")
+            return [got[s] for s in shards], metadata if isinstance(metadata, dict) else {}
     wanted = " or ".join(name for pair in kinds for name in pair)
     raise OSError(f"{source.describe()} has no model weights ({wanted}). Check the repo's files; TensorFlow/Flax-only "
                   "checkpoints are not supported.")

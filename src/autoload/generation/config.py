@@ -15,6 +15,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..jsonfiles import read_json
+
 logger = logging.getLogger("autoload")
 
 GENERATION_CONFIG_NAME = "generation_config.json"
@@ -109,14 +111,7 @@ class GenerationConfig:
 
     @classmethod
     def _read(cls, path: str) -> GenerationConfig:
-        try:
-            with open(path, encoding="utf-8") as f:
-                data = json.load(f)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path} is not valid JSON ({err.msg} at line {err.lineno}).") from None
-        if not isinstance(data, dict):
-            raise ValueError(f"{path} must hold a JSON object, not {type(data).__name__}.")
-        return cls.from_dict(data)
+        return cls.from_dict(read_json(path, expect=dict))  # bounded size and nesting; RepoFileError names the file
 
     @classmethod
     def coerce(cls, value) -> GenerationConfig:

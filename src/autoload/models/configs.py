@@ -14,6 +14,8 @@ logger = logging.getLogger("autoload")
 
 class BertConfig(PretrainedConfig):
     model_type = "bert"
+    mlp_matrices, learned_positions = 2, True
+    position_buffer_bytes = 16  # BertEmbeddings' position_ids and token_type_ids: int64, one per position
     defaults = {
         "vocab_size": 30522, "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
         "intermediate_size": 3072, "hidden_act": "gelu", "hidden_dropout_prob": 0.1,
@@ -26,6 +28,7 @@ class BertConfig(PretrainedConfig):
 
 class GPT2Config(PretrainedConfig):
     model_type = "gpt2"
+    mlp_matrices, learned_positions = 2, True
     defaults = {
         "vocab_size": 50257, "n_positions": 1024, "n_embd": 768, "n_layer": 12, "n_head": 12, "n_inner": None,
         "activation_function": "gelu_new", "resid_pdrop": 0.1, "embd_pdrop": 0.1, "attn_pdrop": 0.1,

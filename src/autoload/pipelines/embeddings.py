@@ -9,13 +9,14 @@ the real tokens and nothing is normalised, as sentence-transformers does for a p
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..errors import RepoFileError
+from ..jsonfiles import read_json
 from .base import Pipeline, backbone, first_output
 
 POOLING_MODES = ("cls", "max", "mean", "mean_sqrt_len", "weightedmean", "lasttoken")  # sentence-transformers' order
@@ -60,8 +61,10 @@ def read_sentence_setup(source) -> SentenceSetup:
     if modules_path is None:
         return SentenceSetup()
     setup = SentenceSetup(pooling=[], found=True)
-    with open(modules_path, encoding="utf-8") as f:
-        modules = json.load(f)
+    modules = read_json(modules_path, expect=list)
+    if not all(isinstance(module, dict) for module in modules):
+        raise RepoFileError(f"{modules_path} should list module objects with 'type' and 'path' keys. Fix or "
+                            "re-download the file.")
     for module in sorted(modules, key=lambda m: m.get("idx", 0)):
         kind, path = module.get("type", "").rsplit(".", 1)[-1], module.get("path", "").strip("/")
         prefix = f"{path}/" if path else ""
@@ -102,8 +105,7 @@ def _read_json(source, name: str) -> dict | None:
     path = source.get(name)
     if path is None:
         return None
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    return read_json(path, expect=dict)
 
 
 def _dense_layer(source, prefix: str) -> nn.Module:

@@ -225,7 +225,7 @@ class TokenizersBackend:
     def _from_files(cls, files: loading.TokenizerFiles, kwargs: dict, source):
         """Build the instance from the fetched files. The generic class reads tokenizer.json verbatim."""
         if loading.TOKENIZER_FILE in files:
-            return cls(Tokenizer.from_file(files[loading.TOKENIZER_FILE]), **kwargs)
+            return cls(loading.load_tokenizer_json(files[loading.TOKENIZER_FILE]), **kwargs)
         rank_files = sorted(name for name in files if name.endswith(".tiktoken"))
         if rank_files:
             from .tiktoken_bpe import build_from_ranks

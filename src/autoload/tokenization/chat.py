@@ -12,6 +12,9 @@ Same conventions as transformers 5.x, so a template renders to the same text:
   fields are aliased, and anything that is not plain JSON data reaches the template as a placeholder ("<ndarray>");
 * the rendered text is tokenized with add_special_tokens=False: the template writes BOS and friends itself.
 
+Unlike transformers, a render is bounded (time, loop steps, output and intermediate sizes; see `chat_limits`): a
+repo's template is untrusted code, and a runaway one raises `ChatTemplateError` instead of hanging or exhausting memory.
+
 jinja2 is imported on first use; compiled templates are cached.
 """
 
@@ -23,6 +26,9 @@ import json
 from collections.abc import Mapping
 from contextvars import ContextVar
 from datetime import datetime
+
+from ..errors import ChatTemplateError
+from .chat_limits import Budget, ChatTemplateLimits, bounded_sandbox, spending
 
 _REASONING_FIELDS = ("reasoning_content", "thinking", "reasoning")
 _CONTINUE_TAG = "CONTINUE_FINAL_MESSAGE_TAG "
@@ -96,11 +102,12 @@ def _environment():
                 raise jinja2.exceptions.SecurityError(
                     f"Chat templates cannot store underscore-prefixed attributes on a namespace ({name!r}).")
 
-    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
-                                        extensions=[GenerationBlock, jinja2.ext.loopcontrols])
+    env = bounded_sandbox(ImmutableSandboxedEnvironment)(trim_blocks=True, lstrip_blocks=True,
+                                                         extensions=[GenerationBlock, jinja2.ext.loopcontrols])
     env.filters["tojson"] = tojson
     env.globals.update(raise_exception=raise_exception, strftime_now=strftime_now, dict=TemplateDict(),
                        namespace=TemplateNamespace)
+    env.install_limits()
     return env
 
 
@@ -185,10 +192,17 @@ def _alias_reasoning(messages: list[dict]) -> list[dict]:
 
 def render(conversations: list[list[dict]], template: str, *, tools=None, documents=None,
            add_generation_prompt: bool = False, continue_final_message: bool | str = False,
-           track_generation: bool = False, **variables) -> tuple[list[str], list[list[tuple[int, int]]]]:
+           track_generation: bool = False, template_source: str = "", render_limits: ChatTemplateLimits | None = None,
+           **variables) -> tuple[list[str], list[list[tuple[int, int]]]]:
     """Render each conversation; returns the texts and, with `track_generation`, the character spans of
-    `{% generation %}` blocks in each text."""
-    compiled = compile_template(template)
+    `{% generation %}` blocks in each text. Each conversation's render is bounded by `render_limits` (default: the
+    `chat_limits` defaults and environment variables); `template_source` names the template in errors."""
+    limits = render_limits or ChatTemplateLimits.from_env()
+    try:
+        compiled = compile_template(template)
+    except RecursionError:
+        raise ChatTemplateError(f"The chat template {template_source or '(given as a string)'} nests too deeply to "
+                                "compile; it is corrupt or hostile.") from None
     if tools is not None:
         for tool in tools:
             if not isinstance(tool, dict):
@@ -206,8 +220,9 @@ def render(conversations: list[list[dict]], template: str, *, tools=None, docume
             chat, final_text = _tag_final_message(chat, template, continue_final_message)
         token = _tracking_generation.set(track_generation)
         try:
-            text = compiled.render(messages=chat, tools=tools, documents=documents,
-                                   add_generation_prompt=add_generation_prompt, **variables)
+            with spending(limits, template_source or "(given as a string)") as budget:
+                text = _bounded_render(compiled, budget, messages=chat, tools=tools, documents=documents,
+                                       add_generation_prompt=add_generation_prompt, **variables)
         finally:
             _tracking_generation.reset(token)
         spans = []
@@ -218,6 +233,24 @@ def render(conversations: list[list[dict]], template: str, *, tools=None, docume
         texts.append(text)
         all_spans.append(spans)
     return texts, all_spans
+
+
+def _bounded_render(compiled, budget: Budget, **variables) -> str:
+    """`compiled.render(...)` piece by piece, stopping at the output size limit."""
+    pieces, size, limit = [], 0, budget.limits.chars
+    try:
+        for piece in compiled.generate(**variables):  # time is checked where work repeats: loops and calls
+            size += len(piece)
+            if size > limit:
+                budget.check_size(size, "an output")
+            pieces.append(piece)
+    except RecursionError:
+        raise ChatTemplateError(f"The chat template {budget.source} recursed too deeply (a macro or recursive loop "
+                                "calling itself without end?), so rendering was stopped.") from None
+    except MemoryError:
+        raise ChatTemplateError(f"The chat template {budget.source} ran out of memory, so rendering was "
+                                "stopped.") from None
+    return "".join(pieces)
 
 
 def _tag_final_message(chat: list[dict], template: str, field: bool | str) -> tuple[list[dict], str]:
@@ -335,9 +368,11 @@ def apply_chat_template(self, conversation, *, tools: list[dict] | None = None, 
             raise ValueError("continue_final_message cannot be combined with return_assistant_tokens_mask.")
 
     variables = {**self.special_tokens_map, **template_kwargs}
+    own = chat_template is None or (isinstance(self.chat_template, dict) and chat_template in self.chat_template)
+    source = f"of {type(self).__name__} '{self.name_or_path}'" if own else "given as chat_template="
     texts, spans = render(conversations, template, tools=tools, documents=documents,
                           add_generation_prompt=add_generation_prompt, continue_final_message=continue_final_message,
-                          track_generation=return_assistant_tokens_mask, **variables)
+                          track_generation=return_assistant_tokens_mask, template_source=source, **variables)
     if not tokenize:
         return texts if batched else texts[0]
     out = self(texts if batched else texts[0], padding=padding, truncation=truncation, max_length=max_length,

@@ -255,7 +255,7 @@ class _GLMTokenizer(TokenizersBackend):
         elif "variant" not in kwargs and "chatglm3" in str(config.get("name_or_path")):
             kwargs["variant"] = "chatglm3"
         if model_file is None:  # a folder saved without tokenizer.model
-            return target(Tokenizer.from_file(files[loading.TOKENIZER_FILE]), **kwargs)
+            return target(loading.load_tokenizer_json(files[loading.TOKENIZER_FILE]), **kwargs)
         # tokenizer.model is the source of truth (a special whose text is also a piece has two ids, which a
         # tokenizer.json cannot keep); a saved tokenizer.json adds the tokens added by the user
         if loading.TOKENIZER_FILE in files:

@@ -18,6 +18,9 @@ import os
 
 from tokenizers import AddedToken, Tokenizer
 
+from .. import jsonfiles
+from ..errors import RepoFileError
+
 CONFIG_FILE = "tokenizer_config.json"
 TOKENIZER_FILE = "tokenizer.json"
 SPECIAL_TOKENS_MAP_FILE = "special_tokens_map.json"
@@ -57,16 +60,26 @@ class TokenizerFiles(dict):
 
 
 def read_json(path: str, what: str):
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
-    except json.JSONDecodeError as err:
-        raise OSError(f"{what} at {path} is not valid JSON: {err}") from None
+    """A tokenizer JSON file (each holds an object), through the bounded reader: `RepoFileError` (an OSError)
+    names the file when it is invalid, nested too deeply or over its size limit (tokenizer.json 512 MiB, others
+    64 MiB)."""
+    return jsonfiles.read_json(path, expect=dict)
 
 
 def read_text(path: str) -> str:
-    with open(path, encoding="utf-8") as handle:
-        return handle.read()
+    """A chat template file (at most 16 MiB)."""
+    return jsonfiles.read_text(path)
+
+
+def load_tokenizer_json(path: str) -> Tokenizer:
+    """`tokenizers.Tokenizer.from_file` for a repo's tokenizer.json, within its size limit, with its errors
+    (invalid JSON, nesting past serde's recursion limit, unknown types) as `RepoFileError`s naming the file."""
+    jsonfiles.check_file_size(path)
+    try:
+        return Tokenizer.from_file(path)
+    except Exception as err:  # tokenizers raises a bare Exception
+        raise RepoFileError(f"{path} cannot be loaded as a tokenizer.json ({err}). Fix or re-download the file "
+                            "(`autoload download ... --force`).") from None
 
 
 def to_added_token(value, *, special: bool | None = None):
@@ -229,9 +242,13 @@ def model_parts_from_tokenizer_json(files: TokenizerFiles, model: str) -> dict:
     if model_json.get("type") == "BPE":
         minimal_model["merges"] = []
     if model_json.get("type") in (None, "Unigram"):
-        minimal = Tokenizer.from_file(files[TOKENIZER_FILE])
+        minimal = load_tokenizer_json(files[TOKENIZER_FILE])
     else:
-        minimal = Tokenizer.from_str(json.dumps(dict(data, model=minimal_model, added_tokens=[])))
+        try:
+            minimal = Tokenizer.from_str(json.dumps(dict(data, model=minimal_model, added_tokens=[])))
+        except Exception as err:  # tokenizers raises a bare Exception
+            raise RepoFileError(f"{files[TOKENIZER_FILE]} cannot be loaded as a tokenizer.json ({err}). Fix or "
+                                "re-download the file.") from None
     parts = {"post_processor": minimal.post_processor, "tokenizer_padding": minimal.padding,
              "tokenizer_truncation": minimal.truncation}
     vocab = model_json.get("vocab")
