@@ -5,7 +5,8 @@
 - sampling.py: logits processing in the reference's order, `logits_to_probs`, `sample`;
 - decode.py: the loop (`prefill`, `decode_one_token`), padding, stopping, caches, outputs;
 - streamers.py: TextStreamer, TextIteratorStreamer;
-- chat.py: chat templates and histories.
+- chat.py: chat templates and histories;
+- mixin.py: GenerationMixin, the generate / chat / stream_chat methods the causal-LM heads opt into.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from __future__ import annotations
 from .chat import chat, stream_chat
 from .config import GenerationConfig
 from .decode import GenerateDecoderOnlyOutput, StopStrings, decode_one_token, generate, prefill
+from .mixin import GenerationMixin
 from .sampling import LogitsRules, logits_to_probs, sample, warp
 from .streamers import TextIteratorStreamer, TextStreamer
 
-__all__ = ["GenerateDecoderOnlyOutput", "GenerationConfig", "LogitsRules", "StopStrings", "TextIteratorStreamer",
-           "TextStreamer", "chat", "decode_one_token", "generate", "logits_to_probs", "prefill", "sample",
-           "stream_chat", "warp"]
+__all__ = ["GenerateDecoderOnlyOutput", "GenerationConfig", "GenerationMixin", "LogitsRules", "StopStrings",
+           "TextIteratorStreamer", "TextStreamer", "chat", "decode_one_token", "generate", "logits_to_probs", "prefill",
+           "sample", "stream_chat", "warp"]
