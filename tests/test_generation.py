@@ -282,7 +282,7 @@ def test_generation_config_files(tmp_path, llama):
     theirs = transformers.GenerationConfig.from_pretrained(tmp_path)  # the reference reads our file
     assert (theirs.temperature, theirs.top_p, theirs.eos_token_id) == (0.6, 0.9, [2, 5])
 
-    from autoload.registry.files import FileSource
+    from autoload.hub.source import FileSource
     assert GenerationConfig.from_source(FileSource(str(tmp_path))).temperature == 0.6
     empty = tmp_path / "none"
     empty.mkdir()

@@ -18,7 +18,7 @@ from autoload.errors import ChatTemplateError, ConfigError, ConfigTypeError, Mod
 from autoload.jsonfiles import MAX_DEPTH, read_json
 from autoload.models import configs
 from autoload.pipelines.embeddings import read_sentence_setup
-from autoload.registry.files import FileSource
+from autoload.hub.source import FileSource
 from autoload.tokenization import BertTokenizer, TokenizersBackend
 from decoder_cases import tiny_config
 from tokenizer_cases import train_byte_level, write_folder

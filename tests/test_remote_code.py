@@ -12,7 +12,7 @@ import pytest
 
 from autoload.registry import remote
 from autoload.registry.auto import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer
-from autoload.registry.files import FileSource
+from autoload.hub.source import FileSource
 from conftest import BERT_CONFIG, write_repo
 
 CHAT_CONFIG = '''
@@ -27,7 +27,7 @@ class ChatConfig(PretrainedConfig):
 CHAT_TOKENIZER = '''
 import json
 
-from autoload.registry.files import FileSource
+from autoload.hub.source import FileSource
 
 
 class ChatTokenizer:

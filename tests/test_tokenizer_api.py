@@ -218,7 +218,7 @@ def test_loading_a_repo_id_fetches_only_tokenizer_files(hub, hub_root):
 
 
 def test_from_source_with_a_vocab_only_repo(hub):
-    from autoload.registry.files import FileSource
+    from autoload.hub.source import FileSource
     source = FileSource("google-bert/bert-base-chinese")  # conftest's repo: 7-token vocab.txt + model.safetensors
     hub.reset_requests()
     tok = BertTokenizer.from_source(source)

@@ -254,7 +254,7 @@ class PretrainedConfig:
         if os.path.isfile(name_or_path):
             data = read_config_dict(name_or_path)
         else:
-            from .registry.files import FileSource
+            from .hub.source import FileSource
             source = FileSource(name_or_path, revision=revision, token=token, cache_dir=cache_dir,
                                 local_files_only=local_files_only, endpoint=endpoint, hub=hub)
             data = read_config_dict(source.require(CONFIG_NAME, "(every model needs one)"))

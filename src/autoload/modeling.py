@@ -28,7 +28,7 @@ from torch import nn
 from .configuration import PretrainedConfig
 from .errors import ModelTooLargeError, RepoFileError
 from .jsonfiles import read_json
-from .registry.files import FileSource
+from .hub.source import FileSource
 
 logger = logging.getLogger("autoload")
 
@@ -418,7 +418,7 @@ def _checkpoint_files(source: FileSource, use_safetensors: bool | None, variant:
                 raise RepoFileError(f"{found[index]} has no 'weight_map' of tensor names to shard file names. The "
                                     "index is corrupt: fix or re-download it.")
             shards = sorted(set(weight_map.values()))
-            from .hub.download import safe_filename
+            from .hub.paths import safe_filename
             for shard in shards:
                 safe_filename(shard, source.name)
             got = source.fetch(shards)

@@ -1,6 +1,7 @@
-"""Resolution and download: `hub_download` (one file) and `snapshot_download` (a repo at a revision).
+"""The Hugging Face client: `hf_hub_download` (one file) and `hf_snapshot_download` (a repo at a revision).
 
 Layers: http (requests, auth, retries, typed errors) -> cache (filesystem) -> this module.
+Callers use the front, `autoload.hub.download`, which picks this client or the ModelScope one.
 
 What this adds over huggingface_hub:
 - short ids resolve offline through the legacy-id table, and one model is stored once
@@ -14,7 +15,6 @@ What this adds over huggingface_hub:
 from __future__ import annotations
 
 import contextlib
-import fnmatch
 import logging
 import os
 import re
@@ -32,39 +32,17 @@ from .cache import (REPO_TYPES, RepoCache, UnsafeValueError, check_commit, check
 from .errors import (CacheLockTimeoutError, EntryNotFoundError, GatedRepoError, HubError, HubHTTPError, IncompleteSnapshotError,
                      InvalidRepoIdError, InvalidRevisionError, LocalEntryNotFoundError, OfflineModeError,
                      RepositoryNotFoundError, RevisionNotFoundError, UnsafePathError)
+from .paths import safe_filename, select_files, validate_repo_id
 from .progress import Progress
 
 logger = logging.getLogger("autoload.hub")
 
-_REPO_PART = re.compile(r"[A-Za-z0-9_.\-]{1,96}")
 _LFS_ETAG = re.compile(r"[0-9a-f]{64}")
 _SIZE = re.compile(r"\d{1,15}")  # up to ~1 PB: larger announced sizes are not files, they are attacks
 MAX_TREE_PAGES = 10_000
 
 
 # -- validation ---------------------------------------------------------------------------------
-
-def validate_repo_id(repo_id: str) -> None:
-    parts = repo_id.split("/") if isinstance(repo_id, str) else []
-    ok = (1 <= len(parts) <= 2 and all(_REPO_PART.fullmatch(p) and p[0] not in "-." and p[-1] not in "-."
-                                       for p in parts)
-          and "--" not in repo_id and ".." not in repo_id and not repo_id.endswith(".git"))
-    if not ok:
-        raise InvalidRepoIdError(f"Invalid repo id {repo_id!r}: expected 'name' or 'namespace/name' made of letters, "
-                                 "digits, '-', '_' and '.', e.g. 'google-bert/bert-base-chinese'.", repo_id=str(repo_id))
-
-
-def safe_filename(filename: str, repo_id: str | None = None) -> str:
-    """Refuse a repo path that would escape the snapshot folder; return it with '/' separators."""
-    path = filename.replace("\\", "/") if isinstance(filename, str) else ""
-    parts = path.split("/")
-    if (not path or path.startswith("/") or re.match(r"^[A-Za-z]:", path) or path.startswith("//")
-            or any(p in ("", ".", "..") for p in parts) or "\0" in path):
-        raise UnsafePathError(f"Refusing file path {filename!r} from repo '{repo_id}': it is empty, absolute, "
-                              "has a drive letter or '..', or would otherwise escape the snapshot folder.",
-                              repo_id=repo_id, filename=str(filename))
-    return path
-
 
 def validate_revision(revision, repo_id: str) -> str:
     """The caller's revision must be a valid git ref name or commit: it becomes a path under refs/."""
@@ -254,22 +232,16 @@ def _normalize_etag(etag: str) -> str:
     return etag.strip('"')
 
 
-def hub_download(repo_id: str, filename: str, *, revision: str = "main", repo_type: str = "model",
-                 cache_dir: str | os.PathLike | None = None, endpoint: str | None = None,
-                 token: str | bool | None = None, local_files_only: bool = False, force_download: bool = False,
-                 progress: bool | None = None, hub: str | None = None) -> str:
-    """Download one file of a hub repo into the shared cache and return its local path.
+def hf_hub_download(repo_id: str, filename: str, *, revision: str = "main", repo_type: str = "model",
+                    cache_dir: str | os.PathLike | None = None, endpoint: str | None = None,
+                    token: str | bool | None = None, local_files_only: bool = False, force_download: bool = False,
+                    progress: bool | None = None) -> str:
+    """Download one file of a Hugging Face repo into the shared cache and return its local path.
 
     `repo_id` may be a legacy short id (`bert-base-chinese`); it is stored under its canonical id.
     `revision` is a branch, tag, `refs/pr/N` or a full commit hash (a cached commit costs no request).
     Offline (`local_files_only=True` or HF_HUB_OFFLINE=1) only the cache is read.
-    `hub="modelscope"` (or AUTOLOAD_HUB=modelscope) downloads from ModelScope instead (docs/modelscope.md).
     """
-    if settings.which_hub(hub, repo_type, force_download=force_download) == "modelscope":
-        from .modelscope import ms_hub_download
-        return ms_hub_download(repo_id, filename, revision=revision, cache_dir=cache_dir, endpoint=endpoint,
-                               token=token if isinstance(token, str) else None, local_files_only=local_files_only,
-                               progress=progress)
     revision = validate_revision(revision or "main", repo_id)
     target = _Target.make(repo_id, repo_type, cache_dir, endpoint, token)
     filename = safe_filename(filename, repo_id)
@@ -361,24 +333,6 @@ def _source(target: _Target, meta: FileMeta, filename: str, commit: str) -> tran
 
 # -- a whole snapshot -----------------------------------------------------------------------------
 
-def _matches(path: str, patterns) -> bool:
-    if isinstance(patterns, str):
-        patterns = [patterns]
-    for pattern in patterns:
-        pattern = pattern.replace("\\", "/")
-        if pattern.endswith("/"):
-            pattern += "*"
-        if fnmatch.fnmatchcase(path, pattern):
-            return True
-    return False
-
-
-def _select(paths, allow_patterns, ignore_patterns) -> list[str]:
-    return [p for p in paths
-            if (allow_patterns is None or _matches(p, allow_patterns))
-            and not (ignore_patterns is not None and _matches(p, ignore_patterns))]
-
-
 def _cached_snapshot(target: _Target, revision: str, allow_patterns,
                      ignore_patterns) -> tuple[str | None, list[str], bool]:
     """A cached snapshot of the revision: (path, missing files, whether the commit's file list is recorded),
@@ -391,26 +345,20 @@ def _cached_snapshot(target: _Target, revision: str, allow_patterns,
         if not readable and not broken:
             continue  # an empty folder (only .incomplete blobs behind it) is no snapshot
         tree = _valid_tree(repo.read_tree(commit))
-        wanted = _select(tree, allow_patterns, ignore_patterns) if tree is not None else []
+        wanted = select_files(tree, allow_patterns, ignore_patterns) if tree is not None else []
         missing = [p for p in wanted if not repo.cached_file(commit, p)]
         # without a recorded list, a dangling link (a deleted or unfinished blob) still shows a gap
-        missing += [p for p in _select(broken, allow_patterns, ignore_patterns) if p not in missing]
+        missing += [p for p in select_files(broken, allow_patterns, ignore_patterns) if p not in missing]
         return repo.snapshot_dir(commit), missing, tree is not None
     return None, [], False
 
 
-def snapshot_download(repo_id: str, *, revision: str = "main", repo_type: str = "model",
-                      allow_patterns=None, ignore_patterns=None, cache_dir: str | os.PathLike | None = None,
-                      endpoint: str | None = None, token: str | bool | None = None, local_files_only: bool = False,
-                      max_workers: int = 8, progress: bool | None = None, hub: str | None = None) -> str:
-    """Download the files of a repo at a revision (filtered by fnmatch patterns) and return the snapshot folder.
-    `hub="modelscope"` (or AUTOLOAD_HUB=modelscope) downloads from ModelScope instead (docs/modelscope.md)."""
-    if settings.which_hub(hub, repo_type) == "modelscope":
-        from .modelscope import ms_snapshot_download
-        return ms_snapshot_download(repo_id, revision=revision, allow_patterns=allow_patterns,
-                                    ignore_patterns=ignore_patterns, cache_dir=cache_dir, endpoint=endpoint,
-                                    token=token if isinstance(token, str) else None,
-                                    local_files_only=local_files_only, max_workers=max_workers, progress=progress)
+def hf_snapshot_download(repo_id: str, *, revision: str = "main", repo_type: str = "model",
+                         allow_patterns=None, ignore_patterns=None, cache_dir: str | os.PathLike | None = None,
+                         endpoint: str | None = None, token: str | bool | None = None, local_files_only: bool = False,
+                         max_workers: int = 8, progress: bool | None = None) -> str:
+    """Download the files of a Hugging Face repo at a revision (filtered by fnmatch patterns) and return the
+    snapshot folder."""
     revision = validate_revision(revision or "main", repo_id)
     target = _Target.make(repo_id, repo_type, cache_dir, endpoint, token)
     offline = local_files_only or settings.offline()
@@ -442,7 +390,7 @@ def snapshot_download(repo_id: str, *, revision: str = "main", repo_type: str = 
     if tree is None:
         tree = _list_files(target, commit)
         repo.write_tree(commit, tree)
-    paths = _select(tree, allow_patterns, ignore_patterns)
+    paths = select_files(tree, allow_patterns, ignore_patterns)
     for path in paths:
         safe_filename(path, repo_id)
     if not paths:

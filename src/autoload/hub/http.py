@@ -7,6 +7,8 @@ Nothing here knows about the cache; `download.py` sits on top.
 from __future__ import annotations
 
 import email.utils
+import functools
+import importlib.metadata
 import json
 import logging
 import os
@@ -52,9 +54,15 @@ def session() -> requests.Session:
         return sess
 
 
+@functools.lru_cache(maxsize=1)
 def user_agent() -> str:
-    from .. import __version__
-    return f"autoload/{__version__}; python/{platform.python_version()}"
+    """`autoload/<installed version>; python/<version>` (the version from the package metadata, so the hub
+    layer imports nothing from the rest of autoload)."""
+    try:
+        version = importlib.metadata.version("autoload")
+    except importlib.metadata.PackageNotFoundError:
+        version = "unknown"
+    return f"autoload/{version}; python/{platform.python_version()}"
 
 
 def origin(url: str) -> tuple[str, str, int | None]:

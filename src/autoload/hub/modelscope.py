@@ -34,7 +34,7 @@ from filelock import FileLock
 from . import http, settings, transfer
 from .aliases import canonical_id
 from .cache import UnsafeValueError, check_revision, inside, shown
-from .download import _select, safe_filename, validate_repo_id
+from .paths import safe_filename, select_files, validate_repo_id
 from .progress import Progress
 from .errors import (EntryNotFoundError, HubHTTPError, IncompleteSnapshotError, InvalidRepoIdError,
                      InvalidRevisionError, MalformedResponseError, OfflineModeError, RepositoryNotFoundError,
@@ -253,7 +253,7 @@ def _cached_snapshot(ctx: dict, allow_patterns=None, ignore_patterns=None) -> tu
                 partial.add(path[:-len(PARTIAL)])
             else:
                 complete.add(path)
-    missing = sorted(_select(partial - complete, allow_patterns, ignore_patterns))
+    missing = sorted(select_files(partial - complete, allow_patterns, ignore_patterns))
     if complete:
         return folder, missing
     for classic in _classic_dirs(ctx["root"], ctx["repo_id"]):
@@ -602,7 +602,7 @@ def ms_snapshot_download(repo_id: str, *, revision: str | None = None, allow_pat
     files = _list_or_cached(ctx, usable)
     if isinstance(files, str):
         return files
-    wanted = _select(files, allow_patterns, ignore_patterns)
+    wanted = select_files(files, allow_patterns, ignore_patterns)
     targets = {path: _target(ctx, path) for path in wanted}  # every path checked before anything is created
 
     total = sum(files[path]["Size"] for path in wanted)

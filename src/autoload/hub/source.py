@@ -10,6 +10,10 @@ import fnmatch
 import os
 from pathlib import Path
 
+from .errors import InvalidRepoIdError
+from .paths import validate_repo_id
+from .settings import which_hub
+
 HUB_OPTIONS = ("revision", "token", "cache_dir", "local_files_only", "endpoint", "hub")
 
 
@@ -19,7 +23,6 @@ class FileSource:
     def __init__(self, name_or_path: str | os.PathLike, *, revision: str | None = None, token=None,
                  cache_dir=None, local_files_only: bool = False, endpoint: str | None = None,
                  hub: str | None = None):
-        from ..hub.settings import which_hub
         self.hub = which_hub(hub, "model")  # "huggingface" or "modelscope" (argument, else AUTOLOAD_HUB)
         self.name = os.fspath(name_or_path)
         self.revision = revision or "main"
@@ -32,8 +35,6 @@ class FileSource:
         self.commit: str | None = None
         self._found: dict[str, str] = {}
         if self.folder is None and self.hub == "huggingface":  # ModelScope's client explains bare names itself
-            from ..hub.download import validate_repo_id
-            from ..hub.errors import InvalidRepoIdError
             try:
                 validate_repo_id(self.name)
             except InvalidRepoIdError:
@@ -61,7 +62,7 @@ class FileSource:
                 if path.is_file() and any(fnmatch.fnmatchcase(relative, p) for p in patterns):
                     found[relative] = str(path)
             return found
-        from ..hub.download import snapshot_download
+        from .download import snapshot_download  # requests and filelock load on the first remote fetch
         snapshot = snapshot_download(self.name, revision=self.commit or self.revision, allow_patterns=patterns,
                                      token=self.token, cache_dir=self.cache_dir, endpoint=self.endpoint,
                                      local_files_only=self.local_files_only, progress=None, hub=self.hub)

@@ -108,7 +108,7 @@ def _load_model(cls, name: str, device, dtype, trust_remote_code, hub: dict, mod
 def _sentence_setup(name: str, hub: dict):
     """The repo's sentence-transformers setup, or plain mean pooling when it has none (or cannot be read)."""
     from ..hub.errors import HubError
-    from ..registry.files import FileSource
+    from ..hub.source import FileSource
     from .embeddings import SentenceSetup, read_sentence_setup
     if not name:
         return SentenceSetup()

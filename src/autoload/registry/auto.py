@@ -13,7 +13,7 @@ import logging
 
 from ..configuration import CONFIG_NAME, PretrainedConfig, read_config_dict
 from . import remote
-from .files import FileSource, split_hub_options
+from ..hub.source import FileSource, split_hub_options
 from .table import AUTO_MODEL_CLASSES, MODEL_TYPES, TOKENIZERS_REPLACING_REMOTE_CODE
 
 logger = logging.getLogger("autoload")

@@ -60,7 +60,7 @@ def parse_reference(reference: str) -> CodeReference:
         raise ValueError(f"Invalid remote code reference {reference!r}: expected 'module.Class' or "
                          "'org/repo--module.Class' with Python identifiers for the module and the class.")
     if repo:
-        from ..hub.download import validate_repo_id
+        from ..hub.paths import validate_repo_id
         from ..hub.errors import InvalidRepoIdError
         try:
             validate_repo_id(repo)
@@ -146,7 +146,7 @@ def sanitize(name: str) -> str:
 
 
 def _code_source(ref: CodeReference, source, code_revision: str | None):
-    from .files import FileSource
+    from ..hub.source import FileSource
     options = dict(token=source.token, cache_dir=source.cache_dir, local_files_only=source.local_files_only,
                    endpoint=source.endpoint, hub=source.hub)  # the code's repo: on the same hub
     if ref.repo is not None:

@@ -207,14 +207,14 @@ class TokenizersBackend:
 
         `init_kwargs` override the repo's tokenizer_config.json (e.g. `padding_side="left"`, `pad_token="<pad>"`).
         """
-        from ..registry.files import FileSource
+        from ..hub.source import FileSource
         source = FileSource(name_or_path, revision=revision, token=token, cache_dir=cache_dir,
                             local_files_only=local_files_only, endpoint=endpoint)
         return cls.from_source(source, **init_kwargs)
 
     @classmethod
     def from_source(cls, source, **init_kwargs):
-        """Load from an `autoload.registry.files.FileSource`, fetching every tokenizer file in one call."""
+        """Load from an `autoload.hub.source.FileSource`, fetching every tokenizer file in one call."""
         cls._check_kwargs(init_kwargs)
         init_kwargs.pop("use_fast", None)  # transformers 5 ignores it too: every tokenizer is a Rust one
         files = loading.fetch_tokenizer_files(source)

@@ -227,7 +227,7 @@ def _merge_legacy_tokens(files: TokenizerFiles, kwargs: dict, user_kwargs: dict,
 
 
 def fetch_tokenizer_files(source) -> TokenizerFiles:
-    """All tokenizer files of `source` (an `autoload.registry.files.FileSource`) in one fetch."""
+    """All tokenizer files of `source` (an `autoload.hub.source.FileSource`) in one fetch."""
     return TokenizerFiles(source.fetch(TOKENIZER_FILE_PATTERNS), os.fspath(source.name))
 
 
