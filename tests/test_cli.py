@@ -58,7 +58,7 @@ def test_cache_rm_one_revision_keeps_shared_blobs(server, hub_root, cache_dir, c
     (hub_root / "v2").mkdir()
     (hub_root / "v2" / "config.json").write_text('{"model_type": "gpt2", "v": 2}')
     (hub_root / "hub.json").write_text(json.dumps({"repos": {"org/tiny": {"refs": {"v2": "v2"}}}}))
-    from autoload.hub.server import HubServer
+    from autoload.server import HubServer
     with HubServer(hub_root) as srv:
         monkeypatch.setenv("HF_ENDPOINT", srv.url)
         run(capsys, "download", "org/tiny", "--quiet")

@@ -78,7 +78,7 @@ def test_short_id_shares_one_cache_entry(hub, cache_dir, repo_files):
 def test_short_id_through_server_redirect(server, cache_dir, hub_root, monkeypatch):
     """An id that is not in the built-in table follows the hub's 307 and is stored under the new name."""
     write_repo(hub_root, {"hub.json": json.dumps({"aliases": {"old-name": "org/tiny"}})})
-    from autoload.hub.server import HubServer
+    from autoload.server import HubServer
     with HubServer(hub_root) as srv:
         path = autoload.hub_download("old-name", "config.json", endpoint=srv.url)
         assert "models--org--tiny" in path
@@ -105,7 +105,7 @@ def test_revisions(server, hub_root, cache_dir, monkeypatch):
     write_repo(hub_root / "versions" / "pr1", {"config.json": '{"model_type": "gpt2", "pr": 1}'})
     (hub_root / "hub.json").write_text(json.dumps({"repos": {"org/tiny": {"refs": {
         "dev": "versions/dev", "v1.0": "main", "refs/pr/1": "versions/pr1"}}}}))
-    from autoload.hub.server import HubServer
+    from autoload.server import HubServer
     with HubServer(hub_root) as srv:
         monkeypatch.setenv("HF_ENDPOINT", srv.url)
         main = autoload.hub_download("org/tiny", "config.json")
@@ -209,7 +209,7 @@ def test_gated_and_private_repos(server, hub_root, cache_dir, monkeypatch):
     write_repo(hub_root / "org" / "private", {"config.json": "{}"})
     (hub_root / "hub.json").write_text(json.dumps({"repos": {
         "org/gated": {"gated": True, "access": ["good-token"]}, "org/private": {"private": True}}}))
-    from autoload.hub.server import HubServer
+    from autoload.server import HubServer
     with HubServer(hub_root, tokens=["good-token", "other-token"]) as srv:
         with pytest.raises(autoload.GatedRepoError, match="org/gated"):
             autoload.hub_download("org/gated", "config.json", endpoint=srv.url)
@@ -251,7 +251,7 @@ def test_token_not_sent_to_other_hosts(hub, monkeypatch):
 
 
 def _redirect(location):
-    from autoload.hub.server import Fault
+    from autoload.server import Fault
     return Fault(status=302, headers={"Location": location + ("&" if "?" in location else "?") + "cdn=1"})
 
 
@@ -273,7 +273,7 @@ def test_no_symlink_mode(hub, cache_dir, monkeypatch, repo_files):
 
 def test_dataset_repo_type(server, hub_root, cache_dir, monkeypatch):
     write_repo(hub_root / "datasets" / "org" / "data", {"train.csv": "a,b\n1,2\n"})
-    from autoload.hub.server import HubServer
+    from autoload.server import HubServer
     with HubServer(hub_root) as srv:
         path = autoload.hub_download("org/data", "train.csv", repo_type="dataset", endpoint=srv.url)
         assert "datasets--org--data" in path and open(path).read() == "a,b\n1,2\n"
@@ -284,7 +284,7 @@ def test_dataset_repo_type(server, hub_root, cache_dir, monkeypatch):
 def test_rename_followed_through_a_resolve_cache_hop(hub, cache_dir, hub_root):
     """The real hub answers a legacy id with 307 to the new id, then 307 to /api/resolve-cache/...: the
     client must learn the new id from the chain, not from the last URL."""
-    from autoload.hub.server import Fault
+    from autoload.server import Fault
     import requests as rq
 
     real = rq.head(f"{hub.url}/org/tiny/resolve/main/config.json")
@@ -308,7 +308,7 @@ def test_rename_followed_through_a_resolve_cache_hop(hub, cache_dir, hub_root):
 
 def test_server_paths_that_escape_are_refused(hub, cache_dir):
     """A hostile tree listing cannot make the client write outside the snapshot."""
-    from autoload.hub.server import Fault
+    from autoload.server import Fault
 
     body = json.dumps([{"type": "file", "path": "../../../evil.txt", "oid": "a" * 40, "size": 4}]).encode()
     hub.fault = lambda method, path, headers: Fault(status=200, body=body, headers={

@@ -13,7 +13,7 @@ import time
 import pytest
 
 import autoload
-from autoload.hub.server import Fault
+from autoload.server import Fault
 from conftest import ROOT, sha256, write_repo
 
 REPO = "google-bert/bert-base-chinese"

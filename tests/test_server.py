@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from autoload.hub.server import Fault, HubServer
+from autoload.server import Fault, HubServer
 
 TINY = {
     "config.json": b'{"model_type": "gpt2", "n_layer": 2}',
@@ -326,7 +326,7 @@ def test_transformers_loads_through_the_server(tmp_path):
 # ---- concurrency, lifecycle and fault hooks ----
 
 def test_concurrent_downloads_and_prompt_stop(tmp_path, monkeypatch):
-    from autoload.hub import server as server_module
+    from autoload.server import hub as server_module
     real_hash, hashed = server_module._hash_file, []
 
     def counting_hash(path, size, lfs):

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from autoload.cli import build_parser
-from autoload.hub.server import HubServer
+from autoload.server import HubServer
 
 
 def write(folder: Path, files: dict[str, bytes]) -> Path:

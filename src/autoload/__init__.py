@@ -14,7 +14,7 @@ __version__ = "0.1.0"
 _EXPORTS: dict[str, str] = {
     "hub_download": "autoload.hub.download",
     "snapshot_download": "autoload.hub.download",
-    "HubServer": "autoload.hub.server",
+    "HubServer": "autoload.server",
     "PretrainedConfig": "autoload.configuration",
     "PreTrainedModel": "autoload.modeling",
     "pipeline": "autoload.pipelines",

@@ -1,4 +1,4 @@
-"""The hub client (Hugging Face protocol): `hub_download`, `snapshot_download`, errors; and the local server.
+"""The hub client (Hugging Face and ModelScope protocols): `hub_download`, `snapshot_download`, errors.
 
 Importing this package is cheap: the download machinery (requests, filelock, tqdm) loads on first use.
 """

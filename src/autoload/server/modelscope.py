@@ -5,7 +5,7 @@ answered under `/api/v1/...` with ModelScope's JSON envelope `{"Code", "Data", "
 Routes: GET /api/v1/models/{o}/{n}, .../revisions, .../repo/files?Revision&Recursive[&Root],
 .../repo?Revision&FilePath (Range honoured), and /api/v1/repos/internalAccelerationInfo.
 Revision `master` is the folder the HF routes call `main`; hub.json refs and tags are served as they are named.
-Tokens come as `Authorization: Bearer` or the `m_session_id` cookie. Standard library only, like server.py.
+Tokens come as `Authorization: Bearer` or the `m_session_id` cookie. Standard library only, like the rest of the server.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import threading
 import uuid
 from urllib.parse import parse_qsl, unquote
 
-from .server import HubError, Repo
+from .repos import HubError, Repo
 
 NOT_FOUND_CODE = 10010101  # the business code seen with "Model does not exist." (protocol doc §2)
 _sha_lock = threading.Lock()
@@ -33,7 +33,7 @@ class MSError(Exception):
 
 
 def route(handler, raw_path: str) -> None:
-    """Answer one `/api/v1/...` request on `handler` (a server._Handler)."""
+    """Answer one `/api/v1/...` request on `handler` (a `handler.Handler`), through its public `send_*` methods."""
     try:
         _route(handler, raw_path)
     except MSError as err:
@@ -65,7 +65,7 @@ def _route(handler, raw_path: str) -> None:
         entry = snap.files.get(path)
         if entry is None:
             raise MSError(404, f"The file path: {path} does not exist in: {repo.id} at revision {revision}")
-        return handler._send_file(entry, snap.commit)
+        return handler.send_file(entry, snap.commit)
     raise MSError(404, f"Not found: {raw_path}", code=404)
 
 
@@ -153,5 +153,5 @@ def _send(handler, status: int, data, *, message: str = "success", code: int = 2
     body = {"Code": 200 if ok else code, "Data": data, "Message": message,
             "RequestId": uuid.uuid4().hex, "Success": ok}
     if ok:
-        return handler._send_json(body)
-    handler._send(status, json.dumps(body).encode(), {"Content-Type": "application/json; charset=utf-8"})
+        return handler.send_json(body)
+    handler.send_answer(status, json.dumps(body).encode(), {"Content-Type": "application/json; charset=utf-8"})
