@@ -1,8 +1,10 @@
 """generate(compile=True): the torch.compile'd fixed-shape decode step on the static cache gives the same greedy
-ids as eager decoding, for one prompt and a left-padded batch, and compiles once per (batch, max_length)."""
+ids as eager decoding, for one prompt and a left-padded batch, and compiles once per (batch, max_length); its
+compiled state is the model's own (changed weights compile again without touching other compiled functions)."""
 
 from __future__ import annotations
 
+import copy
 import shutil
 
 import pytest
@@ -75,6 +77,35 @@ def test_changed_weights_are_never_served_from_a_stale_graph(tmp_path):
     assert torch.equal(generate(model, ids, compile=True, **options), after_eager)
     _, other = make_pair(tmp_path / "b", "llama", initializer_range=0.5)  # same shapes, other weights
     assert torch.equal(generate(other, ids, compile=True, **options), generate(other, ids, **options))
+
+
+def test_compiled_state_is_the_models_own(tmp_path):
+    """The compiled graphs belong to the model: when its weights change, autoload drops that model's graphs
+    only. A user's own torch.compile'd function keeps its graph (no torch._dynamo.reset()): it is not compiled
+    again, and a copy of the model starts with no compiled state."""
+    compiles = []
+
+    def counting_backend(graph, example_inputs):
+        compiles.append(graph)
+        return graph.forward
+
+    users_fn = torch.compile(lambda x: torch.sin(x) * 2 + 1, backend=counting_backend)
+    x = torch.randn(5)
+    expected = users_fn(x)
+    assert len(compiles) == 1
+    _, model = make_pair(tmp_path, "llama")
+    ids = torch.tensor([[5, 17, 3, 44]])
+    options = dict(max_new_tokens=8, eos_token_id=None)
+    before = generate(model, ids, compile=True, **options)
+    decoder = model._compiled_decoder
+    with torch.no_grad():
+        model.lm_head.weight[7] += 5.0  # autoload must compile again for the new weights
+    after = generate(model, ids, compile=True, **options)
+    assert torch.equal(after, generate(model, ids, **options)) and not torch.equal(after, before)
+    assert model._compiled_decoder is decoder  # the same per-model state, holding fresh graphs
+    torch.testing.assert_close(users_fn(x), expected)
+    assert len(compiles) == 1  # the user's graph survived autoload's invalidation
+    assert copy.deepcopy(model)._compiled_decoder._step is None
 
 
 def test_compiled_chatglm_matches_eager():

@@ -16,6 +16,7 @@ from transformers.generation import streamers as ref_streamers
 import autoload
 from autoload.generation import TextIteratorStreamer, TextStreamer, chat, generate, stream_chat
 from autoload.generation.chat import CHAT_MAX_NEW_TOKENS, _generation_kwargs
+from autoload.generation.streamers import BackgroundGeneration, TokenStreamer
 from autoload.models.llama import LlamaForCausalLM
 from tokenizer_cases import train_byte_level, write_folder
 
@@ -223,7 +224,24 @@ def test_stream_chat_grows_to_the_final_response(setup):
     gen = stream_chat(ours, tok, "Tell me a story", max_new_tokens=200)
     next(gen)
     gen.close()  # closing early stops the worker thread (no hang, no leftover)
-    assert not any(t.name == "autoload-stream-chat" and t.is_alive() for t in threading.enumerate())
+    assert not any(t.name == "autoload-stream" and t.is_alive() for t in threading.enumerate())
+
+
+def test_background_generation_streams_tokens_and_raises_generates_error(setup):
+    """The one threading helper behind both stream_chat paths: token ids as they come, generate's output after
+    the loop, generate's own error in the iterating thread, cancellation when the loop is left early."""
+    ours, _, tok, _ = setup
+    ids = encode(tok, "The quick brown fox")
+    expected = generate(ours, ids, max_new_tokens=12, eos_token_id=[])
+    run = BackgroundGeneration(ours, TokenStreamer(), input_ids=ids, max_new_tokens=12, eos_token_id=[])
+    assert list(run) == expected[0, ids.shape[1]:].tolist()
+    assert torch.equal(run.output, expected)
+    with pytest.raises(ValueError, match="top_p must be in"):
+        list(BackgroundGeneration(ours, TokenStreamer(), input_ids=ids, do_sample=True, top_p=3.0))
+    tokens = iter(BackgroundGeneration(ours, TokenStreamer(), input_ids=ids, max_new_tokens=200, eos_token_id=[]))
+    next(tokens)
+    tokens.close()
+    assert not any(t.name == "autoload-stream" and t.is_alive() for t in threading.enumerate())
 
 
 def test_chat_errors(setup, tmp_path):

@@ -9,10 +9,8 @@ An empty or missing history gives back role dicts.
 
 from __future__ import annotations
 
-import threading
-
 from .decode import generate
-from .streamers import TextIteratorStreamer
+from .streamers import BackgroundGeneration, TextIteratorStreamer
 
 # new tokens for a chat turn when neither the call nor the model's generation_config sets a length
 # (generate's own default of 20 would cut most answers short)
@@ -40,35 +38,16 @@ def stream_chat(model, tokenizer, query: str, history: list | None = None, *, sy
     generator is closed early. Partial texts that end in an incomplete character are not yielded."""
     inputs, kwargs = _prepare(model, tokenizer, query, history, system, generation_kwargs)
     streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
-    result: list = []
-
-    def work():
-        try:
-            result.append(generate(model, inputs["input_ids"], inputs.get("attention_mask"), streamer=streamer,
-                                   **kwargs))
-        except BaseException:  # noqa: BLE001 - the streamer hands the error to the consuming thread
-            pass
-
-    thread = threading.Thread(target=work, name="autoload-stream-chat", daemon=True)
-    thread.start()
+    run = BackgroundGeneration(model, streamer, input_ids=inputs["input_ids"],
+                               attention_mask=inputs.get("attention_mask"), **kwargs)
     text, last = "", None
-    try:
-        while True:
-            try:
-                chunk = next(streamer)
-            except StopIteration:
-                break
-            except RuntimeError as err:  # generate failed: raise its own error here
-                raise (err.__cause__ or err) from None
-            text += chunk
-            partial = text.strip()
-            if partial and partial != last and not partial.endswith("\ufffd"):
-                last = partial
-                yield partial, _new_history(history, query, partial)
-    finally:
-        streamer.cancel()
-        thread.join()
-    response = _decode_new(tokenizer, result[0], inputs["input_ids"].shape[1]) if result else text.strip()
+    for chunk in run:
+        text += chunk
+        partial = text.strip()
+        if partial and partial != last and not partial.endswith("\ufffd"):
+            last = partial
+            yield partial, _new_history(history, query, partial)
+    response = _decode_new(tokenizer, run.output, inputs["input_ids"].shape[1])
     if response != last:
         yield response, _new_history(history, query, response)
 

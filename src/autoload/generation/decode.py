@@ -15,13 +15,13 @@ import difflib
 import inspect
 import logging
 import warnings
-import weakref
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from ..models.outputs import ModelOutput
+from ..nn.outputs import ModelOutput
+from .compiled import CACHE_MULTIPLE, CompiledSteps
 from .config import CACHE_IMPLEMENTATIONS, DEFAULT_NEW_TOKENS, NEUTRAL, GenerationConfig, resolve
 from .sampling import LogitsRules, sample, seen_tokens
 
@@ -66,82 +66,9 @@ def decode_one_token(model, tokens, attention_mask, position_ids, cache):
 
 
 def _decode_step(model, tokens, attention_mask, position_ids, cache):
-    """The function `compile=True` hands to torch.compile: `decode_one_token` with fixed shapes — (B, 1) tokens
-    and positions, a (B, 1, 1, max_len) mask, and a StaticCache in its `write_positions` mode."""
+    """The function `compile=True` hands to torch.compile (compiled.py): `decode_one_token` with fixed shapes —
+    (B, 1) tokens and positions, a (B, 1, 1, max_len) mask, and a StaticCache in its `write_positions` mode."""
     return _forward(model, tokens, attention_mask, position_ids, cache)[0]  # (B, V)
-
-
-_compiled_step = None  # one torch.compile wrapper: its graphs are cached per (model, batch, max_len)
-_compiled_for = None  # (weakref to the model last decoded with compile=True, its weights' fingerprint)
-_COMPILED_CACHE_MULTIPLE = 256  # compile=True sizes the static cache in steps of this many positions
-
-
-class CompiledDecoder:
-    """gpt-fast's compiled decoding on autoload's StaticCache. Each step writes the new keys/values at index
-    `cache.length`, handed to the graph as a (1,) LongTensor rather than a Python int, and attends over the whole max_len buffers through a boolean
-    (B, 1, 1, max_len) mask — True for the keys already written and not padding — so every step has the same
-    shapes and the graph compiles once per (batch, max_len). Inductor's freezing (weights as constants, prepacked
-    for its CPU micro-GEMMs) is switched on only around these calls.
-
-    The frozen weights are copies taken at compile time, so a graph must never outlive the weights it froze: when
-    the model differs from the one compiled last, or its parameters were replaced or changed in place (tensor
-    identities and version counters are compared), the compiled graphs are dropped (`torch._dynamo.reset()`)
-    and the step compiles again. Caveats: the frozen copies stay in memory until then; each new (batch, cache
-    length) compiles again, and past torch._dynamo.config.recompile_limit (8) graphs the step silently runs
-    eagerly; alternating two models recompiles at every switch."""
-
-    def __init__(self, model, cache, mask, filled: int):
-        from ..models.cache import StaticCache
-        from ..models.layers import DecoderModel
-        if not isinstance(cache, StaticCache):
-            raise ValueError("compile=True needs a StaticCache (cache_implementation='static').")
-        backbone = getattr(model, getattr(model, "base_model_prefix", ""), None)
-        if not getattr(backbone, "supports_compiled_decode", False):  # its forward must not read the cache length
-            raise NotImplementedError(f"compile=True supports the Llama-family decoders and ChatGLM only, not "
-                                      f"{type(model).__name__}.")
-        if isinstance(backbone, DecoderModel) and any(layer.self_attn.sliding_window is not None
-                                                      for layer in backbone.layers):
-            raise NotImplementedError("compile=True does not support sliding-window attention yet.")
-        global _compiled_step, _compiled_for
-        fingerprint = [(id(p), p._version) for p in model.parameters()]
-        if _compiled_for is not None and (_compiled_for[0]() is not model or _compiled_for[1] != fingerprint):
-            logger.info("generate(compile=True): %s since the last compile; dropping the compiled graphs (their "
-                        "frozen weights) and compiling again.", "another model" if _compiled_for[0]() is not model
-                        else "the model's weights changed")
-            torch._dynamo.reset()
-        _compiled_for = (weakref.ref(model), fingerprint)
-        if _compiled_step is None:
-            _compiled_step = torch.compile(_decode_step, mode="max-autotune-no-cudagraphs", dynamic=False,
-                                           fullgraph=False)
-        self.model, self.cache = model, cache
-        batch, device = cache.keys[0].shape[0], cache.keys[0].device
-        self.keys_ok = torch.zeros(batch, cache.max_cache_len, dtype=torch.bool, device=device)  # (B, max_len)
-        self.keys_ok[:, :filled] = True if mask is None else mask.bool()
-        # DecoderModel's eager attention adds a float mask; every other path takes the boolean one
-        self.eager = isinstance(backbone, DecoderModel) and getattr(model.config, "_attn_implementation", None) == "eager"
-
-    def __call__(self, tokens: torch.Tensor, position_ids: torch.Tensor) -> torch.Tensor:
-        """(B, 1) tokens at (B, 1) positions -> (B, V) fp32 logits; the cache grows by one."""
-        import torch._inductor.config as inductor_config
-        cache, index = self.cache, self.cache.length
-        if index >= cache.max_cache_len:
-            raise ValueError(f"StaticCache holds {cache.max_cache_len} positions; {index + 1} were asked for.")
-        self.keys_ok[:, index] = True
-        mask = self.keys_ok[:, None, None, :]  # (B, 1, 1, max_len)
-        if self.eager:  # eager attention adds the mask
-            mask = torch.zeros(mask.shape, dtype=self.model.dtype, device=mask.device).masked_fill(
-                ~mask, torch.finfo(self.model.dtype).min)
-        cache.write_positions = torch.tensor([index], device=tokens.device)
-        # fresh (B, 1) tensors: views into the growing sequences change strides, and strides are guarded on
-        tokens, position_ids = tokens.clone(), position_ids.clone(memory_format=torch.contiguous_format)
-        try:
-            with inductor_config.patch(freezing=True, autotune_num_choices_displayed=0,  # no autotune tables
-                                       max_autotune_report_choices_stats=False):
-                logits = _compiled_step(self.model, tokens, mask, position_ids, cache)
-        finally:
-            cache.write_positions = None
-        cache.length = index + 1
-        return logits
 
 
 def _keeps_logits(model) -> bool:
@@ -179,8 +106,9 @@ def generate(model, input_ids: torch.Tensor | None = None, attention_mask: torch
     earlier call (`return_dict_in_generate=True`) that already holds the tokens before `input_ids`, which are
     then only the new tokens; the returned sequences hold only those new tokens and the generated ones.
     `compile=True` (implies the static cache) runs each one-token step through torch.compile with fixed shapes
-    (see `CompiledDecoder`): the first call per batch size and cache length (prompt + max_new_tokens rounded up
-    to a multiple of 256) compiles for tens of seconds, later ones are faster than eager; the prompt runs eagerly.
+    (see `autoload.generation.compiled`; the compiled graphs are the model's own, nothing process-wide is reset):
+    the first call per batch size and cache length (prompt + max_new_tokens rounded up to a multiple of 256)
+    compiles for tens of seconds, later ones are faster than eager; the prompt runs eagerly.
     An explicit `eos_token_id=None` (or []) turns EOS stopping off and `pad_token_id=None` drops the model's pad
     id, as in the reference; every other option given as None counts as not set.
     """
@@ -288,7 +216,7 @@ def _generate(model, input_ids, attention_mask, call, passed, tokenizer, generat
         cache = past
     else:
         # compiled steps: the cache length rounded up, so that nearby prompt lengths share one graph
-        cache_len = -(-max_length // _COMPILED_CACHE_MULTIPLE) * _COMPILED_CACHE_MULTIPLE if compile else max_length
+        cache_len = -(-max_length // CACHE_MULTIPLE) * CACHE_MULTIPLE if compile else max_length
         cache = _new_cache(model, cfg, batch, cache_len) if cfg.use_cache else None
     positions = position_ids if position_ids is not None else \
         _positions(mask, batch, past_len + prompt_len, device)[:, past_len:]  # (B, T)
@@ -297,7 +225,8 @@ def _generate(model, input_ids, attention_mask, call, passed, tokenizer, generat
     seen = None
 
     if max_length > prompt_len:
-        step = CompiledDecoder(model, cache, mask, past_len + prompt_len) if compile else None  # checks first
+        # compile=True checks the model before the prompt runs
+        step = CompiledSteps(model, cache, mask, past_len + prompt_len, _decode_step) if compile else None
         logits, cache = prefill(model, input_ids, mask, positions, cache)
         if cfg.repetition_penalty != 1.0:
             seen = seen_tokens(input_ids, logits.shape[-1], mask[:, past_len:] if mask is not None else None)
@@ -457,7 +386,7 @@ def _positions(mask, batch: int, length: int, device) -> torch.Tensor:
 
 
 def _new_cache(model, cfg: GenerationConfig, batch: int, max_length: int):
-    from ..models.cache import DynamicCache, StaticCache
+    from ..nn.cache import DynamicCache, StaticCache
     if cfg.cache_implementation == "dynamic":
         return DynamicCache()
     config = model.config

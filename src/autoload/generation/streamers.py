@@ -3,12 +3,18 @@
 emitted (the reference's rules): everything up to a newline (flushed), a trailing CJK character at once,
 new text made only of letters/marks/digits/spaces at once, otherwise up to the last space — so a word whose
 next token may still change it (a multi-byte character, a merge) is held back.
+
+`TokenStreamer` hands over token ids instead of text, and `BackgroundGeneration` runs generate in a thread
+while the caller iterates a streamer: the one threading helper behind every `stream_chat`.
 """
 
 from __future__ import annotations
 
 import queue
+import threading
 import unicodedata
+
+from .decode import generate
 
 _CJK = ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F), (0x2B740, 0x2B81F),
         (0x2B820, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F))
@@ -116,3 +122,72 @@ class TextIteratorStreamer(TextStreamer):
         if isinstance(value, _Failure):
             raise RuntimeError(f"generate() failed in its thread: {value.error!r}") from value.error
         return value
+
+
+class TokenStreamer:
+    """Each new token id (batch of one) on a queue, iterated in another thread than generate's; the prompt is
+    skipped. `cancel()` asks generate to stop after the current token."""
+
+    def __init__(self):
+        self._queue: queue.Queue = queue.Queue()
+        self._prompt_seen = False
+        self.cancelled = False
+
+    def put(self, ids) -> None:
+        if not self._prompt_seen:  # generate() first puts the prompt
+            self._prompt_seen = True
+            return
+        self._queue.put(int(ids.reshape(-1)[0]))
+
+    def end(self) -> None:
+        self._queue.put(None)
+
+    def on_error(self, error: BaseException) -> None:
+        self._queue.put(None)
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+    def __iter__(self):
+        while True:
+            token = self._queue.get()
+            if token is None:
+                return
+            yield token
+
+
+class BackgroundGeneration:
+    """`generate(model, streamer=streamer, **generate_kwargs)` in a background thread, consumed here:
+
+        run = BackgroundGeneration(model, TokenStreamer(), max_new_tokens=64, ...)
+        for token in run: ...          # what the streamer yields, as tokens arrive
+        run.output                     # generate's return value, once the loop has ended
+
+    Leaving the loop early (closing the generator around it) cancels generation and waits for the thread; an
+    error raised by generate is raised again in the iterating thread, as itself."""
+
+    def __init__(self, model, streamer, **generate_kwargs):
+        self.model, self.streamer, self.generate_kwargs = model, streamer, generate_kwargs
+        self.output = None
+        self._error: BaseException | None = None
+
+    def _work(self) -> None:
+        try:
+            self.output = generate(self.model, streamer=self.streamer, **self.generate_kwargs)
+        except BaseException as err:  # noqa: BLE001 - generate told the streamer, which ends the iteration
+            self._error = err
+
+    def __iter__(self):
+        thread = threading.Thread(target=self._work, name="autoload-stream", daemon=True)
+        thread.start()
+        try:
+            yield from self.streamer
+        except RuntimeError:  # TextIteratorStreamer's report of a failed generate: raise generate's own error
+            thread.join()
+            if self._error is None:
+                raise
+        finally:
+            self.streamer.cancel()
+            thread.join()
+        if self._error is not None:
+            raise self._error

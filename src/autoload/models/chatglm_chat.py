@@ -18,12 +18,11 @@ from __future__ import annotations
 import ast
 import json
 import logging
-import queue
-import threading
 
 import torch
 
 from ..generation.chat import _shape
+from ..generation.streamers import BackgroundGeneration, TokenStreamer
 
 logger = logging.getLogger("autoload")
 
@@ -66,42 +65,25 @@ def stream_chat(model, tokenizer, query: str, history: list | None = None, role:
                 system: str | None = None, past_key_values=None, return_past_key_values: bool = False,
                 logits_processor=None, **kwargs):
     """A generator of (partial_response, new_history) — or (..., past_key_values) with return_past_key_values —
-    as tokens arrive; the last item is the final answer. Generation runs in a background thread and stops when
-    the generator is closed. `past_key_values` from an earlier turn continues that conversation: only the new
-    turn is encoded (the history is already in the cache), as in the repos' stream_chat."""
+    as tokens arrive; the last item is the final answer. Generation runs in a background thread
+    (`autoload.generation.streamers.BackgroundGeneration`) and stops when the generator is closed.
+    `past_key_values` from an earlier turn continues that conversation: only the new turn is encoded (the history
+    is already in the cache), as in the repos' stream_chat."""
     turn = _Turn(model, tokenizer, query, history, role, system, past_key_values, logits_processor, kwargs)
     if turn.cache is None and return_past_key_values:  # a cache of our own, to hand out while it fills
-        from .cache import DynamicCache
+        from ..nn.cache import DynamicCache
         turn.cache = DynamicCache()
-    streamer = _TokenQueue()
-    outcome: dict = {}
-
-    def work():
-        try:
-            outcome["output"] = model.generate(**turn.generate_kwargs(), streamer=streamer,
-                                               return_dict_in_generate=True)
-        except BaseException as err:  # noqa: BLE001 - raised again in the consuming thread
-            outcome["error"] = err
-            streamer.end()
-
-    thread = threading.Thread(target=work, name="autoload-chatglm-stream", daemon=True)
-    thread.start()
+    run = BackgroundGeneration(model, TokenStreamer(), **turn.generate_kwargs(), return_dict_in_generate=True)
     new_ids: list[int] = []
     last = None
-    try:
-        for token in streamer:
-            new_ids.append(token)
-            response, new_history = turn.result(new_ids)
-            text = response if isinstance(response, str) else json.dumps(response, ensure_ascii=False)
-            if text and text != last and not text.endswith("\ufffd"):
-                last = text
-                yield (response, new_history, turn.cache) if return_past_key_values else (response, new_history)
-    finally:
-        streamer.cancelled = True
-        thread.join()
-    if "error" in outcome:
-        raise outcome["error"]
-    cache = outcome["output"].past_key_values
+    for token in run:
+        new_ids.append(token)
+        response, new_history = turn.result(new_ids)
+        text = response if isinstance(response, str) else json.dumps(response, ensure_ascii=False)
+        if text and text != last and not text.endswith("\ufffd"):
+            last = text
+            yield (response, new_history, turn.cache) if return_past_key_values else (response, new_history)
+    cache = run.output.past_key_values
     response, new_history = turn.result(new_ids)
     text = response if isinstance(response, str) else json.dumps(response, ensure_ascii=False)
     if text != last:
@@ -269,31 +251,3 @@ def _tool_arguments(content: str) -> dict:
     logger.warning("The model's tool call is not `tool_call(name=literal, ...)` or a JSON object; returning it as "
                    "text: %r", body[:200])
     return {"raw": content}
-
-
-class _TokenQueue:
-    """A streamer for generate() that hands each new token id (batch of one) to an iterating thread."""
-
-    def __init__(self):
-        self._queue: queue.Queue = queue.Queue()
-        self._prompt_seen = False
-        self.cancelled = False
-
-    def put(self, ids: torch.Tensor) -> None:
-        if not self._prompt_seen:  # generate() first puts the prompt
-            self._prompt_seen = True
-            return
-        self._queue.put(int(ids.reshape(-1)[0]))
-
-    def end(self) -> None:
-        self._queue.put(None)
-
-    def on_error(self, err: BaseException) -> None:
-        self._queue.put(None)
-
-    def __iter__(self):
-        while True:
-            token = self._queue.get()
-            if token is None:
-                return
-            yield token

@@ -1,0 +1,136 @@
+"""`generate(compile=True)`: gpt-fast's compiled decoding on a StaticCache, with its state on the model.
+
+Two objects:
+- `CompiledDecoder`, held by the model (`model._compiled_decoder`, made on first use): the torch.compile'd
+  one-token step and the identities of the weights its graphs froze. Its graphs belong to a private copy of the
+  step's code object, so dropping them (`invalidate`, or the model being freed) touches no other compiled
+  function in the process: nothing calls `torch._dynamo.reset()`.
+- `CompiledSteps`, one per `generate` call: the fixed-shape loop around that step (the boolean key mask over the
+  whole cache, the cache index handed over as a tensor).
+
+The model is used by duck typing only: its backbone (under `base_model_prefix`) opts in with
+`supports_compiled_decode = True` once its forward reads no cache length when given a 4-D mask and position ids.
+"""
+
+from __future__ import annotations
+
+import logging
+import types
+import weakref
+
+import torch
+
+logger = logging.getLogger("autoload")
+
+CACHE_MULTIPLE = 256  # compile=True sizes the static cache in steps of this many positions
+
+# mode="max-autotune-no-cudagraphs" spelled out (torch.compile takes a mode or options, not both), plus inductor's
+# freezing: the weights become constants prepacked for its CPU micro-GEMMs. Passed per compile, so the process's
+# inductor config is only patched while this step compiles.
+INDUCTOR_OPTIONS = {"max_autotune": True, "coordinate_descent_tuning": True, "freezing": True,
+                    "autotune_num_choices_displayed": 0, "max_autotune_report_choices_stats": False}
+
+
+def compiled_decoder(model) -> CompiledDecoder:
+    """The model's own CompiledDecoder, created on first use."""
+    decoder = model.__dict__.get("_compiled_decoder")
+    if decoder is None:
+        decoder = CompiledDecoder()
+        model.__dict__["_compiled_decoder"] = decoder  # a plain attribute: not a submodule, not in the state dict
+    return decoder
+
+
+class CompiledDecoder:
+    """The compiled decode step of one model. `step(model, fn)` returns `torch.compile(fn)` built on a private
+    copy of `fn`'s code, compiled again (after `invalidate`) when the model's parameters were replaced or changed
+    in place since the graphs froze them (tensor identities and version counters are compared): a graph never
+    outlives the weights it froze. Each (batch, cache length) compiles once; past
+    torch._dynamo.config.recompile_limit (8) graphs the step runs eagerly. Copying the model (deepcopy, pickle)
+    gives the copy an empty decoder."""
+
+    def __init__(self):
+        self._step = None  # torch.compile wrapper of this decoder's own copy of the step function
+        self._weights: list[tuple[int, int]] | None = None  # (id, version) of each parameter the graphs froze
+        self._release = None  # weakref.finalize dropping the copy's graphs (and their frozen weights)
+
+    def step(self, model, fn):
+        """The compiled `fn(model, ...)` for this model's current weights."""
+        weights = [(id(p), p._version) for p in model.parameters()]
+        if self._step is not None and weights != self._weights:
+            logger.info("generate(compile=True): the model's weights changed since the last compile; dropping "
+                        "its compiled graphs (their frozen weights) and compiling again.")
+            self.invalidate()
+        if self._step is None:
+            own = _own_copy(fn)
+            self._step = torch.compile(own, dynamic=False, fullgraph=False, options=INDUCTOR_OPTIONS)
+            self._release = weakref.finalize(self, _drop_graphs, own.__code__)
+            self._weights = weights
+        return self._step
+
+    def invalidate(self) -> None:
+        """Drop this model's compiled graphs; every other compiled function in the process keeps its own."""
+        if self._release is not None:
+            self._release()
+        self._step = self._weights = self._release = None
+
+    def __deepcopy__(self, memo) -> CompiledDecoder:
+        return CompiledDecoder()
+
+    def __reduce__(self):
+        return CompiledDecoder, ()
+
+
+def _own_copy(fn: types.FunctionType) -> types.FunctionType:
+    """`fn` with a code object of its own: dynamo keeps compiled graphs per code object, so graphs compiled
+    through the copy can be dropped without touching anyone else's."""
+    return types.FunctionType(fn.__code__.replace(), fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__)
+
+
+def _drop_graphs(code: types.CodeType) -> None:
+    from torch._dynamo.eval_frame import remove_from_cache
+    remove_from_cache(code)
+
+
+class CompiledSteps:
+    """One generate call's compiled decoding: each step writes the new keys/values at index `cache.length`,
+    handed to the graph as a (1,) LongTensor rather than a Python int, and attends over the whole max_len
+    buffers through a boolean (B, 1, 1, max_len) mask — True for the keys already written and not padding — so
+    every step has the same shapes and the graph compiles once per (batch, max_len)."""
+
+    def __init__(self, model, cache, mask, filled: int, fn):
+        if not (hasattr(cache, "write_positions") and hasattr(cache, "max_cache_len")):
+            raise ValueError("compile=True needs a StaticCache (cache_implementation='static').")
+        backbone = getattr(model, getattr(model, "base_model_prefix", ""), None)
+        if not getattr(backbone, "supports_compiled_decode", False):  # its forward must not read the cache length
+            raise NotImplementedError(f"compile=True supports the Llama-family decoders and ChatGLM only, not "
+                                      f"{type(model).__name__}.")
+        layers = getattr(backbone, "layers", ())  # the Llama-family backbones: layers[i].self_attn
+        if any(getattr(layer.self_attn, "sliding_window", None) is not None for layer in layers):
+            raise NotImplementedError("compile=True does not support sliding-window attention yet.")
+        self.model, self.cache = model, cache
+        self.step = compiled_decoder(model).step(model, fn)
+        batch, device = cache.keys[0].shape[0], cache.keys[0].device
+        self.keys_ok = torch.zeros(batch, cache.max_cache_len, dtype=torch.bool, device=device)  # (B, max_len)
+        self.keys_ok[:, :filled] = True if mask is None else mask.bool()
+        # the Llama-family eager attention adds a float mask; every other path takes the boolean one
+        self.eager = bool(layers) and getattr(model.config, "_attn_implementation", None) == "eager"
+
+    def __call__(self, tokens: torch.Tensor, position_ids: torch.Tensor) -> torch.Tensor:
+        """(B, 1) tokens at (B, 1) positions -> (B, V) fp32 logits; the cache grows by one."""
+        cache, index = self.cache, self.cache.length
+        if index >= cache.max_cache_len:
+            raise ValueError(f"StaticCache holds {cache.max_cache_len} positions; {index + 1} were asked for.")
+        self.keys_ok[:, index] = True
+        mask = self.keys_ok[:, None, None, :]  # (B, 1, 1, max_len)
+        if self.eager:  # eager attention adds the mask
+            mask = torch.zeros(mask.shape, dtype=self.model.dtype, device=mask.device).masked_fill(
+                ~mask, torch.finfo(self.model.dtype).min)
+        cache.write_positions = torch.tensor([index], device=tokens.device)
+        # fresh (B, 1) tensors: views into the growing sequences change strides, and strides are guarded on
+        tokens, position_ids = tokens.clone(), position_ids.clone(memory_format=torch.contiguous_format)
+        try:
+            logits = self.step(self.model, tokens, mask, position_ids, cache)
+        finally:
+            cache.write_positions = None
+        cache.length = index + 1
+        return logits
