@@ -201,7 +201,7 @@ def glm4(tmp_path_factory):
     import base64
 
     from autoload.models.configs import ChatGLMConfig
-    from autoload.tokenization.tiktoken_bpe import bytes_to_unicode
+    from autoload.tokenization.tiktoken_ranks import bytes_to_unicode
     folder = tmp_path_factory.mktemp("glm-4-9b-chat")
     order = list(bytes_to_unicode())
     (folder / "tokenizer.model").write_text("".join(f"{base64.b64encode(bytes([b])).decode()} {i}\n"

@@ -14,7 +14,7 @@ from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalize
 
 from autoload.tokenization import GPT2Tokenizer, LlamaTokenizer, Qwen2Tokenizer, QWenTokenizer, TokenizersBackend
 from autoload.tokenization.qwen2 import QWEN2_PATTERN
-from autoload.tokenization.tiktoken_bpe import QWEN_SPECIAL_TOKENS, load_ranks
+from autoload.tokenization.tiktoken_ranks import QWEN_SPECIAL_TOKENS, load_ranks
 from tokenizer_cases import (CALLS, CORPUS, LONG_TEXT, SPECIALS, TEXTS, assert_same_attributes, assert_same_call,
                              assert_same_decoding, assert_same_everywhere, qwen_ranks, train_byte_level,
                              transformers_auto, write_folder)

@@ -21,6 +21,7 @@ from . import loading, padding, saving
 from .chat import apply_chat_template, get_chat_template
 from .encoding import BatchEncoding, to_python
 from .padding import VERY_LARGE_INTEGER
+from .tiktoken_ranks import build_from_ranks
 
 logger = logging.getLogger(__name__)
 
@@ -228,7 +229,6 @@ class TokenizersBackend:
             return cls(loading.load_tokenizer_json(files[loading.TOKENIZER_FILE]), **kwargs)
         rank_files = sorted(name for name in files if name.endswith(".tiktoken"))
         if rank_files:
-            from .tiktoken_bpe import build_from_ranks
             return cls(build_from_ranks(files[rank_files[0]]), **kwargs)
         raise cls._missing_files_error(source, [loading.TOKENIZER_FILE, "*.tiktoken"], files)
 

@@ -4,7 +4,7 @@ tokenization_chatglm.py (see docs/chatglm.md sections 3 and 4).
 * ChatGLM2/3: `tokenizer.model` is a SentencePiece BPE model (read by sentencepiece_bpe.py). The specials follow
   the n pieces: `[MASK]` n, `[gMASK]` n+1, `[sMASK]` n+2, `sop` n+3, `eop` n+4, and for ChatGLM3 `<|system|>`,
   `<|user|>`, `<|assistant|>`, `<|observation|>` n+5..n+8. eos `</s>` (2), pad and unk `<unk>` (0).
-* GLM-4: `tokenizer.model` is a tiktoken rank file ("base64 rank" lines, read by tiktoken_bpe.py) with the
+* GLM-4: `tokenizer.model` is a tiktoken rank file ("base64 rank" lines, read by tiktoken_ranks.py) with the
   cl100k-style split; 14 specials from id len(ranks) on, eos = pad = `<|endoftext|>`.
 
 Common behaviour, as the original classes: `[gMASK] sop` (`[gMASK] <sop>`) in front of every encoded text (a pair
@@ -73,7 +73,7 @@ def is_rank_file(path: str) -> bool:
 @functools.lru_cache(maxsize=2)
 def _rank_tokenizer_json(path: str, mtime_ns: int, size: int) -> str:
     """GLM-4's tokenizer as JSON, built once per file version (151k ranks take seconds to convert)."""
-    from .tiktoken_bpe import build_from_ranks
+    from .tiktoken_ranks import build_from_ranks
     return build_from_ranks(path, pattern=GLM4_PATTERN, special_tokens=GLM4_SPECIAL_TOKENS, nfc=False).to_str()
 
 

@@ -12,11 +12,7 @@ from tokenizers.models import BPE
 
 from .base import TokenizersBackend
 from .gpt2 import bpe_from_files
-
-# Qwen's split: English contractions, a letter run with at most one leading non-letter/digit, ONE digit, punctuation
-# runs (with trailing newlines), newline runs, and whitespace not followed by a non-space.
-QWEN2_PATTERN = (r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|"""
-                 r"""\s*[\r\n]+|\s+(?!\S)|\s+""")
+from .patterns import QWEN2_PATTERN
 
 
 class Qwen2Tokenizer(TokenizersBackend):
