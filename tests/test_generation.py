@@ -5,7 +5,6 @@ seeded sampling, option priority and defaults, num_return_sequences, and every v
 
 from __future__ import annotations
 
-import importlib
 import logging
 import warnings
 
@@ -14,6 +13,7 @@ import torch
 import transformers
 from transformers.generation import logits_process as ref_lp
 
+from autoload import AutoModelForCausalLM
 from autoload.generation import GenerationConfig, LogitsRules, generate, logits_to_probs, warp
 from autoload.generation.sampling import seen_tokens
 
@@ -367,12 +367,11 @@ def test_sliding_window_generation(tmp_path, family, options):
 
 
 def test_from_pretrained_reads_generation_config(tmp_path):
-    """The hook in PreTrainedModel.from_pretrained / save_pretrained (skipped until it is wired)."""
+    """from_pretrained reads generation_config.json for a model that generates; save_pretrained writes it back."""
     make_pair(tmp_path, "llama")
     GenerationConfig(max_new_tokens=3, repetition_penalty=1.2, eos_token_id=[5, 6]).save_pretrained(tmp_path)
-    model = importlib.import_module("autoload").AutoModelForCausalLM.from_pretrained(tmp_path)
-    if "generation_config" not in vars(model) and "generation_config" not in dir(type(model)):
-        pytest.skip("PreTrainedModel.from_pretrained does not read generation_config.json yet")
+    model = AutoModelForCausalLM.from_pretrained(tmp_path)
+    assert isinstance(model.generation_config, GenerationConfig)
     assert model.generation_config.max_new_tokens == 3 and model.generation_config.eos_token_id == [5, 6]
     assert generate(model, prompts()[0][:1]).shape[1] == 7 + 3
     model.save_pretrained(tmp_path / "saved")

@@ -129,29 +129,11 @@ class PreTrainedModel(nn.Module):
             return base.get_input_embeddings()
         raise NotImplementedError(f"{type(self).__name__} does not define get_input_embeddings().")
 
-    # -- generation (see generation.py) -------------------------------------------------------------
     @classmethod
     def can_generate(cls) -> bool:
-        """Causal language models (the ...ForCausalLM / ...LMHeadModel classes) generate text."""
-        return cls.__name__.endswith(("ForCausalLM", "LMHeadModel"))
-
-    def generate(self, *args, **kwargs):
-        """Generate token ids; see `autoload.generation.generate` for the options."""
-        if not self.can_generate():
-            raise TypeError(f"{type(self).__name__} is not a causal language model; load it with "
-                            "AutoModelForCausalLM to generate text.")
-        from .generation import generate
-        return generate(self, *args, **kwargs)
-
-    def chat(self, tokenizer, query: str, history: list | None = None, **generation_kwargs):
-        """One chat turn with the tokenizer's chat template: returns (response, new history)."""
-        from .generation import chat
-        return chat(self, tokenizer, query, history=history, **generation_kwargs)
-
-    def stream_chat(self, tokenizer, query: str, history: list | None = None, **generation_kwargs):
-        """Like chat(), yielding (partial response, history) as tokens arrive."""
-        from .generation import stream_chat
-        return stream_chat(self, tokenizer, query, history=history, **generation_kwargs)
+        """False here: the heads that generate text inherit `autoload.generation.GenerationMixin` first, which
+        adds generate / chat / stream_chat and answers True."""
+        return False
 
     def set_input_embeddings(self, value: nn.Module) -> None:
         base = getattr(self, self.base_model_prefix, self) if self.base_model_prefix else self

@@ -9,6 +9,7 @@ An empty or missing history gives back role dicts.
 
 from __future__ import annotations
 
+from .config import GenerationConfig, resolve
 from .decode import generate
 from .streamers import BackgroundGeneration, TextIteratorStreamer
 
@@ -78,7 +79,6 @@ def _generation_kwargs(model, tokenizer, kwargs: dict) -> dict:
     if not length_set:
         kwargs["max_new_tokens"] = CHAT_MAX_NEW_TOKENS
     if kwargs.get("eos_token_id") is None and getattr(tokenizer, "eos_token_id", None) is not None:
-        from .config import GenerationConfig, resolve
         configured = resolve({}, passed, model_config if model_config is not None else
                              GenerationConfig.from_model_config(model.config))[0].eos_token_id
         eos = [] if configured is None else [configured] if isinstance(configured, int) else list(configured)
