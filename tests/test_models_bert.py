@@ -11,7 +11,7 @@ import transformers
 from torch.testing import assert_close
 
 from autoload.models import bert
-from autoload.models.cache import DynamicCache
+from autoload.nn.cache import DynamicCache
 from autoload.models.configs import BertConfig
 
 transformers.logging.set_verbosity_error()
@@ -331,7 +331,7 @@ def test_training_step_lowers_the_loss_and_reaches_the_embeddings():
 def test_activations_match_the_reference(act):
     from transformers.activations import ACT2FN as REFERENCE
 
-    from autoload.models.activations import get_activation
+    from autoload.nn.activations import get_activation
     x = torch.linspace(-6, 6, 1001)
     assert_close(get_activation(act)(x), REFERENCE[act](x), atol=1e-6, rtol=0)
 

@@ -13,7 +13,7 @@ from torch.testing import assert_close
 
 import autoload
 from autoload.models import gpt2
-from autoload.models.cache import DynamicCache, StaticCache
+from autoload.nn.cache import DynamicCache, StaticCache
 from autoload.models.configs import GPT2Config
 
 

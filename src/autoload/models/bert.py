@@ -18,17 +18,20 @@ import logging
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
+from ..generation.mixin import GenerationMixin
 from ..modeling import PreTrainedModel
-from .activations import get_activation
-from .cache import DynamicCache
+from ..nn.activations import get_activation
+from ..nn.attention import attention
+from ..nn.cache import DynamicCache
+from ..nn.heads import finish, keep_positions
+from ..nn.losses import causal_lm_loss, cross_entropy, qa_span_loss, sequence_classification_loss
+from ..nn.masks import attention_mask as build_mask
+from ..nn.outputs import (BaseModelOutputWithPoolingAndCrossAttentions, BertForPreTrainingOutput,
+                          CausalLMOutputWithCrossAttentions, MaskedLMOutput, MultipleChoiceModelOutput,
+                          NextSentencePredictorOutput, QuestionAnsweringModelOutput, SequenceClassifierOutput,
+                          TokenClassifierOutput)
 from .configs import BertConfig
-from .losses import sequence_classification_loss
-from .outputs import (BaseModelOutputWithPoolingAndCrossAttentions, BertForPreTrainingOutput,
-                      CausalLMOutputWithCrossAttentions, MaskedLMOutput, MultipleChoiceModelOutput,
-                      NextSentencePredictorOutput, QuestionAnsweringModelOutput, SequenceClassifierOutput,
-                      TokenClassifierOutput)
 
 logger = logging.getLogger("autoload")
 
@@ -65,23 +68,6 @@ class BertEmbeddings(nn.Module):
         return self.dropout(self.LayerNorm(x))
 
 
-def attend(q, k, v, mask, is_causal: bool, dropout_p: float, eager: bool):
-    """softmax(q·kᵀ/√hs + mask)·v over heads. q (B, nh, T, hs), k/v (B, nh, S, hs); mask (B, 1, T, S) bool with
-    True = attend, or None. Returns the output (B, nh, T, hs) and, on the eager path, the weights (B, nh, T, S)."""
-    T, S = q.shape[-2], k.shape[-2]
-    if not eager:  # with no mask a causal decoder uses SDPA's is_causal (T == S then, or T == 1: nothing to hide)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p,
-                                           is_causal=is_causal and mask is None and T > 1)
-        return y, None
-    scores = torch.matmul(q, k.transpose(-2, -1)) * q.shape[-1] ** -0.5  # (B, nh, T, S)
-    if mask is None and is_causal:
-        mask = torch.ones(T, S, dtype=torch.bool, device=q.device).tril(S - T)  # (T, S) query i sees keys <= S-T+i
-    if mask is not None:  # masked scores get the dtype's most negative value (not -inf: no NaN on empty rows)
-        scores = scores + torch.where(mask, 0.0, torch.finfo(scores.dtype).min).to(scores.dtype)
-    probs = F.dropout(scores.softmax(dim=-1), p=dropout_p)  # (B, nh, T, S), softmax in the input dtype
-    return torch.matmul(probs, v), probs  # (B, nh, T, hs)
-
-
 class BertSelfAttention(nn.Module):
     """Multi-head attention with separate query/key/value projections (all with bias). Keys and values come
     from `encoder_hidden_states` for cross-attention."""
@@ -113,7 +99,9 @@ class BertSelfAttention(nn.Module):
         if cache is not None and encoder_hidden_states is None:
             k, v = cache.update(k, v, self.layer_idx)  # (B, nh, past + T, hs)
         eager = getattr(self.config, "_attn_implementation", None) == "eager"
-        y, weights = attend(q, k, v, mask, self.is_causal, self.dropout.p if self.training else 0.0, eager)
+        # softmax in the input dtype (as the reference); with no mask a causal decoder uses SDPA's is_causal
+        y, weights = attention(q, k, v, mask, is_causal=self.is_causal, eager=eager, softmax_fp32=False,
+                               dropout=self.dropout.p if self.training else 0.0)
         return y.transpose(1, 2).reshape(B, T, H), weights  # (B, T, H)
 
 
@@ -257,17 +245,8 @@ class BertModel(BertPreTrainedModel):
         if attention_mask is not None and attention_mask.dim() != 2:
             raise ValueError(f"attention_mask must be 2-D (batch, keys) with 1 = attend and 0 = padding, got shape "
                              f"{tuple(attention_mask.shape)}.")
-        if attention_mask is not None and bool(attention_mask.all()):
-            attention_mask = None
-        if attention_mask is None and (not self.config.is_decoder or T == 1 or T == S):
-            return None
-        allowed = torch.ones(B, 1, T, S, dtype=torch.bool, device=device)  # (B, 1, T, S)
-        if attention_mask is not None:
-            allowed = allowed & attention_mask[:, None, None, -S:].bool()  # (B, 1, T, S)
-        if self.config.is_decoder:  # query i sits at position past + i and sees keys 0 .. past + i
-            query_pos = torch.arange(past, S, device=device)[:, None]  # (T, 1)
-            allowed = allowed & (torch.arange(S, device=device)[None, :] <= query_pos)  # (B, 1, T, S)
-        return allowed
+        padding = None if attention_mask is None else attention_mask[:, -S:].to(device, torch.bool)  # (B, S)
+        return build_mask(padding, B, T, past, causal=self.config.is_decoder, device=device)
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
                 inputs_embeds=None, encoder_hidden_states=None, encoder_attention_mask=None, past_key_values=None,
@@ -315,15 +294,6 @@ class BertModel(BertPreTrainedModel):
         return out if return_dict else out.to_tuple()
 
 
-def _finish(config, out, return_dict):
-    return out if (config.return_dict if return_dict is None else return_dict) else out.to_tuple()
-
-
-def _token_loss(logits, labels):
-    """Cross entropy of logits (..., C) against labels (...); positions labelled -100 are ignored."""
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1))
-
-
 class _BertWithMLMHead(BertPreTrainedModel):
     """`bert` plus the masked-LM head `cls.predictions`, whose decoder is tied to the word embeddings."""
 
@@ -357,13 +327,13 @@ class BertForPreTraining(_BertWithMLMHead):
         nsp_logits = self.cls.seq_relationship(out.pooler_output)  # (B, 2)
         loss = None
         if labels is not None and next_sentence_label is not None:
-            loss = _token_loss(logits, labels) + _token_loss(nsp_logits, next_sentence_label)
-        return _finish(self.config, BertForPreTrainingOutput(
+            loss = cross_entropy(logits, labels) + cross_entropy(nsp_logits, next_sentence_label)
+        return finish(self.config, BertForPreTrainingOutput(
             loss=loss, prediction_logits=logits, seq_relationship_logits=nsp_logits,
             hidden_states=out.hidden_states, attentions=out.attentions), return_dict)
 
 
-class BertLMHeadModel(_BertWithMLMHead):
+class BertLMHeadModel(GenerationMixin, _BertWithMLMHead):
     """Left-to-right language model (needs `is_decoder=True`): causal self-attention, a KV cache, next-token loss."""
 
     def __init__(self, config: BertConfig):
@@ -381,14 +351,9 @@ class BertLMHeadModel(_BertWithMLMHead):
                         encoder_hidden_states, encoder_attention_mask, past_key_values,
                         False if labels is not None else use_cache, output_attentions, output_hidden_states,
                         return_dict=True, cache=cache)
-        h = out.last_hidden_state  # (B, T, H)
-        h = h[:, -logits_to_keep:] if isinstance(logits_to_keep, int) else h[:, logits_to_keep]  # (B, T', H)
-        logits = self.cls.predictions(h)  # (B, T', V)
-        loss = None
-        if labels is not None:  # fp32 logits; append an ignored label and drop the first: logits[t] vs labels[t+1]
-            shifted = F.pad(labels, (0, 1), value=-100)[..., 1:]  # (B, T)
-            loss = _token_loss(logits.float(), shifted.to(logits.device))
-        return _finish(self.config, CausalLMOutputWithCrossAttentions(
+        logits = self.cls.predictions(keep_positions(out.last_hidden_state, logits_to_keep))  # (B, T', V)
+        loss = None if labels is None else causal_lm_loss(logits, labels)
+        return finish(self.config, CausalLMOutputWithCrossAttentions(
             loss=loss, logits=logits, past_key_values=out.past_key_values, hidden_states=out.hidden_states,
             attentions=out.attentions, cross_attentions=out.cross_attentions), return_dict)
 
@@ -408,8 +373,8 @@ class BertForMaskedLM(_BertWithMLMHead):
                         encoder_hidden_states, encoder_attention_mask, output_attentions=output_attentions,
                         output_hidden_states=output_hidden_states, return_dict=True)
         logits = self.cls.predictions(out.last_hidden_state)  # (B, T, V)
-        loss = _token_loss(logits, labels) if labels is not None else None
-        return _finish(self.config, MaskedLMOutput(loss=loss, logits=logits, hidden_states=out.hidden_states,
+        loss = cross_entropy(logits, labels) if labels is not None else None
+        return finish(self.config, MaskedLMOutput(loss=loss, logits=logits, hidden_states=out.hidden_states,
                                                    attentions=out.attentions), return_dict)
 
 
@@ -430,8 +395,8 @@ class BertForNextSentencePrediction(BertPreTrainedModel):
                         output_attentions=output_attentions, output_hidden_states=output_hidden_states,
                         return_dict=True)
         logits = self.cls.seq_relationship(out.pooler_output)  # (B, 2)
-        loss = _token_loss(logits, labels) if labels is not None else None
-        return _finish(self.config, NextSentencePredictorOutput(
+        loss = cross_entropy(logits, labels) if labels is not None else None
+        return finish(self.config, NextSentencePredictorOutput(
             loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions), return_dict)
 
 
@@ -471,7 +436,7 @@ class BertForSequenceClassification(_BertClassifier):
         loss = None
         if labels is not None:
             loss = sequence_classification_loss(self.config, logits, labels)
-        return _finish(self.config, SequenceClassifierOutput(
+        return finish(self.config, SequenceClassifierOutput(
             loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions), return_dict)
 
 
@@ -485,8 +450,8 @@ class BertForTokenClassification(_BertClassifier):
                 return_dict=None):
         logits, out = self._logits(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
                                    output_attentions, output_hidden_states)  # (B, T, num_labels)
-        loss = _token_loss(logits, labels) if labels is not None else None
-        return _finish(self.config, TokenClassifierOutput(
+        loss = cross_entropy(logits, labels) if labels is not None else None
+        return finish(self.config, TokenClassifierOutput(
             loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions), return_dict)
 
 
@@ -507,8 +472,8 @@ class BertForMultipleChoice(_BertClassifier):
         logits, out = self._logits(flat(input_ids), flat(attention_mask), flat(token_type_ids), flat(position_ids),
                                    flat(inputs_embeds), output_attentions, output_hidden_states)  # (B*C, 1)
         logits = logits.view(-1, C)  # (B, C)
-        loss = F.cross_entropy(logits, labels) if labels is not None else None
-        return _finish(self.config, MultipleChoiceModelOutput(
+        loss = cross_entropy(logits, labels) if labels is not None else None
+        return finish(self.config, MultipleChoiceModelOutput(
             loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions), return_dict)
 
 
@@ -532,11 +497,7 @@ class BertForQuestionAnswering(BertPreTrainedModel):
         start, end = start.squeeze(-1).contiguous(), end.squeeze(-1).contiguous()  # (B, T)
         loss = None
         if start_positions is not None and end_positions is not None:
-            T = start.shape[1]
-            start_positions = start_positions.view(-1).clamp(0, T)  # (B,)
-            end_positions = end_positions.view(-1).clamp(0, T)  # (B,)
-            loss = (F.cross_entropy(start, start_positions, ignore_index=T)
-                    + F.cross_entropy(end, end_positions, ignore_index=T)) / 2
-        return _finish(self.config, QuestionAnsweringModelOutput(
+            loss = qa_span_loss(start, end, start_positions, end_positions)
+        return finish(self.config, QuestionAnsweringModelOutput(
             loss=loss, start_logits=start, end_logits=end, hidden_states=out.hidden_states,
             attentions=out.attentions), return_dict)

@@ -27,42 +27,27 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..generation.mixin import GenerationMixin
 from ..modeling import PreTrainedModel
-from .cache import DynamicCache
+from ..nn.attention import attention
+from ..nn.cache import DynamicCache
+from ..nn.heads import finish, forward_options, keep_positions
+from ..nn.losses import causal_lm_loss, sequence_classification_loss
+from ..nn.masks import attention_mask as build_mask
+from ..nn.norms import RMSNorm
+from ..nn.outputs import BaseModelOutputWithPast, CausalLMOutputWithPast, SequenceClassifierOutputWithPast
+from ..nn.rope import apply_interleaved_rotary, interleaved_cos_sin
+from . import chatglm_chat
 from .configs import ChatGLMConfig
-from .layers import DecoderForCausalLM, RMSNorm, _Head, causal_mask, forward_options, repeat_kv
-from .losses import sequence_classification_loss
-from .outputs import BaseModelOutputWithPast, SequenceClassifierOutputWithPast
 
-
-# -- rotary embeddings -------------------------------------------------------------------------------------------
 
 def rotary_cos_sin(config, position_ids: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """(cos, sin), each (B, T, rd/2) in `dtype`, for (B, T) positions: theta_i = base^(-2i/rd), angle = p·theta_i.
-    rope_ratio r multiplies the base (base = 10000·r) or divides the positions (p/r), per rope_ratio_meaning.
-    Everything up to the final cast is fp32, from integer positions."""
-    rd = config.kv_channels // 2
+    """(cos, sin), each (B, T, rd/2), for rd = kv_channels // 2 rotated dims: rope_ratio r multiplies the base
+    (base = 10000·r) or divides the positions (p/r), per rope_ratio_meaning."""
     r = float(config.rope_ratio)
     by_positions = config.rope_ratio_meaning == "positions"
-    base = 10000.0 if by_positions else 10000.0 * r
-    exponents = torch.arange(0, rd, 2, dtype=torch.int64, device=position_ids.device).float() / rd  # 2i/rd
-    theta = 1.0 / (base ** exponents)  # (rd/2,)
-    positions = position_ids.float()
-    if by_positions:
-        positions = positions / r
-    angles = positions[..., None] * theta  # (B, T, rd/2)
-    return angles.cos().to(dtype), angles.sin().to(dtype)
-
-
-def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate the pairs (x[2i], x[2i+1]) of the first rd dims of each head by angle i; the rest pass through.
-    x (B, n, T, hs), cos/sin (B, T, rd/2)."""
-    rd = 2 * cos.shape[-1]
-    rot, rest = x[..., :rd], x[..., rd:]
-    x0, x1 = rot.unflatten(-1, (-1, 2)).unbind(-1)  # (B, n, T, rd/2) each: even and odd lanes
-    cos, sin = cos[:, None], sin[:, None]  # (B, 1, T, rd/2): one table for all heads
-    rot = torch.stack((x0 * cos - x1 * sin, x1 * cos + x0 * sin), dim=-1).flatten(-2)  # (B, n, T, rd)
-    return torch.cat((rot, rest), dim=-1)
+    return interleaved_cos_sin(position_ids, config.kv_channels // 2, 10000.0 if by_positions else 10000.0 * r,
+                               r if by_positions else 1.0, dtype)
 
 
 # -- attention, MLP, block ---------------------------------------------------------------------------------------
@@ -93,34 +78,14 @@ class SelfAttention(nn.Module):
         q = q.reshape(b, t, nh, hs).transpose(1, 2)  # (B, nh, T, hs)
         k = k.reshape(b, t, nkv, hs).transpose(1, 2)  # (B, nkv, T, hs)
         v = v.reshape(b, t, nkv, hs).transpose(1, 2)  # (B, nkv, T, hs)
-        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        q, k = apply_interleaved_rotary(q, cos, sin), apply_interleaved_rotary(k, cos, sin)
         if cache is not None:
             k, v = cache.update(k, v, self.layer_idx)  # (B, nkv, K, hs)
-        dropout = self.config.attention_dropout if self.training else 0.0
-        weights = None
-        if getattr(self.config, "_attn_implementation", None) == "eager":
-            y, weights = self._eager(q, k, v, mask, dropout)
-        else:
-            extra = {}
-            if self.groups > 1 and mask is None:
-                extra["enable_gqa"] = True
-            elif self.groups > 1:
-                k, v = repeat_kv(k, self.groups), repeat_kv(v, self.groups)  # (B, nh, K, hs)
-            causal = mask is None and t > 1  # no mask is only passed when K == T (or T == 1)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout, is_causal=causal,
-                                               scale=1 / math.sqrt(hs), **extra)  # (B, nh, T, hs)
+        y, weights = attention(q, k, v, mask, is_causal=True, scale=1 / math.sqrt(hs),
+                               dropout=self.config.attention_dropout if self.training else 0.0,
+                               eager=getattr(self.config, "_attn_implementation", None) == "eager")
         y = y.transpose(1, 2).reshape(b, t, nh * hs)  # (B, T, nh·hs)
         return self.dense(y), weights
-
-    def _eager(self, q, k, v, mask, dropout):
-        k, v = repeat_kv(k, self.groups), repeat_kv(v, self.groups)  # (B, nh, K, hs)
-        scores = torch.matmul(q, k.transpose(2, 3)) / math.sqrt(self.head_dim)  # (B, nh, T, K)
-        if mask is None:  # plain causal: query i (at cache index K-T+i) sees keys 0..K-T+i
-            t, kv_len = q.shape[2], k.shape[2]
-            mask = torch.ones(t, kv_len, dtype=torch.bool, device=q.device).tril(kv_len - t)
-        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
-        weights = F.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)  # softmax in fp32, as the reference
-        return torch.matmul(F.dropout(weights, p=dropout, training=self.training), v), weights
 
 
 class MLP(nn.Module):
@@ -209,7 +174,7 @@ class ChatGLMModel(PreTrainedModel):
             mask = attention_mask.to(device, torch.bool)
         else:
             padding = None if attention_mask is None else attention_mask.to(device, torch.bool)
-            mask = causal_mask(padding, None, b, t, past, None, False, inputs_embeds.dtype, device)  # bool or None
+            mask = build_mask(padding, b, t, past, device=device)  # bool or None
         if mask is not None:  # a query row that sees nothing (a left pad) sees everything instead: no NaN
             mask = mask | ~mask.any(-1, keepdim=True)
 
@@ -232,30 +197,33 @@ class ChatGLMModel(PreTrainedModel):
         return out if return_dict else out.to_tuple()
 
 
-# -- heads -------------------------------------------------------------------------------------------------------
+# -- heads: the backbone under `transformer` plus a task layer --------------------------------------------------
 
-class _ChatGLMHead(_Head):
+class ChatGLMPreTrainedModel(PreTrainedModel):
     config_class = ChatGLMConfig
     base_model_prefix = "transformer"
-    base_model_class = ChatGLMModel
     _keys_to_ignore_on_load_unexpected = ChatGLMModel._keys_to_ignore_on_load_unexpected
 
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.transformer.get_input_embeddings()
+    def __init__(self, config):
+        super().__init__(config)
+        self.transformer = ChatGLMModel(config)
 
-    def set_input_embeddings(self, value: nn.Embedding) -> None:
-        self.transformer.set_input_embeddings(value)
+    def _backbone(self, input_ids, attention_mask, position_ids, past_key_values, inputs_embeds, use_cache,
+                  output_attentions, output_hidden_states, cache) -> BaseModelOutputWithPast:
+        return self.transformer(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                                past_key_values=past_key_values, inputs_embeds=inputs_embeds, use_cache=use_cache,
+                                output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+                                return_dict=True, cache=cache)
 
 
-class ChatGLMForConditionalGeneration(_ChatGLMHead, DecoderForCausalLM):
-    """ChatGLM with its language-model head `transformer.output_layer`: DecoderForCausalLM's forward (labels,
-    logits_to_keep, outputs) with `lm_head` reading the backbone's output_layer. What AutoModel returns for
-    chatglm (as the repos' auto_map does), and what generate() drives."""
+class ChatGLMForConditionalGeneration(GenerationMixin, ChatGLMPreTrainedModel):
+    """ChatGLM with its language-model head `transformer.output_layer` (labels, logits_to_keep and outputs as the
+    Llama heads). What AutoModel returns for chatglm (as the repos' auto_map does), and what generate() drives."""
 
     _tied_weights_keys = {"transformer.output_layer.weight": "transformer.embedding.word_embeddings.weight"}
 
     def __init__(self, config):
-        _Head.__init__(self, config)  # the backbone only: DecoderForCausalLM.__init__ would add a separate lm_head
+        super().__init__(config)
         self.vocab_size = config.padded_vocab_size
         self.post_init()
 
@@ -263,15 +231,24 @@ class ChatGLMForConditionalGeneration(_ChatGLMHead, DecoderForCausalLM):
     def lm_head(self) -> nn.Linear:
         return self.transformer.output_layer
 
-    @classmethod
-    def can_generate(cls) -> bool:
-        return True
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.lm_head
+
+    def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
+                inputs_embeds=None, labels=None, use_cache=None, output_attentions=None, output_hidden_states=None,
+                return_dict=None, logits_to_keep=0, cache=None, num_items_in_batch=None):
+        out = self._backbone(input_ids, attention_mask, position_ids, past_key_values, inputs_embeds, use_cache,
+                             output_attentions, output_hidden_states, cache)
+        logits = self.lm_head(keep_positions(out.last_hidden_state, logits_to_keep))  # (B, T, vocab)
+        loss = None if labels is None else causal_lm_loss(logits, labels, num_items_in_batch)
+        return finish(self.config, CausalLMOutputWithPast(
+            loss=loss, logits=logits, past_key_values=out.past_key_values, hidden_states=out.hidden_states,
+            attentions=out.attentions), return_dict)
 
     def chat(self, tokenizer, query: str, history: list | None = None, role: str = "user", **kwargs):
         """One turn in the tokenizer's ChatGLM format (chatglm2 Round prompt / chatglm3 roles / GLM-4 template):
         returns (response, new_history); see `autoload.models.chatglm_chat.chat`. A tokenizer that is not a
         ChatGLM one (no `.variant`) goes through the generic chat template path."""
-        from . import chatglm_chat
         if chatglm_chat.variant_of(tokenizer) is None:
             return super().chat(tokenizer, query, history=history, **kwargs)
         with torch.inference_mode():
@@ -279,7 +256,6 @@ class ChatGLMForConditionalGeneration(_ChatGLMHead, DecoderForCausalLM):
 
     def stream_chat(self, tokenizer, query: str, history: list | None = None, role: str = "user", **kwargs):
         """Like chat(), a generator of (partial_response, new_history) as tokens arrive."""
-        from . import chatglm_chat
         if chatglm_chat.variant_of(tokenizer) is None:
             return super().stream_chat(tokenizer, query, history=history, **kwargs)
         return chatglm_chat.stream_chat(self, tokenizer, query, history, role, **kwargs)
@@ -288,7 +264,7 @@ class ChatGLMForConditionalGeneration(_ChatGLMHead, DecoderForCausalLM):
 ChatGLMForCausalLM = ChatGLMForConditionalGeneration
 
 
-class ChatGLMForSequenceClassification(_ChatGLMHead):
+class ChatGLMForSequenceClassification(ChatGLMPreTrainedModel):
     """`classifier_head` (with bias) on the hidden state of each row's last position, as the original code pools
     (with left padding, the last real token); dropout first when classifier_dropout is set."""
 
@@ -302,10 +278,10 @@ class ChatGLMForSequenceClassification(_ChatGLMHead):
     def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
                 inputs_embeds=None, labels=None, use_cache=None, output_attentions=None, output_hidden_states=None,
                 return_dict=None, cache=None):
-        out = self._run_backbone(input_ids, attention_mask, position_ids, past_key_values, inputs_embeds, use_cache,
-                                 output_attentions, output_hidden_states, cache)
+        out = self._backbone(input_ids, attention_mask, position_ids, past_key_values, inputs_embeds, use_cache,
+                             output_attentions, output_hidden_states, cache)
         logits = self.classifier_head(self.dropout(out.last_hidden_state[:, -1]))  # (B, num_labels)
         loss = None if labels is None else sequence_classification_loss(self.config, logits, labels.to(logits.device))
-        return self._finish(SequenceClassifierOutputWithPast(
+        return finish(self.config, SequenceClassifierOutputWithPast(
             loss=loss, logits=logits, past_key_values=out.past_key_values, hidden_states=out.hidden_states,
             attentions=out.attentions), return_dict)

@@ -14,16 +14,19 @@ import logging
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from ..generation.mixin import GenerationMixin
 from ..modeling import PreTrainedModel
-from .activations import get_activation
-from .cache import DynamicCache
+from ..nn.activations import get_activation
+from ..nn.attention import attention
+from ..nn.cache import DynamicCache
+from ..nn.heads import finish, keep_positions, pool_last_token
+from ..nn.losses import causal_lm_loss, cross_entropy, qa_span_loss, sequence_classification_loss
+from ..nn.masks import attention_mask as build_mask
+from ..nn.outputs import (BaseModelOutputWithPast, CausalLMOutputWithCrossAttentions, QuestionAnsweringModelOutput,
+                          SequenceClassifierOutputWithPast, TokenClassifierOutput)
 from .configs import GPT2Config
-from .losses import sequence_classification_loss
-from .outputs import (BaseModelOutputWithPast, CausalLMOutputWithCrossAttentions, QuestionAnsweringModelOutput,
-                      SequenceClassifierOutputWithPast, TokenClassifierOutput)
 
 logger = logging.getLogger("autoload")
 _warned: set[str] = set()
@@ -69,18 +72,9 @@ class GPT2Attention(nn.Module):
         q, k, v = (t.view(B, T, self.n_head, self.head_dim).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
         if cache is not None:
             k, v = cache.update(k, v, self.layer_idx)                                     # (B, nh, S, hs), S = past+T
-        weights = None
-        if eager:  # explicit probabilities, returned for output_attentions
-            qs, ks = (q.float(), k.float()) if self.upcast else (q, k)
-            scores = torch.matmul(qs, ks.transpose(-1, -2)) * self.scale                  # (B, nh, T, S)
-            if mask is not None:
-                scores = scores + mask                                                    # 0 or finfo.min
-            weights = scores.softmax(dim=-1).to(v.dtype)                                  # (B, nh, T, S)
-            y = torch.matmul(self.attn_dropout(weights), v)                               # (B, nh, T, hs)
-        else:  # mask None means "no padding and no cached prefix": SDPA's own causal mask is exact
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None and T > 1,
-                                               dropout_p=self.attn_dropout.p if self.training else 0.0,
-                                               scale=self.scale)                          # (B, nh, T, hs)
+        # mask None means "no padding and no cached prefix": SDPA's own causal mask is exact
+        y, weights = attention(q, k, v, mask, is_causal=True, scale=self.scale, eager=eager, softmax_fp32=False,
+                               upcast=self.upcast, dropout=self.attn_dropout.p if self.training else 0.0)
         y = y.transpose(1, 2).reshape(B, T, C)                                            # (B, T, C)
         return self.resid_dropout(self.c_proj(y)), weights
 
@@ -125,32 +119,6 @@ class GPT2PreTrainedModel(PreTrainedModel):
             std = self.config.initializer_range
             module.weight.data.normal_(0.0, std / math.sqrt(2 * self.config.n_layer) if module.residual else std)
             module.bias.data.zero_()
-
-
-def _attention_mask(attention_mask, B: int, T: int, past: int, eager: bool, dtype, device):
-    """The (B, 1, T, S) mask over keys S = past + T: causal in absolute positions, and padding keys excluded.
-    SDPA takes booleans (True = attend) and gets None when `is_causal` alone is exact (no padding, and no cached
-    prefix or a single query); eager takes an additive float mask (0 or the dtype's most negative value)."""
-    S = past + T
-    if attention_mask is not None and attention_mask.shape[-1] < S:
-        raise ValueError(f"attention_mask covers {attention_mask.shape[-1]} positions; past ({past}) + new ({T}) "
-                         f"tokens = {S} are attended.")
-    padded = attention_mask is not None and not bool(attention_mask[:, :S].all())
-    if not eager and not padded and (T == 1 or past == 0):
-        return None
-    causal = torch.arange(S, device=device) <= torch.arange(past, S, device=device)[:, None]   # (T, S)
-    mask = causal[None, None]                                                                 # (1, 1, T, S)
-    if padded:
-        mask = mask & attention_mask[:, None, None, :S].to(device=device, dtype=torch.bool)   # (B, 1, T, S)
-    mask = mask.expand(B, 1, T, S)
-    if eager:
-        return torch.where(mask, torch.zeros((), dtype=dtype, device=device), torch.finfo(dtype).min)
-    return mask
-
-
-def _finish(model, out, return_dict):
-    """The output object, or its tuple of set fields when return_dict (default config.return_dict) is False."""
-    return out if (model.config.return_dict if return_dict is None else return_dict) else out.to_tuple()
 
 
 class GPT2Model(GPT2PreTrainedModel):
@@ -201,7 +169,13 @@ class GPT2Model(GPT2PreTrainedModel):
             h = h + self.wte(token_type_ids)
         h = self.drop(h)
         eager = getattr(cfg, "_attn_implementation", None) == "eager"
-        mask = _attention_mask(attention_mask, B, T, past, eager, h.dtype, h.device)
+        mask = None
+        if attention_mask is not None:  # (B, past+T): 0 at padding
+            if attention_mask.shape[-1] < past + T:
+                raise ValueError(f"attention_mask covers {attention_mask.shape[-1]} positions; past ({past}) + new "
+                                 f"({T}) tokens = {past + T} are attended.")
+            mask = attention_mask.to(h.device, torch.bool)
+        mask = build_mask(mask, B, T, past, additive=eager, dtype=h.dtype, device=h.device)  # (B, 1, T, S) or None
         if output_attentions and not eager and "sdpa" not in _warned:
             _warned.add("sdpa")
             logger.warning("output_attentions=True: sdpa attention returns no weights (an empty tuple, as the "
@@ -219,10 +193,10 @@ class GPT2Model(GPT2PreTrainedModel):
         out = BaseModelOutputWithPast(last_hidden_state=h, past_key_values=past_key_values if use_cache else None,
                                       hidden_states=tuple(hidden_states) if output_hidden_states else None,
                                       attentions=tuple(attentions) if output_attentions else None)
-        return _finish(self, out, return_dict)
+        return finish(self.config, out, return_dict)
 
 
-class GPT2LMHeadModel(GPT2PreTrainedModel):
+class GPT2LMHeadModel(GenerationMixin, GPT2PreTrainedModel):
     """GPT-2 with a language-modelling head tied to the token embeddings. `labels` give the shifted causal-LM
     loss (token t predicts t+1; -100 ignored). Other keywords are GPT2Model.forward's."""
 
@@ -237,22 +211,11 @@ class GPT2LMHeadModel(GPT2PreTrainedModel):
     def forward(self, input_ids=None, past_key_values=None, attention_mask=None, *, labels=None, return_dict=None,
                 logits_to_keep: int | torch.Tensor = 0, num_items_in_batch=None, **kwargs):
         out = self.transformer(input_ids, past_key_values, attention_mask, return_dict=True, **kwargs)
-        h = out.last_hidden_state                                                         # (B, T, C)
-        if isinstance(logits_to_keep, torch.Tensor):
-            h = h[:, logits_to_keep]
-        elif logits_to_keep:
-            h = h[:, -logits_to_keep:]                                                    # e.g. the last token only
-        logits = self.lm_head(h)                                                          # (B, T, vocab)
-        loss = None
-        if labels is not None:
-            targets = F.pad(labels, (0, 1), value=-100)[..., 1:].to(logits.device)       # (B, T): next tokens
-            loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1),
-                                   ignore_index=-100, reduction="mean" if num_items_in_batch is None else "sum")
-            if num_items_in_batch is not None:
-                loss = loss / num_items_in_batch
+        logits = self.lm_head(keep_positions(out.last_hidden_state, logits_to_keep))      # (B, T, vocab)
+        loss = None if labels is None else causal_lm_loss(logits, labels, num_items_in_batch)
         result = CausalLMOutputWithCrossAttentions(loss=loss, logits=logits, past_key_values=out.past_key_values,
                                                    hidden_states=out.hidden_states, attentions=out.attentions)
-        return _finish(self, result, return_dict)
+        return finish(self.config, result, return_dict)
 
 
 class GPT2ForSequenceClassification(GPT2PreTrainedModel):
@@ -270,21 +233,13 @@ class GPT2ForSequenceClassification(GPT2PreTrainedModel):
                 **kwargs):
         out = self.transformer(input_ids, past_key_values, attention_mask, return_dict=True, **kwargs)
         logits = self.score(out.last_hidden_state)                                        # (B, T, num_labels)
-        B, T = logits.shape[:2]
-        pad = self.config.pad_token_id
-        if pad is None and B != 1:
-            raise ValueError("Cannot handle batch sizes > 1 if no padding token is defined.")
-        last = -1
-        if pad is not None and input_ids is not None:  # rightmost non-pad token: works for left and right padding
-            positions = torch.arange(T, device=logits.device, dtype=torch.int32)
-            last = (positions * (input_ids != pad).to(logits.device, torch.int32)).argmax(-1)  # (B,)
-        pooled = logits[torch.arange(B, device=logits.device), last]                     # (B, num_labels)
+        pooled = pool_last_token(logits, input_ids, self.config.pad_token_id)             # (B, num_labels)
         loss = None
         if labels is not None:
             loss = sequence_classification_loss(self.config, pooled, labels.to(pooled.device))
         result = SequenceClassifierOutputWithPast(loss=loss, logits=pooled, past_key_values=out.past_key_values,
                                                   hidden_states=out.hidden_states, attentions=out.attentions)
-        return _finish(self, result, return_dict)
+        return finish(self.config, result, return_dict)
 
 
 class GPT2ForTokenClassification(GPT2PreTrainedModel):
@@ -306,10 +261,10 @@ class GPT2ForTokenClassification(GPT2PreTrainedModel):
         logits = self.classifier(self.dropout(out.last_hidden_state))                      # (B, T, num_labels)
         loss = None
         if labels is not None:
-            loss = F.cross_entropy(logits.view(-1, self.num_labels), labels.to(logits.device).view(-1))
+            loss = cross_entropy(logits, labels.to(logits.device))
         result = TokenClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states,
                                        attentions=out.attentions)
-        return _finish(self, result, return_dict)
+        return finish(self.config, result, return_dict)
 
 
 class GPT2ForQuestionAnswering(GPT2PreTrainedModel):
@@ -329,10 +284,7 @@ class GPT2ForQuestionAnswering(GPT2PreTrainedModel):
         start, end = start.squeeze(-1).contiguous(), end.squeeze(-1).contiguous()         # (B, T)
         loss = None
         if start_positions is not None and end_positions is not None:
-            T = start.shape[1]
-            starts = start_positions.reshape(-1).to(start.device).clamp(0, T)
-            ends = end_positions.reshape(-1).to(end.device).clamp(0, T)
-            loss = (F.cross_entropy(start, starts, ignore_index=T) + F.cross_entropy(end, ends, ignore_index=T)) / 2
+            loss = qa_span_loss(start, end, start_positions, end_positions)
         result = QuestionAnsweringModelOutput(loss=loss, start_logits=start, end_logits=end,
                                               hidden_states=out.hidden_states, attentions=out.attentions)
-        return _finish(self, result, return_dict)
+        return finish(self.config, result, return_dict)

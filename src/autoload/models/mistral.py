@@ -1,48 +1,302 @@
 """Mistral: the Llama architecture without biases, with a sliding-window causal mask on every layer whenever
 `config.sliding_window` is set (each token attends to the `sliding_window` most recent positions, itself
-included). The shared pieces live in `layers.py`; checkpoint keys are Llama's.
+included). Built from `autoload.nn`; checkpoint keys are Llama's (`model.layers.N.self_attn.{q,k,v,o}_proj`, ...).
+Unlike Llama, the question-answering head keeps the backbone under `model`.
+
+Shapes: B batch, T new tokens, P cached tokens, K = P + T keys, C hidden size, nh / nkv query / key-value heads,
+hs head size.
 """
 
 from __future__ import annotations
 
+import logging
+
+import torch
+from torch import nn
+
+from ..generation.mixin import GenerationMixin
+from ..modeling import PreTrainedModel
+from ..nn.activations import get_activation
+from ..nn.attention import attention
+from ..nn.cache import DynamicCache
+from ..nn.heads import finish, forward_options, keep_positions, pool_last_token
+from ..nn.losses import causal_lm_loss, cross_entropy, qa_span_loss, sequence_classification_loss
+from ..nn.masks import attention_mask as build_mask
+from ..nn.masks import packed_segments
+from ..nn.norms import RMSNorm
+from ..nn.outputs import (BaseModelOutputWithPast, CausalLMOutputWithPast, QuestionAnsweringModelOutput,
+                          SequenceClassifierOutputWithPast, TokenClassifierOutput)
+from ..nn.rope import RotaryEmbedding, apply_rotary, head_dim_of
 from .configs import MistralConfig
-from .layers import (DecoderForCausalLM, DecoderForQuestionAnswering, DecoderForSequenceClassification,
-                     DecoderForTokenClassification, DecoderModel)
+
+logger = logging.getLogger("autoload")
+_warned: set[str] = set()
 
 
-class MistralModel(DecoderModel):
-    """The Mistral backbone: embeddings, decoder layers (sliding-window attention), final norm."""
+# -- attention, MLP, block ------------------------------------------------------------------------------------
 
+class MistralAttention(nn.Module):
+    """Grouped-query self-attention: q/k/v projections, RoPE, the cache update after RoPE, attention, `o_proj`."""
+
+    def __init__(self, config, layer_idx: int):
+        super().__init__()
+        self.config = config
+        self.layer_idx = layer_idx
+        self.head_dim = hs = head_dim_of(config)
+        self.scaling = hs ** -0.5
+        self.sliding_window = config.sliding_window  # None: full causal attention
+        c, nh, nkv = config.hidden_size, config.num_attention_heads, config.num_key_value_heads
+        self.q_proj = nn.Linear(c, nh * hs, bias=False)
+        self.k_proj = nn.Linear(c, nkv * hs, bias=False)
+        self.v_proj = nn.Linear(c, nkv * hs, bias=False)
+        self.o_proj = nn.Linear(nh * hs, c, bias=False)
+
+    def forward(self, x, cos, sin, mask, cache=None):
+        b, t, _ = x.shape
+        q = self.q_proj(x).view(b, t, -1, self.head_dim).transpose(1, 2)  # (B, nh, T, hs)
+        k = self.k_proj(x).view(b, t, -1, self.head_dim).transpose(1, 2)  # (B, nkv, T, hs)
+        v = self.v_proj(x).view(b, t, -1, self.head_dim).transpose(1, 2)  # (B, nkv, T, hs)
+        q, k = apply_rotary(q, k, cos, sin)
+        if cache is not None:
+            k, v = cache.update(k, v, self.layer_idx)  # (B, nkv, K, hs)
+        y, weights = attention(q, k, v, mask, is_causal=True, scale=self.scaling,
+                               dropout=self.config.attention_dropout if self.training else 0.0,
+                               eager=getattr(self.config, "_attn_implementation", None) == "eager")
+        return self.o_proj(y.transpose(1, 2).reshape(b, t, -1)), weights  # (B, T, C)
+
+
+class MistralMLP(nn.Module):
+    """SwiGLU: down_proj(act(gate_proj(x)) * up_proj(x))."""
+
+    def __init__(self, config):
+        super().__init__()
+        c, i, bias = config.hidden_size, config.intermediate_size, False
+        self.gate_proj = nn.Linear(c, i, bias=bias)
+        self.up_proj = nn.Linear(c, i, bias=bias)
+        self.down_proj = nn.Linear(i, c, bias=bias)
+        self.act_fn = get_activation(config.hidden_act)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(self.act_fn(self.gate_proj(x)) * self.up_proj(x))
+
+
+class MistralDecoderLayer(nn.Module):
+    """Pre-norm block: h = h + attn(norm(h)); h = h + mlp(norm(h))."""
+
+    def __init__(self, config, layer_idx: int):
+        super().__init__()
+        self.self_attn = MistralAttention(config, layer_idx)
+        self.mlp = MistralMLP(config)
+        self.input_layernorm = RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+        self.post_attention_layernorm = RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+
+    def forward(self, h, cos, sin, mask, cache=None):
+        y, weights = self.self_attn(self.input_layernorm(h), cos, sin, mask, cache)
+        h = h + y
+        h = h + self.mlp(self.post_attention_layernorm(h))
+        return h, weights  # (B, T, C)
+
+
+# -- backbone -------------------------------------------------------------------------------------------------
+
+class MistralPreTrainedModel(PreTrainedModel):
     config_class = MistralConfig
+    base_model_prefix = "model"
 
-    @staticmethod
-    def layer_options(config, layer_idx: int) -> dict:
-        return {"sliding_window": config.sliding_window}
+    def get_input_embeddings(self) -> nn.Embedding:
+        return getattr(self, self.base_model_prefix).embed_tokens
 
-
-class MistralForCausalLM(DecoderForCausalLM):
-    """Mistral with its language-model head (`lm_head`, tied to `model.embed_tokens` when tie_word_embeddings)."""
-
-    config_class = MistralConfig
-    base_model_class = MistralModel
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        getattr(self, self.base_model_prefix).embed_tokens = value
 
 
-class MistralForSequenceClassification(DecoderForSequenceClassification):
-    """Mistral with a `score` head read at the last non-padding token."""
+class MistralModel(MistralPreTrainedModel):
+    """The Mistral backbone: embed_tokens -> layers -> norm; returns hidden states and the KV cache."""
 
-    config_class = MistralConfig
-    base_model_class = MistralModel
+    supports_compiled_decode = True  # forward reads no cache length given a 4-D mask + positions
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.padding_idx = config.pad_token_id
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size, self.padding_idx)
+        self.layers = nn.ModuleList([MistralDecoderLayer(config, i) for i in range(config.num_hidden_layers)])
+        self.norm = RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+        self.rotary_emb = RotaryEmbedding(config)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.embed_tokens
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.embed_tokens = value
+
+    def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
+                inputs_embeds=None, use_cache=None, output_attentions=None, output_hidden_states=None,
+                return_dict=None, cache=None):
+        """Hidden states (B, T, C) after the final norm; `past_key_values` (alias `cache`) holds earlier tokens,
+        `attention_mask` (B, P+T) marks padding with 0, `position_ids` (B, T) default to P..P+T-1."""
+        config = self.config
+        cache, use_cache, output_attentions, output_hidden_states, return_dict = forward_options(
+            config, input_ids, inputs_embeds, past_key_values, cache, use_cache, output_attentions,
+            output_hidden_states, return_dict)
+        if inputs_embeds is None:
+            inputs_embeds = self.embed_tokens(input_ids)  # (B, T, C)
+        if use_cache and cache is None:
+            cache = DynamicCache()
+        b, t = inputs_embeds.shape[:2]
+        device = inputs_embeds.device
+        given_mask = attention_mask is not None and attention_mask.dim() == 4  # a ready-made mask is used as given
+        # the cached length is only needed to build the mask or the positions (a compiled step passes both)
+        past = cache.get_seq_length() if cache is not None and not (given_mask and position_ids is not None) else 0
+        segments = None
+        if position_ids is None:
+            position_ids = (torch.arange(t, device=device) + past).unsqueeze(0)  # (1, T)
+        elif attention_mask is None and cache is None:  # training on packed rows: positions restart per sequence
+            segments = packed_segments(position_ids.expand(b, -1))
+
+        eager = getattr(config, "_attn_implementation", None) == "eager"
+        if given_mask:
+            masks = {layer.self_attn.sliding_window: attention_mask for layer in self.layers}
+        else:  # one mask per window size in use (None: full causal)
+            padding = None if attention_mask is None else attention_mask.to(device, torch.bool)
+            masks = {w: build_mask(padding, b, t, past, window=w, segments=segments, additive=eager,
+                                   dtype=inputs_embeds.dtype, device=device)
+                     for w in {layer.self_attn.sliding_window for layer in self.layers}}
+        if output_attentions and not eager and "sdpa" not in _warned:
+            _warned.add("sdpa")
+            logger.warning("output_attentions=True: sdpa attention returns no weights (an empty tuple, as the "
+                           "reference); load with attn_implementation='eager' to get them.")
+
+        h = inputs_embeds
+        cos, sin = self.rotary_emb(h, position_ids)  # (B, T, hs) each
+        hidden_states = [h] if output_hidden_states else None
+        attentions = [] if output_attentions else None
+        for layer in self.layers:
+            h, weights = layer(h, cos, sin, masks[layer.self_attn.sliding_window], cache)
+            if output_hidden_states:
+                hidden_states.append(h)
+            if output_attentions and weights is not None:
+                attentions.append(weights)
+        h = self.norm(h)
+        if output_hidden_states:
+            hidden_states[-1] = h  # the last entry is the normed output, as the reference returns
+        out = BaseModelOutputWithPast(last_hidden_state=h, past_key_values=cache if use_cache else None,
+                                      hidden_states=tuple(hidden_states) if output_hidden_states else None,
+                                      attentions=tuple(attentions) if output_attentions else None)
+        return out if return_dict else out.to_tuple()
 
 
-class MistralForTokenClassification(DecoderForTokenClassification):
-    """Mistral with a per-token `score` head."""
+# -- heads: the backbone under `model` (QA: `transformer`) plus a task layer -----------------------------------
 
-    config_class = MistralConfig
-    base_model_class = MistralModel
+def _backbone(head, input_ids, attention_mask, position_ids, past_key_values, inputs_embeds, use_cache,
+              output_attentions, output_hidden_states, cache) -> BaseModelOutputWithPast:
+    return getattr(head, head.base_model_prefix)(
+        input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+        past_key_values=past_key_values, inputs_embeds=inputs_embeds, use_cache=use_cache,
+        output_attentions=output_attentions, output_hidden_states=output_hidden_states, return_dict=True,
+        cache=cache)
 
 
-class MistralForQuestionAnswering(DecoderForQuestionAnswering):
-    """Mistral with a span head; unlike Llama/Qwen, the backbone keeps the `model` prefix (as the reference)."""
+class MistralForCausalLM(GenerationMixin, MistralPreTrainedModel):
+    """Next-token logits: `lm_head` over the final hidden states (tied to embed_tokens with tie_word_embeddings).
+    `logits_to_keep` = n keeps the last n positions (0: all), or a tensor of positions."""
 
-    config_class = MistralConfig
-    base_model_class = MistralModel
+    _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.model = MistralModel(config)
+        self.vocab_size = config.vocab_size
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.post_init()
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.lm_head
+
+    def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
+                inputs_embeds=None, labels=None, use_cache=None, output_attentions=None, output_hidden_states=None,
+                return_dict=None, logits_to_keep=0, cache=None, num_items_in_batch=None):
+        out = _backbone(self, input_ids, attention_mask, position_ids, past_key_values, inputs_embeds, use_cache,
+                        output_attentions, output_hidden_states, cache)
+        logits = self.lm_head(keep_positions(out.last_hidden_state, logits_to_keep))  # (B, T, vocab)
+        loss = None if labels is None else causal_lm_loss(logits, labels, num_items_in_batch)
+        return finish(self.config, CausalLMOutputWithPast(
+            loss=loss, logits=logits, past_key_values=out.past_key_values, hidden_states=out.hidden_states,
+            attentions=out.attentions), return_dict)
+
+
+class MistralForSequenceClassification(MistralPreTrainedModel):
+    """`score` (no bias) on every position, pooled at each row's right-most token that is not pad_token_id."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.model = MistralModel(config)
+        self.num_labels = config.num_labels
+        self.score = nn.Linear(config.hidden_size, config.num_labels, bias=False)
+        self.post_init()
+
+    def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
+                inputs_embeds=None, labels=None, use_cache=None, output_attentions=None, output_hidden_states=None,
+                return_dict=None, cache=None):
+        out = _backbone(self, input_ids, attention_mask, position_ids, past_key_values, inputs_embeds, use_cache,
+                        output_attentions, output_hidden_states, cache)
+        logits = self.score(out.last_hidden_state)  # (B, T, num_labels)
+        if input_ids is None and self.config.pad_token_id is not None and "embeds" not in _warned:
+            _warned.add("embeds")
+            logger.warning("%s will not detect padding tokens in `inputs_embeds`; the last position is used.",
+                           type(self).__name__)
+        pooled = pool_last_token(logits, input_ids, self.config.pad_token_id)  # (B, num_labels)
+        loss = None if labels is None else sequence_classification_loss(self.config, pooled, labels.to(pooled.device))
+        return finish(self.config, SequenceClassifierOutputWithPast(
+            loss=loss, logits=pooled, past_key_values=out.past_key_values, hidden_states=out.hidden_states,
+            attentions=out.attentions), return_dict)
+
+
+class MistralForTokenClassification(MistralPreTrainedModel):
+    """Dropout then `score` (with bias) on every position."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.model = MistralModel(config)
+        self.num_labels = config.num_labels
+        p = getattr(config, "classifier_dropout", None)
+        p = getattr(config, "hidden_dropout", None) if p is None else p
+        self.dropout = nn.Dropout(0.1 if p is None else p)
+        self.score = nn.Linear(config.hidden_size, config.num_labels,
+                               bias=getattr(config, "token_classification_bias", True))
+        self.post_init()
+
+    def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
+                inputs_embeds=None, labels=None, use_cache=None, output_attentions=None, output_hidden_states=None,
+                return_dict=None, cache=None):
+        out = _backbone(self, input_ids, attention_mask, position_ids, past_key_values, inputs_embeds, use_cache,
+                        output_attentions, output_hidden_states, cache)
+        logits = self.score(self.dropout(out.last_hidden_state))  # (B, T, num_labels)
+        loss = None if labels is None else cross_entropy(logits.float(), labels.to(logits.device))
+        return finish(self.config, TokenClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states,
+                                                         attentions=out.attentions), return_dict)
+
+
+class MistralForQuestionAnswering(MistralPreTrainedModel):
+    """`qa_outputs` (hidden -> 2) split into start and end logits; the backbone keeps the `model` prefix (as the
+    reference; Llama and Qwen use `transformer`)."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.model = MistralModel(config)
+        self.qa_outputs = nn.Linear(config.hidden_size, 2)
+        self.post_init()
+
+    def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
+                inputs_embeds=None, start_positions=None, end_positions=None, use_cache=None,
+                output_attentions=None, output_hidden_states=None, return_dict=None, cache=None):
+        out = _backbone(self, input_ids, attention_mask, position_ids, past_key_values, inputs_embeds, use_cache,
+                        output_attentions, output_hidden_states, cache)
+        start, end = self.qa_outputs(out.last_hidden_state).split(1, dim=-1)  # (B, T, 1) each
+        start, end = start.squeeze(-1).contiguous(), end.squeeze(-1).contiguous()  # (B, T)
+        loss = None
+        if start_positions is not None and end_positions is not None:
+            loss = qa_span_loss(start, end, start_positions, end_positions)
+        return finish(self.config, QuestionAnsweringModelOutput(
+            loss=loss, start_logits=start, end_logits=end, hidden_states=out.hidden_states,
+            attentions=out.attentions), return_dict)

@@ -1,0 +1,51 @@
+"""What the task heads of every family share: forward-argument defaults, the positions to score, last-non-pad
+pooling, and returning an output object or its tuple. Configs are read duck-typed."""
+
+from __future__ import annotations
+
+import torch
+
+
+def forward_options(config, input_ids, inputs_embeds, past_key_values, cache, use_cache, output_attentions,
+                    output_hidden_states, return_dict):
+    """The checks and config defaults a decoder backbone's forward starts with: returns (cache, use_cache,
+    output_attentions, output_hidden_states, return_dict); the cache comes as `past_key_values` or `cache`."""
+    if (input_ids is None) == (inputs_embeds is None):
+        raise ValueError("You must specify exactly one of input_ids or inputs_embeds")
+    if past_key_values is not None and cache is not None:
+        raise ValueError("Pass the cache once, as past_key_values or as cache.")
+    cache = past_key_values if past_key_values is not None else cache
+    return (cache, config.use_cache if use_cache is None else use_cache,
+            config.output_attentions if output_attentions is None else output_attentions,
+            config.output_hidden_states if output_hidden_states is None else output_hidden_states,
+            config.return_dict if return_dict is None else return_dict)
+
+
+def finish(config, out, return_dict: bool | None):
+    """The output object, or its tuple of set fields when return_dict (default config.return_dict) is False."""
+    return out if (config.return_dict if return_dict is None else return_dict) else out.to_tuple()
+
+
+def keep_positions(h: torch.Tensor, logits_to_keep: int | torch.Tensor) -> torch.Tensor:
+    """The hidden states (B, T, C) to score: an int n keeps the last n positions (0: all); a 1-D tensor indexes
+    positions; a 2-D tensor picks per row (bool: a (B, T) selection, else (B, T') indices)."""
+    if isinstance(logits_to_keep, int):
+        return h[:, -logits_to_keep:, :]  # -0 == 0 keeps every position
+    if logits_to_keep.ndim == 2:
+        if logits_to_keep.dtype == torch.bool:
+            return h[logits_to_keep]
+        return torch.take_along_dim(h, logits_to_keep[..., None], dim=1)
+    return h[:, logits_to_keep, :]
+
+
+def pool_last_token(logits: torch.Tensor, input_ids: torch.Tensor | None, pad_token_id: int | None) -> torch.Tensor:
+    """(B, T, N) -> (B, N) at each row's right-most token that is not `pad_token_id` (0 if all are pad; works for
+    left and right padding); the last position without a pad id (batch size 1 only) or without input_ids."""
+    b = logits.shape[0]
+    if pad_token_id is None and b != 1:
+        raise ValueError("Cannot handle batch sizes > 1 if no padding token is defined.")
+    last = -1
+    if pad_token_id is not None and input_ids is not None:  # argmax of index * is_token: the last non-pad index
+        not_pad = (input_ids != pad_token_id).to(logits.device, torch.int32)
+        last = (torch.arange(input_ids.shape[-1], device=logits.device, dtype=torch.int32) * not_pad).argmax(-1)
+    return logits[torch.arange(b, device=logits.device), last]  # (B, N)
