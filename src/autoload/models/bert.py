@@ -13,7 +13,6 @@ the only way `output_attentions=True` returns them (with SDPA they are an empty 
 
 from __future__ import annotations
 
-import functools
 import logging
 
 import torch
@@ -36,9 +35,7 @@ from .configs import BertConfig
 logger = logging.getLogger("autoload")
 
 
-@functools.cache
-def _warn_once(message: str) -> None:
-    logger.warning(message)
+_warned: set[str] = set()
 
 
 class BertEmbeddings(nn.Module):
@@ -164,12 +161,6 @@ class BertLayer(nn.Module):
         return self.output(self.intermediate(x), x), weights, cross_weights  # (B, T, H)
 
 
-class BertEncoder(nn.Module):
-    def __init__(self, config: BertConfig):
-        super().__init__()
-        self.layer = nn.ModuleList(BertLayer(config, i) for i in range(config.num_hidden_layers))
-
-
 class BertPooler(nn.Module):
     """tanh(Dense(h[:, 0])): the [CLS] token's final state, as used by NSP and the sentence classifiers."""
 
@@ -210,9 +201,6 @@ class BertPreTrainedModel(PreTrainedModel):
         if isinstance(module, BertLMPredictionHead):
             module.bias.data.zero_()
 
-    def set_input_embeddings(self, value: nn.Module) -> None:
-        self.bert.set_input_embeddings(value)
-
     def get_output_embeddings(self) -> nn.Module | None:
         predictions = getattr(getattr(self, "cls", None), "predictions", None)
         return predictions.decoder if predictions is not None else None
@@ -228,7 +216,8 @@ class BertModel(BertPreTrainedModel):
     def __init__(self, config: BertConfig, add_pooling_layer: bool = True):
         super().__init__(config)
         self.embeddings = BertEmbeddings(config)
-        self.encoder = BertEncoder(config)
+        self.encoder = nn.Module()  # checkpoint keys `encoder.layer.N...`
+        self.encoder.layer = nn.ModuleList(BertLayer(config, i) for i in range(config.num_hidden_layers))
         self.pooler = BertPooler(config) if add_pooling_layer else None
         self.post_init()
 
@@ -237,16 +226,6 @@ class BertModel(BertPreTrainedModel):
 
     def set_input_embeddings(self, value: nn.Embedding) -> None:
         self.embeddings.word_embeddings = value
-
-    def _self_attention_mask(self, attention_mask, B: int, T: int, past: int, device):
-        """(B, 1, T, past+T) boolean mask, True = attend: padding (attention_mask 0) hidden everywhere, future
-        keys hidden in a decoder. None when nothing needs hiding beyond what SDPA's is_causal does."""
-        S = past + T
-        if attention_mask is not None and attention_mask.dim() != 2:
-            raise ValueError(f"attention_mask must be 2-D (batch, keys) with 1 = attend and 0 = padding, got shape "
-                             f"{tuple(attention_mask.shape)}.")
-        padding = None if attention_mask is None else attention_mask[:, -S:].to(device, torch.bool)  # (B, S)
-        return build_mask(padding, B, T, past, causal=self.config.is_decoder, device=device)
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
                 inputs_embeds=None, encoder_hidden_states=None, encoder_attention_mask=None, past_key_values=None,
@@ -268,14 +247,20 @@ class BertModel(BertPreTrainedModel):
 
         x = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds, past)  # (B, T, H)
         B, T, _ = x.shape
-        mask = self._self_attention_mask(attention_mask, B, T, past, x.device)  # (B, 1, T, S) or None
+        if attention_mask is not None and attention_mask.dim() != 2:
+            raise ValueError(f"attention_mask must be 2-D (batch, keys) with 1 = attend and 0 = padding, got shape "
+                             f"{tuple(attention_mask.shape)}.")
+        # (B, 1, T, S) bool, True = attend: padding hidden, future keys hidden in a decoder; None if SDPA needs none
+        padding = None if attention_mask is None else attention_mask[:, -(past + T):].to(x.device, torch.bool)
+        mask = build_mask(padding, B, T, past, causal=config.is_decoder, device=x.device)
         encoder_mask = None
         if encoder_hidden_states is not None and encoder_attention_mask is not None \
                 and not bool(encoder_attention_mask.all()):
             encoder_mask = encoder_attention_mask[:, None, None, :].bool().expand(B, 1, T, -1)  # (B, 1, T, S_enc)
-        if output_attentions and getattr(config, "_attn_implementation", None) != "eager":
-            _warn_once("output_attentions=True with sdpa attention returns no weights (as transformers does); load "
-                       "with attn_implementation='eager' to get them.")
+        if output_attentions and getattr(config, "_attn_implementation", None) != "eager" and "sdpa" not in _warned:
+            _warned.add("sdpa")
+            logger.warning("output_attentions=True with sdpa attention returns no weights (as transformers does); "
+                           "load with attn_implementation='eager' to get them.")
 
         hidden_states, attentions, cross_attentions = [x], [], []
         for layer in self.encoder.layer:
@@ -401,26 +386,42 @@ class BertForNextSentencePrediction(BertPreTrainedModel):
 
 
 class _BertClassifier(BertPreTrainedModel):
-    """dropout (`classifier_dropout`, else `hidden_dropout_prob`) and a Linear over the encoder's output."""
+    """dropout (`classifier_dropout`, else `hidden_dropout_prob`) and a Linear `classifier` over the encoder's
+    pooled [CLS] state (or every token's state); subclasses name the output class and the loss."""
 
     pooled = True  # classify the pooled [CLS] state (else every token's state)
-    out_features: int | None = None  # None: config.num_labels
+    choices = False  # inputs (B, C, T): each choice encoded on its own, the C scores compete in a softmax
+    output_class = SequenceClassifierOutput
 
     def __init__(self, config: BertConfig):
         super().__init__(config)
         self.bert = BertModel(config, add_pooling_layer=self.pooled)
         p = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
         self.dropout = nn.Dropout(p)
-        self.classifier = nn.Linear(config.hidden_size, self.out_features or config.num_labels)
+        self.classifier = nn.Linear(config.hidden_size, 1 if self.choices else config.num_labels)
         self.post_init()
 
-    def _logits(self, input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, output_attentions,
-                output_hidden_states):
-        out = self.bert(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-                        output_attentions=output_attentions, output_hidden_states=output_hidden_states,
-                        return_dict=True)
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
+                inputs_embeds=None, labels=None, output_attentions=None, output_hidden_states=None,
+                return_dict=None):
+        C = (input_ids if input_ids is not None else inputs_embeds).shape[1]
+
+        def flat(t):  # multiple choice: (B, C, T, ...) -> (B*C, T, ...)
+            return t.reshape(-1, *t.shape[2:]) if t is not None and self.choices else t
+
+        out = self.bert(flat(input_ids), flat(attention_mask), flat(token_type_ids), flat(position_ids),
+                        flat(inputs_embeds), output_attentions=output_attentions,
+                        output_hidden_states=output_hidden_states, return_dict=True)
         h = out.pooler_output if self.pooled else out.last_hidden_state  # (B, H) or (B, T, H)
-        return self.classifier(self.dropout(h)), out  # (B, labels) or (B, T, labels)
+        logits = self.classifier(self.dropout(h))  # (B, labels), (B, T, labels) or (B*C, 1)
+        if self.choices:
+            logits = logits.view(-1, C)  # (B, C)
+        loss = None if labels is None else self._loss(logits, labels)
+        return finish(self.config, self.output_class(
+            loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions), return_dict)
+
+    def _loss(self, logits, labels):
+        return cross_entropy(logits, labels)
 
 
 class BertForSequenceClassification(_BertClassifier):
@@ -428,53 +429,23 @@ class BertForSequenceClassification(_BertClassifier):
     when None): regression (MSE) for num_labels == 1, single-label cross entropy for integer labels, else
     multi-label BCE-with-logits."""
 
-    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
-                inputs_embeds=None, labels=None, output_attentions=None, output_hidden_states=None,
-                return_dict=None):
-        logits, out = self._logits(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-                                   output_attentions, output_hidden_states)  # (B, num_labels)
-        loss = None
-        if labels is not None:
-            loss = sequence_classification_loss(self.config, logits, labels)
-        return finish(self.config, SequenceClassifierOutput(
-            loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions), return_dict)
+    def _loss(self, logits, labels):
+        return sequence_classification_loss(self.config, logits, labels)
 
 
 class BertForTokenClassification(_BertClassifier):
     """One label per token (NER, tagging); cross entropy with -100 ignored."""
 
     pooled = False
-
-    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
-                inputs_embeds=None, labels=None, output_attentions=None, output_hidden_states=None,
-                return_dict=None):
-        logits, out = self._logits(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-                                   output_attentions, output_hidden_states)  # (B, T, num_labels)
-        loss = cross_entropy(logits, labels) if labels is not None else None
-        return finish(self.config, TokenClassifierOutput(
-            loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions), return_dict)
+    output_class = TokenClassifierOutput
 
 
 class BertForMultipleChoice(_BertClassifier):
     """Inputs (B, C, T): each choice is encoded on its own, scored by a Linear(H, 1) on its pooled output, and
     the C scores compete in a softmax."""
 
-    out_features = 1
-
-    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
-                inputs_embeds=None, labels=None, output_attentions=None, output_hidden_states=None,
-                return_dict=None):
-        C = (input_ids if input_ids is not None else inputs_embeds).shape[1]
-
-        def flat(t):  # (B, C, T, ...) -> (B*C, T, ...)
-            return t.reshape(-1, *t.shape[2:]) if t is not None else None
-
-        logits, out = self._logits(flat(input_ids), flat(attention_mask), flat(token_type_ids), flat(position_ids),
-                                   flat(inputs_embeds), output_attentions, output_hidden_states)  # (B*C, 1)
-        logits = logits.view(-1, C)  # (B, C)
-        loss = cross_entropy(logits, labels) if labels is not None else None
-        return finish(self.config, MultipleChoiceModelOutput(
-            loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions), return_dict)
+    choices = True
+    output_class = MultipleChoiceModelOutput
 
 
 class BertForQuestionAnswering(BertPreTrainedModel):

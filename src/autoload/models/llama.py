@@ -48,7 +48,8 @@ class LlamaAttention(nn.Module):
         self.head_dim = hs = head_dim_of(config)
         self.scaling = hs ** -0.5
         self.sliding_window = None
-        c, nh, nkv, bias = config.hidden_size, config.num_attention_heads, config.num_key_value_heads, config.attention_bias
+        c, nh, nkv = config.hidden_size, config.num_attention_heads, config.num_key_value_heads
+        bias = config.attention_bias
         self.q_proj = nn.Linear(c, nh * hs, bias=bias)
         self.k_proj = nn.Linear(c, nkv * hs, bias=bias)
         self.v_proj = nn.Linear(c, nkv * hs, bias=bias)

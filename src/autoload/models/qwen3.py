@@ -46,7 +46,8 @@ class Qwen3Attention(nn.Module):
         self.scaling = hs ** -0.5
         sliding = config.layer_types[layer_idx] == "sliding_attention"
         self.sliding_window = config.sliding_window if sliding else None
-        c, nh, nkv, bias = config.hidden_size, config.num_attention_heads, config.num_key_value_heads, config.attention_bias
+        c, nh, nkv = config.hidden_size, config.num_attention_heads, config.num_key_value_heads
+        bias = config.attention_bias
         self.q_proj = nn.Linear(c, nh * hs, bias=bias)
         self.k_proj = nn.Linear(c, nkv * hs, bias=bias)
         self.v_proj = nn.Linear(c, nkv * hs, bias=bias)

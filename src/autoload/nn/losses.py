@@ -31,7 +31,8 @@ def qa_span_loss(start_logits: torch.Tensor, end_logits: torch.Tensor, start_pos
     t = start_logits.shape[1]
     starts = start_positions.reshape(-1).to(start_logits.device).clamp(0, t)  # (B,)
     ends = end_positions.reshape(-1).to(end_logits.device).clamp(0, t)  # (B,)
-    return (F.cross_entropy(start_logits, starts, ignore_index=t) + F.cross_entropy(end_logits, ends, ignore_index=t)) / 2
+    start_loss = F.cross_entropy(start_logits, starts, ignore_index=t)
+    return (start_loss + F.cross_entropy(end_logits, ends, ignore_index=t)) / 2
 
 
 def sequence_classification_loss(config, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
