@@ -167,14 +167,14 @@ def test_rotary_models_allocate_nothing_per_position(tmp_path):
 
 def test_memory_of_the_target_device(monkeypatch):
     """The estimate is compared with the GPU's memory for a cuda target, GPUs + RAM for device_map="auto"."""
-    from autoload import modeling
-    ram, _ = modeling._memory_of(torch.device("cpu"), None)
+    from autoload import loading
+    ram, _ = loading._memory_of(torch.device("cpu"), None)
     assert ram > 0
     monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: SimpleNamespace(total_memory=8 * 2**30))
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
-    assert modeling._memory_of(torch.device("cuda:1"), None) == (8 * 2**30, "GPU cuda:1")
-    assert modeling._memory_of(torch.device("cpu"), "auto") == (16 * 2**30 + ram, "the GPUs and RAM")
+    assert loading._memory_of(torch.device("cuda:1"), None) == (8 * 2**30, "GPU cuda:1")
+    assert loading._memory_of(torch.device("cpu"), "auto") == (16 * 2**30 + ram, "the GPUs and RAM")
 
 
 @pytest.mark.parametrize("family,reference_class", [

@@ -256,3 +256,33 @@ def test_missing_bias_next_to_a_tied_weight_keeps_the_loaded_embeddings(tmp_path
     head = BiasedHead.from_pretrained(tmp_path)
     assert torch.equal(head.bert.embeddings.weight, base.embeddings.weight)
     assert head.decoder.weight is head.bert.embeddings.weight and head.decoder.bias.eq(0).all()
+
+
+def test_loading_leaves_other_threads_alone(saved_head):
+    """Building the skeleton touches only the loading thread: modules built meanwhile in another thread get real,
+    initialised parameters in torch's default dtype, and never see torch.nn patched."""
+    import threading
+
+    _, folder = saved_head
+    originals = (nn.Module.register_parameter, nn.init.normal_, nn.init.kaiming_uniform_)
+    built, patched, stop = [], [], threading.Event()
+
+    def build_modules():
+        while not stop.is_set():
+            built.append(nn.Linear(4, 4))
+            patched.append((nn.Module.register_parameter, nn.init.normal_, nn.init.kaiming_uniform_) != originals)
+    worker = threading.Thread(target=build_modules)
+    worker.start()
+    try:
+        for _ in range(30):
+            loaded = TinyHead.from_pretrained(folder, dtype=torch.float16)
+            assert all(p.device.type == "cpu" and p.dtype == torch.float16 for p in loaded.parameters())
+    finally:
+        stop.set()
+        worker.join()
+    assert built and not any(patched)
+    for module in built:
+        for param in module.parameters():
+            assert param.device.type == "cpu" and param.dtype == torch.float32
+        assert module.weight.abs().sum() > 0  # initialised (kaiming), not left empty by a skipped init
+    assert nn.Linear(2, 2).weight.device.type == "cpu"  # nothing lingers in the loading thread either

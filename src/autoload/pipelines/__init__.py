@@ -71,8 +71,8 @@ def pipeline(task: str, model=None, tokenizer=None, *, device=None, dtype=None, 
         if model_kwargs:
             raise ValueError("model_kwargs apply when the model is loaded by name; this model is already loaded.")
         if device is not None or dtype is not None:
-            from ..modeling import _to_dtype
-            model = model.to(device=device, dtype=None if dtype is None else _to_dtype(dtype))
+            from ..loading import to_dtype
+            model = model.to(device=device, dtype=None if dtype is None else to_dtype(dtype))
     cls.check_model(model)
 
     if tokenizer is None or isinstance(tokenizer, (str, os.PathLike)):
