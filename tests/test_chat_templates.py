@@ -178,7 +178,7 @@ def fixed_date(monkeypatch):
 
     import autoload.tokenization.chat as ours_module
     monkeypatch.setattr(ours_module, "datetime", Frozen)
-    theirs_module = pytest.importorskip("transformers.utils.chat_template_utils")
+    from transformers.utils import chat_template_utils as theirs_module
     monkeypatch.setattr(theirs_module, "datetime", Frozen)
 
 

@@ -1,5 +1,5 @@
 """Conformance with the real `modelscope` client (>= 1.38, modelscope-hub): it downloads from our server's
-ModelScope routes, and its cache and ours are the same files. Skipped when modelscope is not installed.
+ModelScope routes, and its cache and ours are the same files (modelscope is in the [test] extra).
 modelscope reads MODELSCOPE_CACHE and MODELSCOPE_ENDPOINT once, at import, so it gets `cache_dir=` and
 `endpoint=` explicitly."""
 
@@ -8,11 +8,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import modelscope
 import pytest
 
 from autoload.hub.modelscope import ms_hub_download, ms_snapshot_download
 
-modelscope = pytest.importorskip("modelscope")
 REPO = "google-bert/bert-base-chinese"
 
 
