@@ -323,7 +323,7 @@ def test_transformers_loads_through_the_server(tmp_path, minilm_dir):
 # ---- concurrency, lifecycle and fault hooks ----
 
 def test_concurrent_downloads_and_prompt_stop(tmp_path, monkeypatch):
-    from autoload.server import hub as server_module
+    from autoload.server import core as server_module
     real_hash, hashed = server_module._hash_file, []
 
     def counting_hash(path, size, lfs):

@@ -113,9 +113,7 @@ def load_pretrained(cls, name_or_path, model_args: tuple, *, config: PretrainedC
         dispatch_auto(model)
     model.eval()
     model.name_or_path = source.name
-    if model.can_generate():  # generation_config.json, else the generation fields of config.json
-        from .generation import GenerationConfig
-        model.generation_config = GenerationConfig.from_source(source, config)
+    model.load_extras(source)  # files that come with the weights (GenerationMixin: generation_config.json)
     return (model, info) if output_loading_info else model
 
 

@@ -134,6 +134,10 @@ class PreTrainedModel(nn.Module):
                                attn_implementation=attn_implementation, variant=variant, hub=hub,
                                check_size=check_size, kwargs=kwargs)
 
+    def load_extras(self, source) -> None:
+        """Called by from_pretrained once the weights are in, with the call's `FileSource`: a mixin reads the
+        files it needs next to the weights (GenerationMixin: generation_config.json). Nothing here."""
+
     # -- saving -----------------------------------------------------------------------------------
     def save_pretrained(self, folder: str | os.PathLike, *, max_shard_size: int | str = "5GB",
                         safe_serialization: bool = True, state_dict: dict | None = None) -> None:

@@ -9,6 +9,7 @@ only need a model that is called like a causal LM (`input_ids`, `attention_mask`
 from __future__ import annotations
 
 from .chat import chat, stream_chat
+from .config import GenerationConfig
 from .decode import generate
 
 
@@ -21,6 +22,10 @@ class GenerationMixin:
     def can_generate(cls) -> bool:
         """True: this class generates text."""
         return True
+
+    def load_extras(self, source) -> None:
+        """From from_pretrained: generation_config.json of `source`, else the generation fields of config.json."""
+        self.generation_config = GenerationConfig.from_source(source, self.config)
 
     def generate(self, *args, **kwargs):
         """Generate token ids; see `autoload.generation.generate` for the options."""

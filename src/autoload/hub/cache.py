@@ -20,6 +20,8 @@ import re
 import shutil
 import tempfile
 
+from . import settings
+
 REPO_TYPES = {"model": "models", "dataset": "datasets", "space": "spaces", "kernel": "kernels"}
 _COMMIT = re.compile(r"[0-9a-f]{40}")
 _ETAG = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
@@ -121,7 +123,6 @@ def _unlink(path: str) -> None:
 
 def symlinks_supported(cache_dir: str) -> bool:
     """Probe once per cache folder whether relative symlinks can be made there."""
-    from . import settings
     if settings.symlinks_disabled():
         return False
     if cache_dir not in _symlink_support:

@@ -5,7 +5,7 @@ and ModelScope download protocols. Standard library only; nothing here imports t
 """
 
 from .faults import Fault
-from .hub import HubServer
+from .core import HubServer
 from .repos import Request
 
 __all__ = ["HubServer", "Fault", "Request"]
