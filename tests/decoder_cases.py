@@ -8,6 +8,8 @@ import importlib
 import torch
 import transformers
 
+import model_cases
+
 PREFIX = {"llama": "Llama", "mistral": "Mistral", "qwen2": "Qwen2", "qwen3": "Qwen3"}
 TASKS = ("Model", "ForCausalLM", "ForSequenceClassification", "ForTokenClassification", "ForQuestionAnswering")
 VOCAB = 99
@@ -36,37 +38,17 @@ def our_class(family: str, task: str):
 
 
 def make_pair(tmp_path, family: str, task: str, config=None, seed: int = 0, dtype=None, attn="sdpa", **save_kw):
-    """(reference, ours): a randomly initialised reference model saved to tmp_path, and autoload's load of it."""
-    config = config if config is not None else tiny_config(family)
-    config._attn_implementation = attn
-    torch.manual_seed(seed)
-    ref = reference_class(family, task)(config).eval()
+    """(reference, ours, folder): a randomly initialised reference model saved to tmp_path, and autoload's load."""
     folder = tmp_path / f"{family}-{task}-{seed}"
-    ref.save_pretrained(folder, **save_kw)
-    kwargs = {"attn_implementation": attn}
-    if dtype is not None:
-        ref = reference_class(family, task).from_pretrained(folder, dtype=dtype, attn_implementation=attn).eval()
-        kwargs["dtype"] = dtype
-    ours = our_class(family, task).from_pretrained(folder, **kwargs)
+    ref, ours = model_cases.make_pair(folder, reference_class(family, task), our_class(family, task),
+                                      config if config is not None else tiny_config(family), attn=attn, dtype=dtype,
+                                      seed=seed, reload=False, **save_kw)
     return ref, ours, folder
 
 
 def batch(b: int = 3, t: int = 9, padding: str | None = "left", seed: int = 1):
-    """(input_ids, attention_mask): random ids in 1..VOCAB-1; row i has i pad tokens on the given side."""
-    g = torch.Generator().manual_seed(seed)
-    ids = torch.randint(1, VOCAB, (b, t), generator=g)
-    mask = torch.ones(b, t, dtype=torch.long)
-    if padding:
-        for i in range(b):
-            n = min(i * 2, t - 2)
-            if n == 0:
-                continue
-            if padding == "left":
-                mask[i, :n] = 0
-            else:
-                mask[i, t - n:] = 0
-        ids = ids.masked_fill(mask == 0, PAD)
-    return ids, mask
+    """(input_ids, attention_mask): random ids in 1..VOCAB-1; row i has min(2i, t-2) pad tokens on the given side."""
+    return model_cases.padded_batch(b, t, padding, [min(2 * i, t - 2) for i in range(b)], VOCAB, seed=seed)
 
 
 def close(ours, ref, atol=1e-4, mask=None):

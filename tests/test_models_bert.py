@@ -10,9 +10,11 @@ import torch
 import transformers
 from torch.testing import assert_close
 
+import model_cases
 from autoload.models import bert
-from autoload.nn.cache import DynamicCache
 from autoload.models.configs import BertConfig
+from autoload.nn.cache import DynamicCache
+from model_cases import assert_outputs_close
 
 transformers.logging.set_verbosity_error()
 transformers.utils.logging.disable_progress_bar()
@@ -28,8 +30,6 @@ VARIANTS = {
 HEADS = ["BertModel", "BertForPreTraining", "BertForMaskedLM", "BertLMHeadModel", "BertForNextSentencePrediction",
          "BertForSequenceClassification", "BertForTokenClassification", "BertForQuestionAnswering",
          "BertForMultipleChoice"]
-TENSOR_KEYS = ("loss", "last_hidden_state", "pooler_output", "logits", "prediction_logits", "seq_relationship_logits",
-               "start_logits", "end_logits")
 
 
 def perturb_(model: torch.nn.Module, seed: int = 0, scale: float = 0.1) -> None:
@@ -42,17 +42,10 @@ def perturb_(model: torch.nn.Module, seed: int = 0, scale: float = 0.1) -> None:
 
 def make_pair(folder, cls_name="BertForMaskedLM", attn="sdpa", dtype=torch.float32, seed=0, **overrides):
     """A random reference model (perturbed) saved to `folder`, loaded back by the reference and by autoload."""
-    torch.manual_seed(seed)
     config = transformers.BertConfig(**{**TINY, **overrides})
-    if cls_name == "BertLMHeadModel":
-        config.is_decoder = True
-    model = getattr(transformers, cls_name)(config)
-    perturb_(model, seed)
-    model.save_pretrained(folder)
-    ref = getattr(transformers, cls_name).from_pretrained(folder, attn_implementation=attn, dtype=dtype).eval()
-    ours = getattr(bert, cls_name).from_pretrained(folder, attn_implementation=attn, dtype=dtype)
-    assert type(ours).__name__ == cls_name and not ours.training
-    return ref, ours
+    config.is_decoder = config.is_decoder or cls_name == "BertLMHeadModel"
+    return model_cases.make_pair(folder, getattr(transformers, cls_name), getattr(bert, cls_name), config, attn=attn,
+                                 dtype=dtype, seed=seed, prepare=lambda model: perturb_(model, seed))
 
 
 def make_batch(cls_name="BertModel", padding=True, token_types=True, B=3, T=9, vocab=99, type_vocab=2, seed=1):
@@ -87,8 +80,6 @@ def labels_for(cls_name, inputs, num_labels=2, problem="single", seed=2):
         if cls_name == "BertForPreTraining":
             labels["next_sentence_label"] = torch.tensor([0, 1, 1][:B])
         return labels
-    if cls_name == "BertLMHeadModel":
-        return {"labels": ids.masked_fill(pad, -100)}
     if cls_name == "BertForNextSentencePrediction":
         return {"labels": torch.tensor([1, 0, 1][:B])}
     if cls_name == "BertForSequenceClassification":
@@ -97,21 +88,9 @@ def labels_for(cls_name, inputs, num_labels=2, problem="single", seed=2):
         if problem == "multi":
             return {"labels": torch.randint(0, 2, (B, num_labels), generator=g).float()}
         return {"labels": torch.randint(0, num_labels, (B,), generator=g)}
-    if cls_name == "BertForTokenClassification":
-        return {"labels": torch.randint(0, num_labels, (B, T), generator=g).masked_fill(pad, -100)}
-    if cls_name == "BertForQuestionAnswering":  # a position beyond the sequence is clamped and ignored
-        return {"start_positions": torch.tensor([1, T + 3, 2][:B]), "end_positions": torch.tensor([4, 5, T][:B])}
     if cls_name == "BertForMultipleChoice":
         return {"labels": torch.tensor([1, 0, 1][:B])}
-    return {}
-
-
-def assert_outputs_close(ours, ref, atol=1e-4, rtol=0.0):
-    for key in TENSOR_KEYS:
-        if ref.get(key) is not None:
-            assert_close(ours[key], ref[key], atol=atol, rtol=rtol, msg=lambda m: f"{key}: {m}")
-        else:
-            assert ours.get(key) is None, key
+    return model_cases.labels_for(cls_name, ids, (~pad).long(), num_labels, seed)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)

@@ -16,7 +16,8 @@ import autoload
 from autoload.models import bert
 from autoload.models.configs import BertConfig
 from autoload.registry.table import MODEL_TYPES
-from test_models_bert import TINY, assert_outputs_close, make_batch, make_pair, perturb_
+from model_cases import assert_outputs_close
+from test_models_bert import TINY, make_batch, make_pair, perturb_
 
 transformers.logging.set_verbosity_error()
 transformers.utils.logging.disable_progress_bar()

@@ -10,21 +10,9 @@ import transformers
 import autoload
 from decoder_cases import (PREFIX, TASKS, batch, cached_decode, close, close_bf16, full_forward, make_pair,
                            our_class, reference_class, tiny_config)
+from model_cases import labels_for
 
 FAMILIES = list(PREFIX)
-
-
-def _labels(task: str, ids, mask, num_labels: int = 2):
-    g = torch.Generator().manual_seed(5)
-    if task == "ForCausalLM":
-        return {"labels": ids.masked_fill(mask == 0, -100)}
-    if task == "ForSequenceClassification":
-        return {"labels": torch.randint(0, num_labels, (ids.shape[0],), generator=g)}
-    if task == "ForTokenClassification":
-        return {"labels": torch.randint(0, num_labels, ids.shape, generator=g).masked_fill(mask == 0, -100)}
-    if task == "ForQuestionAnswering":  # the last pair is out of range: clamped to T and ignored
-        return {"start_positions": torch.tensor([1, 4, 99]), "end_positions": torch.tensor([[3], [6], [2]])}
-    return {}
 
 
 def _outputs(out, task: str):
@@ -42,7 +30,7 @@ def test_every_family_and_head(tmp_path, family, task):
     assert type(ours).__name__ == f"{PREFIX[family]}{task}" and not ours.training
     for padding in ("left", "right", None):
         ids, mask = batch(padding=padding)
-        extra = _labels(task, ids, mask)
+        extra = labels_for(task, ids, mask, seed=5)
         with torch.no_grad():
             r, o = ref(ids, attention_mask=mask, **extra), ours(ids, attention_mask=mask, **extra)
         for a, b in zip(_outputs(o, task), _outputs(r, task)):

@@ -10,8 +10,8 @@ import torch
 import transformers
 
 import autoload
-from autoload.nn.cache import StaticCache
 from autoload.models.llama import LlamaForCausalLM, LlamaModel
+from autoload.nn.cache import StaticCache
 from decoder_cases import batch, cached_decode, close, close_bf16, full_forward, make_pair, tiny_config
 
 
