@@ -42,7 +42,7 @@ MODEL_TYPES: dict[str, dict] = {
     },
 }
 
-# the four decoder families share one set of heads
+# the four Llama-style decoder families have the same five classes, each in its own self-contained file
 for _type, _prefix, _tokenizer in (("llama", "Llama", None), ("mistral", "Mistral", None),
                                    ("qwen2", "Qwen2", "Qwen2Tokenizer"), ("qwen3", "Qwen3", "Qwen2Tokenizer")):
     MODEL_TYPES[_type] = {
