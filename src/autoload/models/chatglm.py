@@ -62,7 +62,6 @@ class SelfAttention(nn.Module):
         self.layer_idx = layer_idx
         self.num_heads, self.num_kv_heads = config.num_attention_heads, config.num_key_value_heads
         self.head_dim = config.kv_channels
-        self.groups = self.num_heads // self.num_kv_heads
         qkv = (self.num_heads + 2 * self.num_kv_heads) * self.head_dim
         self.query_key_value = nn.Linear(config.hidden_size, qkv, bias=config.add_bias_linear or config.add_qkv_bias)
         self.dense = nn.Linear(self.num_heads * self.head_dim, config.hidden_size, bias=config.add_bias_linear)
