@@ -5,7 +5,9 @@ compiled state is the model's own (changed weights compile again without touchin
 from __future__ import annotations
 
 import copy
+import gc
 import shutil
+import weakref
 
 import pytest
 import torch
@@ -82,7 +84,7 @@ def test_changed_weights_are_never_served_from_a_stale_graph(tmp_path):
 def test_compiled_state_is_the_models_own(tmp_path):
     """The compiled graphs belong to the model: when its weights change, autoload drops that model's graphs
     only. A user's own torch.compile'd function keeps its graph (no torch._dynamo.reset()): it is not compiled
-    again, and a copy of the model starts with no compiled state."""
+    again; a copy of the model starts with no compiled state, and the model is freed with its graphs."""
     compiles = []
 
     def counting_backend(graph, example_inputs):
@@ -106,6 +108,10 @@ def test_compiled_state_is_the_models_own(tmp_path):
     torch.testing.assert_close(users_fn(x), expected)
     assert len(compiles) == 1  # the user's graph survived autoload's invalidation
     assert copy.deepcopy(model)._compiled_decoder._step is None
+    freed = weakref.ref(model)
+    del model, decoder
+    gc.collect()
+    assert freed() is None  # the graphs do not keep the model (and their frozen copies) alive
 
 
 def test_compiled_chatglm_matches_eager():

@@ -24,11 +24,11 @@ logger = logging.getLogger("autoload")
 
 CACHE_MULTIPLE = 256  # compile=True sizes the static cache in steps of this many positions
 
-# mode="max-autotune-no-cudagraphs" spelled out (torch.compile takes a mode or options, not both), plus inductor's
-# freezing: the weights become constants prepacked for its CPU micro-GEMMs. Passed per compile, so the process's
-# inductor config is only patched while this step compiles.
-INDUCTOR_OPTIONS = {"max_autotune": True, "coordinate_descent_tuning": True, "freezing": True,
-                    "autotune_num_choices_displayed": 0, "max_autotune_report_choices_stats": False}
+# inductor's freezing (the weights become constants, prepacked for its CPU micro-GEMMs), switched on only around
+# the step's calls: dynamo reads the flag while it traces (parameters become frozen constants), so it cannot be a
+# compile option; no autotune tables printed
+STEP_INDUCTOR_CONFIG = {"freezing": True, "autotune_num_choices_displayed": 0,
+                        "max_autotune_report_choices_stats": False}
 
 
 def compiled_decoder(model) -> CompiledDecoder:
@@ -62,7 +62,7 @@ class CompiledDecoder:
             self.invalidate()
         if self._step is None:
             own = _own_copy(fn)
-            self._step = torch.compile(own, dynamic=False, fullgraph=False, options=INDUCTOR_OPTIONS)
+            self._step = torch.compile(own, mode="max-autotune-no-cudagraphs", dynamic=False, fullgraph=False)
             self._release = weakref.finalize(self, _drop_graphs, own.__code__)
             self._weights = weights
         return self._step
@@ -112,24 +112,21 @@ class CompiledSteps:
         batch, device = cache.keys[0].shape[0], cache.keys[0].device
         self.keys_ok = torch.zeros(batch, cache.max_cache_len, dtype=torch.bool, device=device)  # (B, max_len)
         self.keys_ok[:, :filled] = True if mask is None else mask.bool()
-        # the Llama-family eager attention adds a float mask; every other path takes the boolean one
-        self.eager = bool(layers) and getattr(model.config, "_attn_implementation", None) == "eager"
 
     def __call__(self, tokens: torch.Tensor, position_ids: torch.Tensor) -> torch.Tensor:
         """(B, 1) tokens at (B, 1) positions -> (B, V) fp32 logits; the cache grows by one."""
+        import torch._inductor.config as inductor_config  # here: importing inductor costs about a second
         cache, index = self.cache, self.cache.length
         if index >= cache.max_cache_len:
             raise ValueError(f"StaticCache holds {cache.max_cache_len} positions; {index + 1} were asked for.")
         self.keys_ok[:, index] = True
-        mask = self.keys_ok[:, None, None, :]  # (B, 1, 1, max_len)
-        if self.eager:  # eager attention adds the mask
-            mask = torch.zeros(mask.shape, dtype=self.model.dtype, device=mask.device).masked_fill(
-                ~mask, torch.finfo(self.model.dtype).min)
+        mask = self.keys_ok[:, None, None, :]  # (B, 1, 1, max_len), boolean: SDPA and eager attention take it
         cache.write_positions = torch.tensor([index], device=tokens.device)
         # fresh (B, 1) tensors: views into the growing sequences change strides, and strides are guarded on
         tokens, position_ids = tokens.clone(), position_ids.clone(memory_format=torch.contiguous_format)
         try:
-            logits = self.step(self.model, tokens, mask, position_ids, cache)
+            with inductor_config.patch(STEP_INDUCTOR_CONFIG):
+                logits = self.step(self.model, tokens, mask, position_ids, cache)
         finally:
             cache.write_positions = None
         cache.length = index + 1
