@@ -1,7 +1,8 @@
 """`GenerationMixin`: what a head opts into to generate text — `generate`, `chat`, `stream_chat`.
 
-The causal-LM heads list it among their bases (`class LlamaForCausalLM(GenerationMixin, _Head)`); the model base
-class knows nothing of generation. Everything here is a thin method over the functions of this package, which
+The causal-LM heads list it first among their bases (`class LlamaForCausalLM(GenerationMixin,
+LlamaPreTrainedModel)`), so that its `can_generate` and `load_extras` come before the model base class's (False, and
+nothing to load); the base class knows nothing else of generation. Everything here is a thin method over the functions of this package, which
 only need a model that is called like a causal LM (`input_ids`, `attention_mask`, `position_ids`,
 `past_key_values`, ... -> `.logits`, `.past_key_values`) and has `.config`, `.dtype`, `.device`.
 """
