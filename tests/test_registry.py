@@ -22,12 +22,15 @@ def test_table_is_tied_to_the_files():
         config_class = import_string(entry["config"])
         assert config_class.model_type == model_type
         assert entry["tokenizer"] is None or entry["tokenizer"] in TOKENIZER_CLASSES
+        family = entry.get("family", model_type)  # a variant (mistral) lives in its family's file (llama)
+        assert family in MODEL_TYPES and "family" not in MODEL_TYPES[family], (model_type, family)
         for auto_name, reference in entry["tasks"].items():
             assert auto_name in AUTO_MODEL_CLASSES
             module, _, name = reference.partition(":")
-            assert module == f"autoload.models.{model_type}", "one file per family, named after model_type"
+            assert module == f"autoload.models.{family}", "one file per family, named after the family's model_type"
             assert (ROOT / "src" / Path(*module.split(".")).with_suffix(".py")).is_file(), reference
             assert hasattr(importlib.import_module(module), name), reference
+            assert getattr(importlib.import_module(module), name).config_class is config_class, reference
     for reference in TOKENIZER_CLASSES.values():
         assert import_string(reference).__name__
 
@@ -118,7 +121,7 @@ def test_builtin_resolution_follows_the_reference():
     """bert under AutoModelForCausalLM is the LM-head decoder, as in the reference."""
     entry = MODEL_TYPES["bert"]["tasks"]
     assert entry["AutoModelForCausalLM"].endswith(":BertLMHeadModel")
-    assert MODEL_TYPES["qwen3"]["tasks"]["AutoModelForCausalLM"] == "autoload.models.qwen3:Qwen3ForCausalLM"
+    assert MODEL_TYPES["qwen3"]["tasks"]["AutoModelForCausalLM"] == "autoload.models.llama:Qwen3ForCausalLM"
 
 
 def test_unknown_model_type_and_missing_model_type(tmp_path):

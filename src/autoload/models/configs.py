@@ -62,7 +62,37 @@ class _RopeConfig(PretrainedConfig):
         self.rope_parameters = params
 
 
-class LlamaConfig(_RopeConfig):
+class _LlamaFamilyConfig(_RopeConfig):
+    """The configs of the Llama-style decoders (llama, mistral, qwen2, qwen3), all built by `models/llama.py`.
+    What differs between them is read through these hooks, each written once, in the config that differs. They
+    are properties, not config.json keys: never saved, and a stray key of the same name cannot override them."""
+
+    @property
+    def qkv_bias(self) -> bool:
+        """Biases on q_proj, k_proj and v_proj."""
+        return False
+
+    @property
+    def o_bias(self) -> bool:
+        """A bias on o_proj."""
+        return False
+
+    @property
+    def mlp_proj_bias(self) -> bool:
+        """Biases on the MLP's gate_proj, up_proj and down_proj."""
+        return False
+
+    @property
+    def qk_norm(self) -> bool:
+        """A per-head RMSNorm on queries and keys (q_norm, k_norm over head_dim), applied before RoPE."""
+        return False
+
+    def window_of(self, layer_idx: int) -> int | None:
+        """The sliding window of layer `layer_idx` (its most recent positions, itself included); None: full causal."""
+        return None
+
+
+class LlamaConfig(_LlamaFamilyConfig):
     model_type = "llama"
     defaults = {
         "vocab_size": 32000, "hidden_size": 4096, "intermediate_size": 11008, "num_hidden_layers": 32,
@@ -79,8 +109,13 @@ class LlamaConfig(_RopeConfig):
         if self.head_dim is None:
             self.head_dim = self.hidden_size // self.num_attention_heads
 
+    qkv_bias = o_bias = property(lambda self: self.attention_bias, doc="`attention_bias`: all four projections.")
+    mlp_proj_bias = property(lambda self: self.mlp_bias, doc="`mlp_bias`.")
 
-class MistralConfig(_RopeConfig):
+
+class MistralConfig(_LlamaFamilyConfig):
+    """Llama without biases, with a sliding window on every layer when `sliding_window` is set."""
+
     model_type = "mistral"
     defaults = {
         "vocab_size": 32000, "hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 32,
@@ -94,8 +129,15 @@ class MistralConfig(_RopeConfig):
         if self.head_dim is None:
             self.head_dim = self.hidden_size // self.num_attention_heads
 
+    def window_of(self, layer_idx: int) -> int | None:
+        return self.sliding_window
 
-class Qwen2Config(_RopeConfig):
+
+class Qwen2Config(_LlamaFamilyConfig):
+    """Qwen1.5 / Qwen2 / Qwen2.5: Llama with q/k/v biases always on (none on o_proj or the MLP). With
+    `use_sliding_window`, the layers marked "sliding_attention" in `layer_types` (by default those from
+    `max_window_layers` on) use a window of `sliding_window` positions."""
+
     model_type = "qwen2"
     defaults = {
         "vocab_size": 151936, "hidden_size": 4096, "intermediate_size": 22016, "num_hidden_layers": 32,
@@ -116,10 +158,21 @@ class Qwen2Config(_RopeConfig):
             self.layer_types = ["sliding_attention" if self.sliding_window is not None and i >= self.max_window_layers
                                 else "full_attention" for i in range(self.num_hidden_layers)]
 
+    qkv_bias = property(lambda self: True, doc="Always on.")
+
+    def window_of(self, layer_idx: int) -> int | None:
+        return self.sliding_window if self.layer_types[layer_idx] == "sliding_attention" else None
+
 
 class Qwen3Config(Qwen2Config):
+    """Qwen2's layout and windows with `attention_bias` for all four projections (off by default), per-head q/k
+    RMSNorm, and `head_dim` 128 by default, independent of hidden_size."""
+
     model_type = "qwen3"
     defaults = {**Qwen2Config.defaults, "head_dim": 128, "attention_bias": False}
+
+    qkv_bias = o_bias = property(lambda self: self.attention_bias, doc="`attention_bias`: all four projections.")
+    qk_norm = property(lambda self: True, doc="Always on.")
 
 
 class ChatGLMConfig(PretrainedConfig):

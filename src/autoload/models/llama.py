@@ -1,10 +1,24 @@
-"""Llama (Llama 1/2/3, and the many checkpoints that reuse its architecture).
+"""The Llama family: model_types llama (Llama 1/2/3 and the many checkpoints that reuse it), mistral, qwen2
+(Qwen1.5/2/2.5) and qwen3.
 
 Pre-norm decoder with RMSNorm, rotary embeddings (default, linear, dynamic, yarn, llama3 scaling),
-grouped-query attention and a SwiGLU MLP, built from `autoload.nn`. Llama specifics: `attention_bias`
-(q/k/v/o biases), `mlp_bias`, and an explicit `head_dim` that may differ from hidden/heads.
-Checkpoint keys: `model.embed_tokens`, `model.layers.N.self_attn.{q,k,v,o}_proj`, `model.layers.N.mlp.{gate,
-up,down}_proj`, `model.layers.N.{input,post_attention}_layernorm`, `model.norm`, `lm_head`.
+grouped-query attention and a SwiGLU MLP, built from `autoload.nn`. What differs between the four model_types is
+read from the config's hooks (`models/configs.py`, `_LlamaFamilyConfig`), each stated once:
+
+    hook              llama             mistral           qwen2                   qwen3
+    qkv_bias          attention_bias    False             True                    attention_bias
+    o_bias            attention_bias    False             False                   attention_bias
+    mlp_proj_bias     mlp_bias          False             False                   False
+    qk_norm           False             False             False                   True (q_norm, k_norm)
+    window_of(i)      None              sliding_window    sliding_window on the layers `layer_types` marks
+                                                          "sliding_attention" (from max_window_layers on)
+
+`head_dim` may differ from hidden/heads (Llama, Mistral and Qwen3 configs carry it). Mistral, Qwen2 and Qwen3
+have the same classes under their own names (thin subclasses at the end that set `config_class`); Mistral's
+question-answering head keeps its backbone under `model`, the others under `transformer`, as the reference.
+Checkpoint keys: `model.embed_tokens`, `model.layers.N.self_attn.{q,k,v,o}_proj` (+ `{q,k}_norm`),
+`model.layers.N.mlp.{gate,up,down}_proj`, `model.layers.N.{input,post_attention}_layernorm`, `model.norm`,
+`lm_head`.
 
 Shapes: B batch, T new tokens, P cached tokens, K = P + T keys, C hidden size, nh / nkv query / key-value heads,
 hs head size.
@@ -30,7 +44,7 @@ from ..nn.norms import RMSNorm
 from ..nn.outputs import (BaseModelOutputWithPast, CausalLMOutputWithPast, QuestionAnsweringModelOutput,
                           SequenceClassifierOutputWithPast, TokenClassifierOutput)
 from ..nn.rope import RotaryEmbedding, apply_rotary, head_dim_of
-from .configs import LlamaConfig
+from .configs import LlamaConfig, MistralConfig, Qwen2Config, Qwen3Config
 
 logger = logging.getLogger("autoload")
 _warned: set[str] = set()
@@ -39,7 +53,8 @@ _warned: set[str] = set()
 # -- attention, MLP, block ------------------------------------------------------------------------------------
 
 class LlamaAttention(nn.Module):
-    """Grouped-query self-attention: q/k/v projections, RoPE, the cache update after RoPE, attention, `o_proj`."""
+    """Grouped-query self-attention: q/k/v projections, (Qwen3) q/k norms, RoPE, the cache update after RoPE,
+    attention over the layer's window, `o_proj`."""
 
     def __init__(self, config, layer_idx: int):
         super().__init__()
@@ -47,18 +62,24 @@ class LlamaAttention(nn.Module):
         self.layer_idx = layer_idx
         self.head_dim = hs = head_dim_of(config)
         self.scaling = hs ** -0.5
-        self.sliding_window = None
+        self.sliding_window = config.window_of(layer_idx)  # None: full causal attention
         c, nh, nkv = config.hidden_size, config.num_attention_heads, config.num_key_value_heads
-        bias = config.attention_bias
-        self.q_proj = nn.Linear(c, nh * hs, bias=bias)
-        self.k_proj = nn.Linear(c, nkv * hs, bias=bias)
-        self.v_proj = nn.Linear(c, nkv * hs, bias=bias)
-        self.o_proj = nn.Linear(nh * hs, c, bias=bias)
+        self.q_proj = nn.Linear(c, nh * hs, bias=config.qkv_bias)
+        self.k_proj = nn.Linear(c, nkv * hs, bias=config.qkv_bias)
+        self.v_proj = nn.Linear(c, nkv * hs, bias=config.qkv_bias)
+        self.o_proj = nn.Linear(nh * hs, c, bias=config.o_bias)
+        self.qk_norm = config.qk_norm
+        if self.qk_norm:
+            self.q_norm = RMSNorm(hs, eps=config.rms_norm_eps)  # per head, over hs
+            self.k_norm = RMSNorm(hs, eps=config.rms_norm_eps)
 
     def forward(self, x, cos, sin, mask, cache=None):
         b, t, _ = x.shape
-        q = self.q_proj(x).view(b, t, -1, self.head_dim).transpose(1, 2)  # (B, nh, T, hs)
-        k = self.k_proj(x).view(b, t, -1, self.head_dim).transpose(1, 2)  # (B, nkv, T, hs)
+        q = self.q_proj(x).view(b, t, -1, self.head_dim)  # (B, T, nh, hs)
+        k = self.k_proj(x).view(b, t, -1, self.head_dim)  # (B, T, nkv, hs)
+        if self.qk_norm:
+            q, k = self.q_norm(q), self.k_norm(k)
+        q, k = q.transpose(1, 2), k.transpose(1, 2)  # (B, nh, T, hs), (B, nkv, T, hs)
         v = self.v_proj(x).view(b, t, -1, self.head_dim).transpose(1, 2)  # (B, nkv, T, hs)
         q, k = apply_rotary(q, k, cos, sin)
         if cache is not None:
@@ -74,7 +95,7 @@ class LlamaMLP(nn.Module):
 
     def __init__(self, config):
         super().__init__()
-        c, i, bias = config.hidden_size, config.intermediate_size, config.mlp_bias
+        c, i, bias = config.hidden_size, config.intermediate_size, config.mlp_proj_bias
         self.gate_proj = nn.Linear(c, i, bias=bias)
         self.up_proj = nn.Linear(c, i, bias=bias)
         self.down_proj = nn.Linear(i, c, bias=bias)
@@ -115,7 +136,7 @@ class LlamaPreTrainedModel(PreTrainedModel):
 
 
 class LlamaModel(LlamaPreTrainedModel):
-    """The Llama backbone: embed_tokens -> layers -> norm; returns hidden states and the KV cache."""
+    """The backbone: embed_tokens -> layers -> norm; returns hidden states and the KV cache."""
 
     supports_compiled_decode = True  # forward reads no cache length given a 4-D mask + positions
 
@@ -190,7 +211,7 @@ class LlamaModel(LlamaPreTrainedModel):
         return out if return_dict else out.to_tuple()
 
 
-# -- heads: the backbone under `model` (QA: `transformer`) plus a task layer -----------------------------------
+# -- heads: a LlamaModel under `model` (QA: `transformer`; Mistral's QA: `model`) plus a task layer -------------
 
 def _backbone(head, input_ids, attention_mask, position_ids, past_key_values, inputs_embeds, use_cache,
               output_attentions, output_hidden_states, cache) -> BaseModelOutputWithPast:
@@ -283,13 +304,13 @@ class LlamaForTokenClassification(LlamaPreTrainedModel):
 
 class LlamaForQuestionAnswering(LlamaPreTrainedModel):
     """`qa_outputs` (hidden -> 2) split into start and end logits; the backbone sits under `transformer` (the
-    reference's backward-compatible name)."""
+    reference's backward-compatible name; Mistral's keeps `model`)."""
 
     base_model_prefix = "transformer"
 
     def __init__(self, config):
         super().__init__(config)
-        self.transformer = LlamaModel(config)
+        setattr(self, self.base_model_prefix, LlamaModel(config))  # self.transformer (Mistral: self.model)
         self.qa_outputs = nn.Linear(config.hidden_size, 2)
         self.post_init()
 
@@ -306,3 +327,65 @@ class LlamaForQuestionAnswering(LlamaPreTrainedModel):
         return finish(self.config, QuestionAnsweringModelOutput(
             loss=loss, start_logits=start, end_logits=end, hidden_states=out.hidden_states,
             attentions=out.attentions), return_dict)
+
+
+# -- the other model_types of the family: the same classes under their names, with their config --------------
+
+class MistralModel(LlamaModel):
+    config_class = MistralConfig
+
+
+class MistralForCausalLM(LlamaForCausalLM):
+    config_class = MistralConfig
+
+
+class MistralForSequenceClassification(LlamaForSequenceClassification):
+    config_class = MistralConfig
+
+
+class MistralForTokenClassification(LlamaForTokenClassification):
+    config_class = MistralConfig
+
+
+class MistralForQuestionAnswering(LlamaForQuestionAnswering):
+    config_class, base_model_prefix = MistralConfig, "model"
+
+
+class Qwen2Model(LlamaModel):
+    config_class = Qwen2Config
+
+
+class Qwen2ForCausalLM(LlamaForCausalLM):
+    config_class = Qwen2Config
+
+
+class Qwen2ForSequenceClassification(LlamaForSequenceClassification):
+    config_class = Qwen2Config
+
+
+class Qwen2ForTokenClassification(LlamaForTokenClassification):
+    config_class = Qwen2Config
+
+
+class Qwen2ForQuestionAnswering(LlamaForQuestionAnswering):
+    config_class = Qwen2Config
+
+
+class Qwen3Model(LlamaModel):
+    config_class = Qwen3Config
+
+
+class Qwen3ForCausalLM(LlamaForCausalLM):
+    config_class = Qwen3Config
+
+
+class Qwen3ForSequenceClassification(LlamaForSequenceClassification):
+    config_class = Qwen3Config
+
+
+class Qwen3ForTokenClassification(LlamaForTokenClassification):
+    config_class = Qwen3Config
+
+
+class Qwen3ForQuestionAnswering(LlamaForQuestionAnswering):
+    config_class = Qwen3Config

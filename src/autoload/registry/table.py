@@ -2,7 +2,8 @@
 
 Strings are "module:Class" (imported on first use) except the tokenizer, which is a `tokenizer_class` name
 looked up in `TOKENIZER_CLASSES` (None: the generic tokenizers-backed class, as the reference does for llama
-and mistral). A test ties every entry to the files.
+and mistral). `family` names the model file when it is not the model_type's own: mistral, qwen2 and qwen3 are
+Llama-family variants, their classes in `autoload.models.llama`. A test ties every entry to the files.
 """
 
 from __future__ import annotations
@@ -40,20 +41,50 @@ MODEL_TYPES: dict[str, dict] = {
             "": "ChatGLMForConditionalGeneration", "ForCausalLM": "ChatGLMForConditionalGeneration",
             "ForSequenceClassification": "ChatGLMForSequenceClassification"}),
     },
+    "llama": {  # the Llama family's file; mistral, qwen2 and qwen3 are rows into it (their "family")
+        "config": "autoload.models.configs:LlamaConfig",
+        "tokenizer": None,
+        "tasks": {
+            "AutoModel": "autoload.models.llama:LlamaModel",
+            "AutoModelForCausalLM": "autoload.models.llama:LlamaForCausalLM",
+            "AutoModelForSequenceClassification": "autoload.models.llama:LlamaForSequenceClassification",
+            "AutoModelForTokenClassification": "autoload.models.llama:LlamaForTokenClassification",
+            "AutoModelForQuestionAnswering": "autoload.models.llama:LlamaForQuestionAnswering"},
+    },
+    "mistral": {
+        "config": "autoload.models.configs:MistralConfig",
+        "tokenizer": None,
+        "family": "llama",  # its classes are in models/llama.py
+        "tasks": {
+            "AutoModel": "autoload.models.llama:MistralModel",
+            "AutoModelForCausalLM": "autoload.models.llama:MistralForCausalLM",
+            "AutoModelForSequenceClassification": "autoload.models.llama:MistralForSequenceClassification",
+            "AutoModelForTokenClassification": "autoload.models.llama:MistralForTokenClassification",
+            "AutoModelForQuestionAnswering": "autoload.models.llama:MistralForQuestionAnswering"},
+    },
+    "qwen2": {
+        "config": "autoload.models.configs:Qwen2Config",
+        "tokenizer": "Qwen2Tokenizer",
+        "family": "llama",  # its classes are in models/llama.py
+        "tasks": {
+            "AutoModel": "autoload.models.llama:Qwen2Model",
+            "AutoModelForCausalLM": "autoload.models.llama:Qwen2ForCausalLM",
+            "AutoModelForSequenceClassification": "autoload.models.llama:Qwen2ForSequenceClassification",
+            "AutoModelForTokenClassification": "autoload.models.llama:Qwen2ForTokenClassification",
+            "AutoModelForQuestionAnswering": "autoload.models.llama:Qwen2ForQuestionAnswering"},
+    },
+    "qwen3": {
+        "config": "autoload.models.configs:Qwen3Config",
+        "tokenizer": "Qwen2Tokenizer",
+        "family": "llama",  # its classes are in models/llama.py
+        "tasks": {
+            "AutoModel": "autoload.models.llama:Qwen3Model",
+            "AutoModelForCausalLM": "autoload.models.llama:Qwen3ForCausalLM",
+            "AutoModelForSequenceClassification": "autoload.models.llama:Qwen3ForSequenceClassification",
+            "AutoModelForTokenClassification": "autoload.models.llama:Qwen3ForTokenClassification",
+            "AutoModelForQuestionAnswering": "autoload.models.llama:Qwen3ForQuestionAnswering"},
+    },
 }
-
-# the four Llama-style decoder families have the same five classes, each in its own self-contained file
-for _type, _prefix, _tokenizer in (("llama", "Llama", None), ("mistral", "Mistral", None),
-                                   ("qwen2", "Qwen2", "Qwen2Tokenizer"), ("qwen3", "Qwen3", "Qwen2Tokenizer")):
-    MODEL_TYPES[_type] = {
-        "config": f"autoload.models.configs:{_prefix}Config",
-        "tokenizer": _tokenizer,
-        "tasks": _tasks(_type, **{
-            "": f"{_prefix}Model", "ForCausalLM": f"{_prefix}ForCausalLM",
-            "ForSequenceClassification": f"{_prefix}ForSequenceClassification",
-            "ForTokenClassification": f"{_prefix}ForTokenClassification",
-            "ForQuestionAnswering": f"{_prefix}ForQuestionAnswering"}),
-    }
 
 AUTO_MODEL_CLASSES = (
     "AutoModel", "AutoModelForPreTraining", "AutoModelForMaskedLM", "AutoModelForCausalLM",
