@@ -17,6 +17,7 @@ from transformers.generation import logits_process as ref_lp
 from autoload import AutoModelForCausalLM
 from autoload.generation import GenerationConfig, LogitsRules, generate, logits_to_probs, warp
 from autoload.generation.sampling import seen_tokens
+from autoload.registry import MODEL_TYPES
 
 transformers.logging.set_verbosity_error()
 VOCAB, PAD = 99, 0
@@ -35,7 +36,7 @@ DECODER = dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_at
 def make_pair(folder, family: str, **overrides):
     """(reference, ours): a random transformers model saved to `folder` and autoload's load of it."""
     config_name, class_name, extra = FAMILIES[family]
-    ours_module = importlib.import_module(f"autoload.models.{family}")
+    ours_module = importlib.import_module(f"autoload.models.{MODEL_TYPES[family].get('family', family)}")
     values = {**({} if family == "gpt2" else DECODER), **extra, "vocab_size": VOCAB, **overrides}
     torch.manual_seed(0)
     ref = getattr(transformers, class_name)(getattr(transformers, config_name)(**values)).eval()
