@@ -18,6 +18,7 @@ from autoload import AutoModelForCausalLM
 from autoload.generation import GenerationConfig, LogitsRules, generate, logits_to_probs, warp
 from autoload.generation.sampling import seen_tokens
 from autoload.registry import MODEL_TYPES
+import model_cases
 
 transformers.logging.set_verbosity_error()
 VOCAB, PAD = 99, 0
@@ -38,12 +39,8 @@ def make_pair(folder, family: str, **overrides):
     config_name, class_name, extra = FAMILIES[family]
     ours_module = importlib.import_module(f"autoload.models.{MODEL_TYPES[family].get('family', family)}")
     values = {**({} if family == "gpt2" else DECODER), **extra, "vocab_size": VOCAB, **overrides}
-    torch.manual_seed(0)
-    ref = getattr(transformers, class_name)(getattr(transformers, config_name)(**values)).eval()
-    ref.save_pretrained(folder)
-    ours = getattr(ours_module, class_name).from_pretrained(folder)
-    ours.generation_config = GenerationConfig.from_pretrained(folder)  # what from_pretrained will do
-    return ref, ours
+    return model_cases.make_pair(folder, getattr(transformers, class_name), getattr(ours_module, class_name),
+                                 getattr(transformers, config_name)(**values), reload=False)
 
 
 @pytest.fixture(scope="module", params=list(FAMILIES))
