@@ -271,6 +271,40 @@ def test_token_classification_options(tagger):
         ours(EN[0], aggregation_strategy="merge")
 
 
+def test_token_classification_stride_and_pre_split_words(tagger, tmp_path):
+    ours, ref = tagger
+    folder = Path(ours.model.name_or_path)
+    config = json.loads((folder / "tokenizer_config.json").read_text())
+    short = tmp_path / "short"
+    shutil.copytree(folder, short)
+    (short / "tokenizer_config.json").write_text(json.dumps({**config, "model_max_length": 12}))
+    ours_short, ref_short = pipeline("ner", short), transformers.pipeline("ner", model=str(short))
+    long_text = " ".join(EN)  # ~50 tokens: 5+ windows of 12
+    for strategy in ("simple", "first", "average", "max"):
+        for stride in (2, 5):
+            got = ours_short(long_text, stride=stride, aggregation_strategy=strategy, ignore_labels=[])
+            assert_same(got, ref_short(long_text, stride=stride, aggregation_strategy=strategy, ignore_labels=[]))
+            assert got[-1]["end"] > len(long_text) - 12  # the windows cover the whole text
+        assert_same(ours_short([long_text, EN[1]], stride=3, aggregation_strategy=strategy),
+                    ref_short([long_text, EN[1]], stride=3, aggregation_strategy=strategy))
+    with pytest.raises(ValueError, match="needs aggregation_strategy 'simple'"):
+        ours_short(long_text, stride=2)
+    with pytest.raises(ValueError, match="less than tokenizer.model_max_length"):
+        ours_short(long_text, stride=12, aggregation_strategy="simple")
+    words = [text.split() for text in EN]
+    for strategy in ("none", "simple", "first"):
+        assert_same(ours(words[0], is_split_into_words=True, aggregation_strategy=strategy),
+                    ref(words[0], is_split_into_words=True, aggregation_strategy=strategy))
+        assert_same(ours(words, is_split_into_words=True, aggregation_strategy=strategy, batch_size=3),
+                    ref(words, is_split_into_words=True, aggregation_strategy=strategy))
+    assert_same(ours(words[2], is_split_into_words=True, delimiter="_", ignore_labels=[]),
+                ref(words[2], is_split_into_words=True, delimiter="_", ignore_labels=[]))
+    with pytest.raises(TypeError, match="pass is_split_into_words=True"):
+        ours(words)
+    with pytest.raises(TypeError, match="a list of words"):
+        ours(EN[0], is_split_into_words=True)
+
+
 # -- text-generation -------------------------------------------------------------------------------------------
 
 def test_text_generation_equals_the_reference(tmp_path, minilm_dir):

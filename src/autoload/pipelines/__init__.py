@@ -40,8 +40,8 @@ def pipeline_class(task: str) -> type:
     return getattr(importlib.import_module(f"{__name__}.{module}"), attr)
 
 
-def pipeline(task: str, model=None, tokenizer=None, *, device=None, dtype=None, batch_size: int | None = None,
-             progress: bool | None = None, trust_remote_code: bool | None = None, model_kwargs: dict | None = None,
+def pipeline(task: str, model=None, tokenizer=None, *, device=None, dtype=None, torch_dtype=None, device_map=None,
+             batch_size: int | None = None, progress: bool | None = None, trust_remote_code: bool | None = None, model_kwargs: dict | None = None,
              revision: str | None = None, token=None, cache_dir=None, local_files_only: bool = False,
              endpoint: str | None = None, hub: str | None = None, **task_options):
     """Build the pipeline of `task` ("fill-mask", "feature-extraction", "sentence-embeddings",
@@ -50,13 +50,21 @@ def pipeline(task: str, model=None, tokenizer=None, *, device=None, dtype=None, 
     model: a hub repo id, a folder, or a loaded model (then `tokenizer` is loaded from the model's
     `name_or_path` unless given). tokenizer: a loaded tokenizer, a repo id or a folder (default: the model's).
     device ("cpu", "cuda", "cuda:1", an int with -1 = CPU) and dtype (a torch.dtype or its name) apply when
-    loading, or move a loaded model. batch_size: how many inputs of a list share one forward pass. progress: a
+    loading, or move a loaded model; torch_dtype is the reference's older name of dtype. device_map ("auto", "cpu",
+    ...) goes to `from_pretrained` (not with device). None of these reach generate(). batch_size: how many inputs of a list share one forward pass. progress: a
     bar for lists (None: for more than 32 inputs). model_kwargs go to `from_pretrained`; the hub options
     (revision, token, ...) apply to the model and the tokenizer. Other keywords are the task's options (e.g.
     top_k=3), used as defaults of every call; a call can override them.
     """
     cls = pipeline_class(task)
     cls.check_options(task_options)
+    if torch_dtype is not None:
+        if dtype is not None and dtype != torch_dtype:
+            raise ValueError(f"dtype={dtype!r} and torch_dtype={torch_dtype!r} disagree: pass one (torch_dtype is the "
+                             "older name of dtype).")
+        dtype = torch_dtype
+    if device_map is not None and device is not None:
+        raise ValueError("Pass device or device_map, not both: device_map places the model when it is loaded.")
     if model is None:
         raise ValueError(f"pipeline({task!r}) needs model=...: a repo id, a folder or a loaded model (autoload "
                          "picks no default model).")
@@ -66,10 +74,11 @@ def pipeline(task: str, model=None, tokenizer=None, *, device=None, dtype=None, 
         device = "cpu"
     name = os.fspath(model) if isinstance(model, (str, os.PathLike)) else None
     if name is not None:
-        model = _load_model(cls, name, device, dtype, trust_remote_code, hub, model_kwargs or {})
+        model = _load_model(cls, name, device, dtype, device_map, trust_remote_code, hub, model_kwargs or {})
     else:
-        if model_kwargs:
-            raise ValueError("model_kwargs apply when the model is loaded by name; this model is already loaded.")
+        if model_kwargs or device_map is not None:
+            raise ValueError("model_kwargs and device_map apply when the model is loaded by name; this model is "
+                             "already loaded.")
         if device is not None or dtype is not None:
             from ..loading import to_dtype
             model = model.to(device=device, dtype=None if dtype is None else to_dtype(dtype))
@@ -89,12 +98,14 @@ def pipeline(task: str, model=None, tokenizer=None, *, device=None, dtype=None, 
     return cls(model, tokenizer, batch_size=batch_size, progress=progress, **extra, **task_options)
 
 
-def _load_model(cls, name: str, device, dtype, trust_remote_code, hub: dict, model_kwargs: dict):
+def _load_model(cls, name: str, device, dtype, device_map, trust_remote_code, hub: dict, model_kwargs: dict):
     from ..registry import auto
     auto_class = getattr(auto, cls.auto_class)
     kwargs = {**model_kwargs, **hub}
     if dtype is not None:
         kwargs["dtype"] = dtype
+    if device_map is not None:
+        kwargs["device_map"] = device_map
     if device is not None:
         kwargs["device"] = device
     try:

@@ -9,6 +9,11 @@ aggregation_strategy (the reference's semantics):
   "simple". A piece belongs to the previous word when the tokenizer marks continuations (WordPiece "##"):
   its token text is longer than the characters it covers; otherwise (a fallback) when no space precedes it.
 Labels in `ignore_labels` (default ["O"]) are dropped from the output. start/end are character offsets.
+
+stride=n: a text longer than the tokenizer's model_max_length is cut into windows overlapping by n tokens; each
+window's entities are found, and of overlapping entities the longest (then the surest) is kept.
+is_split_into_words=True: an input is a list of words (a list of lists is a batch), joined with `delimiter`
+(default " ") for the words and offsets of the output.
 """
 
 from __future__ import annotations
@@ -28,7 +33,8 @@ class TokenClassificationPipeline(Pipeline):
 
     task = "token-classification"
     auto_class = "AutoModelForTokenClassification"
-    options = {"aggregation_strategy": "none", "ignore_labels": None}
+    options = {"aggregation_strategy": "none", "ignore_labels": None, "stride": None, "is_split_into_words": False,
+               "delimiter": None}
 
     @classmethod
     def check_model(cls, model) -> None:
@@ -37,29 +43,76 @@ class TokenClassificationPipeline(Pipeline):
                              "token-classification: load a fine-tuned tagger with AutoModelForTokenClassification "
                              "(or pass its name).")
 
+    def __call__(self, inputs, **options):
+        split = options.get("is_split_into_words", self.defaults["is_split_into_words"])
+        if split and isinstance(inputs, (list, tuple)) and inputs and all(isinstance(w, str) for w in inputs):
+            return super().__call__([list(inputs)], **options)  # one pre-split sentence: [entities], as the reference
+        return super().__call__(inputs, **options)
+
+    def _items(self, inputs) -> tuple[list, bool]:
+        if isinstance(inputs, (list, tuple)) and inputs and all(
+                isinstance(item, (list, tuple)) and all(isinstance(w, str) for w in item) for item in inputs):
+            return [list(item) for item in inputs], False  # pre-split sentences (is_split_into_words=True)
+        return super()._items(inputs)
+
     def _prepare(self, options: dict) -> dict:
         strategy = str(getattr(options["aggregation_strategy"], "value", options["aggregation_strategy"])).lower()
         if strategy not in STRATEGIES:
             raise ValueError(f"aggregation_strategy={options['aggregation_strategy']!r}: use one of "
                              f"{', '.join(STRATEGIES)}.")
-        ignore = options["ignore_labels"]
-        return {"strategy": strategy, "ignore": ["O"] if ignore is None else list(ignore)}
+        ignore, stride = options["ignore_labels"], options["stride"]
+        if stride is not None:
+            if isinstance(stride, bool) or not isinstance(stride, int) or stride < 0:
+                raise ValueError(f"stride must be a non-negative int, not {stride!r}.")
+            if stride >= self.tokenizer.model_max_length:
+                raise ValueError(f"stride={stride} must be less than tokenizer.model_max_length "
+                                 f"({self.tokenizer.model_max_length}), less the special tokens.")
+            if strategy == "none":
+                raise ValueError("stride splits long texts into overlapping windows whose entities are then merged: "
+                                 "it needs aggregation_strategy 'simple', 'first', 'average' or 'max', not 'none'.")
+        delimiter = options["delimiter"]
+        return {"strategy": strategy, "ignore": ["O"] if ignore is None else list(ignore), "stride": stride,
+                "split": bool(options["is_split_into_words"]), "delimiter": " " if delimiter is None else delimiter}
 
-    def _run(self, batch: list[str], options: dict) -> list:
+    def _run(self, batch: list, options: dict) -> list:
+        for item in batch:
+            if options["split"] != (not isinstance(item, str)):
+                raise TypeError("With is_split_into_words=True an input is a list of words (or a list of such "
+                                "lists); without it, a str." if options["split"] else "An input of the "
+                                "token-classification pipeline is a str; pass is_split_into_words=True for a list "
+                                "of words.")
         max_length = getattr(self.tokenizer, "model_max_length", 0)
-        encoding = self.encode(batch, truncation=bool(max_length and max_length > 0),
-                               return_special_tokens_mask=True, return_offsets_mapping=True)
-        logits = first_output(self.model(**self.model_inputs(encoding))).float()  # (B, T, labels)
-        scores = logits.softmax(dim=-1).cpu()  # (B, T, labels)
-        keep = (encoding["attention_mask"].bool() & ~encoding["special_tokens_mask"].bool()).cpu()  # (B, T)
+        kwargs = {"is_split_into_words": True} if options["split"] else {}
+        if options["stride"] is not None:  # long texts: overlapping windows of model_max_length tokens
+            kwargs.update(return_overflowing_tokens=True, stride=options["stride"])
+        encoding = self.tokenizer(batch, padding=len(batch) > 1 or "stride" in kwargs, return_tensors="pt",
+                                  truncation=bool(max_length and max_length > 0), return_special_tokens_mask=True,
+                                  return_offsets_mapping=True, **kwargs)
+        rows_of = encoding.pop("overflow_to_sample_mapping", None)
+        rows_of = list(range(len(batch))) if rows_of is None else [int(i) for i in rows_of]
+        encoding = encoding.to(self.device)
+        logits = first_output(self.model(**self.model_inputs(encoding))).float()  # (rows, T, labels)
+        scores = logits.softmax(dim=-1).cpu()  # (rows, T, labels)
+        keep = (encoding["attention_mask"].bool() & ~encoding["special_tokens_mask"].bool()).cpu()  # (rows, T)
         ids, offsets = encoding["input_ids"].tolist(), encoding["offset_mapping"].tolist()
         results = []
-        for i, sentence in enumerate(batch):
-            tokens = [t for t in range(scores.shape[1]) if keep[i, t]]
-            pieces = self._pieces(sentence, [ids[i][t] for t in tokens], scores[i, tokens],
-                                  [offsets[i][t] for t in tokens], tokens, options["strategy"])
-            entities = self._aggregate(pieces, options["strategy"])
-            results.append([e for e in entities if e.get("entity", e.get("entity_group")) not in options["ignore"]])
+        for i, item in enumerate(batch):
+            sentence = item if isinstance(item, str) else options["delimiter"].join(item)
+            word_starts = _word_starts(item, options["delimiter"]) if options["split"] else None
+            entities = []
+            rows = [r for r, sample in enumerate(rows_of) if sample == i]
+            for r in rows:
+                tokens = [t for t in range(scores.shape[1]) if keep[r, t]]
+                spans = [offsets[r][t] for t in tokens]
+                if word_starts is not None:  # offsets are within a word: shift them to the joined sentence
+                    words = encoding.word_ids(r)
+                    spans = [(a + word_starts[words[t]], b + word_starts[words[t]]) if words[t] is not None
+                             else (a, b) for t, (a, b) in zip(tokens, spans)]
+                pieces = self._pieces(sentence, [ids[r][t] for t in tokens], scores[r, tokens], spans, tokens,
+                                      options["strategy"])
+                entities += [e for e in self._aggregate(pieces, options["strategy"])
+                             if e.get("entity", e.get("entity_group")) not in options["ignore"]]
+            results.append(_merge_overlaps(entities) if len(rows) > 1 else entities)
         return results
 
     def _pieces(self, sentence: str, ids: list[int], scores: torch.Tensor, offsets: list, indices: list[int],
@@ -143,3 +196,30 @@ def _tag(label: str) -> tuple[str, str]:
     if label.startswith(("B-", "I-")):
         return label[0], label[2:]
     return "I", label
+
+
+def _word_starts(words: list[str], delimiter: str) -> list[int]:
+    """The character where each word starts in `delimiter.join(words)`."""
+    starts, position = [], 0
+    for word in words:
+        starts.append(position)
+        position += len(word) + len(delimiter)
+    return starts
+
+
+def _merge_overlaps(entities: list[dict]) -> list[dict]:
+    """Entities of overlapping windows (stride): of those that overlap, keep the longest, then the surest."""
+    if not entities:
+        return entities
+    entities = sorted(entities, key=lambda e: e["start"])
+    kept, previous = [], entities[0]
+    for entity in entities:
+        if previous["start"] <= entity["start"] < previous["end"]:
+            length, previous_length = entity["end"] - entity["start"], previous["end"] - previous["start"]
+            if length > previous_length or length == previous_length and entity["score"] > previous["score"]:
+                previous = entity
+        else:
+            kept.append(previous)
+            previous = entity
+    kept.append(previous)
+    return kept
