@@ -32,6 +32,30 @@ class GenerationMixin:
         """Generate token ids; see `autoload.generation.generate` for the options."""
         return generate(self, *args, **kwargs)
 
+    def prepare_inputs_for_generation(self, input_ids, past_key_values=None, attention_mask=None,
+                                      inputs_embeds=None, cache_position=None, position_ids=None, use_cache=True,
+                                      **kwargs) -> dict:
+        """The keyword arguments of one decoding forward, with the reference's signature (PEFT wraps this method
+        and calls it). Only the tokens the cache does not hold yet are kept: (B, T) -> (B, T - cached); position
+        ids default to each row's count of real tokens from the (B, past + new) `attention_mask`. Other keywords
+        are passed through to the forward. `inputs_embeds` is used only while the cache is empty."""
+        cached = past_key_values.get_seq_length() if past_key_values is not None else 0
+        if cache_position is not None:
+            cached = int(cache_position[0])
+        if position_ids is None and attention_mask is not None:
+            position_ids = (attention_mask.long().cumsum(-1) - 1).masked_fill(attention_mask == 0, 0)
+        inputs = {"past_key_values": past_key_values, "attention_mask": attention_mask, "use_cache": use_cache}
+        if inputs_embeds is not None and cached == 0:
+            inputs["inputs_embeds"] = inputs_embeds
+            length = inputs_embeds.shape[1]
+        else:
+            inputs["input_ids"] = input_ids[:, cached:]
+            length = inputs["input_ids"].shape[1]
+        if position_ids is not None:
+            inputs["position_ids"] = position_ids[:, -length:]
+        inputs.update(kwargs)
+        return inputs
+
     def chat(self, tokenizer, query: str, history: list | None = None, **generation_kwargs):
         """One chat turn with the tokenizer's chat template: returns (response, new history)."""
         return chat(self, tokenizer, query, history=history, **generation_kwargs)
