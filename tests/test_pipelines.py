@@ -246,6 +246,17 @@ def test_text_classification_equals_the_reference(tmp_path, problem, chinese_voc
     if problem == "multi_label_classification":  # independent sigmoids: the scores need not sum to 1
         scores = [entry["score"] for entry in ours(texts[0], top_k=None)]
         assert abs(sum(scores) - 1) > 1e-3
+    # return_all_scores (dropped by transformers 5; 4.x's rule): every label in id order, unsorted
+    in_id_order = [sorted(result, key=lambda entry: ours.model.config.label2id[entry["label"]])
+                   for result in ref(texts, top_k=None)]
+    with pytest.warns(FutureWarning, match="use top_k=None"):
+        assert_same(ours(texts[0], return_all_scores=True), in_id_order[:1])
+        assert_same(ours(texts, return_all_scores=True), in_id_order)
+        assert_same(ours(texts[0], return_all_scores=False), ref(texts[0]))
+        assert_same(ours(texts, return_all_scores=True, top_k=2), ref(texts, top_k=2))  # top_k wins
+    constructed = pipeline("text-classification", folder, return_all_scores=True, top_k=None)
+    assert_same(constructed(texts[1:]), ref(texts[1:], top_k=None))
+    assert_same(pipeline("text-classification", folder, top_k=1)(texts), ref(texts, top_k=1))
 
 
 # -- token-classification --------------------------------------------------------------------------------------
@@ -331,6 +342,27 @@ def test_text_generation_equals_the_reference(tmp_path, minilm_dir):
     assert ours.tokenizer.decode(ids, skip_special_tokens=True).startswith(prompts[0])
     with pytest.raises(TypeError, match="unknown option 'max_new_token'"):
         ours(prompts[0], max_new_token=3)
+
+
+def test_loading_options_go_to_from_pretrained_not_generate(tmp_path, minilm_dir):
+    folder = save_tiny(tmp_path, "LlamaForCausalLM", minilm_dir, num_attention_heads=4, num_key_value_heads=2,
+                       bos_token_id=101, eos_token_id=102, pad_token_id=0)
+    greedy = dict(do_sample=False, max_new_tokens=5)
+    prompt = "hello world"
+    for loading in (dict(torch_dtype=torch.float64), dict(dtype="float64", device_map="cpu"),
+                    dict(model_kwargs={"dtype": torch.float64}), dict(torch_dtype="float64", dtype="float64")):
+        ours = pipeline("text-generation", folder, **loading, **greedy)
+        ref = transformers.pipeline("text-generation", model=str(folder), dtype=torch.float64,
+                                    device_map=loading.get("device_map"))
+        assert ours.model.dtype == torch.float64 and ref.model.dtype == torch.float64
+        assert_same(ours(prompt), ref(prompt, **greedy))
+        assert not {"torch_dtype", "dtype", "device_map", "model_kwargs"} & set(ours.defaults)
+    with pytest.raises(ValueError, match="disagree"):
+        pipeline("text-generation", folder, dtype="float32", torch_dtype="float64")
+    with pytest.raises(ValueError, match="device or device_map, not both"):
+        pipeline("text-generation", folder, device="cpu", device_map="cpu")
+    with pytest.raises(ValueError, match="model_kwargs and device_map apply when the model is loaded by name"):
+        pipeline("text-generation", ours.model, device_map="cpu")
 
 
 # -- common ----------------------------------------------------------------------------------------------------

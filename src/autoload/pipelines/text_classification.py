@@ -8,10 +8,13 @@ rule, overridable with `function_to_apply`.
 
 from __future__ import annotations
 
+import warnings
+
 from .base import Pipeline, _describe, first_output
 
 FUNCTIONS = ("softmax", "sigmoid", "none")
 _LEGACY = "legacy"  # top_k never given: one {"label", "score"} per input, as the reference's default
+_ALL = "all"  # return_all_scores=True: every label, in the model's order
 
 
 def default_function(config) -> str:
@@ -32,12 +35,13 @@ class TextClassificationPipeline(Pipeline):
     `top_k=3` returns the 3 best labels per input, sorted (a list per input); `top_k=None` returns every label.
     A pair of texts is a dict `{"text": ..., "text_pair": ...}`. `function_to_apply`: "softmax", "sigmoid" or
     "none" (default: by the config's problem_type, see the module docstring). `truncation=True` cuts inputs
-    longer than the model accepts.
+    longer than the model accepts. `return_all_scores=True` (deprecated in the reference, use `top_k=None`):
+    every label in the model's label order, unsorted, as transformers 4.x gave it; an explicit top_k wins.
     """
 
     task = "text-classification"
     auto_class = "AutoModelForSequenceClassification"
-    options = {"top_k": _LEGACY, "function_to_apply": None, "truncation": None}
+    options = {"top_k": _LEGACY, "function_to_apply": None, "truncation": None, "return_all_scores": None}
 
     @classmethod
     def check_model(cls, model) -> None:
@@ -63,7 +67,12 @@ class TextClassificationPipeline(Pipeline):
         if top_k is not None and top_k != _LEGACY and (isinstance(top_k, bool) or not isinstance(top_k, int)
                                                         or top_k < 1):
             raise ValueError(f"top_k must be a positive int or None (every label), not {top_k!r}.")
-        return {**options, "function_to_apply": function}
+        all_scores = options["return_all_scores"]
+        if all_scores is not None and top_k == _LEGACY:
+            warnings.warn("return_all_scores is deprecated (as in transformers): use top_k=None for every label, "
+                          "sorted, or top_k=1 for the best one.", FutureWarning, stacklevel=4)
+            top_k = _ALL if all_scores else _LEGACY
+        return {**options, "function_to_apply": function, "top_k": top_k}
 
     def _run(self, batch: list, options: dict) -> list:
         texts = [item if isinstance(item, str) else (item["text"], item["text_pair"]) if "text_pair" in item
@@ -77,6 +86,9 @@ class TextClassificationPipeline(Pipeline):
         id2label, top_k = self.model.config.id2label, options["top_k"]
         results = []
         for row in scores.cpu().tolist():
+            if top_k == _ALL:  # return_all_scores=True: every label in id order
+                results.append([{"label": id2label[i], "score": score} for i, score in enumerate(row)])
+                continue
             if top_k == _LEGACY:
                 best = max(range(len(row)), key=row.__getitem__)
                 results.append({"label": id2label[best], "score": row[best]})
@@ -88,8 +100,10 @@ class TextClassificationPipeline(Pipeline):
 
     def __call__(self, inputs, **options):
         result = super().__call__(inputs, **options)
-        # the reference wraps a single text's best label in a list (not a pair's, not a top_k list)
-        return [result] if isinstance(inputs, str) and isinstance(result, dict) else result
+        # the reference wraps a single text's result in a list unless the call passed top_k (a pair's: never)
+        wrap = isinstance(result, dict) or "top_k" not in options and options.get(
+            "return_all_scores", self.defaults["return_all_scores"]) is not None
+        return [result] if isinstance(inputs, str) and wrap else result
 
 
 def _check_item(item):
