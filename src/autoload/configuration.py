@@ -200,6 +200,23 @@ class PretrainedConfig:
 
     torch_dtype = dtype
 
+    @property
+    def use_return_dict(self) -> bool:
+        """Whether models return output objects (the reference's name; `return_dict` and not torchscript)."""
+        return bool(self.return_dict) and not getattr(self, "torchscript", False)
+
+    # -- what transformers and peft read on a config -------------------------------------------------
+    def get_text_config(self, decoder: bool | None = None, encoder: bool | None = None) -> PretrainedConfig:
+        """The config of the text part: the config itself, as the reference answers for text-only models
+        (transformers' `DynamicCache(config=...)` and generation utilities call this)."""
+        return self
+
+    @property
+    def per_layer_config(self) -> tuple[PretrainedConfig, ...]:
+        """One config per layer, as the reference's view of a homogeneous model: this config, num_hidden_layers
+        times (transformers' caches read each layer's `sliding_window` from it)."""
+        return (self,) * self.num_hidden_layers
+
     # -- (de)serialisation --------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         out = {k: copy.deepcopy(v) for k, v in self.__dict__.items() if not k.startswith("_")}

@@ -90,6 +90,8 @@ def load_pretrained(cls, name_or_path, model_args: tuple, *, config: PretrainedC
     else:
         for key in [k for k in kwargs if k in config.__dict__ or k in type(config).attribute_map]:
             setattr(config, key, kwargs.pop(key))
+    init_params = inspect.signature(cls.__init__).parameters  # keywords of the class itself (add_pooling_layer)
+    model_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in init_params and k not in ("self", "config")}
     if kwargs:
         _reject_unknown(cls, kwargs, config)
     if attn_implementation:
@@ -107,7 +109,7 @@ def load_pretrained(cls, name_or_path, model_args: tuple, *, config: PretrainedC
     dtype = _resolve_dtype(dtype, config, files, metadata, state_dict)
     config.dtype = dtype
     with skeleton(dtype):
-        model = cls(config, *model_args)
+        model = cls(config, *model_args, **model_kwargs)
     info = _load_into(model, files, state_dict, dtype, target_device, ignore_mismatched_sizes, weights_only)
     if device_map == "auto":
         dispatch_auto(model)
@@ -118,7 +120,7 @@ def load_pretrained(cls, name_or_path, model_args: tuple, *, config: PretrainedC
 
 
 def save_model(model: nn.Module, folder: str | os.PathLike, *, max_shard_size: int | str, safe_serialization: bool,
-               state_dict: dict | None) -> None:
+               state_dict: dict | None, save_function=torch.save) -> None:
     """`model.save_pretrained(...)`: config.json plus model.safetensors (or shards and an index), tied copies
     written once."""
     os.makedirs(folder, exist_ok=True)
@@ -151,7 +153,7 @@ def save_model(model: nn.Module, folder: str | os.PathLike, *, max_shard_size: i
             from safetensors.torch import save_file
             save_file(shard, path, metadata={"format": "pt"})
         else:
-            torch.save(shard, path)
+            save_function(shard, path)
     if len(shards) > 1:
         index = {"metadata": {"total_size": sum(t.numel() * t.element_size() for t in state.values())},
                  "weight_map": {k: n for n, shard in zip(names, shards) for k in shard}}
@@ -398,12 +400,12 @@ def _checkpoint_dtypes(path: str):
 @contextlib.contextmanager
 def default_dtype(dtype: torch.dtype):
     """Set torch's default dtype (process-wide) for the block: only for `PreTrainedModel._from_config`."""
-    previous = torch.getdefault_dtype()
-    torch.setdefault_dtype(dtype)
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
     try:
         yield
     finally:
-        torch.setdefault_dtype(previous)
+        torch.set_default_dtype(previous)
 
 
 @contextlib.contextmanager

@@ -5,14 +5,45 @@ skeleton, checkpoint reading and assignment, load report, sharded saving) lives 
 
 from __future__ import annotations
 
+import functools
 import os
-from typing import ClassVar
+from typing import Callable, ClassVar
 
 import torch
+import torch.utils.checkpoint
 from torch import nn
 
 from .configuration import PretrainedConfig
 from .loading import building, default_dtype, get_tensor, load_pretrained, save_model, set_tensor, to_dtype
+
+
+def _init_once(module: nn.Module, init) -> None:
+    """`init` on every submodule not yet initialised, children before parents, as the reference's
+    `initialize_weights` does: a backbone built (and initialised by its own post_init) inside a head is skipped
+    by the head's post_init, so a seeded head consumes the RNG exactly as the reference's does. A nested
+    PreTrainedModel brings its own `_init_weights`."""
+    for child in module.children():
+        _init_once(child, child._init_weights if isinstance(child, PreTrainedModel) else init)
+    if not getattr(module, "_is_initialized", False):
+        init(module)
+        module._is_initialized = True
+
+
+def set_seed(seed: int, deterministic: bool = False) -> None:
+    """Seed python's `random`, numpy (when installed) and torch (every device), as transformers.set_seed;
+    deterministic=True also asks torch for deterministic algorithms."""
+    import random
+    random.seed(seed)
+    try:
+        import numpy as np
+    except ImportError:
+        pass
+    else:
+        np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.cuda.manual_seed_all(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True)
 
 
 class PreTrainedModel(nn.Module):
@@ -26,6 +57,10 @@ class PreTrainedModel(nn.Module):
     _tied_weights_keys: ClassVar[dict[str, str]] = {}
     _keys_to_ignore_on_load_unexpected: ClassVar[list[str]] = []
     _keys_to_ignore_on_load_missing: ClassVar[list[str]] = []
+    _keys_to_ignore_on_save: ClassVar[list[str] | None] = None  # state-dict keys save_pretrained leaves out
+    _no_split_modules: ClassVar[list[str]] = []  # blocks device_map="auto" keeps on one device (names, as the reference)
+    supports_gradient_checkpointing: ClassVar[bool] = False  # families whose layer loop goes through run_layer
+    gradient_checkpointing: bool = False  # set per backbone by gradient_checkpointing_enable()
 
     def __init__(self, config: PretrainedConfig, *args, **kwargs):
         super().__init__()
@@ -38,7 +73,7 @@ class PreTrainedModel(nn.Module):
     def post_init(self) -> None:
         """Initialise weights (skipped while loading: the checkpoint provides them) and tie them."""
         if not building():  # this thread is not building a skeleton for from_pretrained
-            self.apply(self._init_weights)
+            _init_once(self, self._init_weights)
             self.tie_weights()
 
     def _init_weights(self, module: nn.Module) -> None:
@@ -76,10 +111,6 @@ class PreTrainedModel(nn.Module):
     def dtype(self) -> torch.dtype:
         return next(p.dtype for p in self.parameters() if p.is_floating_point())
 
-    def num_parameters(self, only_trainable: bool = False) -> int:
-        params = {id(p): p for p in self.parameters() if p.requires_grad or not only_trainable}
-        return sum(p.numel() for p in params.values())
-
     def get_input_embeddings(self) -> nn.Module:
         base = getattr(self, self.base_model_prefix, self) if self.base_model_prefix else self
         if base is not self:
@@ -105,6 +136,199 @@ class PreTrainedModel(nn.Module):
     def _from_config(cls, config: PretrainedConfig, dtype: torch.dtype | str | None = None, **kwargs):
         with default_dtype(to_dtype(dtype) if dtype else torch.get_default_dtype()):
             return cls(config, **kwargs)
+
+    @property
+    def base_model(self) -> nn.Module:
+        """The backbone under `base_model_prefix` (the model itself for a bare backbone)."""
+        return getattr(self, self.base_model_prefix, self)
+
+    def get_decoder(self) -> nn.Module:
+        """The decoder stack, as the reference looks it up: a `decoder`-like attribute, else the backbone's."""
+        for name in ("language_model", "text_model", "decoder", "text_decoder"):
+            if hasattr(self, name):
+                return getattr(self, name)
+        base = self.base_model
+        return base.get_decoder() if base is not self and hasattr(base, "get_decoder") else self
+
+    def num_parameters(self, only_trainable: bool = False, exclude_embeddings: bool = False) -> int:
+        """Parameters counted once (tied ones too); optionally only the trainable ones, or without the weights of
+        the nn.Embedding modules (as the reference)."""
+        skip = {f"{name}.weight" for name, m in self.named_modules() if isinstance(m, nn.Embedding)} \
+            if exclude_embeddings else set()
+        return sum(p.numel() for name, p in self.named_parameters()
+                   if name not in skip and (p.requires_grad or not only_trainable))
+
+    def get_memory_footprint(self, return_buffers: bool = True) -> int:
+        """Bytes held by the parameters (and the buffers)."""
+        mem = sum(p.nelement() * p.element_size() for p in self.parameters())
+        return mem + (sum(b.nelement() * b.element_size() for b in self.buffers()) if return_buffers else 0)
+
+    # -- training ---------------------------------------------------------------------------------
+    @property
+    def is_gradient_checkpointing(self) -> bool:
+        return any(getattr(m, "gradient_checkpointing", False) for m in self.modules())
+
+    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: dict | None = None,
+                                      every_n_layers: int = 1, offload: bool = False) -> None:
+        """Recompute each block's activations in the backward pass instead of keeping them (while training):
+        every backbone's layer loop calls its blocks through `torch.utils.checkpoint.checkpoint(**kwargs)`
+        (default use_reentrant=False, as the reference). The input embeddings' output is made to require grad,
+        so that frozen embeddings (PEFT) still let gradients reach the checkpointed blocks."""
+        if not self.supports_gradient_checkpointing:
+            raise ValueError(f"{type(self).__name__} does not support gradient checkpointing.")
+        if every_n_layers != 1 or offload:
+            raise NotImplementedError("gradient checkpointing checkpoints every layer here: every_n_layers=1 and "
+                                      "offload=False only.")
+        kwargs = {"use_reentrant": False} if gradient_checkpointing_kwargs is None else gradient_checkpointing_kwargs
+        self._set_gradient_checkpointing(True, functools.partial(torch.utils.checkpoint.checkpoint, **kwargs))
+        if self.main_input_name == "input_ids":
+            self.enable_input_require_grads()
+
+    def gradient_checkpointing_disable(self) -> None:
+        if self.supports_gradient_checkpointing:
+            self._set_gradient_checkpointing(False, None)
+        self.disable_input_require_grads()
+
+    def activation_checkpointing_enable(self, activation_checkpointing_kwargs: dict | None = None,
+                                        every_n_layers: int = 1, offload: bool = False) -> None:
+        """The reference's newer name of `gradient_checkpointing_enable` (what Trainer calls)."""
+        self.gradient_checkpointing_enable(activation_checkpointing_kwargs, every_n_layers, offload)
+
+    def activation_checkpointing_disable(self) -> None:
+        self.gradient_checkpointing_disable()
+
+    def _set_gradient_checkpointing(self, enable: bool, func: Callable | None) -> None:
+        for module in self.modules():
+            if isinstance(module, PreTrainedModel):
+                module.gradient_checkpointing = enable
+                module._gradient_checkpointing_func = func
+
+    def checkpointing(self) -> bool:
+        """Whether this forward runs its blocks under gradient checkpointing (enabled, training, grad on). A
+        backbone then keeps no KV cache (use_cache=False, as the reference): recomputing a block would write the
+        cache twice."""
+        return self.gradient_checkpointing and self.training and torch.is_grad_enabled()
+
+    def run_layer(self, layer: nn.Module, *args):
+        """Call one block of the layer loop; under gradient checkpointing while training with grad enabled,
+        through torch.utils.checkpoint (the block's inputs are kept, its activations recomputed in backward)."""
+        if self.checkpointing():
+            return self._gradient_checkpointing_func(layer.__call__, *args)
+        return layer(*args)
+
+    def enable_input_require_grads(self) -> None:
+        """A forward hook on each input-embedding module that marks its output as requiring grad (the reference's
+        way to train adapters, or checkpointed blocks, over frozen embeddings)."""
+        hooks, seen = [], set()
+        for module in self.modules():
+            if not isinstance(module, PreTrainedModel):
+                continue
+            try:
+                embeddings = module.get_input_embeddings()
+            except NotImplementedError:
+                continue
+            if embeddings is None or id(embeddings) in seen:
+                continue
+            seen.add(id(embeddings))
+            hooks.append(embeddings.register_forward_hook(lambda _m, _i, output: output.requires_grad_(True)))
+        self._require_grads_hooks = hooks
+        if hooks:
+            self._require_grads_hook = hooks[0]  # the reference's older single-hook attribute
+
+    def disable_input_require_grads(self) -> None:
+        for hook in getattr(self, "_require_grads_hooks", None) or []:
+            hook.remove()
+        self._require_grads_hooks = []
+        if hasattr(self, "_require_grads_hook"):
+            del self._require_grads_hook
+
+    # -- resizing the vocabulary ------------------------------------------------------------------
+    def resize_token_embeddings(self, new_num_tokens: int | None = None, pad_to_multiple_of: int | None = None,
+                                mean_resizing: bool = True) -> nn.Embedding:
+        """Resize the input embeddings (and an untied output layer) to `new_num_tokens` rows, rounded up to a
+        multiple of `pad_to_multiple_of`; config.vocab_size follows. New rows are drawn from a normal with the old
+        rows' mean and 1e-9 x their covariance (mean_resizing, the reference's default), else the family's init.
+        The random draws are the reference's, in its order, so a seeded resize gives the same weights."""
+        old = self.get_input_embeddings()
+        embeddings = self._resized_embedding(old, new_num_tokens, pad_to_multiple_of, mean_resizing)
+        if new_num_tokens is None and pad_to_multiple_of is None:
+            return embeddings
+        n = embeddings.weight.shape[0]
+        head = self.get_output_embeddings()
+        if head is not None:
+            if isinstance(head, nn.Embedding):
+                new_head = self._resized_embedding(head, n, None, mean_resizing)
+            else:
+                new_head = self._resized_lm_head(head, n, mean_resizing)
+            new_head.requires_grad_(head.weight.requires_grad)
+            self.set_output_embeddings(new_head)
+        self.config.vocab_size = n
+        if hasattr(self, "vocab_size"):
+            self.vocab_size = n
+        self.tie_weights()
+        return embeddings
+
+    def set_output_embeddings(self, value: nn.Module) -> None:
+        """Put `value` where get_output_embeddings() found the output layer."""
+        old = self.get_output_embeddings()
+        name = next((n for n, m in self.named_modules() if m is old and n), None)
+        if name is None:
+            raise NotImplementedError(f"{type(self).__name__} has no output embeddings to replace.")
+        parent, _, attr = name.rpartition(".")
+        setattr(self.get_submodule(parent) if parent else self, attr, value)
+
+    def _resized_embedding(self, old: nn.Embedding, n: int | None, multiple: int | None, mean_resizing: bool):
+        """The reference's `_get_resized_embeddings`: the old module keeps its identity, its weight data is
+        replaced (a tied output layer shares the Parameter and follows)."""
+        if multiple is not None:
+            if not isinstance(multiple, int):
+                raise ValueError(f"pad_to_multiple_of must be an int, got {multiple!r}.")
+            n = ((old.weight.shape[0] if n is None else n) + multiple - 1) // multiple * multiple
+        if n is None:
+            return old
+        old_n, dim = old.weight.shape
+        if old_n == n:
+            old.num_embeddings = n
+            return old
+        if not isinstance(old, nn.Embedding):
+            raise TypeError(f"Input embeddings are a {type(old).__name__}, not an nn.Embedding: cannot resize.")
+        new = nn.Embedding(n, dim, device=old.weight.device, dtype=old.weight.dtype)
+        if n > old_n:
+            if mean_resizing:
+                _init_added_rows_with_mean(old.weight.data, new.weight.data, n - old_n)
+            else:
+                self._init_weights(new)
+        keep = min(old_n, n)
+        new.weight.data[:keep] = old.weight.data[:keep]
+        old.weight.data = new.weight.data
+        old.num_embeddings = n
+        if old.padding_idx is not None and n - 1 < old.padding_idx:
+            old.padding_idx = None
+        return old
+
+    def _resized_lm_head(self, old: nn.Linear, n: int, mean_resizing: bool) -> nn.Linear:
+        """The reference's `_get_resized_lm_head` (not transposed): a new Linear with the first rows copied."""
+        old_n, dim = old.weight.shape
+        if old_n == n:
+            old.out_features = n  # tied weights already resized
+            return old
+        if not isinstance(old, nn.Linear):
+            raise TypeError(f"Output embeddings are a {type(old).__name__}, not an nn.Linear: cannot resize.")
+        new = nn.Linear(dim, n, bias=old.bias is not None, device=old.weight.device, dtype=old.weight.dtype)
+        if n > old_n:
+            if mean_resizing:
+                _init_added_rows_with_mean(old.weight.data, new.weight.data, n - old_n)
+                if old.bias is not None:
+                    mean = torch.mean(old.bias.data, axis=0, dtype=torch.float32)
+                    std = torch.std(old.bias.data, axis=0).to(torch.float32)
+                    new.bias.data[-(n - old_n):].normal_(mean=mean, std=1e-9 * std)
+            else:
+                self._init_weights(new)
+        keep = min(old_n, n)
+        new.weight.data[:keep] = old.weight.data[:keep]
+        if old.bias is not None:
+            new.bias.data[:keep] = old.bias.data[:keep]
+        return new
 
     # -- loading ----------------------------------------------------------------------------------
     @classmethod
@@ -139,8 +363,32 @@ class PreTrainedModel(nn.Module):
         files it needs next to the weights (GenerationMixin: generation_config.json). Nothing here."""
 
     # -- saving -----------------------------------------------------------------------------------
-    def save_pretrained(self, folder: str | os.PathLike, *, max_shard_size: int | str = "5GB",
-                        safe_serialization: bool = True, state_dict: dict | None = None) -> None:
-        """config.json plus model.safetensors (or shards and an index), tied copies written once."""
-        save_model(self, folder, max_shard_size=max_shard_size, safe_serialization=safe_serialization,
-                   state_dict=state_dict)
+    def save_pretrained(self, save_directory: str | os.PathLike, is_main_process: bool = True,
+                        state_dict: dict | None = None, save_function: Callable = torch.save,
+                        max_shard_size: int | str = "5GB", safe_serialization: bool = True) -> None:
+        """config.json (+ generation_config.json for a generative model) plus model.safetensors (or shards and an
+        index), tied copies written once, `_keys_to_ignore_on_save` left out. As the reference: `state_dict`
+        replaces the model's own (accelerate's gathered one), only the main process writes (`is_main_process`),
+        and `save_function` writes each pickled shard when safe_serialization=False (accelerate.save)."""
+        if not is_main_process:
+            return
+        if state_dict is not None and self._keys_to_ignore_on_save:
+            state_dict = {k: v for k, v in state_dict.items() if k not in self._keys_to_ignore_on_save}
+        elif self._keys_to_ignore_on_save:
+            state_dict = {k: v for k, v in self.state_dict().items() if k not in self._keys_to_ignore_on_save}
+        save_model(self, save_directory, max_shard_size=max_shard_size, safe_serialization=safe_serialization,
+                   state_dict=state_dict, save_function=save_function)
+
+
+def _init_added_rows_with_mean(old: torch.Tensor, new: torch.Tensor, added: int) -> None:
+    """New rows ~ N(mean of the old rows, 1e-9 x their covariance), or the mean itself when that covariance is not
+    positive definite (the reference's formula and random draws)."""
+    weight = old.to(torch.float32)  # (V, C)
+    mean = weight.mean(dim=0)  # (C,)
+    centered = weight - mean
+    covariance = centered.T @ centered / weight.shape[0]  # (C, C)
+    if torch.distributions.constraints.positive_definite.check(1e-9 * covariance).all():
+        dist = torch.distributions.multivariate_normal.MultivariateNormal(mean, covariance_matrix=1e-9 * covariance)
+        new[-added:, :] = dist.sample(sample_shape=(added,)).to(old.dtype)
+    else:
+        new[-added:, :] = mean[None, :].repeat(added, 1).to(old.dtype)

@@ -20,7 +20,7 @@ from torch import nn
 
 from ..generation.mixin import GenerationMixin
 from ..modeling import PreTrainedModel
-from ..nn.activations import get_activation
+from ..nn.activations import Activation, get_activation
 from ..nn.attention import attention
 from ..nn.cache import DynamicCache
 from ..nn.heads import finish, keep_positions
@@ -131,7 +131,7 @@ class BertIntermediate(nn.Module):
     def __init__(self, config: BertConfig):
         super().__init__()
         self.dense = nn.Linear(config.hidden_size, config.intermediate_size)
-        self.intermediate_act_fn = get_activation(config.hidden_act)
+        self.intermediate_act_fn = Activation(config.hidden_act)
 
     def forward(self, x):
         return self.intermediate_act_fn(self.dense(x))  # (B, T, I)
@@ -195,6 +195,8 @@ class BertPreTrainedModel(PreTrainedModel):
 
     config_class = BertConfig
     base_model_prefix = "bert"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["BertEmbeddings", "BertLayer"]
 
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)  # normal(0, initializer_range) for Linear/Embedding, LayerNorm 1/0
@@ -241,6 +243,8 @@ class BertModel(BertPreTrainedModel):
         return_dict = config.return_dict if return_dict is None else return_dict
         cache = past_key_values if past_key_values is not None else cache
         use_cache = bool(config.is_decoder and (config.use_cache if use_cache is None else use_cache))
+        if self.checkpointing():  # recomputed blocks would write a cache twice
+            use_cache, cache = False, None
         if use_cache and cache is None:
             cache = DynamicCache(config)
         past = cache.get_seq_length() if cache is not None else 0
@@ -264,7 +268,8 @@ class BertModel(BertPreTrainedModel):
 
         hidden_states, attentions, cross_attentions = [x], [], []
         for layer in self.encoder.layer:
-            x, weights, cross_weights = layer(x, mask, cache, encoder_hidden_states, encoder_mask)  # (B, T, H)
+            x, weights, cross_weights = self.run_layer(layer, x, mask, cache, encoder_hidden_states,
+                                                       encoder_mask)  # (B, T, H)
             hidden_states.append(x)
             attentions += [weights] if weights is not None else []
             cross_attentions += [cross_weights] if cross_weights is not None else []

@@ -127,6 +127,8 @@ class ChatGLMModel(PreTrainedModel):
     config_class = ChatGLMConfig
     base_model_prefix = "transformer"
     _keys_to_ignore_on_load_unexpected = [r"rotary_pos_emb\.inv_freq$"]
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["GLMBlock"]
     supports_compiled_decode = True  # generate(compile=True): no cache length is read given a 4-D mask + positions
 
     def __init__(self, config):
@@ -156,6 +158,8 @@ class ChatGLMModel(PreTrainedModel):
         cache, use_cache, output_attentions, output_hidden_states, return_dict = forward_options(
             config, input_ids, inputs_embeds, past_key_values, cache, use_cache, output_attentions,
             output_hidden_states, return_dict)
+        if self.checkpointing():  # recomputed blocks would write a cache twice
+            use_cache, cache = False, None
         if inputs_embeds is None:
             inputs_embeds = self.embedding.word_embeddings(input_ids)  # (B, T, C)
         if use_cache and cache is None:
@@ -182,7 +186,7 @@ class ChatGLMModel(PreTrainedModel):
         hidden_states = [h] if output_hidden_states else None
         attentions = [] if output_attentions else None
         for layer in self.encoder.layers:
-            h, weights = layer(h, cos, sin, mask, cache)
+            h, weights = self.run_layer(layer, h, cos, sin, mask, cache)
             if output_hidden_states:
                 hidden_states.append(h)
             if output_attentions and weights is not None:
@@ -202,6 +206,8 @@ class ChatGLMPreTrainedModel(PreTrainedModel):
     config_class = ChatGLMConfig
     base_model_prefix = "transformer"
     _keys_to_ignore_on_load_unexpected = ChatGLMModel._keys_to_ignore_on_load_unexpected
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["GLMBlock"]
 
     def __init__(self, config):
         super().__init__(config)

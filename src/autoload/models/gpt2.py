@@ -18,7 +18,7 @@ from torch import nn
 
 from ..generation.mixin import GenerationMixin
 from ..modeling import PreTrainedModel
-from ..nn.activations import get_activation
+from ..nn.activations import Activation
 from ..nn.attention import attention
 from ..nn.cache import DynamicCache
 from ..nn.heads import finish, keep_positions, pool_last_token
@@ -42,6 +42,7 @@ class Conv1D(nn.Module):
         self.weight = nn.Parameter(torch.empty(in_features, out_features))
         self.bias = nn.Parameter(torch.zeros(out_features))
         self.residual = residual
+        nn.init.normal_(self.weight, std=0.02)  # as the reference's constructor: a seeded build draws the same numbers
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = torch.addmm(self.bias, x.reshape(-1, x.shape[-1]), self.weight)  # (B*T, out)
@@ -84,7 +85,7 @@ class GPT2MLP(nn.Module):
         super().__init__()
         inner = config.n_inner if config.n_inner is not None else 4 * config.n_embd
         self.c_fc = Conv1D(config.n_embd, inner)
-        self.act = get_activation(config.activation_function)  # "gelu_new": GELU's tanh approximation
+        self.act = Activation(config.activation_function)  # "gelu_new": GELU's tanh approximation
         self.c_proj = Conv1D(inner, config.n_embd, residual=True)
         self.dropout = nn.Dropout(config.resid_pdrop)
 
@@ -109,16 +110,20 @@ class GPT2Block(nn.Module):
 class GPT2PreTrainedModel(PreTrainedModel):
     config_class = GPT2Config
     base_model_prefix = "transformer"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["GPT2Block"]
     # causal-mask buffers that old checkpoints saved (`h.0.attn.bias`, `h.0.attn.masked_bias`)
     _keys_to_ignore_on_load_unexpected = [r"(^|\.)(attn|crossattention)\.(masked_)?bias$"]
 
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)
         if isinstance(module, Conv1D):
-            # GPT-2 paper: residual projections scaled by 1/√N, N = 2 residual branches per block
-            std = self.config.initializer_range
-            module.weight.data.normal_(0.0, std / math.sqrt(2 * self.config.n_layer) if module.residual else std)
+            module.weight.data.normal_(0.0, self.config.initializer_range)
             module.bias.data.zero_()
+        if isinstance(module, (GPT2Attention, GPT2MLP)):
+            # GPT-2 paper: residual projections drawn again with std/√N, N = 2 residual branches per block (after
+            # their plain init above, children first: the reference's order of RNG draws)
+            module.c_proj.weight.data.normal_(0.0, self.config.initializer_range / math.sqrt(2 * self.config.n_layer))
 
 
 class GPT2Model(GPT2PreTrainedModel):
@@ -154,6 +159,8 @@ class GPT2Model(GPT2PreTrainedModel):
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of input_ids and inputs_embeds.")
         use_cache = cfg.use_cache if use_cache is None else use_cache
+        if self.checkpointing():  # recomputed blocks would write a cache twice
+            use_cache, past_key_values = False, None
         output_attentions = cfg.output_attentions if output_attentions is None else output_attentions
         output_hidden_states = cfg.output_hidden_states if output_hidden_states is None else output_hidden_states
         if use_cache and past_key_values is None:
@@ -184,7 +191,7 @@ class GPT2Model(GPT2PreTrainedModel):
         for block in self.h:
             if output_hidden_states:
                 hidden_states.append(h)
-            h, weights = block(h, mask, past_key_values, eager)
+            h, weights = self.run_layer(block, h, mask, past_key_values, eager)
             if output_attentions and weights is not None:
                 attentions.append(weights)
         h = self.ln_f(h)

@@ -33,7 +33,7 @@ from torch import nn
 
 from ..generation.mixin import GenerationMixin
 from ..modeling import PreTrainedModel
-from ..nn.activations import get_activation
+from ..nn.activations import Activation
 from ..nn.attention import attention
 from ..nn.cache import DynamicCache
 from ..nn.heads import finish, forward_options, keep_positions, pool_last_token
@@ -99,7 +99,7 @@ class LlamaMLP(nn.Module):
         self.gate_proj = nn.Linear(c, i, bias=bias)
         self.up_proj = nn.Linear(c, i, bias=bias)
         self.down_proj = nn.Linear(i, c, bias=bias)
-        self.act_fn = get_activation(config.hidden_act)
+        self.act_fn = Activation(config.hidden_act)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.down_proj(self.act_fn(self.gate_proj(x)) * self.up_proj(x))
@@ -127,6 +127,8 @@ class LlamaDecoderLayer(nn.Module):
 class LlamaPreTrainedModel(PreTrainedModel):
     config_class = LlamaConfig
     base_model_prefix = "model"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["LlamaDecoderLayer"]
 
     def get_input_embeddings(self) -> nn.Embedding:
         return getattr(self, self.base_model_prefix).embed_tokens
@@ -164,6 +166,8 @@ class LlamaModel(LlamaPreTrainedModel):
         cache, use_cache, output_attentions, output_hidden_states, return_dict = forward_options(
             config, input_ids, inputs_embeds, past_key_values, cache, use_cache, output_attentions,
             output_hidden_states, return_dict)
+        if self.checkpointing():  # recomputed blocks would write a cache twice
+            use_cache, cache = False, None
         if inputs_embeds is None:
             inputs_embeds = self.embed_tokens(input_ids)  # (B, T, C)
         if use_cache and cache is None:
@@ -197,7 +201,7 @@ class LlamaModel(LlamaPreTrainedModel):
         hidden_states = [h] if output_hidden_states else None
         attentions = [] if output_attentions else None
         for layer in self.layers:
-            h, weights = layer(h, cos, sin, masks[layer.self_attn.sliding_window], cache)
+            h, weights = self.run_layer(layer, h, cos, sin, masks[layer.self_attn.sliding_window], cache)
             if output_hidden_states:
                 hidden_states.append(h)
             if output_attentions and weights is not None:

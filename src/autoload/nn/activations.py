@@ -12,6 +12,7 @@ import math
 from typing import Callable
 
 import torch
+from torch import nn
 from torch.nn import functional as F
 
 
@@ -83,3 +84,19 @@ def get_activation(name: str | Callable) -> Callable[[torch.Tensor], torch.Tenso
         close = difflib.get_close_matches(str(name), ACT2FN, n=1)
         hint = f" Did you mean '{close[0]}'?" if close else ""
         raise KeyError(f"Unknown activation '{name}'.{hint} Known: {', '.join(sorted(ACT2FN))}.") from None
+
+
+class Activation(nn.Module):
+    """An activation as a module, so that it shows in `named_modules()` where the reference has one
+    (`mlp.act_fn`, `intermediate.intermediate_act_fn`, `mlp.act`) and forward hooks can attach to it."""
+
+    def __init__(self, name: str | Callable):
+        super().__init__()
+        self.name = name if isinstance(name, str) else getattr(name, "__name__", type(name).__name__)
+        self.fn = get_activation(name)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fn(x)
+
+    def extra_repr(self) -> str:
+        return self.name
