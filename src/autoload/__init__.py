@@ -17,6 +17,7 @@ _EXPORTS: dict[str, str] = {
     "HubServer": "autoload.server",
     "PretrainedConfig": "autoload.configuration",
     "PreTrainedModel": "autoload.modeling",
+    "set_seed": "autoload.modeling",
     "pipeline": "autoload.pipelines",
     "GenerationConfig": "autoload.generation",
     "TextStreamer": "autoload.generation",
@@ -34,7 +35,37 @@ _EXPORTS: dict[str, str] = {
         "EntryNotFoundError", "LocalEntryNotFoundError", "OfflineModeError", "IncompleteSnapshotError",
         "IntegrityError", "UnsafePathError", "InvalidRepoIdError", "InvalidRevisionError",
         "MalformedResponseError", "RetryLimitError", "CacheLockTimeoutError")},
+    # concrete classes, as the reference exports them: every config, model and tokenizer class of the registry
+    # (registry/table.py's rows and tokenization.TOKENIZER_CLASSES; tests/test_toplevel.py ties this list to them)
+    **{f"{name}Config": "autoload.models.configs" for name in (
+        "Bert", "GPT2", "ChatGLM", "Llama", "Mistral", "Qwen2", "Qwen3")},
+    **{name: "autoload.models.bert" for name in (
+        "BertModel", "BertForPreTraining", "BertForMaskedLM", "BertLMHeadModel", "BertForSequenceClassification",
+        "BertForTokenClassification", "BertForQuestionAnswering", "BertForMultipleChoice",
+        "BertForNextSentencePrediction")},
+    **{name: "autoload.models.gpt2" for name in (
+        "GPT2Model", "GPT2LMHeadModel", "GPT2ForSequenceClassification", "GPT2ForTokenClassification",
+        "GPT2ForQuestionAnswering")},
+    **{name: "autoload.models.chatglm" for name in (
+        "ChatGLMForConditionalGeneration", "ChatGLMForSequenceClassification")},
+    **{f"{family}{head}": "autoload.models.llama" for family in ("Llama", "Mistral", "Qwen2", "Qwen3") for head in (
+        "Model", "ForCausalLM", "ForSequenceClassification", "ForTokenClassification", "ForQuestionAnswering")},
+    **{name: "autoload.tokenization.base" for name in (
+        "TokenizersBackend", "PreTrainedTokenizerFast", "PreTrainedTokenizer", "PythonBackend")},
+    **{name: "autoload.tokenization.bert" for name in (
+        "BertTokenizer", "BertTokenizerFast", "DistilBertTokenizer", "DistilBertTokenizerFast")},
+    "GPT2Tokenizer": "autoload.tokenization.gpt2",
+    "GPT2TokenizerFast": "autoload.tokenization.gpt2",
+    "Qwen2Tokenizer": "autoload.tokenization.qwen2",
+    "Qwen2TokenizerFast": "autoload.tokenization.qwen2",
+    "LlamaTokenizer": "autoload.tokenization.llama",
+    "LlamaTokenizerFast": "autoload.tokenization.llama",
+    "QWenTokenizer": "autoload.tokenization.tiktoken_bpe",
+    "ChatGLMTokenizer": "autoload.tokenization.chatglm",
+    "ChatGLM4Tokenizer": "autoload.tokenization.chatglm",
 }
+# reference names served by another class of their module (v5's Python backend is the tokenizers-backed class)
+_ALIASES = {"PreTrainedTokenizer": "TokenizersBackend", "PythonBackend": "TokenizersBackend"}
 
 __all__ = ["__version__", *_EXPORTS]
 
@@ -43,7 +74,7 @@ def __getattr__(name: str):
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'autoload' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    value = getattr(importlib.import_module(module), _ALIASES.get(name, name))
     globals()[name] = value  # later look-ups skip this function
     return value
 
