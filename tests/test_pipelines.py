@@ -316,6 +316,49 @@ def test_token_classification_stride_and_pre_split_words(tagger, tmp_path):
         ours(EN[0], is_split_into_words=True)
 
 
+# -- zero-shot-classification ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("nli", [["contradiction", "neutral", "entailment"], ["ENTAILMENT", "neutral", "contradiction"]])
+def test_zero_shot_classification_equals_the_reference(tmp_path, minilm_dir, nli):
+    folder = save_tiny(tmp_path, "BertForSequenceClassification", minilm_dir, id2label=dict(enumerate(nli)),
+                       label2id={label: i for i, label in enumerate(nli)}, initializer_range=0.3)
+    ours = pipeline("zero-shot-classification", folder)
+    ref = transformers.pipeline("zero-shot-classification", model=str(folder))
+    assert ours.entailment_id == ref.entailment_id == nli.index(next(n for n in nli if n.lower() == "entailment"))
+    labels = ["politics", "sports", "cooking", "science fiction"]
+    for options in ({}, {"multi_label": True}, {"hypothesis_template": "The topic is {}"}):
+        assert_same(ours(EN[0], candidate_labels=labels, **options),
+                    ref(EN[0], candidate_labels=labels, **options))
+        assert_same(ours(EN, labels, batch_size=3, **options), ref(EN, labels, **options))
+    assert_same(ours(EN[1], candidate_labels="sports, cooking"), ref(EN[1], candidate_labels="sports, cooking"))
+    assert_same(ours(EN[2], candidate_labels=["sports"]), ref(EN[2], candidate_labels=["sports"]))  # one: binary
+    result = ours(EN[0], labels)
+    assert abs(sum(result["scores"]) - 1) < 1e-5 and result["scores"] == sorted(result["scores"], reverse=True)
+    assert abs(sum(ours(EN[0], labels, multi_label=True)["scores"]) - 1) > 1e-3
+    preset = pipeline("zero-shot-classification", folder, candidate_labels=labels, multi_label=True)
+    assert_same(preset(EN[3]), ref(EN[3], candidate_labels=labels, multi_label=True))
+    with pytest.raises(ValueError, match="needs candidate_labels"):
+        ours(EN[0])
+    with pytest.raises(ValueError, match="has no place for the label"):
+        ours(EN[0], labels, hypothesis_template="No slot here.")
+    with pytest.raises(ValueError, match="at least one text"):
+        ours([], candidate_labels=labels)
+    with pytest.raises(TypeError, match=r"unknown option\(s\) 'multilabel' \(did you mean 'multi_label'"):
+        ours(EN[0], labels, multilabel=True)
+
+
+def test_zero_shot_classification_needs_a_classifier(tmp_path, minilm_dir, caplog):
+    folder = save_tiny(tmp_path / "mlm", "BertForMaskedLM", minilm_dir)
+    with pytest.raises(ValueError, match="cannot do zero-shot-classification"):
+        pipeline("zero-shot-classification", autoload.AutoModelForMaskedLM.from_pretrained(folder))
+    vague = save_tiny(tmp_path / "vague", "BertForSequenceClassification", minilm_dir, num_labels=3)
+    with caplog.at_level("WARNING", logger="autoload"):
+        ours = pipeline("zero-shot-classification", vague)
+    assert ours.entailment_id == -1 and "starts with 'entail'" in caplog.text
+    ref = transformers.pipeline("zero-shot-classification", model=str(vague))
+    assert_same(ours(EN[0], ["a", "b"]), ref(EN[0], ["a", "b"]))
+
+
 # -- text-generation -------------------------------------------------------------------------------------------
 
 def test_text_generation_equals_the_reference(tmp_path, minilm_dir):
@@ -391,7 +434,7 @@ def test_task_names_and_lazy_export():
     assert pipeline_class("ner") is pipeline_class("token-classification")
     assert pipeline_class("sentiment-analysis").task == "text-classification"
     assert sorted(TASKS) == ["feature-extraction", "fill-mask", "sentence-embeddings", "text-classification",
-                             "text-generation", "token-classification"]
+                             "text-generation", "token-classification", "zero-shot-classification"]
     with pytest.raises(ValueError, match="Unknown task 'question-answering'"):
         pipeline("question-answering", "x")
     assert "pipeline" in autoload.__all__ and autoload.pipeline is pipeline

@@ -3,9 +3,9 @@
     fill = autoload.pipeline("fill-mask", "google-bert/bert-base-chinese")
     fill("巴黎是[MASK]国的首都。", top_k=5)
 
-One module per task (fill_mask, embeddings, text_classification, token_classification, text_generation) on a
-shared base (base.py: options, batching, progress bar, inference mode). Importing this package imports no torch;
-the task's module is imported when a pipeline is built.
+One module per task (fill_mask, embeddings, text_classification, token_classification, text_generation,
+zero_shot) on a shared base (base.py: options, batching, progress bar, inference mode). Importing this package
+imports no torch; the task's module is imported when a pipeline is built.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ TASKS: dict[str, str] = {
     "text-classification": "text_classification:TextClassificationPipeline",
     "token-classification": "token_classification:TokenClassificationPipeline",
     "text-generation": "text_generation:TextGenerationPipeline",
+    "zero-shot-classification": "zero_shot:ZeroShotClassificationPipeline",
 }
 ALIASES: dict[str, str] = {"sentiment-analysis": "text-classification", "ner": "token-classification"}
 HUB_OPTIONS = ("revision", "token", "cache_dir", "local_files_only", "endpoint")
@@ -45,7 +46,8 @@ def pipeline(task: str, model=None, tokenizer=None, *, device=None, dtype=None, 
              revision: str | None = None, token=None, cache_dir=None, local_files_only: bool = False,
              endpoint: str | None = None, hub: str | None = None, **task_options):
     """Build the pipeline of `task` ("fill-mask", "feature-extraction", "sentence-embeddings",
-    "text-classification" / "sentiment-analysis", "token-classification" / "ner", "text-generation").
+    "text-classification" / "sentiment-analysis", "token-classification" / "ner", "text-generation",
+    "zero-shot-classification").
 
     model: a hub repo id, a folder, or a loaded model (then `tokenizer` is loaded from the model's
     `name_or_path` unless given). tokenizer: a loaded tokenizer, a repo id or a folder (default: the model's).

@@ -42,6 +42,8 @@ def describe(task: str, result) -> str:
     if task == "text-generation":
         return "\n".join(entry["generated_text"] if isinstance(entry.get("generated_text"), str)
                          else to_json(entry) for entry in result)
+    if task == "zero-shot-classification":
+        return "\n".join(f"  {label}  {score:.4f}" for label, score in zip(result["labels"], result["scores"]))
     if task == "feature-extraction":
         tokens = result[0] if result and isinstance(result[0], list) and isinstance(result[0][0], list) else result
         return f"  {len(tokens)} tokens x {len(tokens[0]) if tokens else 0} features (use --json for the values)"
