@@ -29,11 +29,12 @@ GLOBAL_DEFAULTS: dict[str, Any] = {
     "min_length": 0, "do_sample": False, "temperature": 1.0, "top_k": 50, "top_p": 1.0,
     "repetition_penalty": 1.0, "num_return_sequences": 1, "use_cache": True, "return_dict_in_generate": False,
     "output_scores": False, "cache_implementation": "dynamic",
+    "num_beams": 1, "length_penalty": 1.0, "early_stopping": False, "no_repeat_ngram_size": 0, "output_logits": False,
 }
 # reference options this generate() does not implement, with the value at which they change nothing; a file that
 # sets another value gets a warning (the option is ignored), a call or a passed config gets an error
 NEUTRAL: dict[str, Any] = {
-    "num_beams": 1, "num_beam_groups": 1, "typical_p": 1.0, "no_repeat_ngram_size": 0, "epsilon_cutoff": 0.0,
+    "num_beam_groups": 1, "typical_p": 1.0, "epsilon_cutoff": 0.0,
     "eta_cutoff": 0.0, "diversity_penalty": 0.0, "encoder_repetition_penalty": 1.0,
     "encoder_no_repeat_ngram_size": 0, "bad_words_ids": None, "force_words_ids": None, "suppress_tokens": None,
     "begin_suppress_tokens": None, "forced_bos_token_id": None, "forced_eos_token_id": None,
@@ -67,6 +68,11 @@ class GenerationConfig:
     cache_implementation: str | None = None
     return_dict_in_generate: bool | None = None
     output_scores: bool | None = None
+    num_beams: int | None = None
+    length_penalty: float | None = None
+    early_stopping: bool | str | None = None
+    no_repeat_ngram_size: int | None = None
+    output_logits: bool | None = None
     extra: dict[str, Any] = field(default_factory=dict, repr=False)
 
     # -- construction ---------------------------------------------------------------------------------------
@@ -147,9 +153,34 @@ class GenerationConfig:
             f.write(json.dumps(self.to_dict(), indent=2, sort_keys=True, ensure_ascii=False) + "\n")
         return path
 
-    def update(self, **values) -> None:
+    def to_diff_dict(self) -> dict[str, Any]:
+        """What differs from `GenerationConfig()`, as the reference names it: every field defaults to None here,
+        so this is `to_dict()` (transformers' pipelines read it to know which options the model sets)."""
+        return self.to_dict()
+
+    def to_json_string(self, use_diff: bool = True, ignore_metadata: bool = False,
+                       keys_to_pop: list[str] | None = None) -> str:
+        data = {k: v for k, v in self.to_dict().items() if k not in (keys_to_pop or ())}
+        return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+    def validate(self, strict: bool = False, user_set_attributes: set[str] | None = None) -> None:
+        """The reference's hook: options this generate() does not implement, at a value that changes the result,
+        warn (strict=True: raise NotImplementedError)."""
+        _check_unsupported(self.extra, strict)
+
+    def update(self, defaults_only: bool = False, allow_custom_entries: bool = False, **values) -> dict[str, Any]:
+        """Set the named fields (with `defaults_only`, only those still unset) and return the keywords that are
+        not fields, as the reference does; `allow_custom_entries` keeps those in `extra` instead."""
+        known, unused = set(self.field_names()), {}
         for key, value in values.items():
-            setattr(self, key, value)
+            if key in known:
+                if not (defaults_only and getattr(self, key) is not None):
+                    setattr(self, key, value)
+            elif allow_custom_entries:
+                self.extra[key] = value
+            else:
+                unused[key] = value
+        return unused
 
 
 def _check_unsupported(values: dict[str, Any], strict: bool) -> None:
