@@ -291,11 +291,11 @@ def test_generation_config_files(tmp_path, llama):
 
 def test_unsupported_file_options_warn_and_call_options_fail(caplog):
     with caplog.at_level(logging.WARNING, logger="autoload"):
-        config = GenerationConfig.from_dict({"num_beams": 4, "num_return_sequences": 1, "typical_p": 1.0})
-    assert "num_beams=4" in caplog.text and "typical_p" not in caplog.text
-    assert config.extra["num_beams"] == 4
-    with pytest.raises(NotImplementedError, match="num_beams"):
-        GenerationConfig.coerce(transformers.GenerationConfig(num_beams=4))
+        config = GenerationConfig.from_dict({"epsilon_cutoff": 0.001, "num_return_sequences": 1, "typical_p": 1.0})
+    assert "epsilon_cutoff=0.001" in caplog.text and "typical_p" not in caplog.text
+    assert config.extra["epsilon_cutoff"] == 0.001
+    with pytest.raises(NotImplementedError, match="epsilon_cutoff"):
+        GenerationConfig.coerce(transformers.GenerationConfig(epsilon_cutoff=0.001))
     with pytest.raises(TypeError, match="unknown option"):
         GenerationConfig.coerce({"max_new_token": 3})
 
@@ -316,7 +316,7 @@ def test_unsupported_file_options_warn_and_call_options_fail(caplog):
     (dict(cache_implementation="paged"), ValueError, "cache_implementation must be one of"),
     (dict(max_new_tokens=None, max_length=5), ValueError, "Input length of input_ids is 7, but `max_length` is set to 5"),
     (dict(max_new_token=5), TypeError, "Did you mean 'max_new_tokens'"),
-    (dict(num_beams=4), NotImplementedError, "num_beams"),
+    (dict(num_beams=4, do_sample=True), NotImplementedError, "num_beams"),
     (dict(stop_strings=["x"]), ValueError, "stop_strings needs the tokenizer"),
     (dict(seed=1, generator=torch.Generator()), ValueError, "seed or generator"),
 ])

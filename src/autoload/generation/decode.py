@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from ..nn.outputs import ModelOutput
+from .beam import beam_search
 from .compiled import CACHE_MULTIPLE, CompiledSteps
 from .config import CACHE_IMPLEMENTATIONS, DEFAULT_NEW_TOKENS, NEUTRAL, GenerationConfig, resolve
 from .sampling import LogitsRules, sample, seen_tokens
@@ -39,10 +40,11 @@ UNSET = _Unset()  # default of the options whose explicit None means something (
 @dataclass
 class GenerateDecoderOnlyOutput(ModelOutput):
     """`generate(..., return_dict_in_generate=True)`: the (B, L) sequences, the processed (B, V) scores of each
-    step when output_scores=True, and the KV cache."""
+    step when output_scores=True, the raw (B, V) logits when output_logits=True, and the KV cache."""
 
     sequences: torch.Tensor | None = None
     scores: tuple[torch.Tensor, ...] | None = None
+    logits: tuple[torch.Tensor, ...] | None = None
     past_key_values: Any = None
 
 
@@ -89,7 +91,9 @@ def generate(model, input_ids: torch.Tensor | None = None, attention_mask: torch
              num_return_sequences: int | None = None, generator: torch.Generator | None = None,
              seed: int | None = None, streamer=None, cache_implementation: str | None = None,
              use_cache: bool | None = None, return_dict_in_generate: bool | None = None,
-             output_scores: bool | None = None, logits_processor=None, stopping_criteria=None, inputs=None,
+             output_scores: bool | None = None, output_logits: bool | None = None, num_beams: int | None = None,
+             length_penalty: float | None = None, early_stopping: bool | str | None = None,
+             no_repeat_ngram_size: int | None = None, logits_processor=None, stopping_criteria=None, inputs=None,
              position_ids: torch.Tensor | None = None, past_key_values=None, compile: bool = False, **unknown):
     """Generate continuations of `input_ids` (B, T) — left-padded with `attention_mask` for a batch.
 
@@ -109,6 +113,10 @@ def generate(model, input_ids: torch.Tensor | None = None, attention_mask: torch
     (see `autoload.generation.compiled`; the compiled graphs are the model's own, nothing process-wide is reset):
     the first call per batch size and cache length (prompt + max_new_tokens rounded up to a multiple of 256)
     compiles for tens of seconds, later ones are faster than eager; the prompt runs eagerly.
+    `num_beams` > 1 runs beam search (generation/beam.py, the reference's algorithm) with `length_penalty`,
+    `early_stopping` (True / False / "never") and up to `num_beams` `num_return_sequences`; the dict output then
+    has `sequences_scores` and `beam_indices` (for `compute_transition_scores`). `no_repeat_ngram_size` bans any
+    n-gram from occurring twice in a row (every decoding mode).
     An explicit `eos_token_id=None` (or []) turns EOS stopping off and `pad_token_id=None` drops the model's pad
     id, as in the reference; every other option given as None counts as not set.
     """
@@ -145,8 +153,8 @@ def _check_unknown(unknown: dict) -> None:
         if key in NEUTRAL:
             if value is None or value == NEUTRAL[key]:
                 continue
-            raise NotImplementedError(f"generate({key}={value!r}) is not implemented by autoload (greedy decoding "
-                                      "and sampling only).")
+            raise NotImplementedError(f"generate({key}={value!r}) is not implemented by autoload (greedy decoding, "
+                                      "sampling and beam search only).")
         valid = [p for p in inspect.signature(generate).parameters if p not in ("model", "unknown")]
         close = difflib.get_close_matches(key, valid, n=1)
         hint = f" Did you mean '{close[0]}'?" if close else f" Valid options: {', '.join(sorted(valid))}."
@@ -188,7 +196,11 @@ def _generate(model, input_ids, attention_mask, call, passed, tokenizer, generat
     past_len = past.get_seq_length() if past is not None else 0
     if position_ids is not None:
         position_ids = torch.as_tensor(position_ids, device=device).long().reshape(batch, prompt_len)
-    n = cfg.num_return_sequences
+    beams = cfg.num_beams > 1
+    if beams and (streamer is not None or compile or past is not None):
+        raise ValueError("Beam search (num_beams > 1) cannot be used with a streamer, compile=True or "
+                         "past_key_values: set num_beams=1 for those.")
+    n = cfg.num_beams if beams else cfg.num_return_sequences
     if n > 1:  # each prompt repeated n times in a row, as the reference's _expand_inputs_for_generation
         if past is not None:
             raise ValueError("num_return_sequences > 1 cannot continue from past_key_values (one cache per row).")
@@ -209,7 +221,7 @@ def _generate(model, input_ids, attention_mask, call, passed, tokenizer, generat
             raise ValueError("Pass either seed or generator, not both.")
         generator = torch.Generator(device=device).manual_seed(seed)
     rules = LogitsRules(cfg.repetition_penalty, eos, min_length, cfg.do_sample, cfg.temperature, cfg.top_k,
-                        cfg.top_p, cfg.min_p)
+                        cfg.top_p, cfg.min_p, cfg.no_repeat_ngram_size)
     if past is not None:
         if not cfg.use_cache:
             raise ValueError("past_key_values was given with use_cache=False: the cache is needed to continue.")
@@ -220,7 +232,16 @@ def _generate(model, input_ids, attention_mask, call, passed, tokenizer, generat
         cache = _new_cache(model, cfg, batch, cache_len) if cfg.use_cache else None
     positions = position_ids if position_ids is not None else \
         _positions(mask, batch, past_len + prompt_len, device)[:, past_len:]  # (B, T)
+    if beams and max_length > prompt_len:
+        return beam_search(
+            model, input_ids, mask, positions, cache, num_beams=cfg.num_beams, max_length=max_length, rules=rules,
+            processors=processors, finished=lambda ids, scores: _finished(ids, scores, eos, stop, criteria),
+            eos=eos, pad=pad, length_penalty=cfg.length_penalty, early_stopping=cfg.early_stopping,
+            num_return_sequences=cfg.num_return_sequences, output_scores=cfg.output_scores,
+            output_logits=cfg.output_logits, return_dict=cfg.return_dict_in_generate,
+            forward=lambda ids, m, pos, c: _forward(model, ids, m, pos, c), seen_mask=mask)
     scores_out = [] if cfg.output_scores else None
+    logits_out = [] if cfg.output_logits else None
     unfinished = torch.ones(batch, dtype=torch.bool, device=device)
     seen = None
 
@@ -235,6 +256,8 @@ def _generate(model, input_ids, attention_mask, call, passed, tokenizer, generat
             scores = rules.process(logits, seen, input_ids.shape[1], processors, input_ids)
             if scores_out is not None:
                 scores_out.append(scores)
+            if logits_out is not None:
+                logits_out.append(logits)
             next_tokens = sample(scores, cfg.do_sample, generator)  # (B,)
             if eos is not None:  # finished rows only grow padding
                 next_tokens = torch.where(unfinished, next_tokens, torch.as_tensor(pad, device=device))
@@ -260,6 +283,7 @@ def _generate(model, input_ids, attention_mask, call, passed, tokenizer, generat
     if cfg.return_dict_in_generate:
         return GenerateDecoderOnlyOutput(sequences=input_ids,
                                          scores=tuple(scores_out) if scores_out is not None else None,
+                                         logits=tuple(logits_out) if logits_out is not None else None,
                                          past_key_values=cache)
     return input_ids
 
@@ -311,7 +335,24 @@ def _validate(cfg: GenerationConfig, user_set: set) -> None:
                          "do_sample=False.")
     if cfg.num_return_sequences < 1:
         raise ValueError(f"num_return_sequences must be >= 1, got {cfg.num_return_sequences}.")
-    if cfg.num_return_sequences > 1 and not cfg.do_sample:
+    if isinstance(cfg.num_beams, bool) or not isinstance(cfg.num_beams, int) or cfg.num_beams < 1:
+        raise ValueError(f"num_beams must be an integer >= 1, got {cfg.num_beams!r}.")
+    if cfg.num_beams > 1:
+        if cfg.do_sample:
+            raise NotImplementedError("Beam sampling (num_beams > 1 with do_sample=True) is not implemented by "
+                                      "autoload: use num_beams=1 to sample, or do_sample=False for beam search.")
+        if cfg.num_return_sequences > cfg.num_beams:
+            raise ValueError(f"num_return_sequences ({cfg.num_return_sequences}) must be <= num_beams "
+                             f"({cfg.num_beams}).")
+    if cfg.early_stopping not in (True, False, "never"):
+        raise ValueError(f"early_stopping must be True, False or 'never', got {cfg.early_stopping!r}.")
+    if isinstance(cfg.length_penalty, bool) or not isinstance(cfg.length_penalty, (int, float)):
+        raise ValueError(f"length_penalty must be a number, got {cfg.length_penalty!r}.")
+    if isinstance(cfg.no_repeat_ngram_size, bool) or not isinstance(cfg.no_repeat_ngram_size, int) \
+            or cfg.no_repeat_ngram_size < 0:
+        raise ValueError(f"no_repeat_ngram_size must be an integer >= 0 (0 disables it), got "
+                         f"{cfg.no_repeat_ngram_size!r}.")
+    if cfg.num_return_sequences > 1 and not cfg.do_sample and cfg.num_beams == 1:
         raise ValueError("Greedy decoding (do_sample=False) returns the same sequence every time: "
                          f"num_return_sequences={cfg.num_return_sequences} needs do_sample=True.")
     if cfg.cache_implementation not in CACHE_IMPLEMENTATIONS:

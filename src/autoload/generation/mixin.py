@@ -9,6 +9,7 @@ only need a model that is called like a causal LM (`input_ids`, `attention_mask`
 
 from __future__ import annotations
 
+from .beam import compute_transition_scores
 from .chat import chat, stream_chat
 from .config import GenerationConfig
 from .decode import generate
@@ -55,6 +56,10 @@ class GenerationMixin:
             inputs["position_ids"] = position_ids[:, -length:]
         inputs.update(kwargs)
         return inputs
+
+    def compute_transition_scores(self, sequences, scores, beam_indices=None, normalize_logits: bool = False):
+        """Per-token scores of generated `sequences`; see `autoload.generation.beam.compute_transition_scores`."""
+        return compute_transition_scores(sequences, scores, beam_indices, normalize_logits)
 
     def chat(self, tokenizer, query: str, history: list | None = None, **generation_kwargs):
         """One chat turn with the tokenizer's chat template: returns (response, new history)."""

@@ -2,6 +2,7 @@
 
 1. repetition penalty over every token already in the row, prompt included (left padding excluded):
    a logit < 0 is multiplied by the penalty, a logit > 0 divided by it;
+1b. no-repeat n-grams: a token that would complete an n-gram already in the row (prompt included) gets -inf;
 2. minimum length: EOS ids get -inf while the row is shorter than min_length / prompt + min_new_tokens;
 3. the caller's own `logits_processor` callables, in order (the reference merges them here, before the warpers);
 4. only when sampling (`logits_to_probs`): temperature (logits / T), top-k (keep logits >= the k-th largest),
@@ -33,6 +34,7 @@ class LogitsRules:
     top_k: int = 0
     top_p: float = 1.0
     min_p: float | None = None
+    no_repeat_ngram_size: int = 0
 
     def process(self, scores: torch.Tensor, seen: torch.Tensor | None, length: int, custom=(),
                 input_ids: torch.Tensor | None = None) -> torch.Tensor:
@@ -40,6 +42,8 @@ class LogitsRules:
         `custom` are `(input_ids, scores) -> scores` callables."""
         if self.repetition_penalty != 1.0 and seen is not None:
             scores = repetition_penalty(scores, seen, self.repetition_penalty)
+        if self.no_repeat_ngram_size and input_ids is not None:
+            scores = ban_repeated_ngrams(input_ids, scores, self.no_repeat_ngram_size)
         if self.eos is not None and length < self.min_length:
             is_eos = torch.isin(torch.arange(scores.shape[-1], device=scores.device), self.eos)  # (V,)
             scores = scores.masked_fill(is_eos, NEG_INF)  # EOS may not end the row yet
@@ -54,6 +58,21 @@ def repetition_penalty(scores: torch.Tensor, seen: torch.Tensor, penalty: float)
     """Penalise the logits of seen tokens: x * penalty if x < 0 else x / penalty (makes them less likely)."""
     penalised = torch.where(scores < 0, scores * penalty, scores / penalty)  # (B, V)
     return torch.where(seen, penalised, scores)
+
+
+def ban_repeated_ngrams(input_ids: torch.Tensor, scores: torch.Tensor, n: int) -> torch.Tensor:
+    """-inf for every token that would repeat an n-gram of its row: each earlier window whose first n-1 tokens equal
+    the row's last n-1 tokens bans its own last token. input_ids (B, L), scores (B, V)."""
+    length = input_ids.shape[-1]
+    if length < n:
+        return scores
+    prefix = input_ids[:, length + 1 - n:]  # (B, n-1) the tokens the next one would extend
+    windows = input_ids.unfold(dimension=1, size=n, step=1)  # (B, L-n+1, n)
+    matches = (windows[..., :-1] == prefix.unsqueeze(1)).all(dim=-1)  # (B, L-n+1)
+    vocab = scores.shape[-1]
+    banned = scores.new_zeros((scores.shape[0], vocab + 1), dtype=torch.bool)  # spare column for non-matches
+    banned.scatter_(1, torch.where(matches, windows[..., -1].clamp(max=vocab), vocab), True)
+    return scores.masked_fill(banned[:, :vocab], NEG_INF)
 
 
 def seen_tokens(input_ids: torch.Tensor, vocab_size: int, attention_mask: torch.Tensor | None) -> torch.Tensor:

@@ -39,6 +39,10 @@ class DynamicCache:
         self.keys = [k.index_select(0, indices) for k in self.keys]
         self.values = [v.index_select(0, indices) for v in self.values]
 
+    def reorder(self, beam_idx: torch.Tensor) -> None:
+        """Beam search: row i becomes the old row beam_idx[i] (beam_idx: (B,) LongTensor)."""
+        self.select_batch(beam_idx)
+
     def __len__(self) -> int:
         return len(self.keys)
 
@@ -78,6 +82,12 @@ class StaticCache:
 
     def get_seq_length(self, layer_idx: int = 0) -> int:
         return self.length
+
+    def reorder(self, beam_idx: torch.Tensor) -> None:
+        """Beam search: row i becomes the old row beam_idx[i], in place (the buffers keep their identity)."""
+        for buffers in (self.keys, self.values):
+            for tensor in buffers:
+                tensor.copy_(tensor.index_select(0, beam_idx.to(tensor.device)))
 
     def __len__(self) -> int:
         return len(self.keys)
