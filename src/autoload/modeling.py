@@ -266,6 +266,10 @@ class PreTrainedModel(nn.Module):
         if hasattr(self, "vocab_size"):
             self.vocab_size = n
         self.tie_weights()
+        for target in self.tied_weights():  # a tied layer's own bias follows its weight's rows (0-padded or cut)
+            layer = self.get_submodule(target.rpartition(".")[0])
+            if getattr(layer, "bias", None) is not None and hasattr(layer, "weight"):
+                layer.bias.data = nn.functional.pad(layer.bias.data, (0, n - layer.bias.shape[0]), "constant", 0)
         return embeddings
 
     def set_output_embeddings(self, value: nn.Module) -> None:
