@@ -102,6 +102,11 @@ def test_lora_train_save_reload_merge(case, tmp_path):
     assert not any("lora" in name for name, _ in merged.named_parameters())
     with torch.no_grad():
         assert_close(merged(**inputs)[key], expected, atol=1e-4, rtol=0)
+    ref.save_pretrained(tmp_path / "reference-adapter")  # the reference's adapter on a fresh autoload model
+    fresh = getattr(our_module, ref_name).from_pretrained(tmp_path / "base")
+    crossed = PeftModel.from_pretrained(fresh, tmp_path / "reference-adapter").eval()
+    with torch.no_grad():
+        assert_close(crossed(**inputs)[key], expected, atol=1e-4, rtol=0)
 
 
 @pytest.mark.parametrize("case", ["llama-causal", "gpt2-causal"])

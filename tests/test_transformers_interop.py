@@ -14,6 +14,7 @@ from torch.testing import assert_close
 
 import autoload.models.gpt2 as our_gpt2
 import autoload.models.llama as our_llama
+from autoload import AutoTokenizer
 from autoload.generation import GenerationConfig
 import model_cases
 
@@ -32,7 +33,7 @@ CASES = {
 @pytest.fixture(params=list(CASES))
 def pair(request, tmp_path):
     ref_class, our_class, config_class, config = CASES[request.param]
-    return model_cases.make_pair(tmp_path, ref_class, our_class, config_class(**config))
+    return model_cases.make_pair(tmp_path / "model", ref_class, our_class, config_class(**config))
 
 
 def word_tokenizer():
@@ -43,15 +44,19 @@ def word_tokenizer():
                                                 eos_token="w1")
 
 
-def test_transformers_text_generation_pipeline_runs_our_model(pair):
+def test_transformers_text_generation_pipeline_runs_our_model(pair, tmp_path):
     ref, ours = pair
     tokenizer = word_tokenizer()
+    tokenizer.save_pretrained(tmp_path / "tokenizer")
+    our_tokenizer = AutoTokenizer.from_pretrained(tmp_path / "tokenizer")
     prompts = ["w3 w4 w5", "w9 w17 w33 w2 w60"]
-    for kwargs in ({"max_new_tokens": 6, "do_sample": False}, {"max_new_tokens": 4, "return_full_text": False, "do_sample": False},
+    for kwargs in ({"max_new_tokens": 6, "do_sample": False},
+                   {"max_new_tokens": 4, "return_full_text": False, "do_sample": False},
                    {"generation_config": transformers.GenerationConfig(max_new_tokens=5, do_sample=False)}):
         expected = transformers.pipeline("text-generation", model=ref, tokenizer=tokenizer)(prompts, **kwargs)
-        got = transformers.pipeline("text-generation", model=ours, tokenizer=tokenizer)(prompts, **kwargs)
-        assert got == expected, kwargs
+        for ours_tokenizer in (tokenizer, our_tokenizer):
+            got = transformers.pipeline("text-generation", model=ours, tokenizer=ours_tokenizer)(prompts, **kwargs)
+            assert got == expected, (kwargs, type(ours_tokenizer))
 
 
 def test_transformers_dynamic_cache_from_our_config(pair):
