@@ -166,7 +166,10 @@ class PretrainedConfig:
         raise AttributeError(f"'{type(self).__name__}' has no attribute '{name}'")
 
     def __setattr__(self, name: str, value) -> None:
-        super().__setattr__(type(self).attribute_map.get(name, name), value)
+        name = type(self).attribute_map.get(name, name)
+        if name == "output_attentions" and value and self._attn_implementation is None:
+            self._attn_implementation = "eager"  # as the reference: only eager attention returns the weights
+        super().__setattr__(name, value)
 
     @property
     def name_or_path(self) -> str:
@@ -242,8 +245,7 @@ class PretrainedConfig:
         """Build from a dict; keyword overrides that name config fields are applied, the rest are unused
         (returned with `return_unused_kwargs=True`, as the reference does; they are not an error here)."""
         data = dict(config_dict)
-        for key in ("num_labels", "dtype", "torch_dtype", "name_or_path", "output_attentions",
-                    "output_hidden_states"):
+        for key in ("num_labels", "dtype", "torch_dtype", "name_or_path", "output_hidden_states"):
             if key in kwargs and kwargs[key] != "auto":
                 data[key] = kwargs.pop(key)
             elif key in kwargs:

@@ -94,6 +94,9 @@ def load_pretrained(cls, name_or_path, model_args: tuple, *, config: PretrainedC
     model_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in init_params and k not in ("self", "config")}
     if kwargs:
         _reject_unknown(cls, kwargs, config)
+    if attn_implementation not in (None, "eager") and config.output_attentions:
+        raise ValueError(f"output_attentions=True needs attn_implementation='eager' (got {attn_implementation!r}): "
+                         "only eager attention computes the weights (the reference refuses the same).")
     if attn_implementation:
         config._attn_implementation = attn_implementation
     target_device = _resolve_device(device, device_map)
