@@ -154,3 +154,23 @@ def test_peft_rejects_a_missing_target_module(tmp_path):
                                     transformers.BertConfig(**BERT))
     with pytest.raises(ValueError, match="not found"):
         get_peft_model(ours, lora(TaskType.FEATURE_EXTRACTION, ["no_such_module"]))
+
+
+@pytest.mark.parametrize("use_reentrant", [True, False])
+def test_lora_with_gradient_checkpointing_matches_reference(use_reentrant, tmp_path):
+    """Reentrant checkpointing needs inputs that require grad: peft calls `enable_input_require_grads`."""
+    models = model_cases.make_pair(tmp_path, transformers.LlamaForCausalLM, our_llama.LlamaForCausalLM,
+                                   transformers.LlamaConfig(**LLAMA))
+    inputs, labels = batch("LlamaForCausalLM")
+    losses, grads = [], []
+    for model in models:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": use_reentrant})
+        torch.manual_seed(0)
+        peft_model = get_peft_model(model, lora(TaskType.CAUSAL_LM, ["q_proj", "v_proj"]))
+        losses.append(train(peft_model, inputs, labels, "logits"))
+        peft_model(**inputs, **labels).loss.backward()
+        grads.append({name: p.grad for name, p in peft_model.named_parameters() if p.requires_grad})
+    assert_close(torch.tensor(losses[1]), torch.tensor(losses[0]), atol=1e-4, rtol=0)
+    assert grads[1].keys() == grads[0].keys() and all(g is not None for g in grads[1].values())
+    for name, grad in grads[0].items():
+        assert_close(grads[1][name], grad, atol=1e-4, rtol=0, msg=lambda m: f"{name}: {m}")
