@@ -102,3 +102,14 @@ def test_generation_config_methods_like_the_reference():
     ours.validate()
     with pytest.raises(NotImplementedError, match="typical_p"):
         GenerationConfig(extra={"typical_p": 0.5}).validate(strict=True)
+
+
+def test_transformers_pipeline_sampling_defaults_under_a_seed(pair):
+    """The pipeline's own defaults (do_sample=True, temperature 0.7, ...) reach our generate: same seed, same text."""
+    tokenizer = word_tokenizer()
+    outputs = []
+    for model in pair:
+        torch.manual_seed(5)
+        outputs.append(transformers.pipeline("text-generation", model=model, tokenizer=tokenizer)(
+            ["w3 w4 w5", "w7 w8"], max_new_tokens=8))
+    assert outputs[1] == outputs[0]
