@@ -152,3 +152,17 @@ def test_attn_implementation(folders):
 def test_an_unknown_keyword_is_an_error_not_a_silent_drop(folders):
     with pytest.raises((TypeError, ValueError), match="output_attention"):
         autoload.LlamaForCausalLM.from_pretrained(folders["LlamaForCausalLM"], output_attention=True)
+
+
+def test_subfolder_is_read_not_dropped(folders, tmp_path):
+    """from_pretrained(folder, subfolder=...) loads the model under the subfolder (it used to be dropped, which
+    silently loaded whatever the top level held)."""
+    import shutil
+    shutil.copytree(folders["LlamaForCausalLM"], tmp_path / "text_model")
+    shutil.copytree(folders["GPT2LMHeadModel"], tmp_path, dirs_exist_ok=True)  # another model at the top level
+    ref = transformers.AutoModelForCausalLM.from_pretrained(tmp_path, subfolder="text_model")
+    ours = autoload.AutoModelForCausalLM.from_pretrained(tmp_path, subfolder="text_model")
+    assert type(ours).__name__ == type(ref).__name__ == "LlamaForCausalLM"
+    assert_close(ours(IDS).logits, ref(IDS).logits, atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match="subfolder"):
+        autoload.LlamaForCausalLM.from_pretrained("org/not-local", subfolder="text_model", local_files_only=True)

@@ -60,7 +60,6 @@ _NO_EFFECT = {
     "use_flash_attention_2": "attention runs through torch's scaled_dot_product_attention",
     "max_memory": "device_map='auto' uses the free memory of each device",
     "offload_folder": "disk offloading is not supported",
-    "subfolder": "point at the folder or repo that holds config.json",
 }
 _ATTN_IMPLEMENTATIONS = ("sdpa", "eager")
 
@@ -81,6 +80,7 @@ def load_pretrained(cls, name_or_path, model_args: tuple, *, config: PretrainedC
         logger.info("attn_implementation=%r: autoload uses torch's scaled_dot_product_attention (sdpa), which "
                     "picks flash/memory-efficient kernels itself.", attn_implementation)
         attn_implementation = "sdpa"
+    name_or_path = with_subfolder(name_or_path, kwargs.pop("subfolder", None))
     source = FileSource(name_or_path, revision=revision, token=token, cache_dir=cache_dir,
                         local_files_only=local_files_only, endpoint=endpoint, hub=hub)
     if config is None:
@@ -120,6 +120,17 @@ def load_pretrained(cls, name_or_path, model_args: tuple, *, config: PretrainedC
     model.name_or_path = source.name
     model.load_extras(source)  # files that come with the weights (GenerationMixin: generation_config.json)
     return (model, info) if output_loading_info else model
+
+
+def with_subfolder(name_or_path, subfolder: str | None):
+    """The folder `from_pretrained(..., subfolder=...)` reads: the model's files under a folder of the repo, as the
+    reference reads them (never silently the top level). Local folders only."""
+    if not subfolder:
+        return name_or_path
+    if not os.path.isdir(name_or_path):
+        raise ValueError(f"subfolder={subfolder!r} is supported for local folders only: pass the repo's snapshot "
+                         "folder (autoload.snapshot_download) joined with the subfolder.")
+    return os.path.join(name_or_path, subfolder)
 
 
 def save_model(model: nn.Module, folder: str | os.PathLike, *, max_shard_size: int | str, safe_serialization: bool,

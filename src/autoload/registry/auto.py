@@ -202,6 +202,8 @@ class _AutoModel:
         """Load a model: its config (keyword overrides such as num_labels=3 applied), the class for this task,
         then that class's own from_pretrained with the same commit. `native=False` (with trust_remote_code=True)
         runs a repo's own code even where autoload has a built-in replacement for it (chatglm)."""
+        from ..loading import with_subfolder  # here: loading imports torch, AutoConfig must not
+        name_or_path = with_subfolder(name_or_path, kwargs.pop("subfolder", None))
         hub = split_hub_options(kwargs)
         source = FileSource(name_or_path, **hub)
         if not isinstance(config, PretrainedConfig):
