@@ -68,6 +68,11 @@ class PreTrainedModel(nn.Module):
             raise TypeError(f"{type(self).__name__} needs a PretrainedConfig, got {type(config).__name__}.")
         self.config = config
         self.name_or_path = config.name_or_path
+        # the reference's name for the kind of loss, from the class name (None for a backbone). Trainer reads it:
+        # for a causal LM it counts the label tokens shifted by one (num_items_in_batch)
+        self.loss_type = next((kind for kind in ("ForCausalLM", "ForMaskedLM", "ForQuestionAnswering",
+                                                 "ForSequenceClassification", "ForTokenClassification",
+                                                 "ForConditionalGeneration") if kind in type(self).__name__), None)
 
     # -- initialisation ---------------------------------------------------------------------------
     def post_init(self) -> None:

@@ -226,6 +226,7 @@ class ChatGLMForConditionalGeneration(GenerationMixin, ChatGLMPreTrainedModel):
     Llama heads). What AutoModel returns for chatglm (as the repos' auto_map does), and what generate() drives."""
 
     _tied_weights_keys = {"transformer.output_layer.weight": "transformer.embedding.word_embeddings.weight"}
+    accepts_loss_kwargs = True  # Trainer passes num_items_in_batch (the loss over all accumulated tokens)
 
     def __init__(self, config):
         super().__init__(config)

@@ -231,6 +231,7 @@ class LlamaForCausalLM(GenerationMixin, LlamaPreTrainedModel):
     `logits_to_keep` = n keeps the last n positions (0: all), or a tensor of positions."""
 
     _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
+    accepts_loss_kwargs = True  # Trainer passes num_items_in_batch (the loss over all accumulated tokens)
 
     def __init__(self, config):
         super().__init__(config)
