@@ -125,3 +125,44 @@ def test_loading_still_skips_the_init():
     torch.manual_seed(0)
     model = autoload.LlamaForCausalLM(ours_config(config))
     assert all(getattr(m, "_is_initialized", False) for m in model.modules())
+
+
+def test_chatglm_initialises_by_the_glm_reference_rule():
+    """ChatGLM's fused query_key_value cannot draw the reference's numbers (GlmForCausalLM draws q, k and v
+    separately, each with its bias), so here the rule is compared instead: every tensor of a seeded build has the
+    reference's zeros, ones and normal(0, initializer_range) statistics, tensor for tensor."""
+    from autoload.models.chatglm import ChatGLMForConditionalGeneration
+    from autoload.models.configs import ChatGLMConfig
+    glm = transformers.GlmConfig(vocab_size=256, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
+                                 num_attention_heads=4, num_key_value_heads=2, head_dim=16, attention_bias=True,
+                                 tie_word_embeddings=False, initializer_range=0.05, pad_token_id=0)
+    torch.manual_seed(0)
+    ref = dict(transformers.GlmForCausalLM(glm).named_parameters())
+    torch.manual_seed(0)
+    ours = ChatGLMForConditionalGeneration(ChatGLMConfig(
+        num_layers=2, padded_vocab_size=256, hidden_size=64, ffn_hidden_size=96, kv_channels=16,
+        num_attention_heads=4, multi_query_attention=True, multi_query_group_num=2, add_qkv_bias=True,
+        add_bias_linear=False, initializer_range=0.05, tie_word_embeddings=False))
+    pairs = {"transformer.embedding.word_embeddings.weight": ["model.embed_tokens.weight"],
+             "transformer.output_layer.weight": ["lm_head.weight"],
+             "transformer.encoder.final_layernorm.weight": ["model.norm.weight"]}
+    for i in range(2):
+        ours_layer, ref_layer = f"transformer.encoder.layers.{i}.", f"model.layers.{i}."
+        pairs.update({ours_layer + k: [ref_layer + v for v in vs] for k, vs in {
+            "self_attention.query_key_value.weight": ["self_attn.q_proj.weight", "self_attn.k_proj.weight",
+                                                      "self_attn.v_proj.weight"],
+            "self_attention.query_key_value.bias": ["self_attn.q_proj.bias", "self_attn.k_proj.bias",
+                                                    "self_attn.v_proj.bias"],
+            "self_attention.dense.weight": ["self_attn.o_proj.weight"],
+            "mlp.dense_h_to_4h.weight": ["mlp.gate_up_proj.weight"], "mlp.dense_4h_to_h.weight": ["mlp.down_proj.weight"],
+            "input_layernorm.weight": ["input_layernorm.weight"],
+            "post_attention_layernorm.weight": ["post_attention_layernorm.weight"]}.items()})
+    params = dict(ours.named_parameters())
+    assert set(params) == set(pairs)
+    for name, refs in pairs.items():
+        got, want = params[name], torch.cat([ref[r] for r in refs])
+        assert got.shape == want.shape, name
+        if want.std() == 0:
+            assert torch.equal(got, want), name  # zeros (biases) and ones (norms)
+        else:
+            assert abs(float(got.mean())) < 0.01 and float(got.std()) == pytest.approx(float(want.std()), rel=0.1), name
