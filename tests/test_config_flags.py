@@ -166,3 +166,34 @@ def test_subfolder_is_read_not_dropped(folders, tmp_path):
     assert_close(ours(IDS).logits, ref(IDS).logits, atol=1e-4, rtol=1e-4)
     with pytest.raises(ValueError, match="subfolder"):
         autoload.LlamaForCausalLM.from_pretrained("org/not-local", subfolder="text_model", local_files_only=True)
+
+
+@pytest.mark.parametrize("overrides", [
+    {"rope_parameters": {"rope_type": "linear", "factor": 4.0, "rope_theta": 10000.0}}, {"rms_norm_eps": 0.5},
+    {"hidden_act": "gelu"}, {"max_position_embeddings": 16}, {"attention_dropout": 0.0}])
+def test_architecture_keywords_reach_the_model(folders, overrides):
+    """Keywords that change the computation reach it: the logits are the reference's under the same keywords."""
+    ids = torch.randint(1, 99, (1, 40), generator=torch.Generator().manual_seed(0))
+    ref, ours = load_both(folders["LlamaForCausalLM"], "LlamaForCausalLM", **overrides)
+    assert_close(ours(ids).logits, ref(ids).logits, atol=1e-4, rtol=1e-4)
+    for key, value in overrides.items():
+        assert getattr(ours.config, key) == getattr(ref.config, key) == value
+
+
+def test_dropout_keywords_reach_training(folders):
+    """hidden/attention/classifier dropout given at load: the same seeded train-mode logits as the reference."""
+    for overrides in ({}, {"hidden_dropout_prob": 0.3, "attention_probs_dropout_prob": 0.0, "classifier_dropout": 0.5}):
+        ref, ours = load_both(folders["BertModel"], "BertForSequenceClassification", **overrides)
+        outputs = []
+        for model in (ref.train(), ours.train()):
+            torch.manual_seed(4)
+            outputs.append(model(IDS, attention_mask=MASK).logits)
+        assert_close(outputs[1], outputs[0], atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["GPT2LMHeadModel", "BertModel"])
+def test_output_hidden_states_other_families(folders, name):
+    ref, ours = load_both(folders[name], name, output_hidden_states=True, use_cache=False)
+    r, o = ref(IDS), ours(IDS)
+    assert len(o.hidden_states) == len(r.hidden_states)
+    assert_close(o.hidden_states[-1], r.hidden_states[-1], atol=1e-4, rtol=1e-4)
