@@ -166,3 +166,32 @@ def test_chatglm_initialises_by_the_glm_reference_rule():
             assert torch.equal(got, want), name  # zeros (biases) and ones (norms)
         else:
             assert abs(float(got.mean())) < 0.01 and float(got.std()) == pytest.approx(float(want.std()), rel=0.1), name
+
+
+@pytest.mark.parametrize("options", [{"dtype": torch.bfloat16}, {"torch_dtype": torch.bfloat16}, {"dtype": "bfloat16"},
+                                     {"attn_implementation": "eager"}, {"config_dtype": torch.bfloat16}])
+def test_from_config_options(options):
+    """dtype / torch_dtype / the config's own dtype / attn_implementation, as the reference's from_config takes them:
+    the same seeded weights in the same dtype, the same attention."""
+    options = dict(options)
+    config = reference_config("llama")
+    ours_cfg = ours_config(config)
+    if "config_dtype" in options:
+        config.dtype = ours_cfg.dtype = options.pop("config_dtype")
+    torch.manual_seed(2)
+    ref = transformers.AutoModelForCausalLM.from_config(config, **options)
+    torch.manual_seed(2)
+    ours = autoload.AutoModelForCausalLM.from_config(ours_cfg, **options)
+    assert ours.dtype == ref.dtype and torch.get_default_dtype() == torch.float32
+    assert (ours.config._attn_implementation or "sdpa") == ref.config._attn_implementation
+    assert_same_state(ref, ours)
+
+
+def test_from_config_refuses_output_attentions_with_sdpa():
+    config = reference_config("llama")
+    config.output_attentions = True
+    ours = ours_config(config)
+    ours.output_attentions = True
+    assert autoload.AutoModelForCausalLM.from_config(ours)(torch.tensor([[1, 2, 3]])).attentions[0].shape == (1, 4, 3, 3)
+    with pytest.raises(ValueError, match="output_attentions"):
+        autoload.AutoModelForCausalLM.from_config(ours, attn_implementation="sdpa")

@@ -138,8 +138,18 @@ class PreTrainedModel(nn.Module):
         return None  # heads with an LM projection override this
 
     @classmethod
-    def _from_config(cls, config: PretrainedConfig, dtype: torch.dtype | str | None = None, **kwargs):
-        with default_dtype(to_dtype(dtype) if dtype else torch.get_default_dtype()):
+    def _from_config(cls, config: PretrainedConfig, dtype: torch.dtype | str | None = None, torch_dtype=None,
+                     attn_implementation: str | None = None, **kwargs):
+        """`AutoModel*.from_config`: fresh weights in `dtype` (else the legacy `torch_dtype`, else the config's own
+        dtype, as the reference), attention as asked (sdpa or eager)."""
+        dtype = to_dtype(dtype or torch_dtype or config.dtype or torch.get_default_dtype())
+        config.dtype = dtype
+        if attn_implementation is not None:
+            if attn_implementation != "eager" and config.output_attentions:
+                raise ValueError("output_attentions=True needs attn_implementation='eager' (the reference refuses "
+                                 f"{attn_implementation!r} too).")
+            config._attn_implementation = "eager" if attn_implementation == "eager" else "sdpa"
+        with default_dtype(dtype):
             return cls(config, **kwargs)
 
     @property
