@@ -223,6 +223,7 @@ def test_counts_and_lookups_match_the_reference(tmp_path, name):
 def test_activation_modules_are_in_named_modules(tmp_path):
     for name, key in [("llama-causal", "model.layers.0.mlp.act_fn"),
                       ("bert-seq-cls", "bert.encoder.layer.0.intermediate.intermediate_act_fn"),
+                      ("bert-mlm", "cls.predictions.transform.transform_act_fn"),
                       ("gpt2-lm", "transformer.h.0.mlp.act")]:
         ref, ours = pair(tmp_path, name)
         assert key in dict(ref.named_modules()) and key in dict(ours.named_modules())

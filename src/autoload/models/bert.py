@@ -20,7 +20,7 @@ from torch import nn
 
 from ..generation.mixin import GenerationMixin
 from ..modeling import PreTrainedModel
-from ..nn.activations import Activation, get_activation
+from ..nn.activations import Activation
 from ..nn.attention import attention
 from ..nn.cache import DynamicCache
 from ..nn.heads import finish, keep_positions
@@ -181,12 +181,13 @@ class BertLMPredictionHead(nn.Module):
         self.transform = nn.Module()
         self.transform.dense = nn.Linear(config.hidden_size, config.hidden_size)
         self.transform.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.act = get_activation(config.hidden_act)
+        self.transform.transform_act_fn = Activation(config.hidden_act)
         self.decoder = nn.Linear(config.hidden_size, config.vocab_size)
         self.bias = nn.Parameter(torch.zeros(config.vocab_size))
 
     def forward(self, hidden_states):
-        x = self.transform.LayerNorm(self.act(self.transform.dense(hidden_states)))  # (B, T, H)
+        t = self.transform
+        x = t.LayerNorm(t.transform_act_fn(t.dense(hidden_states)))  # (B, T, H)
         return self.decoder(x)  # (B, T, V)
 
 
