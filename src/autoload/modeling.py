@@ -200,9 +200,10 @@ class PreTrainedModel(nn.Module):
             self.enable_input_require_grads()
 
     def gradient_checkpointing_disable(self) -> None:
+        """Back to keeping activations. The input-embedding hook stays (as the reference: PEFT may rely on it);
+        `disable_input_require_grads()` removes it."""
         if self.supports_gradient_checkpointing:
             self._set_gradient_checkpointing(False, None)
-        self.disable_input_require_grads()
 
     def activation_checkpointing_enable(self, activation_checkpointing_kwargs: dict | None = None,
                                         every_n_layers: int = 1, offload: bool = False) -> None:
