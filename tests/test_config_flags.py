@@ -197,3 +197,16 @@ def test_output_hidden_states_other_families(folders, name):
     r, o = ref(IDS), ours(IDS)
     assert len(o.hidden_states) == len(r.hidden_states)
     assert_close(o.hidden_states[-1], r.hidden_states[-1], atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("name,source,overrides", [
+    ("BertLMHeadModel", "BertModel", {"is_decoder": True}), ("BertLMHeadModel", "BertModel", {"is_decoder": False}),
+    ("GPT2LMHeadModel", "GPT2LMHeadModel", {"scale_attn_by_inverse_layer_idx": True}),
+    ("GPT2LMHeadModel", "GPT2LMHeadModel", {"reorder_and_upcast_attn": True}),
+    ("GPT2LMHeadModel", "GPT2LMHeadModel", {"scale_attn_weights": False}),
+    ("GPT2LMHeadModel", "GPT2LMHeadModel", {"activation_function": "relu", "layer_norm_epsilon": 0.5})])
+def test_family_keywords_reach_the_model(folders, name, source, overrides):
+    ref, ours = load_both(folders[source], name, **overrides)
+    assert_close(ours(IDS).logits, ref(IDS).logits, atol=1e-4, rtol=1e-4)
+    for key, value in overrides.items():
+        assert getattr(ours.config, key) == getattr(ref.config, key) == value
