@@ -30,7 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.generate import MAKE as MAKE_LLAMA, SHAPE as LLAMA_SHAPE  # noqa: E402
-from bench.load import ROOT, WORK, checkpoint, run  # noqa: E402
+from bench.load import WORK, checkpoint, run  # noqa: E402
 
 CHILD = """
 import json, statistics, time, warnings, torch

@@ -318,7 +318,8 @@ def test_token_classification_stride_and_pre_split_words(tagger, tmp_path):
 
 # -- zero-shot-classification ----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("nli", [["contradiction", "neutral", "entailment"], ["ENTAILMENT", "neutral", "contradiction"]])
+@pytest.mark.parametrize("nli", [["contradiction", "neutral", "entailment"],
+                                 ["ENTAILMENT", "neutral", "contradiction"]])
 def test_zero_shot_classification_equals_the_reference(tmp_path, minilm_dir, nli):
     folder = save_tiny(tmp_path, "BertForSequenceClassification", minilm_dir, id2label=dict(enumerate(nli)),
                        label2id={label: i for i, label in enumerate(nli)}, initializer_range=0.3)

@@ -42,9 +42,9 @@ def pipeline_class(task: str) -> type:
 
 
 def pipeline(task: str, model=None, tokenizer=None, *, device=None, dtype=None, torch_dtype=None, device_map=None,
-             batch_size: int | None = None, progress: bool | None = None, trust_remote_code: bool | None = None, model_kwargs: dict | None = None,
-             revision: str | None = None, token=None, cache_dir=None, local_files_only: bool = False,
-             endpoint: str | None = None, hub: str | None = None, **task_options):
+             batch_size: int | None = None, progress: bool | None = None, trust_remote_code: bool | None = None,
+             model_kwargs: dict | None = None, revision: str | None = None, token=None, cache_dir=None,
+             local_files_only: bool = False, endpoint: str | None = None, hub: str | None = None, **task_options):
     """Build the pipeline of `task` ("fill-mask", "feature-extraction", "sentence-embeddings",
     "text-classification" / "sentiment-analysis", "token-classification" / "ner", "text-generation",
     "zero-shot-classification").
@@ -52,11 +52,12 @@ def pipeline(task: str, model=None, tokenizer=None, *, device=None, dtype=None, 
     model: a hub repo id, a folder, or a loaded model (then `tokenizer` is loaded from the model's
     `name_or_path` unless given). tokenizer: a loaded tokenizer, a repo id or a folder (default: the model's).
     device ("cpu", "cuda", "cuda:1", an int with -1 = CPU) and dtype (a torch.dtype or its name) apply when
-    loading, or move a loaded model; torch_dtype is the reference's older name of dtype. device_map ("auto", "cpu",
-    ...) goes to `from_pretrained` (not with device). None of these reach generate(). batch_size: how many inputs of a list share one forward pass. progress: a
-    bar for lists (None: for more than 32 inputs). model_kwargs go to `from_pretrained`; the hub options
-    (revision, token, ...) apply to the model and the tokenizer. Other keywords are the task's options (e.g.
-    top_k=3), used as defaults of every call; a call can override them.
+    loading, or move a loaded model; torch_dtype is the reference's older name of dtype. device_map ("auto",
+    "cpu", ...) goes to `from_pretrained` (not with device). None of these reach generate(). batch_size: how many
+    inputs of a list share one forward pass. progress: a bar for lists (None: for more than 32 inputs).
+    model_kwargs go to `from_pretrained`; the hub options (revision, token, ...) apply to the model and the
+    tokenizer. Other keywords are the task's options (e.g. top_k=3), used as defaults of every call; a call can
+    override them.
     """
     cls = pipeline_class(task)
     cls.check_options(task_options)
