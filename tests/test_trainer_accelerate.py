@@ -48,7 +48,10 @@ class RecordingTrainer(transformers.Trainer):
 def train(model, data, folder, checkpointing: bool):
     args = transformers.TrainingArguments(
         output_dir=str(folder), use_cpu=True, report_to=[], max_steps=4, per_device_train_batch_size=2,
-        learning_rate=1e-2, seed=0, gradient_checkpointing=checkpointing, save_strategy="no", logging_steps=1,
+        # adam_epsilon 1e-3: Adam's first steps move each weight by about ±lr whatever the gradient's size, so a
+        # gradient of ~1e-9 whose sign differs between two float implementations would flip a whole update
+        learning_rate=1e-2, adam_epsilon=1e-3, seed=0, gradient_checkpointing=checkpointing, save_strategy="no",
+        logging_steps=1,
         disable_tqdm=True, dataloader_num_workers=0)
     trainer = RecordingTrainer(model=model, args=args, train_dataset=data)
     trainer.losses = []
