@@ -103,7 +103,7 @@ def test_trainer_save_model_writes_the_weights(tmp_path):
 def accelerate_step(model, data, seed=0):
     torch.manual_seed(seed)
     accelerator = Accelerator(cpu=True)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2, eps=1e-3)  # see train()
     loader = torch.utils.data.DataLoader(data, batch_size=2, shuffle=False)
     model, optimizer, loader = accelerator.prepare(model.train(), optimizer, loader)
     losses = []
