@@ -113,3 +113,42 @@ def test_transformers_pipeline_sampling_defaults_under_a_seed(pair):
         outputs.append(transformers.pipeline("text-generation", model=model, tokenizer=tokenizer)(
             ["w3 w4 w5", "w7 w8"], max_new_tokens=8))
     assert outputs[1] == outputs[0]
+
+
+SLIDING = {
+    "mistral": (transformers.MistralForCausalLM, our_llama.MistralForCausalLM, transformers.MistralConfig,
+                dict(LLAMA, sliding_window=4)),
+    "qwen2": (transformers.Qwen2ForCausalLM, our_llama.Qwen2ForCausalLM, transformers.Qwen2Config,
+              dict(LLAMA, use_sliding_window=True, sliding_window=4,
+                   layer_types=["full_attention", "sliding_attention"])),
+}
+
+
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+@pytest.mark.parametrize("name", list(SLIDING))
+def test_transformers_dynamic_cache_shorter_than_the_sequence(name, attn, tmp_path):
+    """transformers' sliding cache layers keep only the last window-1 keys: a 12-token prefill and 5 cached steps
+    with a window of 4 give the reference's logits, and the logits of our own cache and of one uncached pass."""
+    ref_class, our_class, config_class, config = SLIDING[name]
+    ref, ours = model_cases.make_pair(tmp_path / "model", ref_class, our_class, config_class(**config),
+                                      attn=attn)
+    ref_cache, our_cache = (transformers.DynamicCache(config=model.config) for model in (ref, ours))
+    kinds = [type(layer).__name__ for layer in our_cache.layers]
+    assert kinds == [type(layer).__name__ for layer in ref_cache.layers]
+    assert "DynamicSlidingWindowLayer" in kinds
+    ids, mask = model_cases.padded_batch(2, 17, "left", [0, 2], 64)
+    own_cache = None
+    with torch.no_grad():
+        for end in range(12, 18):  # the prefill (12 tokens), then one token at a time
+            start = 0 if end == 12 else end - 1
+            logits = [model(input_ids=ids[:, start:end], attention_mask=mask[:, :end], past_key_values=cache,
+                            use_cache=True).logits for model, cache in ((ref, ref_cache), (ours, our_cache))]
+            assert_close(logits[1], logits[0], atol=1e-4, rtol=0, msg=f"{name}, {attn}, {end} tokens")
+            own = ours(input_ids=ids[:, start:end], attention_mask=mask[:, :end], past_key_values=own_cache,
+                       use_cache=True)
+            own_cache = own.past_key_values
+            assert_close(logits[1], own.logits, atol=1e-4, rtol=0)
+        full = ours(input_ids=ids, attention_mask=mask).logits
+    assert our_cache.get_seq_length() == ref_cache.get_seq_length() == 17
+    assert min(layer.keys.shape[-2] for layer in our_cache.layers) == 3  # the sliding layer dropped keys
+    assert_close(logits[1][:, -1], full[:, -1], atol=1e-4, rtol=0)

@@ -5,7 +5,9 @@ K keys, hs head size. q (B, nh, T, hs); k, v (B, nkv, K, hs).
 
 `mask` is what `masks.attention_mask` builds: boolean (True = attend), additive float, or None with
 `is_causal` (query i then sees keys 0..i; with K > T the keys past T are trailing padding and are dropped).
-Sliding windows and packed rows come in through the mask. SDPA runs unless `eager` (the weights are wanted),
+Sliding windows and packed rows come in through the mask. A mask wider than K (built for all P + T positions)
+is cut to its last K columns: a cache whose sliding layers drop the keys that left the window (transformers'
+`DynamicSlidingWindowLayer`) returns the last K of them. SDPA runs unless `eager` (the weights are wanted),
 `softcap` (tanh soft-capping of the scores, which SDPA lacks) or the caller asks otherwise; `bias` is an
 additive (B or 1, nh, T, K) float term on the scores (ALiBi, relative-position biases).
 """
@@ -31,6 +33,8 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Ten
     """(y (B, nh, T, hs), weights (B, nh, T, K) or None). `scale` defaults to 1/sqrt(hs); `dropout` applies to
     the weights (pass 0 outside training). Eager only: `softmax_fp32` takes the softmax in fp32 and casts back
     (Llama, ChatGLM), `upcast` computes the scores in fp32 too (GPT-2's reorder_and_upcast_attn)."""
+    if mask is not None and mask.shape[-1] > k.shape[-2]:
+        mask = mask[..., -k.shape[-2]:]  # the cache returned only its last K keys (a sliding layer): their columns
     if eager or softcap is not None:
         return _eager(q, k, v, mask, is_causal, scale, dropout, softmax_fp32, upcast, softcap, bias)
     return _sdpa(q, k, v, mask, is_causal, scale, dropout, bias), None
