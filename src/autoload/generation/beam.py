@@ -36,13 +36,17 @@ class GenerateBeamDecoderOnlyOutput(ModelOutput):
     """`generate(num_beams>1, return_dict_in_generate=True)`: the (B*n, L) sequences (n = num_return_sequences),
     their (B*n,) length-penalised scores (with output_scores=True, as the reference), the processed (B*nb, V)
     log-probabilities of each step (output_scores) and the raw logits (output_logits), the (B*n, new) index of the
-    flattened beam each token came from (-1 after the hypothesis ended), and the KV cache."""
+    flattened beam each token came from (-1 after the hypothesis ended), the (B*nb, ...) attentions / hidden states of
+    each step's forward (output_attentions / output_hidden_states; rows are the running beams before that step's
+    reordering, as the reference), and the KV cache."""
 
     sequences: torch.Tensor | None = None
     sequences_scores: torch.Tensor | None = None
     scores: tuple[torch.Tensor, ...] | None = None
     logits: tuple[torch.Tensor, ...] | None = None
     beam_indices: torch.Tensor | None = None
+    attentions: tuple[tuple[torch.Tensor, ...], ...] | None = None
+    hidden_states: tuple[tuple[torch.Tensor, ...], ...] | None = None
     past_key_values: Any = None
 
 
@@ -55,12 +59,13 @@ def _gather(tensor: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
 
 def beam_search(model, input_ids, mask, positions, cache, *, num_beams, max_length, rules, processors, finished,
                 eos, pad, length_penalty, early_stopping, num_return_sequences, output_scores, output_logits,
-                return_dict, forward, seen_mask=None):
+                return_dict, forward, seen_mask=None, step_outputs=None):
     """Beam search from (B*nb, T) prompt rows already repeated nb times (each prompt's beams adjacent).
 
     `forward(ids, mask, positions, cache) -> ((B*nb, V) fp32 logits, cache)`; `finished(ids, scores) -> (N,) bool`
     the EOS / stop-string / custom criteria; `rules` the LogitsRules (no sampling warpers). Returns the (B*n, L')
-    ids or a GenerateBeamDecoderOnlyOutput."""
+    ids or a GenerateBeamDecoderOnlyOutput; `step_outputs` (decode.StepOutputs, filled by `forward`) gives its
+    attentions / hidden states."""
     flat, prompt_len = input_ids.shape
     batch, device = flat // num_beams, input_ids.device
     keep = max(2, 1 + (eos.numel() if eos is not None else 0)) * num_beams  # K candidates per batch row
@@ -150,7 +155,8 @@ def beam_search(model, input_ids, mask, positions, cache, *, num_beams, max_leng
         sequences=sequences, sequences_scores=beam_scores if output_scores else None,
         scores=tuple(all_scores) if all_scores is not None else None,
         logits=tuple(raw_logits) if raw_logits is not None else None,
-        beam_indices=beam_indices.long(), past_key_values=cache)
+        beam_indices=beam_indices.long(), **(step_outputs.result() if step_outputs is not None else {}),
+        past_key_values=cache)
 
 
 def compute_transition_scores(sequences: torch.Tensor, scores, beam_indices: torch.Tensor | None = None,

@@ -30,7 +30,11 @@ GLOBAL_DEFAULTS: dict[str, Any] = {
     "repetition_penalty": 1.0, "num_return_sequences": 1, "use_cache": True, "return_dict_in_generate": False,
     "output_scores": False, "cache_implementation": "dynamic",
     "num_beams": 1, "length_penalty": 1.0, "early_stopping": False, "no_repeat_ngram_size": 0, "output_logits": False,
+    "output_attentions": False, "output_hidden_states": False,
 }
+# the flags that ask for more than the sequences; one set to True in a model config makes the generation config
+# derived from it return a dict (the reference's `from_model_config`)
+OUTPUT_FLAGS = ("output_attentions", "output_hidden_states", "output_scores", "output_logits")
 # reference options this generate() does not implement, with the value at which they change nothing; a file that
 # sets another value gets a warning (the option is ignored), a call or a passed config gets an error
 NEUTRAL: dict[str, Any] = {
@@ -73,6 +77,8 @@ class GenerationConfig:
     early_stopping: bool | str | None = None
     no_repeat_ngram_size: int | None = None
     output_logits: bool | None = None
+    output_attentions: bool | None = None
+    output_hidden_states: bool | None = None
     extra: dict[str, Any] = field(default_factory=dict, repr=False)
 
     # -- construction ---------------------------------------------------------------------------------------
@@ -96,7 +102,12 @@ class GenerationConfig:
         """The generation fields of a model config (eos/bos/pad ids, legacy max_length, ...), None skipped."""
         data = config.to_dict() if hasattr(config, "to_dict") else dict(config)
         known = set(cls.field_names())
-        return cls(**{k: v for k, v in data.items() if k in known and v is not None})
+        # the output flags only when True: a model config's default False is not a generation option
+        config = cls(**{k: v for k, v in data.items()
+                        if k in known and v is not None and not (k in OUTPUT_FLAGS and v is False)})
+        if not config.return_dict_in_generate and any(getattr(config, k) for k in OUTPUT_FLAGS):
+            config.return_dict_in_generate = True  # as the reference: an output flag implies the dict
+        return config
 
     @classmethod
     def from_pretrained(cls, folder: str | os.PathLike, config_file_name: str = GENERATION_CONFIG_NAME):

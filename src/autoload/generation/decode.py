@@ -40,31 +40,70 @@ UNSET = _Unset()  # default of the options whose explicit None means something (
 @dataclass
 class GenerateDecoderOnlyOutput(ModelOutput):
     """`generate(..., return_dict_in_generate=True)`: the (B, L) sequences, the processed (B, V) scores of each
-    step when output_scores=True, the raw (B, V) logits when output_logits=True, and the KV cache."""
+    step when output_scores=True, the raw (B, V) logits when output_logits=True, per step a tuple per layer of
+    the (B, heads, new, past + new) attention weights (output_attentions=True, eager attention) and of the
+    (B, new, hidden) hidden states, embeddings first (output_hidden_states=True) — new is the prompt length at
+    the first step, then 1 — and the KV cache."""
 
     sequences: torch.Tensor | None = None
     scores: tuple[torch.Tensor, ...] | None = None
     logits: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[tuple[torch.Tensor, ...], ...] | None = None
+    hidden_states: tuple[tuple[torch.Tensor, ...], ...] | None = None
     past_key_values: Any = None
+
+
+class StepOutputs:
+    """Collects the attentions / hidden states of every forward of a generate() call (return_dict_in_generate
+    with output_attentions / output_hidden_states): `flags` are the forward's keywords, calling it records one
+    step's output."""
+
+    def __init__(self, attentions: bool, hidden_states: bool, key_length: int | None = None):
+        self.key_length = key_length  # static cache: the reference's weights span all its max_length - 1 slots
+        self.flags = {"output_attentions": True} if attentions else {}
+        if hidden_states:
+            self.flags["output_hidden_states"] = True
+        self.attentions = [] if attentions else None
+        self.hidden_states = [] if hidden_states else None
+
+    def __call__(self, out) -> None:
+        if self.attentions is not None:
+            weights = out.attentions
+            if self.key_length is not None and weights:  # zeros over the slots not written yet, as the reference
+                weights = tuple(torch.nn.functional.pad(w, (0, max(self.key_length - w.shape[-1], 0)))
+                                for w in weights)
+            self.attentions.append(weights)
+        if self.hidden_states is not None:
+            self.hidden_states.append(out.hidden_states)
+
+    def result(self) -> dict:
+        """The `attentions` and `hidden_states` fields of the output (None when not asked for)."""
+        return {"attentions": tuple(self.attentions) if self.attentions is not None else None,
+                "hidden_states": tuple(self.hidden_states) if self.hidden_states is not None else None}
 
 
 # -- the four pieces -------------------------------------------------------------------------------------------
 
-def _forward(model, input_ids, attention_mask, position_ids, cache):
+def _forward(model, input_ids, attention_mask, position_ids, cache, record=None):
     kwargs = {"logits_to_keep": 1} if _keeps_logits(model) else {}
+    if record is not None:
+        kwargs.update(record.flags)
     out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                 past_key_values=cache, use_cache=cache is not None, return_dict=True, **kwargs)
+    if record is not None:
+        record(out)
     return out.logits[:, -1].float(), out.past_key_values  # (B, V) in fp32, as the reference processes them
 
 
-def prefill(model, input_ids, attention_mask, position_ids, cache):
-    """Run the (B, T) prompt once; returns the (B, V) fp32 logits of the last position and the filled cache."""
-    return _forward(model, input_ids, attention_mask, position_ids, cache)
+def prefill(model, input_ids, attention_mask, position_ids, cache, record=None):
+    """Run the (B, T) prompt once; returns the (B, V) fp32 logits of the last position and the filled cache.
+    `record`: a StepOutputs that keeps the step's attentions / hidden states."""
+    return _forward(model, input_ids, attention_mask, position_ids, cache, record)
 
 
-def decode_one_token(model, tokens, attention_mask, position_ids, cache):
+def decode_one_token(model, tokens, attention_mask, position_ids, cache, record=None):
     """One step: (B, 1) new tokens at (B, 1) positions against the cache; `attention_mask` is (B, past + 1)."""
-    return _forward(model, tokens, attention_mask, position_ids, cache)
+    return _forward(model, tokens, attention_mask, position_ids, cache, record)
 
 
 def _decode_step(model, tokens, attention_mask, position_ids, cache):
@@ -91,7 +130,9 @@ def generate(model, input_ids: torch.Tensor | None = None, attention_mask: torch
              num_return_sequences: int | None = None, generator: torch.Generator | None = None,
              seed: int | None = None, streamer=None, cache_implementation: str | None = None,
              use_cache: bool | None = None, return_dict_in_generate: bool | None = None,
-             output_scores: bool | None = None, output_logits: bool | None = None, num_beams: int | None = None,
+             output_scores: bool | None = None, output_logits: bool | None = None,
+             output_attentions: bool | None = None, output_hidden_states: bool | None = None,
+             num_beams: int | None = None,
              length_penalty: float | None = None, early_stopping: bool | str | None = None,
              no_repeat_ngram_size: int | None = None, logits_processor=None, stopping_criteria=None, inputs=None,
              position_ids: torch.Tensor | None = None, past_key_values=None, compile: bool = False, **unknown):
@@ -115,8 +156,10 @@ def generate(model, input_ids: torch.Tensor | None = None, attention_mask: torch
     compiles for tens of seconds, later ones are faster than eager; the prompt runs eagerly.
     `num_beams` > 1 runs beam search (generation/beam.py, the reference's algorithm) with `length_penalty`,
     `early_stopping` (True / False / "never") and up to `num_beams` `num_return_sequences`; the dict output then
-    has `sequences_scores` and `beam_indices` (for `compute_transition_scores`). `no_repeat_ngram_size` bans any
-    n-gram from occurring twice in a row (every decoding mode).
+    has `sequences_scores` and `beam_indices` (for `compute_transition_scores`). `output_attentions` /
+    `output_hidden_states` (with return_dict_in_generate=True; ignored without it, as the reference) add the
+    `attentions` / `hidden_states` of every step's forward, a tuple per layer (attentions need eager attention).
+    `no_repeat_ngram_size` bans any n-gram from occurring twice in a row (every decoding mode).
     An explicit `eos_token_id=None` (or []) turns EOS stopping off and `pad_token_id=None` drops the model's pad
     id, as in the reference; every other option given as None counts as not set.
     """
@@ -232,6 +275,14 @@ def _generate(model, input_ids, attention_mask, call, passed, tokenizer, generat
         cache = _new_cache(model, cfg, batch, cache_len) if cfg.use_cache else None
     positions = position_ids if position_ids is not None else \
         _positions(mask, batch, past_len + prompt_len, device)[:, past_len:]  # (B, T)
+    record = None
+    if cfg.return_dict_in_generate and (cfg.output_attentions or cfg.output_hidden_states):
+        if compile:
+            raise ValueError("compile=True returns no attentions or hidden states: leave output_attentions and "
+                             "output_hidden_states unset, or decode without compile.")
+        static = cfg.cache_implementation == "static" and cfg.use_cache and past is None
+        record = StepOutputs(bool(cfg.output_attentions), bool(cfg.output_hidden_states),
+                             max_length - 1 if static else None)
     if beams and max_length > prompt_len:
         return beam_search(
             model, input_ids, mask, positions, cache, num_beams=cfg.num_beams, max_length=max_length, rules=rules,
@@ -239,7 +290,8 @@ def _generate(model, input_ids, attention_mask, call, passed, tokenizer, generat
             eos=eos, pad=pad, length_penalty=cfg.length_penalty, early_stopping=cfg.early_stopping,
             num_return_sequences=cfg.num_return_sequences, output_scores=cfg.output_scores,
             output_logits=cfg.output_logits, return_dict=cfg.return_dict_in_generate,
-            forward=lambda ids, m, pos, c: _forward(model, ids, m, pos, c), seen_mask=mask)
+            forward=lambda ids, m, pos, c: _forward(model, ids, m, pos, c, record), seen_mask=mask,
+            step_outputs=record)
     scores_out = [] if cfg.output_scores else None
     logits_out = [] if cfg.output_logits else None
     unfinished = torch.ones(batch, dtype=torch.bool, device=device)
@@ -248,7 +300,7 @@ def _generate(model, input_ids, attention_mask, call, passed, tokenizer, generat
     if max_length > prompt_len:
         # compile=True checks the model before the prompt runs
         step = CompiledSteps(model, cache, mask, past_len + prompt_len, _decode_step) if compile else None
-        logits, cache = prefill(model, input_ids, mask, positions, cache)
+        logits, cache = prefill(model, input_ids, mask, positions, cache, record)
         if cfg.repetition_penalty != 1.0:
             seen = seen_tokens(input_ids, logits.shape[-1], mask[:, past_len:] if mask is not None else None)
         rows = torch.arange(batch, device=device)
@@ -273,17 +325,18 @@ def _generate(model, input_ids, attention_mask, call, passed, tokenizer, generat
                 mask = torch.cat([mask, mask.new_ones(batch, 1)], dim=-1)  # (B, L)
             positions = torch.cat([positions, positions[:, -1:] + 1], dim=-1)
             if cache is None:  # no cache: the whole sequence again
-                logits, _ = prefill(model, input_ids, mask, positions, None)
+                logits, _ = prefill(model, input_ids, mask, positions, None, record)
             elif step is not None:
                 logits = step(next_tokens[:, None], positions[:, -1:])
             else:
-                logits, cache = decode_one_token(model, next_tokens[:, None], mask, positions[:, -1:], cache)
+                logits, cache = decode_one_token(model, next_tokens[:, None], mask, positions[:, -1:], cache, record)
     if streamer is not None:
         streamer.end()
     if cfg.return_dict_in_generate:
         return GenerateDecoderOnlyOutput(sequences=input_ids,
                                          scores=tuple(scores_out) if scores_out is not None else None,
                                          logits=tuple(logits_out) if logits_out is not None else None,
+                                         **(record.result() if record is not None else {}),
                                          past_key_values=cache)
     return input_ids
 
