@@ -23,13 +23,12 @@ from ..modeling import PreTrainedModel
 from ..nn.activations import Activation
 from ..nn.attention import attention
 from ..nn.cache import DynamicCache
-from ..nn.heads import finish, keep_positions
-from ..nn.losses import causal_lm_loss, cross_entropy, qa_span_loss, sequence_classification_loss
+from ..nn.heads import finish, keep_positions, span_output
+from ..nn.losses import causal_lm_loss, cross_entropy, sequence_classification_loss
 from ..nn.masks import attention_mask as build_mask
 from ..nn.outputs import (BaseModelOutputWithPoolingAndCrossAttentions, BertForPreTrainingOutput,
                           CausalLMOutputWithCrossAttentions, MaskedLMOutput, MultipleChoiceModelOutput,
-                          NextSentencePredictorOutput, QuestionAnsweringModelOutput, SequenceClassifierOutput,
-                          TokenClassifierOutput)
+                          NextSentencePredictorOutput, SequenceClassifierOutput, TokenClassifierOutput)
 from .configs import BertConfig
 
 logger = logging.getLogger("autoload")
@@ -470,11 +469,5 @@ class BertForQuestionAnswering(BertPreTrainedModel):
         out = self.bert(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
                         output_attentions=output_attentions, output_hidden_states=output_hidden_states,
                         return_dict=True)
-        start, end = self.qa_outputs(out.last_hidden_state).split(1, dim=-1)  # (B, T, 1) each
-        start, end = start.squeeze(-1).contiguous(), end.squeeze(-1).contiguous()  # (B, T)
-        loss = None
-        if start_positions is not None and end_positions is not None:
-            loss = qa_span_loss(start, end, start_positions, end_positions)
-        return finish(self.config, QuestionAnsweringModelOutput(
-            loss=loss, start_logits=start, end_logits=end, hidden_states=out.hidden_states,
-            attentions=out.attentions), return_dict)
+        logits = self.qa_outputs(out.last_hidden_state)  # (B, T, 2)
+        return finish(self.config, span_output(logits, start_positions, end_positions, out), return_dict)

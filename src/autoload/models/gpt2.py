@@ -21,11 +21,11 @@ from ..modeling import PreTrainedModel
 from ..nn.activations import Activation
 from ..nn.attention import attention
 from ..nn.cache import DynamicCache
-from ..nn.heads import finish, keep_positions, pool_last_token
-from ..nn.losses import causal_lm_loss, cross_entropy, qa_span_loss, sequence_classification_loss
+from ..nn.heads import finish, keep_positions, pool_last_token, span_output
+from ..nn.losses import causal_lm_loss, cross_entropy, sequence_classification_loss
 from ..nn.masks import attention_mask as build_mask
-from ..nn.outputs import (BaseModelOutputWithPast, CausalLMOutputWithCrossAttentions, QuestionAnsweringModelOutput,
-                          SequenceClassifierOutputWithPast, TokenClassifierOutput)
+from ..nn.outputs import (BaseModelOutputWithPast, CausalLMOutputWithCrossAttentions, SequenceClassifierOutputWithPast,
+                          TokenClassifierOutput)
 from .configs import GPT2Config
 
 logger = logging.getLogger("autoload")
@@ -287,11 +287,5 @@ class GPT2ForQuestionAnswering(GPT2PreTrainedModel):
     def forward(self, input_ids=None, attention_mask=None, *, start_positions=None, end_positions=None,
                 return_dict=None, **kwargs):
         out = self.transformer(input_ids, attention_mask=attention_mask, return_dict=True, **kwargs)
-        start, end = self.qa_outputs(out.last_hidden_state).split(1, dim=-1)             # 2 × (B, T, 1)
-        start, end = start.squeeze(-1).contiguous(), end.squeeze(-1).contiguous()         # (B, T)
-        loss = None
-        if start_positions is not None and end_positions is not None:
-            loss = qa_span_loss(start, end, start_positions, end_positions)
-        result = QuestionAnsweringModelOutput(loss=loss, start_logits=start, end_logits=end,
-                                              hidden_states=out.hidden_states, attentions=out.attentions)
-        return finish(self.config, result, return_dict)
+        logits = self.qa_outputs(out.last_hidden_state)  # (B, T, 2)
+        return finish(self.config, span_output(logits, start_positions, end_positions, out), return_dict)

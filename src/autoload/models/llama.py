@@ -36,13 +36,13 @@ from ..modeling import PreTrainedModel
 from ..nn.activations import Activation
 from ..nn.attention import attention
 from ..nn.cache import DynamicCache
-from ..nn.heads import finish, forward_options, keep_positions, pool_last_token
-from ..nn.losses import causal_lm_loss, cross_entropy, qa_span_loss, sequence_classification_loss
+from ..nn.heads import finish, forward_options, keep_positions, pool_last_token, span_output
+from ..nn.losses import causal_lm_loss, cross_entropy, sequence_classification_loss
 from ..nn.masks import attention_mask as build_mask
 from ..nn.masks import packed_segments
 from ..nn.norms import RMSNorm
-from ..nn.outputs import (BaseModelOutputWithPast, CausalLMOutputWithPast, QuestionAnsweringModelOutput,
-                          SequenceClassifierOutputWithPast, TokenClassifierOutput)
+from ..nn.outputs import (BaseModelOutputWithPast, CausalLMOutputWithPast, SequenceClassifierOutputWithPast,
+                          TokenClassifierOutput)
 from ..nn.rope import RotaryEmbedding, apply_rotary, head_dim_of
 from .configs import LlamaConfig, MistralConfig, Qwen2Config, Qwen3Config
 
@@ -324,14 +324,8 @@ class LlamaForQuestionAnswering(LlamaPreTrainedModel):
                 output_attentions=None, output_hidden_states=None, return_dict=None, cache=None):
         out = _backbone(self, input_ids, attention_mask, position_ids, past_key_values, inputs_embeds, use_cache,
                         output_attentions, output_hidden_states, cache)
-        start, end = self.qa_outputs(out.last_hidden_state).split(1, dim=-1)  # (B, T, 1) each
-        start, end = start.squeeze(-1).contiguous(), end.squeeze(-1).contiguous()  # (B, T)
-        loss = None
-        if start_positions is not None and end_positions is not None:
-            loss = qa_span_loss(start, end, start_positions, end_positions)
-        return finish(self.config, QuestionAnsweringModelOutput(
-            loss=loss, start_logits=start, end_logits=end, hidden_states=out.hidden_states,
-            attentions=out.attentions), return_dict)
+        logits = self.qa_outputs(out.last_hidden_state)  # (B, T, 2)
+        return finish(self.config, span_output(logits, start_positions, end_positions, out), return_dict)
 
 
 # -- the other model_types of the family: the same classes under their names, with their config --------------

@@ -1,9 +1,13 @@
 """What the task heads of every family share: forward-argument defaults, the positions to score, last-non-pad
-pooling, and returning an output object or its tuple. Configs are read duck-typed."""
+pooling, the question-answering span output, and returning an output object or its tuple. Configs are read
+duck-typed."""
 
 from __future__ import annotations
 
 import torch
+
+from .losses import qa_span_loss
+from .outputs import QuestionAnsweringModelOutput
 
 
 def forward_options(config, input_ids, inputs_embeds, past_key_values, cache, use_cache, output_attentions,
@@ -49,3 +53,15 @@ def pool_last_token(logits: torch.Tensor, input_ids: torch.Tensor | None, pad_to
         not_pad = (input_ids != pad_token_id).to(logits.device, torch.int32)
         last = (torch.arange(input_ids.shape[-1], device=logits.device, dtype=torch.int32) * not_pad).argmax(-1)
     return logits[torch.arange(b, device=logits.device), last]  # (B, N)
+
+
+def span_output(logits: torch.Tensor, start_positions, end_positions, out) -> QuestionAnsweringModelOutput:
+    """The question-answering output of (B, T, 2) span logits, with the span loss when both positions are given;
+    hidden states and attentions come from the backbone's output `out`."""
+    start, end = logits.split(1, dim=-1)  # (B, T, 1) each
+    start, end = start.squeeze(-1).contiguous(), end.squeeze(-1).contiguous()  # (B, T)
+    loss = None
+    if start_positions is not None and end_positions is not None:
+        loss = qa_span_loss(start, end, start_positions, end_positions)
+    return QuestionAnsweringModelOutput(loss=loss, start_logits=start, end_logits=end,
+                                        hidden_states=out.hidden_states, attentions=out.attentions)
