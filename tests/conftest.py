@@ -187,19 +187,29 @@ def hub(server, cache_dir, monkeypatch):
     return server
 
 
+def _hostile_servers(monkeypatch, endpoint_variable: str):
+    """(serve, started): serve(fake) runs a HostileServer over the fake hub with `endpoint_variable` pointed at it."""
+    from hostile import HostileServer
+    started = []
+
+    def serve(fake):
+        server = HostileServer(fake).__enter__()
+        started.append(server)
+        monkeypatch.setenv(endpoint_variable, server.url)
+        return server, fake
+    return serve, started
+
+
 @pytest.fixture
 def hostile_hub(isolated_env, monkeypatch):
     """`start(repos, tamper=None, page_size=1000)` serves a FakeHub (tests/hostile.py) on 127.0.0.1 with
     HF_ENDPOINT pointed at it; returns (server, fake). Servers stop at the end of the test."""
-    from hostile import FakeHub, HostileServer
-    started = []
+    from hostile import FakeHub
+    serve, started = _hostile_servers(monkeypatch, "HF_ENDPOINT")
 
     def start(repos, tamper=None, page_size=1000):
-        fake = FakeHub(repos, tamper, page_size)
-        server = HostileServer(fake).__enter__()
+        server, fake = serve(FakeHub(repos, tamper, page_size))
         fake.url = server.url
-        started.append(server)
-        monkeypatch.setenv("HF_ENDPOINT", server.url)
         return server, fake
 
     yield start
@@ -210,17 +220,9 @@ def hostile_hub(isolated_env, monkeypatch):
 @pytest.fixture
 def hostile_modelscope(isolated_env, monkeypatch):
     """`start(repos, tamper=None)` serves a FakeModelScope with MODELSCOPE_ENDPOINT and MODELSCOPE_CACHE set."""
-    from hostile import FakeModelScope, HostileServer
-    started = []
+    from hostile import FakeModelScope
     monkeypatch.setenv("MODELSCOPE_CACHE", str(isolated_env / "ms_cache"))
-
-    def start(repos, tamper=None):
-        fake = FakeModelScope(repos, tamper)
-        server = HostileServer(fake).__enter__()
-        started.append(server)
-        monkeypatch.setenv("MODELSCOPE_ENDPOINT", server.url)
-        return server, fake
-
-    yield start
+    serve, started = _hostile_servers(monkeypatch, "MODELSCOPE_ENDPOINT")
+    yield lambda repos, tamper=None: serve(FakeModelScope(repos, tamper))
     for server in started:
         server.__exit__(None, None, None)
