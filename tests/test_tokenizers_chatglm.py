@@ -18,7 +18,8 @@ from tokenizers import Regex, Tokenizer, models, pre_tokenizers, trainers
 
 from autoload.tokenization import ChatGLM4Tokenizer, ChatGLMTokenizer, tokenizer_class
 from autoload.tokenization.chatglm import GLM4_PATTERN, GLM4_SPECIAL_TOKENS, _rank_tokenizer_json
-from autoload.tokenization.sentencepiece_bpe import build_tokenizer, read_model
+from autoload.tokenization.sentencepiece import read_model
+from autoload.tokenization.sentencepiece_bpe import build_tokenizer
 from autoload.tokenization.tiktoken_ranks import bytes_to_unicode
 from tokenizer_cases import write_folder
 

@@ -319,7 +319,8 @@ class ChatGLMTokenizer(_GLMTokenizer):
             if vocab_file is None:
                 raise ValueError("ChatGLMTokenizer needs a SentencePiece model (vocab_file='tokenizer.model') "
                                  "or a tokenizer_object.")
-            from .sentencepiece_bpe import build_tokenizer, read_model
+            from .sentencepiece import read_model
+            from .sentencepiece_bpe import build_tokenizer
             # "sop"/"eop" are words: in a rendered chat template they match only when not inside a word
             specials = [AddedToken(token, single_word=token in ("sop", "eop"), normalized=False, special=True)
                         for token in self.special_token_names]
