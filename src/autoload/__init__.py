@@ -43,6 +43,10 @@ _EXPORTS: dict[str, str] = {
         "BertModel", "BertForPreTraining", "BertForMaskedLM", "BertLMHeadModel", "BertForSequenceClassification",
         "BertForTokenClassification", "BertForQuestionAnswering", "BertForMultipleChoice",
         "BertForNextSentencePrediction")},
+    "DistilBertConfig": "autoload.models.configs",
+    **{name: "autoload.models.distilbert" for name in (
+        "DistilBertModel", "DistilBertForMaskedLM", "DistilBertForSequenceClassification",
+        "DistilBertForTokenClassification", "DistilBertForQuestionAnswering", "DistilBertForMultipleChoice")},
     **{name: "autoload.models.gpt2" for name in (
         "GPT2Model", "GPT2LMHeadModel", "GPT2ForSequenceClassification", "GPT2ForTokenClassification",
         "GPT2ForQuestionAnswering")},

@@ -291,3 +291,18 @@ class ChatGLMConfig(PretrainedConfig):
                 return (f"{key}={str(data[key]).lower()}: no released ChatGLM uses it and autoload's native "
                         f"ChatGLM implements only {key}={str(supported).lower()}.")
         return None
+
+class DistilBertConfig(PretrainedConfig):
+    """DistilBERT: its own key names (dim, n_layers, n_heads, hidden_dim, activation), the standard names through
+    attribute_map as the reference."""
+
+    model_type = "distilbert"
+    mlp_matrices, learned_positions = 2, True
+    position_buffer_bytes = 8  # the embeddings' position_ids: int64, one per position
+    defaults = {
+        "vocab_size": 30522, "max_position_embeddings": 512, "sinusoidal_pos_embds": False, "n_layers": 6,
+        "n_heads": 12, "dim": 768, "hidden_dim": 3072, "dropout": 0.1, "attention_dropout": 0.1,
+        "activation": "gelu", "initializer_range": 0.02, "qa_dropout": 0.1, "seq_classif_dropout": 0.2,
+        "pad_token_id": 0, "eos_token_id": None, "bos_token_id": None, "tie_word_embeddings": True,
+    }
+    attribute_map = {"hidden_size": "dim", "num_attention_heads": "n_heads", "num_hidden_layers": "n_layers"}

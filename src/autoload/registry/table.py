@@ -24,6 +24,16 @@ MODEL_TYPES: dict[str, dict] = {
             "ForQuestionAnswering": "BertForQuestionAnswering", "ForMultipleChoice": "BertForMultipleChoice",
             "ForNextSentencePrediction": "BertForNextSentencePrediction", "ForTextEncoding": "BertModel"}),
     },
+    "distilbert": {
+        "config": "autoload.models.configs:DistilBertConfig",
+        "tokenizer": "DistilBertTokenizer",
+        "tasks": _tasks("distilbert", **{
+            "": "DistilBertModel", "ForPreTraining": "DistilBertForMaskedLM", "ForMaskedLM": "DistilBertForMaskedLM",
+            "ForSequenceClassification": "DistilBertForSequenceClassification",
+            "ForTokenClassification": "DistilBertForTokenClassification",
+            "ForQuestionAnswering": "DistilBertForQuestionAnswering",
+            "ForMultipleChoice": "DistilBertForMultipleChoice", "ForTextEncoding": "DistilBertModel"}),
+    },
     "gpt2": {
         "config": "autoload.models.configs:GPT2Config",
         "tokenizer": "GPT2Tokenizer",
