@@ -210,7 +210,11 @@ def test_direct_construction_init_and_training_step():
     model = gpt2.GPT2LMHeadModel(GPT2Config(**{**TINY, "n_embd": 64, "n_layer": 2}))
     block = model.transformer.h[0]
     assert model.lm_head.weight is model.transformer.wte.weight
-    assert block.attn.c_attn.weight.shape == (64, 192)  # [in, out], the checkpoint layout
+    assert isinstance(block.attn.c_attn, torch.nn.Linear) and block.attn.c_attn.weight.shape == (192, 64)  # (out, in)
+    assert model.state_dict()["transformer.h.0.attn.c_attn.weight"].shape == (64, 192)  # [in, out], the checkpoint's
+    clone = gpt2.GPT2LMHeadModel(GPT2Config(**{**TINY, "n_embd": 64, "n_layer": 2}))
+    clone.load_state_dict(model.state_dict())  # torch's own loading takes the [in, out] layout back
+    assert torch.equal(clone.transformer.h[0].attn.c_attn.weight, block.attn.c_attn.weight)
     assert 0.018 < block.attn.c_attn.weight.std() < 0.022
     assert 0.008 < block.mlp.c_proj.weight.std() < 0.012  # 0.02 / sqrt(2 * n_layer)
     assert not block.attn.c_proj.bias.any() and bool((block.ln_1.weight == 1).all())

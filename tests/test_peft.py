@@ -28,8 +28,8 @@ GPT2 = {"vocab_size": 64, "n_layer": 2, "n_head": 4, "n_embd": 32, "n_positions"
 CASES = {
     "llama-causal": (TaskType.CAUSAL_LM, "LlamaForCausalLM", our_llama, "LlamaConfig", LLAMA,
                      ["q_proj", "v_proj"], "logits"),
-    # GPT-2's attention and MLP are Conv1D, which peft recognises only as transformers' own class: lm_head here
-    # (untied: merging LoRA into a tied lm_head would change the input embeddings too, in both libraries)
+    # lm_head here (untied: merging LoRA into a tied lm_head would change the input embeddings too, in both
+    # libraries); the attention and MLP projections: test_gpt2_lora_on_the_projections_matches_reference
     "gpt2-causal": (TaskType.CAUSAL_LM, "GPT2LMHeadModel", our_gpt2, "GPT2Config", GPT2, ["lm_head"], "logits"),
     "bert-seq-cls": (TaskType.SEQ_CLS, "BertForSequenceClassification", our_bert, "BertConfig", BERT,
                      ["query", "value"], "logits"),
@@ -174,3 +174,63 @@ def test_lora_with_gradient_checkpointing_matches_reference(use_reentrant, tmp_p
     assert grads[1].keys() == grads[0].keys() and all(g is not None for g in grads[1].values())
     for name, grad in grads[0].items():
         assert_close(grads[1][name], grad, atol=1e-4, rtol=0, msg=lambda m: f"{name}: {m}")
+
+
+def test_gpt2_lora_on_the_projections_matches_reference(tmp_path):
+    """c_attn / c_proj / c_fc are nn.Linear here (transformers' are Conv1D, which peft handles with fan_in_fan_out):
+    the same adapter either way. Training, the adapter round trip, merging, generate, and the reference's adapter
+    on autoload's model all give the reference's numbers."""
+    targets = ["c_attn", "c_proj", "c_fc"]
+    config = transformers.GPT2Config(**dict(GPT2, tie_word_embeddings=True))
+    ref_base, ours_base = model_cases.make_pair(tmp_path / "base", transformers.GPT2LMHeadModel,
+                                                our_gpt2.GPT2LMHeadModel, config)
+    c_attn = ours_base.transformer.h[0].attn.c_attn
+    assert isinstance(c_attn, torch.nn.Linear) and c_attn.weight.shape == (96, 32)  # (out, in) in memory ...
+    assert c_attn.weight.t().is_contiguous()  # ... as a view of the checkpoint's [in, out] tensor, not a copy
+    torch.manual_seed(0)
+    ref = get_peft_model(ref_base, lora(TaskType.CAUSAL_LM, targets))
+    torch.manual_seed(0)
+    ours = get_peft_model(ours_base, lora(TaskType.CAUSAL_LM, targets))
+    assert ours.get_nb_trainable_parameters() == ref.get_nb_trainable_parameters()
+    lora_names = sorted(n for n, p in ours.named_parameters() if p.requires_grad)
+    assert len(lora_names) == 2 * 4 * 2  # lora_A and lora_B on four projections in each of two blocks
+    assert lora_names == sorted(n for n, p in ref.named_parameters() if p.requires_grad)
+
+    inputs, labels = batch("GPT2LMHeadModel")
+    ref_losses, our_losses = train(ref, inputs, labels, "logits"), train(ours, inputs, labels, "logits")
+    assert_close(torch.tensor(our_losses), torch.tensor(ref_losses), atol=1e-4, rtol=0)
+    assert our_losses[-1] < our_losses[0]
+
+    ref.eval(), ours.eval()
+    ids, mask = model_cases.padded_batch(2, 6, "left", [0, 2], 64)
+    generate = {"input_ids": ids, "attention_mask": mask, "max_new_tokens": 6, "do_sample": False, "pad_token_id": 0}
+    with torch.no_grad():
+        expected = ref(**inputs).logits
+        expected_ids = ref.generate(**generate)
+        assert_close(ours(**inputs).logits, expected, atol=1e-4, rtol=0)
+        with ours.disable_adapter():  # the adapter matters
+            assert not torch.allclose(ours(**inputs).logits, expected, atol=1e-3)
+    ours.save_pretrained(tmp_path / "adapter")
+    fresh = our_gpt2.GPT2LMHeadModel.from_pretrained(tmp_path / "base")
+    reloaded = PeftModel.from_pretrained(fresh, tmp_path / "adapter").eval()
+    with torch.no_grad():
+        assert_close(reloaded(**inputs).logits, expected, atol=1e-4, rtol=0)
+    merged = reloaded.merge_and_unload()
+    assert type(merged) is our_gpt2.GPT2LMHeadModel
+    assert not any("lora" in name for name, _ in merged.named_parameters())
+    with torch.no_grad():
+        assert_close(merged(**inputs).logits, expected, atol=1e-4, rtol=0)
+        assert torch.equal(merged.generate(**generate), expected_ids)
+    merged.save_pretrained(tmp_path / "merged")  # the merged weights, written in GPT-2's [in, out] layout
+    state = merged.state_dict()
+    assert state["transformer.h.1.mlp.c_fc.weight"].shape == (32, 128)
+    back = transformers.GPT2LMHeadModel.from_pretrained(tmp_path / "merged").eval()
+    with torch.no_grad():
+        assert_close(back(**inputs).logits, expected, atol=1e-4, rtol=0)
+
+    ref.save_pretrained(tmp_path / "reference-adapter")  # trained on transformers' Conv1D (fan_in_fan_out=True)
+    fresh = our_gpt2.GPT2LMHeadModel.from_pretrained(tmp_path / "base")
+    crossed = PeftModel.from_pretrained(fresh, tmp_path / "reference-adapter").eval()
+    with torch.no_grad():
+        assert_close(crossed(**inputs).logits, expected, atol=1e-4, rtol=0)
+        assert torch.equal(crossed.generate(**generate), expected_ids)

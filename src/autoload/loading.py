@@ -480,6 +480,15 @@ def set_tensor(model: nn.Module, key: str, value) -> None:
         module._buffers[name] = value
 
 
+def _in_memory_layout(model: nn.Module, key: str, tensor: torch.Tensor) -> torch.Tensor:
+    """A module that keeps a tensor transposed relative to its checkpoint (GPT-2's projections: nn.Linear (out, in)
+    in memory, [in, out] on disk) names it in `transposed_in_checkpoint`; it gets the transposed view, no copy.
+    (Its state_dict hooks give the checkpoint layout back, which is what `expected` shapes are checked against.)"""
+    module_path, _, name = key.rpartition(".")
+    module = model.get_submodule(module_path) if module_path else model
+    return tensor.t() if name in getattr(module, "transposed_in_checkpoint", ()) else tensor
+
+
 def _target_key(key: str, expected: set[str], prefix: str) -> str | None:
     for pattern, replacement in _RENAMES:
         key = pattern.sub(replacement, key)
@@ -514,7 +523,7 @@ def _load_into(model: nn.Module, files, state_dict, dtype, device, ignore_mismat
             mismatched.append((target, tuple(tensor.shape), tuple(slot.shape)))
             continue
         wanted_dtype = slot.dtype if slot.is_floating_point() else tensor.dtype
-        set_tensor(model, target, tensor.to(device=device, dtype=wanted_dtype))
+        set_tensor(model, target, _in_memory_layout(model, target, tensor.to(device=device, dtype=wanted_dtype)))
         loaded.add(target)
     if mismatched and not ignore_mismatched_sizes:
         details = "; ".join(f"'{k}': checkpoint {c} vs model {m}" for k, c, m in mismatched)

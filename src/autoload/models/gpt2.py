@@ -3,9 +3,18 @@
     h = wte(ids) + wpe(positions)                      then, per block:
     h = h + attn(ln_1(h));   h = h + mlp(ln_2(h))      and finally ln_f(h)
 
-Module names are the checkpoint keys (`transformer.h.0.attn.c_attn.weight`, ...). The projections are `Conv1D`:
-their weights are stored [in_features, out_features] as in OpenAI's original checkpoints, so those load by plain
-assignment. Hub checkpoints of the bare model lack the `transformer.` prefix; the loader adds it.
+Module names are the checkpoint keys (`transformer.h.0.attn.c_attn.weight`, ...). Hub checkpoints of the bare
+model lack the `transformer.` prefix; the loader adds it.
+
+The projections c_attn, c_proj and c_fc are `TransposedLinear`, an `nn.Linear` (so PEFT/LoRA, quantizers and
+anything else that looks for nn.Linear find them) whose checkpoint layout is GPT-2's Conv1D one, [in, out]:
+- in memory `weight` is (out, in) as nn.Linear wants, but a transposed view of [in, out] memory, so a loaded
+  (memory-mapped) checkpoint tensor is assigned as `.t()`, never copied, and the matmul sees the reference's
+  layout (the same numbers as its addmm);
+- `state_dict()` gives `weight` back as [in, out] under the same key (a state-dict post-hook), and
+  `load_state_dict()` takes [in, out] (a load pre-hook): save_pretrained folders load in transformers' GPT-2,
+  its checkpoints load here;
+- autoload's loader reads the class attribute `transposed_in_checkpoint` and assigns the transposed view.
 """
 
 from __future__ import annotations
@@ -32,21 +41,40 @@ logger = logging.getLogger("autoload")
 _warned: set[str] = set()
 
 
-class Conv1D(nn.Module):
-    """A linear layer y = x·W + b whose weight is stored [in_features, out_features] (the transpose of
-    nn.Linear's), the layout of GPT-2 checkpoints. `residual` marks projections back onto the residual stream,
+def _weight_to_checkpoint(module, state_dict, prefix, local_metadata) -> None:
+    """state_dict post-hook: (out, in) weight -> the checkpoint's [in, out] (a view; contiguous for a loaded one)."""
+    if prefix + "weight" in state_dict:
+        state_dict[prefix + "weight"] = state_dict[prefix + "weight"].t()
+
+
+def _weight_from_checkpoint(module, state_dict, prefix, *args) -> None:
+    """load_state_dict pre-hook: the checkpoint's [in, out] weight -> (out, in) (a view)."""
+    if isinstance(state_dict.get(prefix + "weight"), torch.Tensor):
+        state_dict[prefix + "weight"] = state_dict[prefix + "weight"].t()
+
+
+class TransposedLinear(nn.Linear):
+    """y = x·Wᵀ + b, an nn.Linear whose checkpoint stores W transposed ([in, out], GPT-2's Conv1D layout). The
+    parameter is (out, in) over [in, out] memory; `residual` marks projections back onto the residual stream,
     initialised with a smaller std."""
 
-    def __init__(self, in_features: int, out_features: int, residual: bool = False):
-        super().__init__()
-        self.weight = nn.Parameter(torch.empty(in_features, out_features))
-        self.bias = nn.Parameter(torch.zeros(out_features))
-        self.residual = residual
-        nn.init.normal_(self.weight, std=0.02)  # as the reference's constructor: a seeded build draws the same numbers
+    transposed_in_checkpoint = ("weight",)  # read by autoload.loading: assign the checkpoint tensor's .t()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = torch.addmm(self.bias, x.reshape(-1, x.shape[-1]), self.weight)  # (B*T, out)
-        return y.view(*x.shape[:-1], y.shape[-1])                            # (B, T, out)
+    def __init__(self, in_features: int, out_features: int, residual: bool = False):
+        nn.Module.__init__(self)
+        self.in_features, self.out_features, self.residual = in_features, out_features, residual
+        self.weight = nn.Parameter(torch.empty(in_features, out_features).t())  # (out, in) view of [in, out]
+        self.bias = nn.Parameter(torch.zeros(out_features))
+        self.reset_parameters()
+        self.register_state_dict_post_hook(_weight_to_checkpoint)
+        self.register_load_state_dict_pre_hook(_weight_from_checkpoint)
+
+    def reset_parameters(self) -> None:
+        self.normal_(0.02)  # as the reference's constructor: a seeded build draws the same numbers
+
+    def normal_(self, std: float) -> None:
+        """Draw the weight in the checkpoint's [in, out] order (the reference's order of random numbers)."""
+        nn.init.normal_(self.weight.data.t(), std=std)  # [in, out], contiguous when built here
 
 
 class GPT2Attention(nn.Module):
@@ -62,8 +90,8 @@ class GPT2Attention(nn.Module):
         if config.scale_attn_by_inverse_layer_idx:
             self.scale /= float(layer_idx + 1)
         self.upcast = config.reorder_and_upcast_attn  # eager path only: scores and softmax in fp32
-        self.c_attn = Conv1D(config.n_embd, 3 * config.n_embd)
-        self.c_proj = Conv1D(config.n_embd, config.n_embd, residual=True)
+        self.c_attn = TransposedLinear(config.n_embd, 3 * config.n_embd)
+        self.c_proj = TransposedLinear(config.n_embd, config.n_embd, residual=True)
         self.attn_dropout = nn.Dropout(config.attn_pdrop)
         self.resid_dropout = nn.Dropout(config.resid_pdrop)
 
@@ -84,9 +112,9 @@ class GPT2MLP(nn.Module):
     def __init__(self, config: GPT2Config):
         super().__init__()
         inner = config.n_inner if config.n_inner is not None else 4 * config.n_embd
-        self.c_fc = Conv1D(config.n_embd, inner)
+        self.c_fc = TransposedLinear(config.n_embd, inner)
         self.act = Activation(config.activation_function)  # "gelu_new": GELU's tanh approximation
-        self.c_proj = Conv1D(inner, config.n_embd, residual=True)
+        self.c_proj = TransposedLinear(inner, config.n_embd, residual=True)
         self.dropout = nn.Dropout(config.resid_pdrop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -116,14 +144,15 @@ class GPT2PreTrainedModel(PreTrainedModel):
     _keys_to_ignore_on_load_unexpected = [r"(^|\.)(attn|crossattention)\.(masked_)?bias$"]
 
     def _init_weights(self, module: nn.Module) -> None:
-        super()._init_weights(module)
-        if isinstance(module, Conv1D):
-            module.weight.data.normal_(0.0, self.config.initializer_range)
+        if isinstance(module, TransposedLinear):  # not the nn.Linear rule: the draws go in [in, out] order
+            module.normal_(self.config.initializer_range)
             module.bias.data.zero_()
+        else:
+            super()._init_weights(module)
         if isinstance(module, (GPT2Attention, GPT2MLP)):
             # GPT-2 paper: residual projections drawn again with std/√N, N = 2 residual branches per block (after
             # their plain init above, children first: the reference's order of RNG draws)
-            module.c_proj.weight.data.normal_(0.0, self.config.initializer_range / math.sqrt(2 * self.config.n_layer))
+            module.c_proj.normal_(self.config.initializer_range / math.sqrt(2 * self.config.n_layer))
 
 
 class GPT2Model(GPT2PreTrainedModel):
