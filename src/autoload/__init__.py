@@ -43,10 +43,26 @@ _EXPORTS: dict[str, str] = {
         "BertModel", "BertForPreTraining", "BertForMaskedLM", "BertLMHeadModel", "BertForSequenceClassification",
         "BertForTokenClassification", "BertForQuestionAnswering", "BertForMultipleChoice",
         "BertForNextSentencePrediction")},
+    **{name: "autoload.models.configs" for name in ("RobertaConfig", "XLMRobertaConfig", "CamembertConfig")},
+    **{f"{family}{head}": "autoload.models.roberta" for family in ("Roberta", "XLMRoberta", "Camembert") for head in (
+        "Model", "ForCausalLM", "ForMaskedLM", "ForSequenceClassification", "ForTokenClassification",
+        "ForQuestionAnswering", "ForMultipleChoice")},
     "DistilBertConfig": "autoload.models.configs",
     **{name: "autoload.models.distilbert" for name in (
         "DistilBertModel", "DistilBertForMaskedLM", "DistilBertForSequenceClassification",
         "DistilBertForTokenClassification", "DistilBertForQuestionAnswering", "DistilBertForMultipleChoice")},
+    "MPNetConfig": "autoload.models.configs",
+    **{name: "autoload.models.mpnet" for name in (
+        "MPNetModel", "MPNetForMaskedLM", "MPNetForSequenceClassification", "MPNetForTokenClassification",
+        "MPNetForQuestionAnswering", "MPNetForMultipleChoice")},
+    "ModernBertConfig": "autoload.models.configs",
+    **{f"ModernBert{head}": "autoload.models.modernbert" for head in (
+        "Model", "ForMaskedLM", "ForSequenceClassification", "ForTokenClassification", "ForQuestionAnswering",
+        "ForMultipleChoice")},
+    "DebertaV2Config": "autoload.models.configs",
+    **{f"DebertaV2{head}": "autoload.models.deberta_v2" for head in (
+        "Model", "ForMaskedLM", "ForSequenceClassification", "ForTokenClassification", "ForQuestionAnswering",
+        "ForMultipleChoice")},
     **{name: "autoload.models.gpt2" for name in (
         "GPT2Model", "GPT2LMHeadModel", "GPT2ForSequenceClassification", "GPT2ForTokenClassification",
         "GPT2ForQuestionAnswering")},
@@ -68,6 +84,14 @@ _EXPORTS: dict[str, str] = {
     "Qwen2TokenizerFast": "autoload.tokenization.qwen2",
     "LlamaTokenizer": "autoload.tokenization.llama",
     "LlamaTokenizerFast": "autoload.tokenization.llama",
+    "XLMRobertaTokenizer": "autoload.tokenization.xlm_roberta",
+    "XLMRobertaTokenizerFast": "autoload.tokenization.xlm_roberta",
+    "CamembertTokenizer": "autoload.tokenization.camembert",
+    "CamembertTokenizerFast": "autoload.tokenization.camembert",
+    "DebertaV2Tokenizer": "autoload.tokenization.deberta_v2",
+    "DebertaV2TokenizerFast": "autoload.tokenization.deberta_v2",
+    "AlbertTokenizer": "autoload.tokenization.albert",
+    "AlbertTokenizerFast": "autoload.tokenization.albert",
     "QWenTokenizer": "autoload.tokenization.tiktoken_bpe",
     "ChatGLMTokenizer": "autoload.tokenization.chatglm",
     "ChatGLM4Tokenizer": "autoload.tokenization.chatglm",

@@ -292,6 +292,61 @@ class ChatGLMConfig(PretrainedConfig):
                         f"ChatGLM implements only {key}={str(supported).lower()}.")
         return None
 
+
+class RobertaConfig(PretrainedConfig):
+    """RoBERTa: BERT's encoder with positions from pad_token_id + 1 (padding skipped) and no NSP; xlm-roberta and
+    camembert are the same architecture under their own model_type (classes in models/roberta.py)."""
+
+    model_type = "roberta"
+    mlp_matrices, learned_positions = 2, True
+    position_buffer_bytes = 16  # RobertaEmbeddings' position_ids and token_type_ids: int64, one per position
+    defaults = {
+        "vocab_size": 50265, "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
+        "intermediate_size": 3072, "hidden_act": "gelu", "hidden_dropout_prob": 0.1,
+        "attention_probs_dropout_prob": 0.1, "max_position_embeddings": 512, "type_vocab_size": 2,
+        "initializer_range": 0.02, "layer_norm_eps": 1e-12, "pad_token_id": 1, "bos_token_id": 0,
+        "eos_token_id": 2, "use_cache": True, "classifier_dropout": None, "is_decoder": False,
+        "add_cross_attention": False, "tie_word_embeddings": True,
+    }
+
+
+class XLMRobertaConfig(RobertaConfig):
+    model_type = "xlm-roberta"
+    defaults = {**RobertaConfig.defaults, "vocab_size": 30522}
+
+
+class CamembertConfig(RobertaConfig):
+    model_type = "camembert"
+    defaults = {**RobertaConfig.defaults, "vocab_size": 30522}
+
+
+class DebertaV2Config(PretrainedConfig):
+    """DeBERTa v2 and v3. The keys the reference reads with a fallback and never declares (`position_buckets`,
+    `share_att_key`, `norm_rel_ebd`, `conv_kernel_size`, `conv_act`, `conv_groups`, `embedding_size`,
+    `attention_head_size`, `cls_dropout`) stay unset unless config.json has them; models/deberta_v2.py reads
+    them with the reference's fallbacks. `pos_att_type` "p2c|c2p" becomes a list; `pooler_hidden_size` defaults
+    to hidden_size."""
+
+    model_type = "deberta-v2"
+    mlp_matrices, learned_positions = 2, True
+    position_buffer_bytes = 8  # DebertaV2Embeddings' position_ids: int64, one per position
+    defaults = {
+        "vocab_size": 128100, "hidden_size": 1536, "num_hidden_layers": 24, "num_attention_heads": 24,
+        "intermediate_size": 6144, "hidden_act": "gelu", "hidden_dropout_prob": 0.1,
+        "attention_probs_dropout_prob": 0.1, "max_position_embeddings": 512, "type_vocab_size": 0,
+        "initializer_range": 0.02, "layer_norm_eps": 1e-7, "relative_attention": False, "max_relative_positions": -1,
+        "pad_token_id": 0, "bos_token_id": None, "eos_token_id": None, "position_biased_input": True,
+        "pos_att_type": None, "pooler_dropout": 0.0, "pooler_hidden_act": "gelu", "legacy": True,
+        "tie_word_embeddings": True,
+    }
+
+    def _post_init(self) -> None:
+        if isinstance(self.pos_att_type, str):
+            self.pos_att_type = [x.strip() for x in self.pos_att_type.lower().split("|")]
+        if self.__dict__.get("pooler_hidden_size") is None:
+            self.pooler_hidden_size = self.hidden_size
+
+
 class DistilBertConfig(PretrainedConfig):
     """DistilBERT: its own key names (dim, n_layers, n_heads, hidden_dim, activation), the standard names through
     attribute_map as the reference."""
@@ -306,3 +361,86 @@ class DistilBertConfig(PretrainedConfig):
         "pad_token_id": 0, "eos_token_id": None, "bos_token_id": None, "tie_word_embeddings": True,
     }
     attribute_map = {"hidden_size": "dim", "num_attention_heads": "n_heads", "num_hidden_layers": "n_layers"}
+
+
+class ElectraConfig(PretrainedConfig):
+    """ELECTRA: BERT's encoder over embeddings of `embedding_size` (projected to hidden_size when they differ)."""
+
+    model_type = "electra"
+    mlp_matrices, learned_positions = 2, True
+    position_buffer_bytes = 16  # ElectraEmbeddings' position_ids and token_type_ids: int64, one per position
+    defaults = {
+        "vocab_size": 30522, "embedding_size": 128, "hidden_size": 256, "num_hidden_layers": 12,
+        "num_attention_heads": 4, "intermediate_size": 1024, "hidden_act": "gelu", "hidden_dropout_prob": 0.1,
+        "attention_probs_dropout_prob": 0.1, "max_position_embeddings": 512, "type_vocab_size": 2,
+        "initializer_range": 0.02, "layer_norm_eps": 1e-12, "summary_type": "first", "summary_use_proj": True,
+        "summary_activation": "gelu", "summary_last_dropout": 0.1, "pad_token_id": 0, "use_cache": True,
+        "classifier_dropout": None, "is_decoder": False, "add_cross_attention": False, "bos_token_id": None,
+        "eos_token_id": None, "tie_word_embeddings": True,
+    }
+
+
+class MPNetConfig(PretrainedConfig):
+    """MPNet: BERT's encoder sizes plus `relative_attention_num_buckets` (rows of the relative position bias)."""
+
+    model_type = "mpnet"
+    mlp_matrices, learned_positions = 2, True
+    defaults = {
+        "vocab_size": 30527, "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
+        "intermediate_size": 3072, "hidden_act": "gelu", "hidden_dropout_prob": 0.1,
+        "attention_probs_dropout_prob": 0.1, "max_position_embeddings": 512, "initializer_range": 0.02,
+        "layer_norm_eps": 1e-12, "relative_attention_num_buckets": 32, "pad_token_id": 1, "bos_token_id": 0,
+        "eos_token_id": 2, "tie_word_embeddings": True,
+    }
+
+
+class ModernBertConfig(PretrainedConfig):
+    """ModernBERT: a pre-norm encoder with RoPE, GeGLU and alternating global / local (sliding-window) attention.
+
+    `layer_types` marks each layer "full_attention" or "sliding_attention"; when absent (older config.json files)
+    every `global_attn_every_n_layers`-th layer (default 3, counting from layer 0) is global. A local layer sees
+    `local_attention // 2` tokens on each side. `rope_parameters` holds one RoPE dict per layer type; the older
+    keys `global_rope_theta` / `local_rope_theta` (and `rope_scaling`, applied to both) fold into it."""
+
+    model_type = "modernbert"
+    mlp_matrices = 3  # Wi holds the GeGLU input and gate halves
+    default_theta = {"full_attention": 160_000.0, "sliding_attention": 10_000.0}
+    defaults = {
+        "vocab_size": 50368, "hidden_size": 768, "intermediate_size": 1152, "num_hidden_layers": 22,
+        "num_attention_heads": 12, "hidden_activation": "gelu", "max_position_embeddings": 8192,
+        "initializer_range": 0.02, "initializer_cutoff_factor": 2.0, "norm_eps": 1e-5, "norm_bias": False,
+        "pad_token_id": 50283, "eos_token_id": 50282, "bos_token_id": 50281, "cls_token_id": 50281,
+        "sep_token_id": 50282, "attention_bias": False, "attention_dropout": 0.0, "layer_types": None,
+        "rope_parameters": None, "local_attention": 128, "embedding_dropout": 0.0, "mlp_bias": False,
+        "mlp_dropout": 0.0, "decoder_bias": True, "classifier_pooling": "cls", "classifier_dropout": 0.0,
+        "classifier_bias": False, "classifier_activation": "gelu", "deterministic_flash_attn": False,
+        "sparse_prediction": False, "sparse_pred_ignore_index": -100, "tie_word_embeddings": True,
+    }
+
+    def __init__(self, **kwargs):
+        thetas = {"full_attention": kwargs.pop("global_rope_theta", None),
+                  "sliding_attention": kwargs.pop("local_rope_theta", None)}
+        scaling = kwargs.pop("rope_scaling", None)
+        kwargs.pop("reference_compile", None)  # a torch.compile switch of older files, dropped as the reference does
+        super().__init__(**kwargs)
+        if self.layer_types is None:  # `global_attn_every_n_layers` is kept as given (the reference keeps it too)
+            every = getattr(self, "global_attn_every_n_layers", 3)
+            self.layer_types = ["sliding_attention" if i % every else "full_attention"
+                                for i in range(self.num_hidden_layers)]
+        params = {kind: dict(p) if p is not None else None for kind, p in (self.rope_parameters or {}).items()}
+        for kind in ("full_attention", "sliding_attention"):
+            if params.get(kind) is None:
+                params[kind] = {"rope_type": "default"}
+            if scaling:
+                params[kind].update(scaling)
+            theta = thetas[kind] if thetas[kind] is not None else self.default_theta[kind]
+            params[kind].setdefault("rope_theta", theta)
+            params[kind].setdefault("rope_type", params[kind].get("type", "default"))
+            if params[kind]["rope_type"] in ("llama3", "yarn", "longrope"):
+                params[kind].setdefault("original_max_position_embeddings", self.max_position_embeddings)
+        self.rope_parameters = params
+
+    @property
+    def sliding_window(self) -> int:
+        """Tokens a local layer sees on each side: `local_attention // 2` (the reference's name)."""
+        return self.local_attention // 2

@@ -24,6 +24,39 @@ MODEL_TYPES: dict[str, dict] = {
             "ForQuestionAnswering": "BertForQuestionAnswering", "ForMultipleChoice": "BertForMultipleChoice",
             "ForNextSentencePrediction": "BertForNextSentencePrediction", "ForTextEncoding": "BertModel"}),
     },
+    "roberta": {  # the RoBERTa family's file; xlm-roberta and camembert are rows into it (their "family")
+        "config": "autoload.models.configs:RobertaConfig",
+        "tokenizer": None,
+        "tasks": _tasks("roberta", **{
+            "": "RobertaModel", "ForPreTraining": "RobertaForMaskedLM", "ForMaskedLM": "RobertaForMaskedLM",
+            "ForCausalLM": "RobertaForCausalLM", "ForSequenceClassification": "RobertaForSequenceClassification",
+            "ForTokenClassification": "RobertaForTokenClassification",
+            "ForQuestionAnswering": "RobertaForQuestionAnswering", "ForMultipleChoice": "RobertaForMultipleChoice",
+            "ForTextEncoding": "RobertaModel"}),
+    },
+    "xlm-roberta": {
+        "config": "autoload.models.configs:XLMRobertaConfig",
+        "tokenizer": None,
+        "family": "roberta",  # its classes are in models/roberta.py
+        "tasks": _tasks("roberta", **{
+            "": "XLMRobertaModel", "ForPreTraining": "XLMRobertaForMaskedLM", "ForMaskedLM": "XLMRobertaForMaskedLM",
+            "ForCausalLM": "XLMRobertaForCausalLM",
+            "ForSequenceClassification": "XLMRobertaForSequenceClassification",
+            "ForTokenClassification": "XLMRobertaForTokenClassification",
+            "ForQuestionAnswering": "XLMRobertaForQuestionAnswering",
+            "ForMultipleChoice": "XLMRobertaForMultipleChoice", "ForTextEncoding": "XLMRobertaModel"}),
+    },
+    "camembert": {
+        "config": "autoload.models.configs:CamembertConfig",
+        "tokenizer": None,
+        "family": "roberta",  # its classes are in models/roberta.py
+        "tasks": _tasks("roberta", **{
+            "": "CamembertModel", "ForPreTraining": "CamembertForMaskedLM", "ForMaskedLM": "CamembertForMaskedLM",
+            "ForCausalLM": "CamembertForCausalLM", "ForSequenceClassification": "CamembertForSequenceClassification",
+            "ForTokenClassification": "CamembertForTokenClassification",
+            "ForQuestionAnswering": "CamembertForQuestionAnswering",
+            "ForMultipleChoice": "CamembertForMultipleChoice"}),
+    },
     "distilbert": {
         "config": "autoload.models.configs:DistilBertConfig",
         "tokenizer": "DistilBertTokenizer",
@@ -93,6 +126,35 @@ MODEL_TYPES: dict[str, dict] = {
             "AutoModelForSequenceClassification": "autoload.models.llama:Qwen3ForSequenceClassification",
             "AutoModelForTokenClassification": "autoload.models.llama:Qwen3ForTokenClassification",
             "AutoModelForQuestionAnswering": "autoload.models.llama:Qwen3ForQuestionAnswering"},
+    },
+    "mpnet": {
+        "config": "autoload.models.configs:MPNetConfig",
+        "tokenizer": "MPNetTokenizer",
+        "tasks": _tasks("mpnet", **{
+            "": "MPNetModel", "ForPreTraining": "MPNetForMaskedLM", "ForMaskedLM": "MPNetForMaskedLM",
+            "ForSequenceClassification": "MPNetForSequenceClassification",
+            "ForTokenClassification": "MPNetForTokenClassification",
+            "ForQuestionAnswering": "MPNetForQuestionAnswering", "ForMultipleChoice": "MPNetForMultipleChoice"}),
+    },
+    "modernbert": {  # the repos ship tokenizer.json (PreTrainedTokenizerFast): the generic class
+        "config": "autoload.models.configs:ModernBertConfig",
+        "tokenizer": None,
+        "tasks": _tasks("modernbert", **{
+            "": "ModernBertModel", "ForMaskedLM": "ModernBertForMaskedLM",
+            "ForSequenceClassification": "ModernBertForSequenceClassification",
+            "ForTokenClassification": "ModernBertForTokenClassification",
+            "ForQuestionAnswering": "ModernBertForQuestionAnswering",
+            "ForMultipleChoice": "ModernBertForMultipleChoice"}),
+    },
+    "deberta-v2": {  # DeBERTa v2 and v3
+        "config": "autoload.models.configs:DebertaV2Config",
+        "tokenizer": "DebertaV2Tokenizer",
+        "tasks": _tasks("deberta_v2", **{
+            "": "DebertaV2Model", "ForPreTraining": "DebertaV2ForMaskedLM", "ForMaskedLM": "DebertaV2ForMaskedLM",
+            "ForSequenceClassification": "DebertaV2ForSequenceClassification",
+            "ForTokenClassification": "DebertaV2ForTokenClassification",
+            "ForQuestionAnswering": "DebertaV2ForQuestionAnswering",
+            "ForMultipleChoice": "DebertaV2ForMultipleChoice", "ForTextEncoding": "DebertaV2Model"}),
     },
 }
 
