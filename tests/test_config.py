@@ -17,6 +17,8 @@ IGNORED = {"transformers_version", "_name_or_path", "architectures"}
 CASES = {
     "bert": [{}, {"hidden_size": 64, "num_attention_heads": 4, "id2label": {"0": "neg", "1": "pos", "2": "neu"}}],
     "gpt2": [{}, {"n_embd": 64, "n_layer": 2, "n_head": 4, "n_inner": 100}],
+    "mpnet": [{}, {"hidden_size": 64, "num_attention_heads": 4, "relative_attention_num_buckets": 16,
+                   "layer_norm_eps": 1e-5, "max_position_embeddings": 514}],
     "distilbert": [{}, {"hidden_size": 64, "n_heads": 4, "sinusoidal_pos_embds": True, "activation": "relu"}],
     "llama": [{}, {"hidden_size": 64, "num_attention_heads": 4, "num_key_value_heads": 2, "rope_theta": 500000.0},
               {"rope_scaling": {"rope_type": "linear", "factor": 2.0}, "max_position_embeddings": 4096}],
