@@ -17,6 +17,10 @@ IGNORED = {"transformers_version", "_name_or_path", "architectures"}
 CASES = {
     "bert": [{}, {"hidden_size": 64, "num_attention_heads": 4, "id2label": {"0": "neg", "1": "pos", "2": "neu"}}],
     "gpt2": [{}, {"n_embd": 64, "n_layer": 2, "n_head": 4, "n_inner": 100}],
+    "roberta": [{}, {"hidden_size": 64, "num_attention_heads": 4, "type_vocab_size": 1, "is_decoder": True}],
+    "xlm-roberta": [{}, {"vocab_size": 250002, "max_position_embeddings": 514, "layer_norm_eps": 1e-5,
+                         "num_labels": 1}],
+    "camembert": [{}, {"vocab_size": 32005, "pad_token_id": 1, "classifier_dropout": 0.2}],
     "mpnet": [{}, {"hidden_size": 64, "num_attention_heads": 4, "relative_attention_num_buckets": 16,
                    "layer_norm_eps": 1e-5, "max_position_embeddings": 514}],
     "distilbert": [{}, {"hidden_size": 64, "n_heads": 4, "sinusoidal_pos_embds": True, "activation": "relu"}],
