@@ -24,6 +24,9 @@ CASES = {
     "mpnet": [{}, {"hidden_size": 64, "num_attention_heads": 4, "relative_attention_num_buckets": 16,
                    "layer_norm_eps": 1e-5, "max_position_embeddings": 514}],
     "distilbert": [{}, {"hidden_size": 64, "n_heads": 4, "sinusoidal_pos_embds": True, "activation": "relu"}],
+    "albert": [{}, {"hidden_size": 64, "num_attention_heads": 4, "embedding_size": 32, "num_hidden_groups": 2,
+                    "inner_group_num": 2, "classifier_dropout_prob": 0.2, "hidden_act": "gelu"}],
+    "electra": [{}, {"embedding_size": 32, "hidden_size": 64, "is_decoder": True, "summary_type": "mean"}],
     "deberta-v2": [{}, {"hidden_size": 64, "relative_attention": True, "pos_att_type": "p2c|c2p",
                         "position_buckets": 256, "share_att_key": True, "norm_rel_ebd": "layer_norm",
                         "position_biased_input": False},
@@ -33,6 +36,11 @@ CASES = {
     "mistral": [{}, {"hidden_size": 64, "num_attention_heads": 4, "sliding_window": None}],
     "qwen2": [{}, {"num_hidden_layers": 4, "use_sliding_window": True, "sliding_window": 16, "max_window_layers": 2}],
     "qwen3": [{}, {"hidden_size": 64, "num_attention_heads": 4, "head_dim": 16, "torch_dtype": "bfloat16"}],
+    "modernbert": [{}, {"num_hidden_layers": 5, "global_attn_every_n_layers": 2, "global_rope_theta": 1000.0,
+                        "local_rope_theta": 50.0, "reference_compile": True, "local_attention": 64},
+                   {"rope_parameters": {"full_attention": {"rope_type": "default", "rope_theta": 5.0}},
+                    "classifier_pooling": "mean"},
+                   {"rope_scaling": {"rope_type": "linear", "factor": 2.0}, "global_rope_theta": 1000.0}],
 }
 
 
