@@ -51,6 +51,11 @@ _EXPORTS: dict[str, str] = {
     **{name: "autoload.models.distilbert" for name in (
         "DistilBertModel", "DistilBertForMaskedLM", "DistilBertForSequenceClassification",
         "DistilBertForTokenClassification", "DistilBertForQuestionAnswering", "DistilBertForMultipleChoice")},
+    "ElectraConfig": "autoload.models.configs",
+    **{name: "autoload.models.electra" for name in (
+        "ElectraModel", "ElectraForPreTraining", "ElectraForMaskedLM", "ElectraForCausalLM",
+        "ElectraForSequenceClassification", "ElectraForTokenClassification", "ElectraForQuestionAnswering",
+        "ElectraForMultipleChoice")},
     "MPNetConfig": "autoload.models.configs",
     **{name: "autoload.models.mpnet" for name in (
         "MPNetModel", "MPNetForMaskedLM", "MPNetForSequenceClassification", "MPNetForTokenClassification",
@@ -74,6 +79,8 @@ _EXPORTS: dict[str, str] = {
         "TokenizersBackend", "PreTrainedTokenizerFast", "PreTrainedTokenizer", "PythonBackend")},
     **{name: "autoload.tokenization.bert" for name in (
         "BertTokenizer", "BertTokenizerFast", "DistilBertTokenizer", "DistilBertTokenizerFast")},
+    "ElectraTokenizer": "autoload.tokenization.bert",
+    "ElectraTokenizerFast": "autoload.tokenization.bert",
     "GPT2Tokenizer": "autoload.tokenization.gpt2",
     "GPT2TokenizerFast": "autoload.tokenization.gpt2",
     "RobertaTokenizer": "autoload.tokenization.roberta",

@@ -26,7 +26,7 @@ MODEL_TYPES: dict[str, dict] = {
     },
     "roberta": {  # the RoBERTa family's file; xlm-roberta and camembert are rows into it (their "family")
         "config": "autoload.models.configs:RobertaConfig",
-        "tokenizer": None,
+        "tokenizer": "RobertaTokenizer",
         "tasks": _tasks("roberta", **{
             "": "RobertaModel", "ForPreTraining": "RobertaForMaskedLM", "ForMaskedLM": "RobertaForMaskedLM",
             "ForCausalLM": "RobertaForCausalLM", "ForSequenceClassification": "RobertaForSequenceClassification",
@@ -66,6 +66,16 @@ MODEL_TYPES: dict[str, dict] = {
             "ForTokenClassification": "DistilBertForTokenClassification",
             "ForQuestionAnswering": "DistilBertForQuestionAnswering",
             "ForMultipleChoice": "DistilBertForMultipleChoice", "ForTextEncoding": "DistilBertModel"}),
+    },
+    "electra": {
+        "config": "autoload.models.configs:ElectraConfig",
+        "tokenizer": "ElectraTokenizer",
+        "tasks": _tasks("electra", **{
+            "": "ElectraModel", "ForPreTraining": "ElectraForPreTraining", "ForMaskedLM": "ElectraForMaskedLM",
+            "ForCausalLM": "ElectraForCausalLM", "ForSequenceClassification": "ElectraForSequenceClassification",
+            "ForTokenClassification": "ElectraForTokenClassification",
+            "ForQuestionAnswering": "ElectraForQuestionAnswering", "ForMultipleChoice": "ElectraForMultipleChoice",
+            "ForTextEncoding": "ElectraModel"}),
     },
     "gpt2": {
         "config": "autoload.models.configs:GPT2Config",
@@ -148,7 +158,7 @@ MODEL_TYPES: dict[str, dict] = {
     },
     "deberta-v2": {  # DeBERTa v2 and v3
         "config": "autoload.models.configs:DebertaV2Config",
-        "tokenizer": None,
+        "tokenizer": "DebertaV2Tokenizer",
         "tasks": _tasks("deberta_v2", **{
             "": "DebertaV2Model", "ForPreTraining": "DebertaV2ForMaskedLM", "ForMaskedLM": "DebertaV2ForMaskedLM",
             "ForSequenceClassification": "DebertaV2ForSequenceClassification",

@@ -69,3 +69,4 @@ class DistilBertTokenizer(BertTokenizer):
 
 BertTokenizerFast = BertTokenizer
 DistilBertTokenizerFast = DistilBertTokenizer
+ElectraTokenizer = ElectraTokenizerFast = BertTokenizer  # as the reference: ELECTRA uses BERT's tokenizer as is
