@@ -19,6 +19,8 @@ _EXPORTS: dict[str, str] = {
     "PreTrainedModel": "autoload.modeling",
     "set_seed": "autoload.modeling",
     "pipeline": "autoload.pipelines",
+    "SentenceTransformer": "autoload.sentence.encoder",
+    "CrossEncoder": "autoload.sentence.cross_encoder",
     "GenerationConfig": "autoload.generation",
     "TextStreamer": "autoload.generation",
     "TextIteratorStreamer": "autoload.generation",
@@ -46,6 +48,10 @@ _EXPORTS: dict[str, str] = {
     **{name: "autoload.models.configs" for name in ("RobertaConfig", "XLMRobertaConfig", "CamembertConfig")},
     **{f"{family}{head}": "autoload.models.roberta" for family in ("Roberta", "XLMRoberta", "Camembert") for head in (
         "Model", "ForCausalLM", "ForMaskedLM", "ForSequenceClassification", "ForTokenClassification",
+        "ForQuestionAnswering", "ForMultipleChoice")},
+    "AlbertConfig": "autoload.models.configs",
+    **{f"Albert{head}": "autoload.models.albert" for head in (
+        "Model", "ForPreTraining", "ForMaskedLM", "ForSequenceClassification", "ForTokenClassification",
         "ForQuestionAnswering", "ForMultipleChoice")},
     "DistilBertConfig": "autoload.models.configs",
     **{name: "autoload.models.distilbert" for name in (

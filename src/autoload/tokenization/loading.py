@@ -33,6 +33,7 @@ CHAT_TEMPLATE_DIR = "additional_chat_templates"
 TOKENIZER_FILE_PATTERNS = [
     TOKENIZER_FILE, CONFIG_FILE, SPECIAL_TOKENS_MAP_FILE, ADDED_TOKENS_FILE,
     "vocab.txt", "vocab.json", "merges.txt", "*.tiktoken", "tokenizer.model",
+    "sentencepiece.bpe.model", "spm.model", "spiece.model",  # SentencePiece Unigram models (XLM-R, DeBERTa, ALBERT)
     CHAT_TEMPLATE_FILE, LEGACY_CHAT_TEMPLATE_FILE, f"{CHAT_TEMPLATE_DIR}/*.jinja",
 ]
 

@@ -125,7 +125,8 @@ def read_model(path: str) -> SentencePieceModel:
 
 def spm_normalizer(model: SentencePieceModel):
     """SentencePiece's normalizer: charsmap; then (remove_extra_whitespaces) drop leading spaces and runs of
-    spaces; the dummy prefix "▁" on non-empty text; spaces -> "▁"; (remove_extra_whitespaces) drop trailing "▁"."""
+    spaces; the dummy prefix "▁" on non-empty text; spaces -> "▁"; (remove_extra_whitespaces) drop trailing
+    "▁"."""
     steps = []
     if model.precompiled_charsmap:
         steps.append(normalizers.Precompiled(model.precompiled_charsmap))

@@ -1,0 +1,222 @@
+"""SentencePiece Unigram tokenizers (XLM-R, CamemBERT, DeBERTa-v3, ALBERT) against transformers 5.x's classes.
+
+(a) Tiny Unigram models trained here with the `sentencepiece` trainer (a test-only oracle, as are protobuf and
+transformers) in the settings each model family uses; both libraries load the same folder: the `.model` alone, and
+the tokenizer.json that transformers saves from it. (b) The real XLM-R vocabulary (multilingual-e5-small's
+tokenizer.json, 250,002 pieces) on multilingual text. Ids, tokens, offsets, special-token masks, pairs, truncation
+with overflow, padding, tensors and decoding must be identical; autoload reads the .model without sentencepiece.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+import sentencepiece as spm
+
+import autoload
+from autoload.errors import RepoFileError
+from autoload.tokenization import (AlbertTokenizer, CamembertTokenizer, DebertaV2Tokenizer, XLMRobertaTokenizer,
+                                   tokenizer_class)
+from tokenizer_cases import (CALLS, CORPUS, PAIRS, TEXTS, assert_same_attributes, assert_same_call,
+                             assert_same_decoding, assert_same_everywhere, transformers_auto, write_folder)
+
+# the special pieces each family's SentencePiece model starts with (trainer ids and names)
+XLMR_PIECES = {}  # the trainer's defaults: <unk>=0 <s>=1 </s>=2, as fairseq's models
+DEBERTA_PIECES = dict(pad_id=0, bos_id=1, eos_id=2, unk_id=3, pad_piece="[PAD]", bos_piece="[CLS]",
+                      eos_piece="[SEP]", unk_piece="[UNK]")
+ALBERT_PIECES = dict(pad_id=0, unk_id=1, bos_id=2, eos_id=3, bos_piece="[CLS]", eos_piece="[SEP]",
+                     user_defined_symbols=["[MASK]"])
+
+# case -> (tokenizer class, SentencePiece file, trainer options, tokenizer_config.json options)
+CASES = {
+    "xlmr": (XLMRobertaTokenizer, "sentencepiece.bpe.model", XLMR_PIECES, {}),
+    "xlmr_byte_fallback_digits": (XLMRobertaTokenizer, "sentencepiece.bpe.model",
+                                  dict(byte_fallback=True, split_digits=True), {"model_max_length": 512}),
+    "xlmr_identity_no_prefix": (XLMRobertaTokenizer, "sentencepiece.bpe.model",
+                                dict(normalization_rule_name="identity"), {"add_prefix_space": False}),
+    "camembert": (CamembertTokenizer, "sentencepiece.bpe.model", XLMR_PIECES, {}),
+    "camembert_byte_fallback": (CamembertTokenizer, "sentencepiece.bpe.model", dict(byte_fallback=True),
+                                {"model_max_length": 512}),
+    "deberta_v3": (DebertaV2Tokenizer, "spm.model", DEBERTA_PIECES, {}),
+    "deberta_v3_punct_lower": (DebertaV2Tokenizer, "spm.model", dict(DEBERTA_PIECES, split_digits=True),
+                               {"split_by_punct": True, "do_lower_case": True}),
+    "deberta_v2_identity": (DebertaV2Tokenizer, "spm.model", dict(DEBERTA_PIECES, normalization_rule_name="identity",
+                                                                  byte_fallback=True), {"add_prefix_space": False}),
+    "albert": (AlbertTokenizer, "spiece.model", ALBERT_PIECES, {}),
+    "albert_cased_accents": (AlbertTokenizer, "spiece.model", ALBERT_PIECES,
+                             {"do_lower_case": False, "keep_accents": True, "remove_space": True}),
+    "albert_nfkc_cf_bytes": (AlbertTokenizer, "spiece.model",
+                             dict(ALBERT_PIECES, normalization_rule_name="nmt_nfkc_cf", byte_fallback=True), {}),
+}
+HARD = ["``quoted'' and ''twice``", "x <mask> y [MASK] z <s> </s> [CLS]", "   ", "a\u3000b\u00a0c\u2003d",
+        "ÀÉÎÕÜ ÅNGSTRÖM", "١٢٣ ① ⅻ ½ ﬁ", "\u200b\ufeff\u00ad", "a.b,c!d?e(f)g"]
+
+
+def train_unigram(options: dict) -> bytes:
+    """A small Unigram model trained on tokenizer_cases.CORPUS (well under a second)."""
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(CORPUS), model_writer=model, model_type="unigram",
+                                   vocab_size=400, hard_vocab_limit=False, character_coverage=0.995,
+                                   minloglevel=2, **options)
+    return model.getvalue()
+
+
+@pytest.fixture(scope="session")
+def spm_folders(tmp_path_factory) -> dict:
+    """case -> a folder with the trained SentencePiece file and a tokenizer_config.json naming the class."""
+    root = tmp_path_factory.mktemp("unigram")
+    folders = {}
+    for case, (cls, filename, trainer, config) in CASES.items():
+        folder = root / case
+        folder.mkdir()
+        (folder / filename).write_bytes(train_unigram(trainer))
+        write_folder(folder, {"tokenizer_config.json": {"tokenizer_class": cls.__name__, **config}})
+        folders[case] = folder
+    return folders
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_spm_model_parity(spm_folders, case):
+    """The .model alone: the same vocabulary, ids, offsets, masks, truncation, padding and decoding."""
+    cls = CASES[case][0]
+    ours, theirs = cls.from_pretrained(spm_folders[case]), transformers_auto(spm_folders[case])
+    assert type(theirs).__name__ == cls.__name__
+    assert_same_attributes(ours, theirs)
+    assert json.loads(ours.backend_tokenizer.to_str()) == json.loads(theirs.backend_tokenizer.to_str())
+    texts = TEXTS + HARD
+    assert_same_decoding(ours, theirs, texts)
+    for kwargs in CALLS:
+        assert_same_call(ours, theirs, texts, **kwargs)
+        assert_same_call(ours, theirs, [p[0] for p in PAIRS], [p[1] for p in PAIRS], **kwargs)
+
+
+def test_spm_model_full_matrix(spm_folders):
+    """Every call variant on single texts, batches and pairs, on two families' conventions."""
+    for case in ("xlmr_byte_fallback_digits", "deberta_v3"):
+        cls = CASES[case][0]
+        assert_same_everywhere(cls.from_pretrained(spm_folders[case]), transformers_auto(spm_folders[case]))
+
+
+@pytest.mark.parametrize("case", ["xlmr", "camembert", "deberta_v3_punct_lower", "albert_cased_accents"])
+def test_tokenizer_json_round_trips(spm_folders, tmp_path, case):
+    """tokenizer.json written by transformers is read by our class (and ours by transformers) to the same tokenizer."""
+    cls = CASES[case][0]
+    theirs = transformers_auto(spm_folders[case])
+    theirs.save_pretrained(tmp_path / "theirs")
+    ours = cls.from_pretrained(tmp_path / "theirs")
+    assert_same_attributes(ours, theirs)
+    assert_same_decoding(ours, theirs, TEXTS + HARD)
+    for kwargs in CALLS[:1] + CALLS[6:7] + CALLS[12:13]:
+        assert_same_call(ours, theirs, TEXTS, **kwargs)
+    ours.save_pretrained(tmp_path / "ours")
+    again = transformers_auto(tmp_path / "ours")
+    assert type(again).__name__ == cls.__name__
+    assert again(TEXTS + HARD)["input_ids"] == theirs(TEXTS + HARD)["input_ids"]
+
+
+def test_fairseq_ids(spm_folders):
+    """XLM-R: <s> <pad> </s> <unk> at 0-3, each piece one id later than in the model, <mask> last;
+    CamemBERT: its NOTUSED tokens around <pad> and <unk>, <s>/</s> at 5/6."""
+    processor = spm.SentencePieceProcessor(model_file=str(spm_folders["xlmr"] / "sentencepiece.bpe.model"))
+    xlmr = XLMRobertaTokenizer.from_pretrained(spm_folders["xlmr"])
+    assert [xlmr.bos_token_id, xlmr.pad_token_id, xlmr.eos_token_id, xlmr.unk_token_id] == [0, 1, 2, 3]
+    assert xlmr.mask_token_id == len(xlmr) - 1 == processor.get_piece_size() + 1  # 4 + (size - 3) pieces
+    text = "The quick brown fox, naïve café"
+    # the model's <unk> (0) is fairseq's 3
+    assert xlmr(text)["input_ids"] == [0] + [3 if i == 0 else i + 1 for i in processor.encode(text)] + [2]
+    second = [3 if i == 0 else i + 1 for i in processor.encode("fox")]
+    assert xlmr(text, "fox")["input_ids"][-len(second) - 3:] == [2, 2, *second, 2]  # <s> A </s></s> B </s>
+    camembert = CamembertTokenizer.from_pretrained(spm_folders["camembert"])
+    assert camembert.convert_ids_to_tokens([0, 1, 2, 3, 4, 5, 6]) == [
+        "<s>NOTUSED", "<pad>", "</s>NOTUSED", "<unk>", "<unk>NOTUSED", "<s>", "</s>"]
+    assert camembert.mask_token_id == len(camembert) - 1
+
+
+def test_unigram_viterbi_matches_sentencepiece(spm_folders):
+    """Where transformers' pipeline is SentencePiece's (charsmap, dummy prefix, single spaces), the pieces are
+    SentencePiece's own best segmentation."""
+    folder = spm_folders["deberta_v3"]
+    processor = spm.SentencePieceProcessor(model_file=str(folder / "spm.model"))
+    ours = DebertaV2Tokenizer.from_pretrained(folder)
+    for text in CORPUS[:20]:
+        text = " ".join(text.split())
+        assert ours.tokenize(text) == processor.encode(text, out_type=str), text
+
+
+def test_token_types_and_options(spm_folders):
+    deberta = DebertaV2Tokenizer.from_pretrained(spm_folders["deberta_v3_punct_lower"])
+    encoded = deberta("Hello, World!", "Second one.")
+    assert encoded["token_type_ids"][0] == 0 and encoded["token_type_ids"][-1] == 1
+    assert deberta.convert_ids_to_tokens(encoded["input_ids"])[0] == "[CLS]"
+    assert deberta.tokenize("HELLO World") == deberta.tokenize("hello world")  # do_lower_case
+    assert all(token.strip("▁") in ("", ",") or "," not in token for token in deberta.tokenize("a,b,,c"))
+    albert = AlbertTokenizer.from_pretrained(spm_folders["albert"])
+    assert "token_type_ids" not in albert("a", "b")
+    encoded = albert("a", "b", return_token_type_ids=True)
+    tokens = albert.convert_ids_to_tokens(encoded["input_ids"])
+    assert tokens[0] == "[CLS]" and tokens.count("[SEP]") == 2 and tokens[-1] == "[SEP]"
+    assert encoded["token_type_ids"] == [0] * (tokens.index("[SEP]") + 1) + [1] * (len(tokens) - tokens.index("[SEP]") - 1)
+    assert albert.tokenize("ÀÉ") == albert.tokenize("ae")  # lowercased, accents stripped
+
+
+def test_auto_tokenizer_and_aliases(spm_folders):
+    for case in ("xlmr", "camembert", "deberta_v3", "albert"):
+        cls = CASES[case][0]
+        assert tokenizer_class(cls.__name__ + "Fast") is cls
+        assert getattr(autoload, cls.__name__ + "Fast") is cls
+        tok = autoload.AutoTokenizer.from_pretrained(spm_folders[case])
+        assert type(tok) is cls
+
+
+def test_wrong_or_missing_files(spm_folders, tmp_path):
+    bpe = io.BytesIO()
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(CORPUS), model_writer=bpe, model_type="bpe",
+                                   vocab_size=300, hard_vocab_limit=False, minloglevel=2)
+    folder = write_folder(tmp_path / "bpe", {"tokenizer_config.json": {"tokenizer_class": "XLMRobertaTokenizer"}})
+    (folder / "sentencepiece.bpe.model").write_bytes(bpe.getvalue())
+    with pytest.raises(RepoFileError, match="BPE model"):
+        XLMRobertaTokenizer.from_pretrained(folder)
+    (folder / "sentencepiece.bpe.model").write_bytes(b"\x0a\xff\xff")  # a truncated proto
+    with pytest.raises(OSError, match="not a valid SentencePiece model"):
+        XLMRobertaTokenizer.from_pretrained(folder)
+    with pytest.raises(OSError, match="spiece.model"):
+        AlbertTokenizer.from_pretrained(spm_folders["deberta_v3"])  # spm.model is not ALBERT's file
+
+
+# -- (b) the real XLM-R vocabulary -------------------------------------------------------------------------------
+
+MULTILINGUAL = [
+    "query: how much protein should a female eat",
+    "人工智能是计算机科学的一个分支，它企图了解智能的实质。",
+    "مرحبا بالعالم، كيف حالك اليوم؟ ١٢٣",
+    "नमस्ते दुनिया, आप कैसे हैं? हिन्दी में लिखा पाठ।",
+    "Emoji 😀👍🏽 and flags 🇨🇳🇫🇷 ❤️ family 👨‍👩‍👧",
+    "Café déjà vu — naïve façade, Ångström, résumé, ÀÉÎÕÜ, e\u0301",
+    "日本語のテキスト、カタカナ ｶﾀｶﾅ と 한국어 텍스트",
+    "Русский текст и Ελληνικά, שלום עולם, ภาษาไทย",
+    "Ｆｕｌｌ－ｗｉｄｔｈ　ＡＢＣ１２３！？  spaces\t\ttabs\n\nnewlines  ",
+    "a <mask> b <s> c </s> d <unk> e",
+    "",
+]
+
+
+@pytest.fixture(scope="module")
+def e5_pair(e5_tokenizer_json, tmp_path_factory):
+    folder = write_folder(tmp_path_factory.mktemp("e5"), {
+        "tokenizer.json": e5_tokenizer_json,
+        "tokenizer_config.json": {"tokenizer_class": "XLMRobertaTokenizer", "model_max_length": 512}})
+    return XLMRobertaTokenizer.from_pretrained(folder), transformers_auto(folder)
+
+
+def test_real_xlmr_vocab(e5_pair):
+    ours, theirs = e5_pair
+    assert type(theirs).__name__ == "XLMRobertaTokenizer" and len(ours) == 250002
+    assert_same_attributes(ours, theirs)
+    assert json.loads(ours.backend_tokenizer.to_str()) == json.loads(theirs.backend_tokenizer.to_str())
+    texts = MULTILINGUAL + TEXTS
+    assert_same_decoding(ours, theirs, texts)
+    pairs = list(zip(MULTILINGUAL[:5], MULTILINGUAL[5:10])) + PAIRS
+    assert_same_everywhere(ours, theirs, texts=texts, pairs=pairs)
+    assert ours.tokenize("Emoji 😀") == ["▁E", "moji", "▁😀"]
