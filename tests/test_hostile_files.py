@@ -17,7 +17,7 @@ import autoload
 from autoload.errors import ChatTemplateError, ConfigError, ConfigTypeError, ModelTooLargeError, RepoFileError
 from autoload.jsonfiles import MAX_DEPTH, read_json
 from autoload.models import configs
-from autoload.pipelines.embeddings import read_sentence_setup
+from autoload.sentence.modules import read_sentence_setup
 from autoload.hub.source import FileSource
 from autoload.tokenization import BertTokenizer, TokenizersBackend
 from decoder_cases import tiny_config

@@ -31,10 +31,12 @@ ALLOWED: dict[str, set[str]] = {
     "models": {"nn", "configuration", "modeling", "generation", "errors", "jsonfiles"},  # one file per family
     "registry": {"hub", "nn", "configuration", "errors", "jsonfiles", "placement", "tokenization", "generation",
                  "modeling", "models"},  # Auto classes; models resolved from "module:Class" strings
+    "sentence": {"hub", "nn", "configuration", "errors", "jsonfiles", "placement", "tokenization", "modeling",
+                 "models", "registry"},  # SentenceTransformer / CrossEncoder on the Auto classes
     "pipelines": {"hub", "nn", "configuration", "errors", "jsonfiles", "placement", "tokenization", "generation",
-                  "modeling", "models", "registry"},
+                  "modeling", "models", "registry", "sentence"},
     "cli": {"hub", "server", "nn", "configuration", "errors", "jsonfiles", "placement", "tokenization",
-            "generation", "modeling", "models", "registry", "pipelines"},
+            "generation", "modeling", "models", "registry", "sentence", "pipelines"},
     "root": set(),  # autoload/__init__.py: a lazy table of names, resolved by __getattr__
 }
 # autoload.<name> -> layer, where the name is not the layer's own.

@@ -435,7 +435,7 @@ def test_task_names_and_lazy_export():
     assert pipeline_class("ner") is pipeline_class("token-classification")
     assert pipeline_class("sentiment-analysis").task == "text-classification"
     assert sorted(TASKS) == ["feature-extraction", "fill-mask", "sentence-embeddings", "text-classification",
-                             "text-generation", "token-classification", "zero-shot-classification"]
+                             "text-generation", "text-ranking", "token-classification", "zero-shot-classification"]
     with pytest.raises(ValueError, match="Unknown task 'question-answering'"):
         pipeline("question-answering", "x")
     assert "pipeline" in autoload.__all__ and autoload.pipeline is pipeline

@@ -4,7 +4,7 @@
     fill("巴黎是[MASK]国的首都。", top_k=5)
 
 One module per task (fill_mask, embeddings, text_classification, token_classification, text_generation,
-zero_shot) on a shared base (base.py: options, batching, progress bar, inference mode). Importing this package
+zero_shot, text_ranking) on a shared base (base.py: options, batching, progress bar, inference mode). Importing this package
 imports no torch; the task's module is imported when a pipeline is built.
 """
 
@@ -23,6 +23,7 @@ TASKS: dict[str, str] = {
     "token-classification": "token_classification:TokenClassificationPipeline",
     "text-generation": "text_generation:TextGenerationPipeline",
     "zero-shot-classification": "zero_shot:ZeroShotClassificationPipeline",
+    "text-ranking": "text_ranking:TextRankingPipeline",
 }
 ALIASES: dict[str, str] = {"sentiment-analysis": "text-classification", "ner": "token-classification"}
 HUB_OPTIONS = ("revision", "token", "cache_dir", "local_files_only", "endpoint")
@@ -47,7 +48,7 @@ def pipeline(task: str, model=None, tokenizer=None, *, device=None, dtype=None, 
              local_files_only: bool = False, endpoint: str | None = None, hub: str | None = None, **task_options):
     """Build the pipeline of `task` ("fill-mask", "feature-extraction", "sentence-embeddings",
     "text-classification" / "sentiment-analysis", "token-classification" / "ner", "text-generation",
-    "zero-shot-classification").
+    "zero-shot-classification", "text-ranking").
 
     model: a hub repo id, a folder, or a loaded model (then `tokenizer` is loaded from the model's
     `name_or_path` unless given). tokenizer: a loaded tokenizer, a repo id or a folder (default: the model's).
@@ -123,7 +124,7 @@ def _sentence_setup(name: str, hub: dict):
     """The repo's sentence-transformers setup, or plain mean pooling when it has none (or cannot be read)."""
     from ..hub.errors import HubError
     from ..hub.source import FileSource
-    from .embeddings import SentenceSetup, read_sentence_setup
+    from ..sentence.modules import SentenceSetup, read_sentence_setup
     if not name:
         return SentenceSetup()
     try:
