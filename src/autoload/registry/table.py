@@ -158,7 +158,7 @@ MODEL_TYPES: dict[str, dict] = {
     },
     "deberta-v2": {  # DeBERTa v2 and v3
         "config": "autoload.models.configs:DebertaV2Config",
-        "tokenizer": None,
+        "tokenizer": "DebertaV2Tokenizer",
         "tasks": _tasks("deberta_v2", **{
             "": "DebertaV2Model", "ForPreTraining": "DebertaV2ForMaskedLM", "ForMaskedLM": "DebertaV2ForMaskedLM",
             "ForSequenceClassification": "DebertaV2ForSequenceClassification",
