@@ -31,7 +31,7 @@ from ..nn.outputs import (BaseModelOutputWithPooling, MaskedLMOutput, MultipleCh
                           SequenceClassifierOutput, TokenClassifierOutput)
 from .configs import MPNetConfig
 
-PADDING_IDX = 1  # fixed in the reference: the pad row of both embeddings and the position of pads, whatever pad_token_id
+PADDING_IDX = 1  # fixed in the reference, whatever pad_token_id: both embeddings' pad row and the position of pads
 NUM_BUCKETS, MAX_DISTANCE = 32, 128  # fixed in the reference too (relative_attention_num_buckets only sizes the table)
 
 
