@@ -295,3 +295,19 @@ def test_tokenizer_json_through_auto_tokenizer(tmp_path):
     with torch.no_grad():
         assert_close(model(**batch).last_hidden_state, ref_model.eval()(**batch).last_hidden_state,
                      atol=1e-4, rtol=1e-4)
+
+
+def test_bf16_and_trainer_loss_kwargs(tmp_path):
+    """bf16 weights (RoPE applied in fp32, as the reference) stay close; num_items_in_batch divides the summed
+    MLM loss as the reference's (Trainer's gradient accumulation)."""
+    config = reference_config(**VARIANTS["every_2nd_global_window_4_cls"])
+    ref, ours = model_cases.make_pair(tmp_path, transformers.ModernBertForMaskedLM, modernbert.ModernBertForMaskedLM,
+                                      config, dtype=torch.bfloat16, prepare=perturb_)
+    assert ours.dtype == torch.bfloat16 and ours.accepts_loss_kwargs
+    inputs = make_batch("ModernBertForMaskedLM", "left")
+    labels = labels_for("ModernBertForMaskedLM", inputs)
+    with torch.no_grad():
+        assert_outputs_close(ours(**inputs), ref(**inputs), atol=2e-2)
+        n = torch.tensor(7)
+        assert_close(ours(**inputs, **labels, num_items_in_batch=n).loss,
+                     ref(**inputs, **labels, num_items_in_batch=n).loss, atol=2e-2, rtol=0)

@@ -267,6 +267,7 @@ class ModernBertForMaskedLM(ModernBertPreTrainedModel):
     `config.sparse_prediction` and labels, only the labelled positions are scored (logits (M, V))."""
 
     _tied_weights_keys = {"decoder.weight": "model.embeddings.tok_embeddings.weight"}
+    accepts_loss_kwargs = True  # Trainer passes num_items_in_batch (the loss over all accumulated tokens)
 
     def __init__(self, config: ModernBertConfig):
         super().__init__(config)
@@ -282,7 +283,7 @@ class ModernBertForMaskedLM(ModernBertPreTrainedModel):
         self.decoder = new_embeddings
 
     def forward(self, input_ids=None, attention_mask=None, position_ids=None, inputs_embeds=None, labels=None,
-                output_attentions=None, output_hidden_states=None, return_dict=None):
+                output_attentions=None, output_hidden_states=None, return_dict=None, num_items_in_batch=None):
         out = self.model(input_ids, attention_mask, position_ids, inputs_embeds, output_attentions,
                          output_hidden_states, return_dict=True)
         h = out.last_hidden_state  # (B, T, H)
@@ -291,7 +292,7 @@ class ModernBertForMaskedLM(ModernBertPreTrainedModel):
             keep = labels != self.config.sparse_pred_ignore_index
             h, labels = h.reshape(labels.shape[0], -1)[keep], labels[keep]  # (M, H), (M,)
         logits = self.decoder(self.head(h))  # (B, T, V) or (M, V)
-        loss = None if labels is None else cross_entropy(logits.float(), labels)
+        loss = None if labels is None else cross_entropy(logits.float(), labels, num_items_in_batch=num_items_in_batch)
         return finish(self.config, MaskedLMOutput(loss=loss, logits=logits, hidden_states=out.hidden_states,
                                                    attentions=out.attentions), return_dict)
 
