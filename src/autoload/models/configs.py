@@ -42,6 +42,38 @@ class GPT2Config(PretrainedConfig):
                      "num_attention_heads": "n_head", "num_hidden_layers": "n_layer"}
 
 
+class AlbertConfig(PretrainedConfig):
+    """ALBERT: BERT-like sizes plus factorised embeddings (`embedding_size`) and layer sharing: num_hidden_groups
+    groups of inner_group_num layers carry the weights of all num_hidden_layers steps."""
+
+    model_type = "albert"
+    mlp_matrices, learned_positions = 2, True
+    position_buffer_bytes = 16  # AlbertEmbeddings' position_ids and token_type_ids: int64, one per position
+    defaults = {
+        "vocab_size": 30000, "embedding_size": 128, "hidden_size": 4096, "num_hidden_layers": 12,
+        "num_hidden_groups": 1, "num_attention_heads": 64, "intermediate_size": 16384, "inner_group_num": 1,
+        "hidden_act": "gelu_new", "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0,
+        "max_position_embeddings": 512, "type_vocab_size": 2, "initializer_range": 0.02, "layer_norm_eps": 1e-12,
+        "classifier_dropout_prob": 0.1, "pad_token_id": 0, "bos_token_id": 2, "eos_token_id": 3,
+        "tie_word_embeddings": True,
+    }
+
+    def parameter_estimate(self) -> list[tuple[str, int]]:
+        """Embeddings of embedding_size and only num_hidden_groups × inner_group_num layers of weights."""
+        def size(name: str) -> int:
+            value = getattr(self, name, None)
+            return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+        vocab, emb, hidden, inner = (size(k) for k in ("vocab_size", "embedding_size", "hidden_size",
+                                                        "intermediate_size"))
+        groups, per_group = size("num_hidden_groups"), size("inner_group_num")
+        positions = size("max_position_embeddings")
+        return [(f"embeddings ((vocab_size={vocab:,} + max_position_embeddings={positions:,}) x "
+                 f"embedding_size={emb:,})", (vocab + positions) * emb),
+                (f"num_hidden_groups={groups:,} x inner_group_num={per_group:,} shared layers (hidden_size={hidden:,}, "
+                 f"intermediate_size={inner:,})", groups * per_group * (4 * hidden * hidden + 2 * hidden * inner))]
+
+
 class _RopeConfig(PretrainedConfig):
     """Decoder configs with rotary embeddings: legacy `rope_theta`/`rope_scaling` fold into `rope_parameters`."""
 

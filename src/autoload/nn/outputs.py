@@ -69,3 +69,5 @@ QuestionAnsweringModelOutput = _output("QuestionAnsweringModelOutput", "loss", "
 MultipleChoiceModelOutput = _output("MultipleChoiceModelOutput", "loss", "logits", "hidden_states", "attentions")
 BertForPreTrainingOutput = _output("BertForPreTrainingOutput", "loss", "prediction_logits",
                                    "seq_relationship_logits", "hidden_states", "attentions")
+AlbertForPreTrainingOutput = _output("AlbertForPreTrainingOutput", "loss", "prediction_logits", "sop_logits",
+                                     "hidden_states", "attentions")

@@ -57,6 +57,16 @@ MODEL_TYPES: dict[str, dict] = {
             "ForQuestionAnswering": "CamembertForQuestionAnswering",
             "ForMultipleChoice": "CamembertForMultipleChoice"}),
     },
+    "albert": {
+        "config": "autoload.models.configs:AlbertConfig",
+        "tokenizer": "AlbertTokenizer",
+        "tasks": _tasks("albert", **{
+            "": "AlbertModel", "ForPreTraining": "AlbertForPreTraining", "ForMaskedLM": "AlbertForMaskedLM",
+            "ForSequenceClassification": "AlbertForSequenceClassification",
+            "ForTokenClassification": "AlbertForTokenClassification",
+            "ForQuestionAnswering": "AlbertForQuestionAnswering", "ForMultipleChoice": "AlbertForMultipleChoice",
+            "ForTextEncoding": "AlbertModel"}),
+    },
     "distilbert": {
         "config": "autoload.models.configs:DistilBertConfig",
         "tokenizer": "DistilBertTokenizer",
