@@ -68,11 +68,13 @@ class SentenceTransformer(nn.Module):
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-    def get_sentence_embedding_dimension(self) -> int:
+    def get_embedding_dimension(self) -> int:
         """The length of the vectors `encode` returns (after Dense layers and truncate_dim)."""
         size = self.dense[-1][0].out_features if len(self.dense) else \
             self.model.config.hidden_size * len(self.setup.pooling)
         return min(size, self.truncate_dim) if self.truncate_dim else size
+
+    get_sentence_embedding_dimension = get_embedding_dimension  # the name before sentence-transformers 6
 
     def encode(self, sentences, prompt_name: str | None = None, prompt: str | None = None, batch_size: int = 32,
                show_progress_bar: bool | None = None, output_value: str = "sentence_embedding",
