@@ -1,22 +1,15 @@
 """DeBERTa v2 and v3 (model_type "deberta-v2"): a post-LayerNorm encoder with disentangled attention.
 
-embeddings: word (+ absolute position if position_biased_input) (+ token type) -> embed_proj if embedding_size !=
-            hidden_size -> LayerNorm -> times the attention mask -> dropout
-attention:  scores(i, j) = [q_i·k_j + c2p + p2c] / sqrt(hs · (1 + number of pos_att_type entries)), where, with r
-            the row of the relative-embedding table for i - j (log-bucketed past position_buckets / 2),
-            c2p = q_i · Kr[r] (content to position) and p2c = k_j · Qr[r] (position to content); Kr and Qr are the
-            relative embeddings (`encoder.rel_embeddings`, LayerNorm'd by `encoder.LayerNorm` when norm_rel_ebd is
-            "layer_norm") through key_proj / query_proj (share_att_key) or pos_key_proj / pos_query_proj.
-            Padding hides both keys and queries (a padded query attends uniformly, as the reference).
-layer:      x = LN(x + Dense(Attention(x)));  x = LN(x + Dense(act(Dense(x)))); after layer 0 the optional
-            `encoder.conv` (conv_kernel_size > 0) adds tanh(Conv1d(embeddings)) to it under a LayerNorm.
-heads:      MLM (`cls.predictions`, tied decoder, when config.legacy; else `lm_predictions.lm_head` scoring
-            against the word embeddings), ContextPooler (act(Dense(h[:, 0]))) classifiers, token, QA, choice.
-
-Module names are the checkpoint keys (`deberta.encoder.layer.0.attention.self.query_proj.weight`). The c2p / p2c
-terms are gathered explicitly and enter the attention as an additive bias, so SDPA still runs; the reference only
-has eager attention and returns the weights whenever output_attentions=True, so that (or
-config._attn_implementation == "eager") takes the eager path here too.
+embeddings: word (+ absolute positions if position_biased_input) (+ token types) -> embed_proj (embedding_size !=
+            hidden_size) -> LayerNorm -> times the attention mask -> dropout
+attention:  (q_i·k_j + c2p + p2c) / sqrt(hs · (1 + len(pos_att_type))); with r the relative-table row of i - j
+            (log-bucketed past position_buckets / 2), c2p = q_i·Kr[r] and p2c = k_j·Qr[r], where Kr, Qr are
+            `encoder.rel_embeddings` (LayerNorm'd when norm_rel_ebd is "layer_norm") through key_proj / query_proj
+            (share_att_key) or pos_key_proj / pos_query_proj. c2p + p2c enter nn.attention as a bias, so SDPA runs;
+            output_attentions (or eager attention) returns the weights: the reference is eager-only and always does.
+layer:      post-LN attention and MLP as BERT's; after layer 0 the optional `encoder.conv` (conv_kernel_size > 0).
+heads:      MLM (`cls.predictions` when config.legacy, else `lm_predictions.lm_head`), ContextPooler sequence and
+            choice classifiers, token classifier, QA. Module names are the checkpoint keys.
 """
 
 from __future__ import annotations
@@ -34,18 +27,8 @@ from ..nn.outputs import (BaseModelOutput, MaskedLMOutput, MultipleChoiceModelOu
 from .configs import DebertaV2Config
 
 
-def relative_span(config: DebertaV2Config) -> tuple[int, int, int]:
-    """(buckets, max_relative_positions, span): the relative-embedding table has 2·span rows (span = buckets when
-    bucketing, else max_relative_positions, which falls back to max_position_embeddings when < 1)."""
-    buckets = getattr(config, "position_buckets", -1)
-    max_relative = config.max_relative_positions if config.max_relative_positions >= 1 \
-        else config.max_position_embeddings
-    return buckets, max_relative, buckets if buckets > 0 else max_relative
-
-
 def log_bucket(rel: torch.Tensor, buckets: int, max_position: int) -> torch.Tensor:
-    """Relative distances (T, K) -> buckets: exact within ±buckets/2, log-spaced beyond up to max_position (odd:
-    bucket(-d) = -bucket(d))."""
+    """Relative distances (T, K) -> buckets: exact within ±buckets/2, log-spaced out to max_position; odd in d."""
     mid = buckets // 2
     sign = torch.sign(rel)
     near = (rel < mid) & (rel > -mid)
@@ -101,7 +84,6 @@ class DisentangledSelfAttention(nn.Module):
         self.pos_att_type = list(config.pos_att_type or [])
         self.relative_attention = config.relative_attention
         if self.relative_attention:
-            self.span = relative_span(config)[2]
             self.pos_dropout = nn.Dropout(config.hidden_dropout_prob)
             if not self.share_att_key and "c2p" in self.pos_att_type:
                 self.pos_key_proj = nn.Linear(config.hidden_size, nh * self.head_dim)
@@ -133,10 +115,9 @@ class DisentangledSelfAttention(nn.Module):
     def relative_scores(self, q, k, rel_embeddings, rel_index):
         """c2p(i, j) = q_i·Kr[r(i, j)] and p2c(i, j) = k_j·Qr[r(i, j)] summed, unscaled: (B, nh, T, T)."""
         B, nh, T, hs = q.shape
-        rel = rel_embeddings[:2 * self.span]  # (2S, H)
 
         def table(proj):  # (2S, H) -> (nh, 2S, hs)
-            return proj(rel).view(-1, nh, hs).transpose(0, 1)
+            return proj(rel_embeddings).view(-1, nh, hs).transpose(0, 1)
 
         scores = 0
         if "c2p" in self.pos_att_type:
@@ -152,8 +133,7 @@ class DisentangledSelfAttention(nn.Module):
 
 
 class DebertaV2Output(nn.Module):
-    """Dense back to hidden size, dropout, LayerNorm of the residual sum: `attention.output` (in = hidden) and
-    the feed-forward `output` (in = intermediate)."""
+    """LN(residual + dropout(Dense(x))): `attention.output` (x: hidden) and the feed-forward `output` (x: inner)."""
 
     def __init__(self, config: DebertaV2Config, in_features: int):
         super().__init__()
@@ -210,7 +190,10 @@ class DebertaV2Encoder(nn.Module):
         super().__init__()
         self.layer = nn.ModuleList(DebertaV2Layer(config) for _ in range(config.num_hidden_layers))
         self.relative_attention = config.relative_attention
-        self.buckets, self.max_relative, self.span = relative_span(config)
+        self.buckets = getattr(config, "position_buckets", -1)
+        self.max_relative = config.max_relative_positions if config.max_relative_positions >= 1 \
+            else config.max_position_embeddings
+        self.span = self.buckets if self.buckets > 0 else self.max_relative  # the table has 2·span rows
         if self.relative_attention:
             self.rel_embeddings = nn.Embedding(2 * self.span, config.hidden_size)
         norms = [x.strip() for x in getattr(config, "norm_rel_ebd", "none").lower().split("|")]
@@ -296,9 +279,8 @@ class DebertaV2Model(DebertaV2PreTrainedModel):
 
 
 class _MLMHead(nn.Module):
-    """Masked-LM head. legacy: `transform` (dense H -> E, act, LayerNorm) then `decoder` (tied to the word
-    embeddings, its bias to `bias`); else (`lm_head`): dense H -> H, act, LayerNorm, then the word embeddings'
-    transpose plus `bias`."""
+    """legacy: `transform` (dense H -> E, act, LayerNorm) then `decoder` (tied to the word embeddings and `bias`);
+    else (`lm_head`): dense H -> H, act, LayerNorm, then times the word embeddings' transpose, plus `bias`."""
 
     def __init__(self, config: DebertaV2Config, legacy: bool):
         super().__init__()
@@ -321,9 +303,8 @@ class _MLMHead(nn.Module):
 
 
 class DebertaV2ForMaskedLM(DebertaV2PreTrainedModel):
-    """Masked-token prediction. `config.legacy` (the default) builds `cls.predictions` as transformers 5 does
-    (checkpoints with the original `lm_predictions.lm_head` keys then leave it newly initialised there too);
-    legacy=False builds `lm_predictions.lm_head`, which those checkpoints fill."""
+    """`config.legacy` (the default) builds `cls.predictions` as transformers 5 (the original v3 files' keys
+    `lm_predictions.lm_head` then leave it newly initialised there too); legacy=False builds `lm_predictions`."""
 
     _tied_weights_keys = {"cls.predictions.decoder.bias": "cls.predictions.bias",
                           "cls.predictions.decoder.weight": "deberta.embeddings.word_embeddings.weight"}
@@ -375,9 +356,8 @@ class ContextPooler(nn.Module):
 
 
 def _sequence_loss(config, logits, labels):
-    """(loss, logits). With problem_type unset, DeBERTa's own rule (problem_type is not stored): MSE for one label
-    (the logits come back flattened to (B,) in the labels' dtype, as the reference's), cross entropy over the
-    rows with a label >= 0 for class ids, soft-label cross entropy for a label distribution per row."""
+    """(loss, logits). problem_type unset: DeBERTa's own rule, not stored: MSE for one label (logits flattened to
+    (B,) as the reference's), cross entropy over rows with a label >= 0, soft-label cross entropy for (B, C)."""
     if config.problem_type is not None:
         return sequence_classification_loss(config, logits, labels), logits
     if config.num_labels == 1:
