@@ -230,3 +230,13 @@ def test_parameter_estimate_counts_shared_layers_once():
     model = albert.AlbertModel(config)
     estimate = sum(n for _, n in config.parameter_estimate())
     assert 0.9 < estimate / model.num_parameters() < 1.1
+
+
+def test_untied_decoder_matches_reference(tmp_path):
+    """tie_word_embeddings=False: decoder weight and bias are their own tensors, in both libraries."""
+    ref, ours = make_pair(tmp_path, "AlbertForMaskedLM", tie_word_embeddings=False)
+    assert ours.predictions.decoder.weight is not ours.albert.embeddings.word_embeddings.weight
+    assert ours.predictions.decoder.bias is not ours.predictions.bias
+    inputs = make_batch()
+    with torch.no_grad():
+        assert_close(ours(**inputs).logits, ref(**inputs).logits, atol=1e-4, rtol=0)
