@@ -311,3 +311,19 @@ def test_bf16_and_trainer_loss_kwargs(tmp_path):
         n = torch.tensor(7)
         assert_close(ours(**inputs, **labels, num_items_in_batch=n).loss,
                      ref(**inputs, **labels, num_items_in_batch=n).loss, atol=2e-2, rtol=0)
+
+
+def test_resize_token_embeddings_and_size_estimate(tmp_path):
+    """A seeded resize gives the reference's weights (the decoder stays tied, its bias grows); the size estimate
+    of the default config is ModernBERT-base's published 149M."""
+    ref, ours = make_pair(tmp_path, "ModernBertForMaskedLM", **VARIANTS["every_2nd_global_window_4_cls"])
+    for model in (ref, ours):
+        torch.manual_seed(5)
+        model.resize_token_embeddings(120)
+    assert ours.decoder.weight is ours.model.embeddings.tok_embeddings.weight and ours.config.vocab_size == 120
+    assert torch.equal(ours.decoder.bias, ref.decoder.bias)
+    inputs = make_batch("ModernBertForMaskedLM", "right")
+    with torch.no_grad():
+        assert_outputs_close(ours(**inputs), ref(**inputs))
+    estimate = sum(n for _, n in autoload.ModernBertConfig().parameter_estimate())
+    assert abs(estimate / 149e6 - 1) < 0.02
