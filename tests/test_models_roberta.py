@@ -118,7 +118,8 @@ def test_inputs_embeds_positions_are_sequential_and_position_ids_are_used(tmp_pa
     mask = inputs["attention_mask"]
     positions = torch.arange(T).flip(0)[None].expand(B, T) + 2
     with torch.no_grad():
-        assert_outputs_close(ours(inputs_embeds=embeds, attention_mask=mask), ref(inputs_embeds=embeds, attention_mask=mask))
+        assert_outputs_close(ours(inputs_embeds=embeds, attention_mask=mask),
+                             ref(inputs_embeds=embeds, attention_mask=mask))
         assert_outputs_close(ours(**inputs, position_ids=positions), ref(**inputs, position_ids=positions))
         token_types = torch.zeros(B, T, dtype=torch.long)
         assert_outputs_close(ours(**inputs, token_type_ids=token_types), ref(**inputs))
@@ -160,7 +161,8 @@ def test_cross_encoder_reranker_scores(tmp_path):
     assert got.logits.shape == expected.logits.shape == (3, 1)
     assert_close(got.logits, expected.logits, atol=1e-4, rtol=1e-4)
     assert_close(torch.sigmoid(got.logits), torch.sigmoid(expected.logits), atol=1e-5, rtol=0)
-    assert_close(ours(input_ids=ids[1:2, :int(mask[1].sum())]).logits, got.logits[1:2], atol=1e-5, rtol=0)  # padding has no effect
+    unpadded = ours(input_ids=ids[1:2, :int(mask[1].sum())]).logits
+    assert_close(unpadded, got.logits[1:2], atol=1e-5, rtol=0)  # padding has no effect
     scores = torch.tensor([1.0, 0.0, 0.5])
     with torch.no_grad():
         assert_outputs_close(ours(input_ids=ids, attention_mask=mask, labels=scores),

@@ -21,8 +21,8 @@ from torch import nn
 from ..generation.mixin import GenerationMixin
 from ..modeling import PreTrainedModel
 from ..nn.activations import Activation
-from ..nn.attention import attention
 from ..nn.cache import DynamicCache
+from ..nn.encoder import EncoderLayer, cross_attention_mask
 from ..nn.heads import finish, keep_positions, span_output
 from ..nn.losses import causal_lm_loss, cross_entropy, sequence_classification_loss
 from ..nn.masks import attention_mask as build_mask
@@ -64,100 +64,9 @@ class BertEmbeddings(nn.Module):
         return self.dropout(self.LayerNorm(x))
 
 
-class BertSelfAttention(nn.Module):
-    """Multi-head attention with separate query/key/value projections (all with bias). Keys and values come
-    from `encoder_hidden_states` for cross-attention."""
-
-    def __init__(self, config: BertConfig, layer_idx: int = 0, is_cross_attention: bool = False):
-        super().__init__()
-        if config.hidden_size % config.num_attention_heads:
-            raise ValueError(f"hidden_size {config.hidden_size} is not a multiple of num_attention_heads "
-                             f"{config.num_attention_heads}.")
-        self.config = config  # read at each call: config._attn_implementation may change after loading
-        self.num_heads = config.num_attention_heads
-        self.head_dim = config.hidden_size // config.num_attention_heads
-        self.query = nn.Linear(config.hidden_size, config.hidden_size)
-        self.key = nn.Linear(config.hidden_size, config.hidden_size)
-        self.value = nn.Linear(config.hidden_size, config.hidden_size)
-        self.dropout = nn.Dropout(config.attention_probs_dropout_prob)
-        self.is_causal = config.is_decoder and not is_cross_attention
-        self.layer_idx = layer_idx
-
-    def forward(self, hidden_states, mask=None, cache=None, encoder_hidden_states=None):
-        B, T, H = hidden_states.shape
-        source = hidden_states if encoder_hidden_states is None else encoder_hidden_states  # (B, S, H)
-
-        def split_heads(x):  # (B, L, H) -> (B, nh, L, hs)
-            return x.view(B, -1, self.num_heads, self.head_dim).transpose(1, 2)
-
-        q = split_heads(self.query(hidden_states))  # (B, nh, T, hs)
-        k, v = split_heads(self.key(source)), split_heads(self.value(source))  # (B, nh, S, hs)
-        if cache is not None and encoder_hidden_states is None:
-            k, v = cache.update(k, v, self.layer_idx)  # (B, nh, past + T, hs)
-        eager = getattr(self.config, "_attn_implementation", None) == "eager"
-        # softmax in the input dtype (as the reference); with no mask a causal decoder uses SDPA's is_causal
-        y, weights = attention(q, k, v, mask, is_causal=self.is_causal, eager=eager, softmax_fp32=False,
-                               dropout=self.dropout.p if self.training else 0.0)
-        return y.transpose(1, 2).reshape(B, T, H), weights  # (B, T, H)
-
-
-class BertOutput(nn.Module):
-    """Dense back to hidden size, dropout, then LayerNorm of the residual sum (post-LN). Serves both the
-    attention output (`attention.output`, in = hidden) and the feed-forward output (`output`, in = intermediate)."""
-
-    def __init__(self, config: BertConfig, in_features: int):
-        super().__init__()
-        self.dense = nn.Linear(in_features, config.hidden_size)
-        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
-
-    def forward(self, x, residual):
-        return self.LayerNorm(self.dropout(self.dense(x)) + residual)  # (B, T, H)
-
-
-class BertAttention(nn.Module):
-    def __init__(self, config: BertConfig, layer_idx: int = 0, is_cross_attention: bool = False):
-        super().__init__()
-        self.self = BertSelfAttention(config, layer_idx, is_cross_attention)
-        self.output = BertOutput(config, config.hidden_size)
-
-    def forward(self, hidden_states, mask=None, cache=None, encoder_hidden_states=None):
-        y, weights = self.self(hidden_states, mask, cache, encoder_hidden_states)
-        return self.output(y, hidden_states), weights  # (B, T, H)
-
-
-class BertIntermediate(nn.Module):
-    def __init__(self, config: BertConfig):
-        super().__init__()
-        self.dense = nn.Linear(config.hidden_size, config.intermediate_size)
-        self.intermediate_act_fn = Activation(config.hidden_act)
-
-    def forward(self, x):
-        return self.intermediate_act_fn(self.dense(x))  # (B, T, I)
-
-
-class BertLayer(nn.Module):
-    """Self-attention (+ cross-attention in a seq2seq decoder) then the feed-forward block, each post-LN."""
-
-    def __init__(self, config: BertConfig, layer_idx: int = 0):
-        super().__init__()
-        self.attention = BertAttention(config, layer_idx)
-        if config.add_cross_attention:
-            if not config.is_decoder:
-                raise ValueError("add_cross_attention=True needs is_decoder=True.")
-            self.crossattention = BertAttention(config, layer_idx, is_cross_attention=True)
-        self.intermediate = BertIntermediate(config)
-        self.output = BertOutput(config, config.intermediate_size)
-
-    def forward(self, x, mask=None, cache=None, encoder_hidden_states=None, encoder_mask=None):
-        x, weights = self.attention(x, mask, cache)  # (B, T, H)
-        cross_weights = None
-        if encoder_hidden_states is not None:
-            if not hasattr(self, "crossattention"):
-                raise ValueError("encoder_hidden_states were given, but the model has no cross-attention layers "
-                                 "(set add_cross_attention=True and is_decoder=True in the config).")
-            x, cross_weights = self.crossattention(x, encoder_mask, encoder_hidden_states=encoder_hidden_states)
-        return self.output(self.intermediate(x), x), weights, cross_weights  # (B, T, H)
+class BertLayer(EncoderLayer):
+    """Self-attention (+ cross-attention in a seq2seq decoder) then the feed-forward block, each post-LN: the shared
+    layer of nn.encoder (`attention.self.query` ... `output.LayerNorm`) under the reference's name."""
 
 
 class BertPooler(nn.Module):
@@ -257,10 +166,7 @@ class BertModel(BertPreTrainedModel):
         # (B, 1, T, S) bool, True = attend: padding hidden, future keys hidden in a decoder; None if SDPA needs none
         padding = None if attention_mask is None else attention_mask[:, -(past + T):].to(x.device, torch.bool)
         mask = build_mask(padding, B, T, past, causal=config.is_decoder, device=x.device)
-        encoder_mask = None
-        if encoder_hidden_states is not None and encoder_attention_mask is not None \
-                and not bool(encoder_attention_mask.all()):
-            encoder_mask = encoder_attention_mask[:, None, None, :].bool().expand(B, 1, T, -1)  # (B, 1, T, S_enc)
+        encoder_mask = cross_attention_mask(encoder_attention_mask, B, T)  # (B, 1, T, S_enc) or None
         if output_attentions and getattr(config, "_attn_implementation", None) != "eager" and "sdpa" not in _warned:
             _warned.add("sdpa")
             logger.warning("output_attentions=True with sdpa attention returns no weights (as transformers does); "

@@ -1,17 +1,14 @@
 """RoBERTa (model_types "roberta", "xlm-roberta", "camembert"): BERT's post-LayerNorm encoder with fairseq positions.
 
-embeddings: word + token_type + position -> LayerNorm -> dropout, where a token's position is padding_idx + its rank
-            among the row's non-pad tokens (pad tokens sit at padding_idx, whose embedding row is the padding row);
-            from inputs_embeds the positions are padding_idx+1.. in order (padding cannot be seen)
-layer:      x = LN(x + Dense(SelfAttention(x)));  x = LN(x + Dense(act(Dense(x))))   (BERT's)
+embeddings: word + token_type + position -> LayerNorm -> dropout; a token's position is padding_idx + its rank
+            among the row's non-pad tokens (pads at padding_idx, the zero row); from inputs_embeds padding_idx+1..
+layer:      BERT's (nn.encoder): causal with a KV cache when config.is_decoder, cross-attention with add_cross_attention
 heads:      lm_head dense -> gelu -> layer_norm -> decoder (tied to the word embeddings); the sentence classifier
-            dense -> tanh -> out_proj on the <s> state; multiple choice on the pooler; token/span heads per token.
+            dense -> tanh -> out_proj on the <s> state; multiple choice on the pooler; token and span heads per token.
 
-XLM-RoBERTa and CamemBERT are the same model under their own names and configs (thin classes at the end; their LM
-heads build `lm_head` before `roberta`, as the reference does, so a seeded build draws the same numbers). Module
-names are the checkpoint keys (`roberta.encoder.layer.0.attention.self.query.weight`, `lm_head.layer_norm.bias`,
-`classifier.out_proj.weight`). With `config.is_decoder` the self-attention is causal with a KV cache
-(RobertaForCausalLM); with `add_cross_attention` each layer also attends to `encoder_hidden_states`.
+Module names are the checkpoint keys (`roberta.encoder.layer.0.attention.self.query.weight`, `lm_head.layer_norm.bias`,
+`classifier.out_proj.weight`). XLM-RoBERTa and CamemBERT are thin classes at the end, with their configs; their heads
+are built before `roberta`, as the reference's, so that a seeded build draws the same numbers.
 """
 
 from __future__ import annotations
@@ -21,9 +18,9 @@ from torch import nn
 
 from ..generation.mixin import GenerationMixin
 from ..modeling import PreTrainedModel
-from ..nn.activations import Activation, get_activation
-from ..nn.attention import attention
+from ..nn.activations import get_activation
 from ..nn.cache import DynamicCache
+from ..nn.encoder import EncoderLayer, cross_attention_mask
 from ..nn.heads import finish, keep_positions, span_output
 from ..nn.losses import causal_lm_loss, cross_entropy, sequence_classification_loss
 from ..nn.masks import attention_mask as build_mask
@@ -65,85 +62,8 @@ class RobertaEmbeddings(nn.Module):
         return self.dropout(self.LayerNorm(x))
 
 
-class RobertaSelfAttention(nn.Module):
-    """Multi-head attention, query/key/value with biases; keys and values from `encoder_hidden_states` when given."""
-
-    def __init__(self, config: RobertaConfig, layer_idx: int = 0, is_cross_attention: bool = False):
-        super().__init__()
-        if config.hidden_size % config.num_attention_heads:
-            raise ValueError(f"hidden_size {config.hidden_size} is not a multiple of num_attention_heads "
-                             f"{config.num_attention_heads}.")
-        self.config, self.layer_idx = config, layer_idx  # config._attn_implementation is read at each call
-        self.num_heads, self.head_dim = config.num_attention_heads, config.hidden_size // config.num_attention_heads
-        self.query = nn.Linear(config.hidden_size, config.hidden_size)
-        self.key = nn.Linear(config.hidden_size, config.hidden_size)
-        self.value = nn.Linear(config.hidden_size, config.hidden_size)
-        self.dropout = nn.Dropout(config.attention_probs_dropout_prob)
-        self.is_causal = config.is_decoder and not is_cross_attention
-
-    def forward(self, hidden_states, mask=None, cache=None, encoder_hidden_states=None):
-        B, T, H = hidden_states.shape
-        source = hidden_states if encoder_hidden_states is None else encoder_hidden_states  # (B, S, H)
-        q = self.query(hidden_states).view(B, T, self.num_heads, self.head_dim).transpose(1, 2)  # (B, nh, T, hs)
-        k = self.key(source).view(B, -1, self.num_heads, self.head_dim).transpose(1, 2)  # (B, nh, S, hs)
-        v = self.value(source).view(B, -1, self.num_heads, self.head_dim).transpose(1, 2)  # (B, nh, S, hs)
-        if cache is not None and encoder_hidden_states is None:
-            k, v = cache.update(k, v, self.layer_idx)  # (B, nh, past + T, hs)
-        y, weights = attention(q, k, v, mask, is_causal=self.is_causal, softmax_fp32=False,
-                               eager=getattr(self.config, "_attn_implementation", None) == "eager",
-                               dropout=self.dropout.p if self.training else 0.0)
-        return y.transpose(1, 2).reshape(B, T, H), weights  # (B, T, H)
-
-
-class RobertaOutput(nn.Module):
-    """LN(residual + dropout(Dense(x))): `attention.output` (in = hidden) and the layer's `output` (in = inner)."""
-
-    def __init__(self, config: RobertaConfig, in_features: int):
-        super().__init__()
-        self.dense = nn.Linear(in_features, config.hidden_size)
-        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
-
-    def forward(self, x, residual):
-        return self.LayerNorm(self.dropout(self.dense(x)) + residual)  # (B, T, H)
-
-
-class RobertaAttention(nn.Module):
-    def __init__(self, config: RobertaConfig, layer_idx: int = 0, is_cross_attention: bool = False):
-        super().__init__()
-        self.self = RobertaSelfAttention(config, layer_idx, is_cross_attention)
-        self.output = RobertaOutput(config, config.hidden_size)
-
-    def forward(self, hidden_states, mask=None, cache=None, encoder_hidden_states=None):
-        y, weights = self.self(hidden_states, mask, cache, encoder_hidden_states)  # (B, T, H)
-        return self.output(y, hidden_states), weights  # (B, T, H)
-
-
-class RobertaLayer(nn.Module):
-    """Self-attention (+ cross-attention in a decoder with add_cross_attention), then the feed-forward block."""
-
-    def __init__(self, config: RobertaConfig, layer_idx: int = 0):
-        super().__init__()
-        self.attention = RobertaAttention(config, layer_idx)
-        if config.add_cross_attention:
-            if not config.is_decoder:
-                raise ValueError("add_cross_attention=True needs is_decoder=True.")
-            self.crossattention = RobertaAttention(config, layer_idx, is_cross_attention=True)
-        self.intermediate = nn.Module()  # checkpoint keys `intermediate.dense`
-        self.intermediate.dense = nn.Linear(config.hidden_size, config.intermediate_size)
-        self.intermediate.intermediate_act_fn = Activation(config.hidden_act)
-        self.output = RobertaOutput(config, config.intermediate_size)
-
-    def forward(self, x, mask=None, cache=None, encoder_hidden_states=None, encoder_mask=None):
-        x, weights = self.attention(x, mask, cache)  # (B, T, H)
-        cross_weights = None
-        if encoder_hidden_states is not None:
-            if not hasattr(self, "crossattention"):
-                raise ValueError("encoder_hidden_states were given, but the model has no cross-attention layers "
-                                 "(set add_cross_attention=True and is_decoder=True in the config).")
-            x, cross_weights = self.crossattention(x, encoder_mask, encoder_hidden_states=encoder_hidden_states)
-        inner = self.intermediate.intermediate_act_fn(self.intermediate.dense(x))  # (B, T, I)
-        return self.output(inner, x), weights, cross_weights  # (B, T, H)
+class RobertaLayer(EncoderLayer):
+    """BERT's post-LN layer (nn.encoder) under the reference's name (for _no_split_modules)."""
 
 
 class RobertaLMHead(nn.Module):
@@ -181,17 +101,6 @@ class RobertaPreTrainedModel(PreTrainedModel):
     base_model_prefix = "roberta"
     supports_gradient_checkpointing = True
     _no_split_modules = ["RobertaEmbeddings", "RobertaLayer"]
-    head_first = False  # XLM-RoBERTa and CamemBERT heads build the head before `roberta` (a seeded build's draws)
-    pooled = False  # the head reads the pooler (multiple choice)
-
-    def _build(self, config: RobertaConfig) -> None:
-        """`roberta` and the head (`build_head`) in the reference's order, then the init."""
-        if self.head_first:
-            self.build_head(config)
-        self.roberta = RobertaModel(config, add_pooling_layer=self.pooled)
-        if not self.head_first:
-            self.build_head(config)
-        self.post_init()
 
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)  # normal(0, initializer_range) for Linear/Embedding, padding rows 0, LN 1/0
@@ -247,10 +156,7 @@ class RobertaModel(RobertaPreTrainedModel):
         # (B, 1, T, S) bool, True = attend: padding hidden, future keys hidden in a decoder; None if SDPA needs none
         padding = None if attention_mask is None else attention_mask[:, -(past + T):].to(x.device, torch.bool)
         mask = build_mask(padding, B, T, past, causal=config.is_decoder, device=x.device)
-        encoder_mask = None
-        if encoder_hidden_states is not None and encoder_attention_mask is not None \
-                and not bool(encoder_attention_mask.all()):
-            encoder_mask = encoder_attention_mask[:, None, None, :].bool().expand(B, 1, T, -1)  # (B, 1, T, S_enc)
+        encoder_mask = cross_attention_mask(encoder_attention_mask, B, T)  # (B, 1, T, S_enc) or None
 
         hidden_states, attentions, cross_attentions = [x], [], []
         for layer in self.encoder.layer:
@@ -270,15 +176,27 @@ class RobertaModel(RobertaPreTrainedModel):
         return out if return_dict else out.to_tuple()
 
 
-class _RobertaWithLMHead(RobertaPreTrainedModel):
+class _RobertaHead(RobertaPreTrainedModel):
+    """`roberta` and the task head that `build_head` makes, in the reference's order, then the init."""
+
+    head_first = False  # XLM-RoBERTa and CamemBERT build the head before `roberta` (a seeded build's draws)
+    pooled = False  # the head reads the pooler (multiple choice)
+
+    def __init__(self, config: RobertaConfig):
+        super().__init__(config)
+        if self.head_first:
+            self.build_head(config)
+        self.roberta = RobertaModel(config, add_pooling_layer=self.pooled)
+        if not self.head_first:
+            self.build_head(config)
+        self.post_init()
+
+
+class _RobertaWithLMHead(_RobertaHead):
     """`roberta` (no pooler) and `lm_head`, whose decoder is tied to the word embeddings."""
 
     _tied_weights_keys = {"lm_head.decoder.weight": "roberta.embeddings.word_embeddings.weight",
                           "lm_head.decoder.bias": "lm_head.bias"}
-
-    def __init__(self, config: RobertaConfig):
-        super().__init__(config)
-        self._build(config)
 
     def build_head(self, config):
         self.lm_head = RobertaLMHead(config)
@@ -326,15 +244,11 @@ class RobertaForMaskedLM(_RobertaWithLMHead):
                                                    attentions=out.attentions), return_dict)
 
 
-class _RobertaClassifier(RobertaPreTrainedModel):
+class _RobertaClassifier(_RobertaHead):
     """`roberta` and a `classifier`; subclasses say what it reads (the <s> state through the classification head,
     every token, or each choice's pooled state), the output class and the loss."""
 
     output_class, choices = SequenceClassifierOutput, False
-
-    def __init__(self, config: RobertaConfig):
-        super().__init__(config)
-        self._build(config)
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
                 inputs_embeds=None, labels=None, output_attentions=None, output_hidden_states=None,
@@ -405,13 +319,9 @@ class RobertaForMultipleChoice(_RobertaClassifier):
                                output_attentions, output_hidden_states, return_dict)  # the reference's order
 
 
-class RobertaForQuestionAnswering(RobertaPreTrainedModel):
+class RobertaForQuestionAnswering(_RobertaHead):
     """Extractive QA: `qa_outputs` gives each token a start and an end logit; the loss is the mean of the two cross
     entropies, positions outside the sequence clamped to T and ignored."""
-
-    def __init__(self, config: RobertaConfig):
-        super().__init__(config)
-        self._build(config)
 
     def build_head(self, config):
         self.qa_outputs = nn.Linear(config.hidden_size, config.num_labels)

@@ -1,0 +1,125 @@
+"""BERT's post-LayerNorm Transformer layer, shared by the families that kept it (BERT, RoBERTa / XLM-R / CamemBERT).
+
+x = LN(x + Dense(SelfAttention(x)))
+x = LN(x + Dense(CrossAttention(x, encoder_hidden_states)))     (with add_cross_attention)
+x = LN(x + Dense(act(Dense(x))))
+
+Module names are BERT's checkpoint keys under `encoder.layer.N` (`attention.self.query`, `attention.output.dense`,
+`attention.output.LayerNorm`, `crossattention...`, `intermediate.dense`, `output.dense`, `output.LayerNorm`); a family
+subclasses `EncoderLayer` under the reference's name (`BertLayer`, `RobertaLayer`) for `_no_split_modules`. The
+config is read duck-typed: hidden_size, num_attention_heads, intermediate_size, hidden_act, hidden_dropout_prob,
+attention_probs_dropout_prob, layer_norm_eps, is_decoder (causal self-attention with a KV cache),
+add_cross_attention, and `_attn_implementation` at each call ("eager" computes and returns the weights).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .activations import Activation
+from .attention import attention
+
+
+class EncoderSelfAttention(nn.Module):
+    """Multi-head attention with separate query/key/value projections (all with bias). Keys and values come
+    from `encoder_hidden_states` for cross-attention."""
+
+    def __init__(self, config, layer_idx: int = 0, is_cross_attention: bool = False):
+        super().__init__()
+        if config.hidden_size % config.num_attention_heads:
+            raise ValueError(f"hidden_size {config.hidden_size} is not a multiple of num_attention_heads "
+                             f"{config.num_attention_heads}.")
+        self.config = config  # read at each call: config._attn_implementation may change after loading
+        self.num_heads = config.num_attention_heads
+        self.head_dim = config.hidden_size // config.num_attention_heads
+        self.query = nn.Linear(config.hidden_size, config.hidden_size)
+        self.key = nn.Linear(config.hidden_size, config.hidden_size)
+        self.value = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dropout = nn.Dropout(config.attention_probs_dropout_prob)
+        self.is_causal = config.is_decoder and not is_cross_attention
+        self.layer_idx = layer_idx
+
+    def forward(self, hidden_states, mask=None, cache=None, encoder_hidden_states=None):
+        B, T, H = hidden_states.shape
+        source = hidden_states if encoder_hidden_states is None else encoder_hidden_states  # (B, S, H)
+
+        def split_heads(x):  # (B, L, H) -> (B, nh, L, hs)
+            return x.view(B, -1, self.num_heads, self.head_dim).transpose(1, 2)
+
+        q = split_heads(self.query(hidden_states))  # (B, nh, T, hs)
+        k, v = split_heads(self.key(source)), split_heads(self.value(source))  # (B, nh, S, hs)
+        if cache is not None and encoder_hidden_states is None:
+            k, v = cache.update(k, v, self.layer_idx)  # (B, nh, past + T, hs)
+        eager = getattr(self.config, "_attn_implementation", None) == "eager"
+        # softmax in the input dtype (as the reference); with no mask a causal decoder uses SDPA's is_causal
+        y, weights = attention(q, k, v, mask, is_causal=self.is_causal, eager=eager, softmax_fp32=False,
+                               dropout=self.dropout.p if self.training else 0.0)
+        return y.transpose(1, 2).reshape(B, T, H), weights  # (B, T, H)
+
+
+class EncoderOutput(nn.Module):
+    """Dense back to hidden size, dropout, then LayerNorm of the residual sum (post-LN). Serves both the
+    attention output (`attention.output`, in = hidden) and the feed-forward output (`output`, in = intermediate)."""
+
+    def __init__(self, config, in_features: int):
+        super().__init__()
+        self.dense = nn.Linear(in_features, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, x, residual):
+        return self.LayerNorm(self.dropout(self.dense(x)) + residual)  # (B, T, H)
+
+
+class EncoderAttention(nn.Module):
+    def __init__(self, config, layer_idx: int = 0, is_cross_attention: bool = False):
+        super().__init__()
+        self.self = EncoderSelfAttention(config, layer_idx, is_cross_attention)
+        self.output = EncoderOutput(config, config.hidden_size)
+
+    def forward(self, hidden_states, mask=None, cache=None, encoder_hidden_states=None):
+        y, weights = self.self(hidden_states, mask, cache, encoder_hidden_states)
+        return self.output(y, hidden_states), weights  # (B, T, H)
+
+
+class EncoderIntermediate(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.intermediate_act_fn = Activation(config.hidden_act)
+
+    def forward(self, x):
+        return self.intermediate_act_fn(self.dense(x))  # (B, T, I)
+
+
+class EncoderLayer(nn.Module):
+    """Self-attention (+ cross-attention in a seq2seq decoder) then the feed-forward block, each post-LN.
+    Returns (x (B, T, H), self-attention weights or None, cross-attention weights or None)."""
+
+    def __init__(self, config, layer_idx: int = 0):
+        super().__init__()
+        self.attention = EncoderAttention(config, layer_idx)
+        if config.add_cross_attention:
+            if not config.is_decoder:
+                raise ValueError("add_cross_attention=True needs is_decoder=True.")
+            self.crossattention = EncoderAttention(config, layer_idx, is_cross_attention=True)
+        self.intermediate = EncoderIntermediate(config)
+        self.output = EncoderOutput(config, config.intermediate_size)
+
+    def forward(self, x, mask=None, cache=None, encoder_hidden_states=None, encoder_mask=None):
+        x, weights = self.attention(x, mask, cache)  # (B, T, H)
+        cross_weights = None
+        if encoder_hidden_states is not None:
+            if not hasattr(self, "crossattention"):
+                raise ValueError("encoder_hidden_states were given, but the model has no cross-attention layers "
+                                 "(set add_cross_attention=True and is_decoder=True in the config).")
+            x, cross_weights = self.crossattention(x, encoder_mask, encoder_hidden_states=encoder_hidden_states)
+        return self.output(self.intermediate(x), x), weights, cross_weights  # (B, T, H)
+
+
+def cross_attention_mask(encoder_attention_mask: torch.Tensor | None, batch: int, q_len: int) -> torch.Tensor | None:
+    """(B, 1, T, S_enc) bool (True = attend) from a (B, S_enc) encoder mask of 1/0; None when nothing is hidden."""
+    if encoder_attention_mask is None or bool(encoder_attention_mask.all()):
+        return None
+    return encoder_attention_mask[:, None, None, :].bool().expand(batch, 1, q_len, -1)  # (B, 1, T, S_enc)
