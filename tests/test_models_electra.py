@@ -238,3 +238,31 @@ def test_gradients_match_the_reference_and_under_checkpointing(tmp_path):
     for name, grad in grads[1].items():
         assert_close(grad, grads[0][name], atol=1e-4, rtol=1e-4, msg=lambda m: f"{name}: {m}")
         assert_close(grads[2][name], grad, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_cross_attention_matches_the_reference(tmp_path, attn):
+    ref, ours = make_pair(tmp_path, "ElectraForCausalLM", attn=attn, add_cross_attention=True)
+    inputs = make_batch(token_types=False)
+    g = torch.Generator().manual_seed(3)
+    encoder_states = torch.randn(3, 5, 24, generator=g)
+    encoder_mask = torch.ones(3, 5, dtype=torch.long)
+    encoder_mask[1, 3:] = 0
+    kwargs = dict(encoder_hidden_states=encoder_states, encoder_attention_mask=encoder_mask, use_cache=False,
+                  output_attentions=True)
+    with torch.no_grad():
+        expected, got = ref(**inputs, **kwargs), ours(**inputs, **kwargs)
+    assert_outputs_close(got, expected)
+    assert len(got.cross_attentions) == len(expected.cross_attentions) == (2 if attn == "eager" else 0)
+    for a, b in zip(got.cross_attentions, expected.cross_attentions):
+        assert_close(a, b, atol=1e-5, rtol=0)
+
+
+def test_resize_token_embeddings_keeps_the_generator_head_tied():
+    torch.manual_seed(0)
+    model = electra.ElectraForMaskedLM(ElectraConfig(**TINY))
+    model.resize_token_embeddings(120)
+    head, embeddings = model.generator_lm_head, model.electra.embeddings.word_embeddings
+    assert head.weight is embeddings.weight and embeddings.weight.shape == (120, 16)
+    assert head.bias.shape == (120,) and model.config.vocab_size == 120
+    assert model(torch.tensor([[5, 110, 7]])).logits.shape == (1, 3, 120)
