@@ -241,7 +241,7 @@ class ModernBertModel(ModernBertPreTrainedModel):
             x, weights = self.run_layer(layer, x, *tables[kind], masks[kind], rows)  # (B, T, H) or (1, N, H)
             hidden_states.append(x)
             if weights is not None:
-                attentions.append(self._padded_weights(weights, padding, rows) if unpad else weights)
+                attentions.append(self._padded_weights(weights, padding) if unpad else weights)
         x = self.final_norm(x)  # (B, T, H)
         hidden_states[-1] = x  # the reference records the normed output as the last hidden state
 
@@ -252,7 +252,7 @@ class ModernBertModel(ModernBertPreTrainedModel):
         return out if return_dict else out.to_tuple()
 
     @staticmethod
-    def _padded_weights(weights: list[torch.Tensor], padding: torch.Tensor, rows: list[int]) -> torch.Tensor:
+    def _padded_weights(weights: list[torch.Tensor], padding: torch.Tensor) -> torch.Tensor:
         """One (1, nh, L, L) weight matrix per non-empty row -> (B, nh, T, T), zeros at padding rows/columns."""
         B, T = padding.shape
         out = weights[0].new_zeros(B, weights[0].shape[1], T, T)  # (B, nh, T, T)
