@@ -40,7 +40,7 @@ class RobertaTokenizer(TokenizersBackend):
         super().__init__(backend, errors=errors, bos_token=bos_token, eos_token=eos_token, sep_token=sep_token,
                          cls_token=cls_token, unk_token=unk_token, pad_token=pad_token, mask_token=mask_token,
                          add_prefix_space=add_prefix_space, trim_offsets=trim_offsets, **kwargs)
-        # <s> A </s> / <s> A </s></s> B </s>; RobertaProcessing also trims the offsets (a ByteLevel post-processor's job)
+        # <s> A </s> / <s> A </s></s> B </s>; RobertaProcessing also trims offsets (ByteLevel post-processor's job)
         backend.post_processor = processors.RobertaProcessing(
             (str(self.sep_token), self.sep_token_id), (str(self.cls_token), self.cls_token_id),
             trim_offsets=trim_offsets, add_prefix_space=add_prefix_space)
