@@ -254,11 +254,17 @@ SENTENCES = ["This is an example sentence.", "Each sentence is converted",
              "A considerably longer sentence, with punctuation; it makes the other two padded quite a bit more!"]
 
 
-def test_real_all_mpnet_base_v2(mpnet_dir):
+@pytest.fixture(scope="module")
+def st_embeddings(mpnet_dir) -> torch.Tensor:
+    """(B, H): sentence_transformers' encode of SENTENCES with the real folder (the oracle of the embeddings)."""
+    from sentence_transformers import SentenceTransformer
+    return SentenceTransformer(str(mpnet_dir), device="cpu").encode(SENTENCES, convert_to_tensor=True)
+
+
+def test_real_all_mpnet_base_v2(mpnet_dir, st_embeddings):
     """The real checkpoint: autoload's hidden states equal transformers' on a padded batch of real sentences, and its
     sentence embeddings (pooled and normalised as modules.json and 1_Pooling/config.json say) equal
     sentence_transformers' encode."""
-    from sentence_transformers import SentenceTransformer
     modules = [m["type"].rpartition(".")[2] for m in json.loads((mpnet_dir / "modules.json").read_text())]
     pooling = json.loads((mpnet_dir / "1_Pooling" / "config.json").read_text())
     assert modules == ["Transformer", "Pooling", "Normalize"] and pooling["pooling_mode_mean_tokens"]
@@ -276,5 +282,17 @@ def test_real_all_mpnet_base_v2(mpnet_dir):
     mask = batch["attention_mask"][..., None].float()  # (B, T, 1)
     mean = (got.last_hidden_state * mask).sum(1) / mask.sum(1).clamp(min=1e-9)  # (B, H)
     embeddings = torch.nn.functional.normalize(mean, p=2, dim=1)  # (B, H)
-    st = SentenceTransformer(str(mpnet_dir), device="cpu")
-    assert_close(embeddings, st.encode(SENTENCES, convert_to_tensor=True), atol=1e-5, rtol=0)
+    assert_close(embeddings, st_embeddings, atol=1e-5, rtol=0)
+
+
+def test_real_all_mpnet_base_v2_end_to_end(mpnet_dir, st_embeddings):
+    """autoload's own MPNetTokenizer gives transformers' batch, and the sentence-embeddings pipeline (tokenizer, model,
+    the repo's pooling and normalisation) gives the embeddings of sentence_transformers' encode."""
+    expected = transformers.AutoTokenizer.from_pretrained(mpnet_dir)(SENTENCES, padding=True, return_tensors="pt")
+    tokenizer = autoload.AutoTokenizer.from_pretrained(mpnet_dir)
+    assert type(tokenizer).__name__ == "MPNetTokenizer"
+    got = tokenizer(SENTENCES, padding=True, return_tensors="pt")
+    assert set(got) == set(expected) == {"input_ids", "attention_mask"}
+    assert all(torch.equal(got[k], expected[k]) for k in expected)
+    embeddings = autoload.pipeline("sentence-embeddings", mpnet_dir)(SENTENCES)  # (B, H)
+    assert_close(torch.as_tensor(embeddings), st_embeddings, atol=1e-5, rtol=0)
