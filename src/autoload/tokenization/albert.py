@@ -21,11 +21,13 @@ class AlbertTokenizer(SentencePieceUnigramTokenizer):
     spm_file = "spiece.model"
 
     def __init__(self, vocab: list[tuple[str, float]] | None = None, *, do_lower_case: bool = True,
-                 keep_accents: bool = False, add_prefix_space: bool = True, trim_offsets: bool = True,
-                 bos_token="[CLS]", eos_token="[SEP]", unk_token="<unk>", sep_token="[SEP]", pad_token="<pad>",
-                 cls_token="[CLS]", mask_token="[MASK]", _spm_precompiled_charsmap: bytes | None = None, **kwargs):
+                 keep_accents: bool = False, remove_space: bool = True, add_prefix_space: bool = True,
+                 trim_offsets: bool = True, bos_token="[CLS]", eos_token="[SEP]", unk_token="<unk>",
+                 sep_token="[SEP]", pad_token="<pad>", cls_token="[CLS]", mask_token="[MASK]",
+                 _spm_precompiled_charsmap: bytes | None = None, **kwargs):
         self.do_lower_case = do_lower_case
         self.keep_accents = keep_accents
+        self.remove_space = remove_space  # stored only: the whitespace split always drops runs of spaces
         self.add_prefix_space = add_prefix_space
         self.trim_offsets = trim_offsets
         kwargs.pop("unk_id", None)  # ALBERT's unknown token is id 1 whatever the model says (as transformers)
@@ -49,10 +51,10 @@ class AlbertTokenizer(SentencePieceUnigramTokenizer):
             single="[CLS]:0 $A:0 [SEP]:0", pair="[CLS]:0 $A:0 [SEP]:0 $B:1 [SEP]:1",
             special_tokens=[("[CLS]", backend.token_to_id(str(cls_token))),
                             ("[SEP]", backend.token_to_id(str(sep_token)))])
-        super().__init__(backend, do_lower_case=do_lower_case, keep_accents=keep_accents, bos_token=bos_token,
-                         eos_token=eos_token, sep_token=sep_token, cls_token=cls_token, unk_token=unk_token,
-                         pad_token=pad_token, mask_token=mask_token, add_prefix_space=add_prefix_space,
-                         trim_offsets=trim_offsets, **kwargs)
+        super().__init__(backend, do_lower_case=do_lower_case, keep_accents=keep_accents, remove_space=remove_space,
+                         bos_token=bos_token, eos_token=eos_token, sep_token=sep_token, cls_token=cls_token,
+                         unk_token=unk_token, pad_token=pad_token, mask_token=mask_token,
+                         add_prefix_space=add_prefix_space, trim_offsets=trim_offsets, **kwargs)
 
 
 AlbertTokenizerFast = AlbertTokenizer
