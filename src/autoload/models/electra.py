@@ -2,7 +2,7 @@
 
 embeddings: word + token_type + position (width E = embedding_size) -> LayerNorm -> dropout
             -> `embeddings_project` Linear(E, H) when E != hidden_size H
-layer:      x = LN(x + Dense(SelfAttention(x)));  x = LN(x + Dense(act(Dense(x))))  (BERT's layer and keys)
+layer:      x = LN(x + Dense(SelfAttention(x)));  x = LN(x + Dense(act(Dense(x))))  (nn.encoder: BERT's layer, keys)
 heads:      discriminator (ForPreTraining): dense, act, dense_prediction -> one replaced-token logit per token;
             generator (ForMaskedLM, ForCausalLM): dense H -> E, gelu, LayerNorm, then `generator_lm_head` tied to
             the word embeddings; classifier dense, gelu, out_proj on h[:, 0]; multiple choice via sequence_summary.
@@ -16,6 +16,7 @@ computes the weights, the only way `output_attentions=True` returns them (with S
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,14 +27,16 @@ from torch import nn
 from ..generation.mixin import GenerationMixin
 from ..modeling import PreTrainedModel
 from ..nn.activations import Activation
-from ..nn.attention import attention
 from ..nn.cache import DynamicCache
+from ..nn.encoder import EncoderLayer, cross_attention_mask
 from ..nn.heads import finish, keep_positions, span_output
 from ..nn.losses import causal_lm_loss, cross_entropy, sequence_classification_loss
 from ..nn.masks import attention_mask as build_mask
 from ..nn.outputs import (CausalLMOutputWithCrossAttentions, MaskedLMOutput, ModelOutput, MultipleChoiceModelOutput,
                           SequenceClassifierOutput, TokenClassifierOutput)
 from .configs import ElectraConfig
+
+logger = logging.getLogger("autoload")
 
 
 @dataclass
@@ -80,91 +83,9 @@ class ElectraEmbeddings(nn.Module):
         return self.dropout(self.LayerNorm(x))  # (B, T, E)
 
 
-class ElectraSelfAttention(nn.Module):
-    """Multi-head attention, query/key/value with bias; keys and values from `encoder_hidden_states` for
-    cross-attention."""
-
-    def __init__(self, config: ElectraConfig, layer_idx: int = 0, is_cross_attention: bool = False):
-        super().__init__()
-        self.config = config  # read at each call: config._attn_implementation may change after loading
-        self.num_heads = config.num_attention_heads
-        self.head_dim = config.hidden_size // config.num_attention_heads
-        inner = self.num_heads * self.head_dim
-        self.query = nn.Linear(config.hidden_size, inner)
-        self.key = nn.Linear(config.hidden_size, inner)
-        self.value = nn.Linear(config.hidden_size, inner)
-        self.dropout = nn.Dropout(config.attention_probs_dropout_prob)
-        self.is_causal = config.is_decoder and not is_cross_attention
-        self.layer_idx = layer_idx
-
-    def forward(self, hidden_states, mask=None, cache=None, encoder_hidden_states=None):
-        B, T, _ = hidden_states.shape
-        source = hidden_states if encoder_hidden_states is None else encoder_hidden_states  # (B, S, H)
-
-        def split_heads(x):  # (B, L, nh*hs) -> (B, nh, L, hs)
-            return x.view(B, -1, self.num_heads, self.head_dim).transpose(1, 2)
-
-        q = split_heads(self.query(hidden_states))  # (B, nh, T, hs)
-        k, v = split_heads(self.key(source)), split_heads(self.value(source))  # (B, nh, S, hs)
-        if cache is not None and encoder_hidden_states is None:
-            k, v = cache.update(k, v, self.layer_idx)  # (B, nh, past + T, hs)
-        eager = getattr(self.config, "_attn_implementation", None) == "eager"
-        y, weights = attention(q, k, v, mask, is_causal=self.is_causal, eager=eager, softmax_fp32=False,
-                               dropout=self.dropout.p if self.training else 0.0)  # (B, nh, T, hs)
-        return y.transpose(1, 2).reshape(B, T, -1), weights  # (B, T, nh*hs)
-
-
-class ElectraOutput(nn.Module):
-    """Dense to hidden size, dropout, LayerNorm of the residual sum: the attention output (`attention.output`,
-    in = hidden) and the feed-forward output (`output`, in = intermediate)."""
-
-    def __init__(self, config: ElectraConfig, in_features: int):
-        super().__init__()
-        self.dense = nn.Linear(in_features, config.hidden_size)
-        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
-
-    def forward(self, x, residual):
-        return self.LayerNorm(self.dropout(self.dense(x)) + residual)  # (B, T, H)
-
-
-class ElectraAttention(nn.Module):
-    def __init__(self, config: ElectraConfig, layer_idx: int = 0, is_cross_attention: bool = False):
-        super().__init__()
-        self.self = ElectraSelfAttention(config, layer_idx, is_cross_attention)
-        self.output = ElectraOutput(config, config.num_attention_heads *
-                                    (config.hidden_size // config.num_attention_heads))
-
-    def forward(self, hidden_states, mask=None, cache=None, encoder_hidden_states=None):
-        y, weights = self.self(hidden_states, mask, cache, encoder_hidden_states)
-        return self.output(y, hidden_states), weights  # (B, T, H)
-
-
-class ElectraLayer(nn.Module):
-    """Self-attention (+ cross-attention in a decoder with add_cross_attention), then the feed-forward block."""
-
-    def __init__(self, config: ElectraConfig, layer_idx: int = 0):
-        super().__init__()
-        self.attention = ElectraAttention(config, layer_idx)
-        if config.add_cross_attention:
-            if not config.is_decoder:
-                raise ValueError("add_cross_attention=True needs is_decoder=True.")
-            self.crossattention = ElectraAttention(config, layer_idx, is_cross_attention=True)
-        self.intermediate = nn.Module()
-        self.intermediate.dense = nn.Linear(config.hidden_size, config.intermediate_size)
-        self.intermediate.intermediate_act_fn = Activation(config.hidden_act)
-        self.output = ElectraOutput(config, config.intermediate_size)
-
-    def forward(self, x, mask=None, cache=None, encoder_hidden_states=None, encoder_mask=None):
-        x, weights = self.attention(x, mask, cache)  # (B, T, H)
-        cross_weights = None
-        if encoder_hidden_states is not None:
-            if not hasattr(self, "crossattention"):
-                raise ValueError("encoder_hidden_states were given, but the model has no cross-attention layers "
-                                 "(set add_cross_attention=True and is_decoder=True in the config).")
-            x, cross_weights = self.crossattention(x, encoder_mask, encoder_hidden_states=encoder_hidden_states)
-        inner = self.intermediate.intermediate_act_fn(self.intermediate.dense(x))  # (B, T, I)
-        return self.output(inner, x), weights, cross_weights  # (B, T, H)
+class ElectraLayer(EncoderLayer):
+    """BERT's post-LN layer of nn.encoder (`attention.self.query` ... `output.LayerNorm`) under the reference's
+    name: self-attention (+ cross-attention in a decoder with add_cross_attention), then the feed-forward block."""
 
 
 class ElectraDiscriminatorPredictions(nn.Module):
@@ -253,10 +174,7 @@ class ElectraModel(ElectraPreTrainedModel):
         # (B, 1, T, past+T) bool, True = attend: padding hidden, future keys hidden in a decoder; None if not needed
         padding = None if attention_mask is None else attention_mask[:, -(past + T):].to(x.device, torch.bool)
         mask = build_mask(padding, B, T, past, causal=config.is_decoder, device=x.device)
-        encoder_mask = None
-        if encoder_hidden_states is not None and encoder_attention_mask is not None \
-                and not bool(encoder_attention_mask.all()):
-            encoder_mask = encoder_attention_mask[:, None, None, :].bool().expand(B, 1, T, -1)  # (B, 1, T, S)
+        encoder_mask = cross_attention_mask(encoder_attention_mask, B, T)  # (B, 1, T, S_enc) or None
 
         hidden_states, attentions, cross_attentions = [x], [], []
         for layer in self.encoder.layer:
@@ -273,62 +191,87 @@ class ElectraModel(ElectraPreTrainedModel):
         return out if return_dict else out.to_tuple()
 
 
-class ElectraForPreTraining(ElectraPreTrainedModel):
+class _ElectraHead(ElectraPreTrainedModel):
+    """`electra` plus a head on its last hidden states: subclasses build the head (`_build`, after the backbone as
+    the reference, so that seeded inits agree), score the states (`_score`) and name the output class and loss.
+    With `choices`, inputs are (B, C, T): each choice is encoded on its own and the C scores compete in a softmax."""
+
+    output_class = SequenceClassifierOutput
+    choices = False
+
+    def __init__(self, config: ElectraConfig):
+        super().__init__(config)
+        self.electra = ElectraModel(config)
+        self._build(config)
+        self.post_init()
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
+                inputs_embeds=None, labels=None, output_attentions=None, output_hidden_states=None,
+                return_dict=None):
+        C = (input_ids if input_ids is not None else inputs_embeds).shape[1]
+
+        def flat(t):  # multiple choice: (B, C, T, ...) -> (B*C, T, ...)
+            return t.reshape(-1, *t.shape[2:]) if t is not None and self.choices else t
+
+        out = self.electra(flat(input_ids), flat(attention_mask), flat(token_type_ids), flat(position_ids),
+                           flat(inputs_embeds), output_attentions=output_attentions,
+                           output_hidden_states=output_hidden_states, return_dict=True)
+        logits = self._score(out.last_hidden_state)  # (B, T), (B, T, V), (B, labels), (B, T, labels), (B*C, 1)
+        if self.choices:
+            logits = logits.view(-1, C)  # (B, C)
+        loss = None if labels is None else self._loss(logits, labels, attention_mask)
+        return finish(self.config, self.output_class(
+            loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions), return_dict)
+
+    def _loss(self, logits, labels, attention_mask):
+        return cross_entropy(logits, labels)
+
+
+class ElectraForPreTraining(_ElectraHead):
     """The discriminator: was each token replaced? labels (B, T) 1 = replaced; BCE-with-logits over the tokens
     whose attention_mask is 1 (all tokens without a mask)."""
 
-    def __init__(self, config: ElectraConfig):
-        super().__init__(config)
-        self.electra = ElectraModel(config)
+    output_class = ElectraForPreTrainingOutput
+
+    def _build(self, config):
         self.discriminator_predictions = ElectraDiscriminatorPredictions(config)
-        self.post_init()
 
-    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
-                inputs_embeds=None, labels=None, output_attentions=None, output_hidden_states=None,
-                return_dict=None):
-        out = self.electra(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-                           output_attentions=output_attentions, output_hidden_states=output_hidden_states,
-                           return_dict=True)
-        logits = self.discriminator_predictions(out.last_hidden_state)  # (B, T)
-        loss = None
-        if labels is not None:
-            active = slice(None) if attention_mask is None else attention_mask.view(-1, logits.shape[1]) == 1
-            loss = F.binary_cross_entropy_with_logits(logits.view(-1, logits.shape[1])[active],
-                                                      labels[active].float())
-        return finish(self.config, ElectraForPreTrainingOutput(
-            loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions), return_dict)
+    def _score(self, h):
+        return self.discriminator_predictions(h)  # (B, T)
+
+    def _loss(self, logits, labels, attention_mask):
+        active = slice(None) if attention_mask is None else attention_mask.view(-1, logits.shape[1]) == 1  # (B, T)
+        return F.binary_cross_entropy_with_logits(logits.view(-1, logits.shape[1])[active], labels[active].float())
 
 
-class _ElectraWithGenerator(ElectraPreTrainedModel):
-    """`electra` plus the generator head; `generator_lm_head` (E -> vocab) is tied to the word embeddings."""
+class ElectraForMaskedLM(_ElectraHead):
+    """The generator: masked-token prediction over the vocabulary at every position; `generator_lm_head`
+    (E -> vocab) is tied to the word embeddings."""
 
     _tied_weights_keys = {"generator_lm_head.weight": "electra.embeddings.word_embeddings.weight"}
+    output_class = MaskedLMOutput
 
-    def __init__(self, config: ElectraConfig):
-        super().__init__(config)
-        self.electra = ElectraModel(config)
+    def _build(self, config):
         self.generator_predictions = ElectraGeneratorPredictions(config)
         self.generator_lm_head = nn.Linear(config.embedding_size, config.vocab_size)
+
+    def _score(self, h):
+        return self.generator_lm_head(self.generator_predictions(h))  # (B, T, V)
+
+
+class ElectraForCausalLM(GenerationMixin, ElectraPreTrainedModel):
+    """Left-to-right LM through the generator head (needs `is_decoder=True`): causal attention, a KV cache."""
+
+    _tied_weights_keys = ElectraForMaskedLM._tied_weights_keys
+    _build, _score = ElectraForMaskedLM._build, ElectraForMaskedLM._score
+
+    def __init__(self, config: ElectraConfig):
+        if not config.is_decoder:
+            logger.warning("ElectraForCausalLM is meant to run with is_decoder=True (causal attention).")
+        super().__init__(config)
+        self.electra = ElectraModel(config)
+        self._build(config)
         self.post_init()
-
-
-class ElectraForMaskedLM(_ElectraWithGenerator):
-    """The generator: masked-token prediction over the vocabulary at every position."""
-
-    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
-                inputs_embeds=None, labels=None, output_attentions=None, output_hidden_states=None,
-                return_dict=None):
-        out = self.electra(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-                           output_attentions=output_attentions, output_hidden_states=output_hidden_states,
-                           return_dict=True)
-        logits = self.generator_lm_head(self.generator_predictions(out.last_hidden_state))  # (B, T, V)
-        loss = cross_entropy(logits, labels) if labels is not None else None
-        return finish(self.config, MaskedLMOutput(loss=loss, logits=logits, hidden_states=out.hidden_states,
-                                                   attentions=out.attentions), return_dict)
-
-
-class ElectraForCausalLM(GenerationMixin, _ElectraWithGenerator):
-    """Left-to-right LM through the generator head (needs `is_decoder=True`): causal attention, KV cache."""
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
                 inputs_embeds=None, encoder_hidden_states=None, encoder_attention_mask=None, labels=None,
@@ -340,89 +283,52 @@ class ElectraForCausalLM(GenerationMixin, _ElectraWithGenerator):
                            encoder_hidden_states, encoder_attention_mask, past_key_values,
                            False if labels is not None else use_cache, output_attentions, output_hidden_states,
                            return_dict=True, cache=cache)
-        h = keep_positions(out.last_hidden_state, logits_to_keep)  # (B, T', H)
-        logits = self.generator_lm_head(self.generator_predictions(h))  # (B, T', V)
+        logits = self._score(keep_positions(out.last_hidden_state, logits_to_keep))  # (B, T', V)
         loss = None if labels is None else causal_lm_loss(logits, labels)
         return finish(self.config, CausalLMOutputWithCrossAttentions(
             loss=loss, logits=logits, past_key_values=out.past_key_values, hidden_states=out.hidden_states,
             attentions=out.attentions, cross_attentions=out.cross_attentions), return_dict)
 
 
-class ElectraForSequenceClassification(ElectraPreTrainedModel):
+class ElectraForSequenceClassification(_ElectraHead):
     """`classifier`: dropout, dense, gelu, dropout, out_proj on the first token's state. The loss follows
     `config.problem_type` (regression, single- or multi-label)."""
 
-    def __init__(self, config: ElectraConfig):
-        super().__init__(config)
-        self.electra = ElectraModel(config)
+    def _build(self, config):
         p = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
         self.classifier = nn.Module()
         self.classifier.dense = nn.Linear(config.hidden_size, config.hidden_size)
         self.classifier.activation = Activation("gelu")
         self.classifier.dropout = nn.Dropout(p)
         self.classifier.out_proj = nn.Linear(config.hidden_size, config.num_labels)
-        self.post_init()
 
-    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
-                inputs_embeds=None, labels=None, output_attentions=None, output_hidden_states=None,
-                return_dict=None):
-        out = self.electra(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-                           output_attentions=output_attentions, output_hidden_states=output_hidden_states,
-                           return_dict=True)
+    def _score(self, h):
         c = self.classifier
-        x = c.activation(c.dense(c.dropout(out.last_hidden_state[:, 0])))  # (B, H)
-        logits = c.out_proj(c.dropout(x))  # (B, labels)
-        loss = None if labels is None else sequence_classification_loss(self.config, logits, labels)
-        return finish(self.config, SequenceClassifierOutput(
-            loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions), return_dict)
+        x = c.activation(c.dense(c.dropout(h[:, 0])))  # (B, H)
+        return c.out_proj(c.dropout(x))  # (B, labels)
+
+    def _loss(self, logits, labels, attention_mask):
+        return sequence_classification_loss(self.config, logits, labels)
 
 
-class ElectraForTokenClassification(ElectraPreTrainedModel):
+class ElectraForTokenClassification(_ElectraHead):
     """One label per token: dropout (`classifier_dropout`, else `hidden_dropout_prob`) and a Linear."""
 
-    def __init__(self, config: ElectraConfig):
-        super().__init__(config)
-        self.electra = ElectraModel(config)
+    output_class = TokenClassifierOutput
+
+    def _build(self, config):
         p = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
         self.dropout = nn.Dropout(p)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
-        self.post_init()
 
-    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
-                inputs_embeds=None, labels=None, output_attentions=None, output_hidden_states=None,
-                return_dict=None):
-        out = self.electra(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-                           output_attentions=output_attentions, output_hidden_states=output_hidden_states,
-                           return_dict=True)
-        logits = self.classifier(self.dropout(out.last_hidden_state))  # (B, T, labels)
-        loss = cross_entropy(logits, labels) if labels is not None else None
-        return finish(self.config, TokenClassifierOutput(
-            loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions), return_dict)
-
-
-class ElectraForQuestionAnswering(ElectraPreTrainedModel):
-    """Extractive QA: `qa_outputs` gives each token a start and an end logit; the span loss as the reference."""
-
-    def __init__(self, config: ElectraConfig):
-        super().__init__(config)
-        self.electra = ElectraModel(config)
-        self.qa_outputs = nn.Linear(config.hidden_size, config.num_labels)
-        self.post_init()
-
-    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
-                inputs_embeds=None, start_positions=None, end_positions=None, output_attentions=None,
-                output_hidden_states=None, return_dict=None):
-        out = self.electra(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-                           output_attentions=output_attentions, output_hidden_states=output_hidden_states,
-                           return_dict=True)
-        logits = self.qa_outputs(out.last_hidden_state)  # (B, T, 2)
-        return finish(self.config, span_output(logits, start_positions, end_positions, out), return_dict)
+    def _score(self, h):
+        return self.classifier(self.dropout(h))  # (B, T, labels)
 
 
 class ElectraSequenceSummary(nn.Module):
     """One vector per sequence: the first / last / mean token state (`summary_type`), then first_dropout,
     `summary` (Linear with summary_use_proj, to num_labels with summary_proj_to_labels), activation and
-    last_dropout, as the reference's SequenceSummary reads the config."""
+    last_dropout, reading the config as the reference's SequenceSummary does."""
 
     def __init__(self, config: ElectraConfig):
         super().__init__()
@@ -444,29 +350,34 @@ class ElectraSequenceSummary(nn.Module):
         return self.last_dropout(self.activation(self.summary(self.first_dropout(pooled))))  # (B, H)
 
 
-class ElectraForMultipleChoice(ElectraPreTrainedModel):
-    """Inputs (B, C, T): each choice encoded on its own, summarised (`sequence_summary`), scored by a Linear(H, 1);
-    the C scores compete in a softmax."""
+class ElectraForMultipleChoice(_ElectraHead):
+    """Inputs (B, C, T): each choice summarised (`sequence_summary`) and scored by a Linear(H, 1)."""
+
+    output_class = MultipleChoiceModelOutput
+    choices = True
+
+    def _build(self, config):
+        self.sequence_summary = ElectraSequenceSummary(config)
+        self.classifier = nn.Linear(config.hidden_size, 1)
+
+    def _score(self, h):
+        return self.classifier(self.sequence_summary(h))  # (B*C, 1)
+
+
+class ElectraForQuestionAnswering(ElectraPreTrainedModel):
+    """Extractive QA: `qa_outputs` gives each token a start and an end logit; the span loss as the reference."""
 
     def __init__(self, config: ElectraConfig):
         super().__init__(config)
         self.electra = ElectraModel(config)
-        self.sequence_summary = ElectraSequenceSummary(config)
-        self.classifier = nn.Linear(config.hidden_size, 1)
+        self.qa_outputs = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
-                inputs_embeds=None, labels=None, output_attentions=None, output_hidden_states=None,
-                return_dict=None):
-        C = (input_ids if input_ids is not None else inputs_embeds).shape[1]
-
-        def flat(t):  # (B, C, T, ...) -> (B*C, T, ...)
-            return t.reshape(-1, *t.shape[2:]) if t is not None else None
-
-        out = self.electra(flat(input_ids), flat(attention_mask), flat(token_type_ids), flat(position_ids),
-                           flat(inputs_embeds), output_attentions=output_attentions,
-                           output_hidden_states=output_hidden_states, return_dict=True)
-        logits = self.classifier(self.sequence_summary(out.last_hidden_state)).view(-1, C)  # (B, C)
-        loss = cross_entropy(logits, labels) if labels is not None else None
-        return finish(self.config, MultipleChoiceModelOutput(
-            loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions), return_dict)
+                inputs_embeds=None, start_positions=None, end_positions=None, output_attentions=None,
+                output_hidden_states=None, return_dict=None):
+        out = self.electra(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+                           output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+                           return_dict=True)
+        logits = self.qa_outputs(out.last_hidden_state)  # (B, T, 2)
+        return finish(self.config, span_output(logits, start_positions, end_positions, out), return_dict)
