@@ -36,7 +36,7 @@ MODEL_TYPES: dict[str, dict] = {
     },
     "xlm-roberta": {
         "config": "autoload.models.configs:XLMRobertaConfig",
-        "tokenizer": None,
+        "tokenizer": "XLMRobertaTokenizer",
         "family": "roberta",  # its classes are in models/roberta.py
         "tasks": _tasks("roberta", **{
             "": "XLMRobertaModel", "ForPreTraining": "XLMRobertaForMaskedLM", "ForMaskedLM": "XLMRobertaForMaskedLM",
@@ -48,7 +48,7 @@ MODEL_TYPES: dict[str, dict] = {
     },
     "camembert": {
         "config": "autoload.models.configs:CamembertConfig",
-        "tokenizer": None,
+        "tokenizer": "CamembertTokenizer",
         "family": "roberta",  # its classes are in models/roberta.py
         "tasks": _tasks("roberta", **{
             "": "CamembertModel", "ForPreTraining": "CamembertForMaskedLM", "ForMaskedLM": "CamembertForMaskedLM",
