@@ -172,11 +172,16 @@ def test_masked_lm_non_legacy_head(tmp_path):
     labels = labels_for("DebertaV2ForMaskedLM", inputs)
     with torch.no_grad():
         assert_outputs_close(ours(**inputs, **labels), ref(**inputs, **labels))
+        before = ours(**inputs).logits
+        ours.resize_token_embeddings(104)  # the bias follows the embeddings (the reference's head breaks here)
+        after = ours(**inputs).logits
+    assert after.shape == (3, T, 104) and ours.config.vocab_size == 104
+    assert_close(after[..., :99], before, atol=1e-5, rtol=0)
 
 
 def test_legacy_head_is_tied_and_v3_keys_load(tmp_path):
-    """The legacy head's decoder is the word embeddings; a file with the original v3 layout (`lm_predictions`,
-    `mask_predictions`, an unused position table) loads with those keys ignored or left out, as the reference."""
+    """The legacy head's decoder is the word embeddings (a seeded resize matches the reference's); a file with the
+    original v3 layout (`mask_predictions`, an unused position table) loads with those keys ignored."""
     ref, ours = make_pair(tmp_path, "DebertaV2ForMaskedLM")
     assert ours.cls.predictions.decoder.weight is ours.deberta.embeddings.word_embeddings.weight
     state = {k: v for k, v in ref.state_dict().items() if not k.startswith("cls.")}
@@ -189,6 +194,11 @@ def test_legacy_head_is_tied_and_v3_keys_load(tmp_path):
     inputs = make_batch(token_types=False)
     with torch.no_grad():
         assert_outputs_close(got(**inputs), expected(**inputs))
+    for model in (ref, ours):  # a seeded resize draws the same new rows
+        torch.manual_seed(3)
+        model.resize_token_embeddings(104)
+    with torch.no_grad():
+        assert_outputs_close(ours(**inputs), ref(**inputs))
 
 
 def test_auto_classes_and_saving_back(tmp_path):

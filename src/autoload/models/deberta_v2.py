@@ -330,6 +330,13 @@ class DebertaV2ForMaskedLM(DebertaV2PreTrainedModel):
         self.cls.predictions.decoder = new_embeddings
         self.cls.predictions.bias = new_embeddings.bias
 
+    def resize_token_embeddings(self, *args, **kwargs) -> nn.Embedding:
+        embeddings = super().resize_token_embeddings(*args, **kwargs)
+        if not self.legacy:  # lm_head scores the word embeddings: its bias follows their rows (0-padded or cut)
+            head, n = self.lm_predictions.lm_head, embeddings.weight.shape[0]
+            head.bias = nn.Parameter(nn.functional.pad(head.bias.data, (0, n - head.bias.shape[0])))
+        return embeddings
+
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
                 inputs_embeds=None, labels=None, output_attentions=None, output_hidden_states=None,
                 return_dict=None, **kwargs):
