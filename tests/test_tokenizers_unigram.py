@@ -41,7 +41,9 @@ CASES = {
     "camembert": (CamembertTokenizer, "sentencepiece.bpe.model", XLMR_PIECES, {}),
     "camembert_byte_fallback": (CamembertTokenizer, "sentencepiece.bpe.model", dict(byte_fallback=True),
                                 {"model_max_length": 512}),
-    "deberta_v3": (DebertaV2Tokenizer, "spm.model", DEBERTA_PIECES, {}),
+    "camembert_extra_left": (CamembertTokenizer, "sentencepiece.bpe.model", XLMR_PIECES,  # the config's extras win
+                             {"additional_special_tokens": ["<extra>", "fox"], "padding_side": "left"}),
+    "deberta_v3": (DebertaV2Tokenizer, "spm.model", DEBERTA_PIECES, {"do_lower_case": False, "vocab_type": "spm"}),
     "deberta_v3_punct_lower": (DebertaV2Tokenizer, "spm.model", dict(DEBERTA_PIECES, split_digits=True),
                                {"split_by_punct": True, "do_lower_case": True}),
     "deberta_v2_identity": (DebertaV2Tokenizer, "spm.model", dict(DEBERTA_PIECES, normalization_rule_name="identity",
@@ -52,7 +54,7 @@ CASES = {
     "albert_nfkc_cf_bytes": (AlbertTokenizer, "spiece.model",
                              dict(ALBERT_PIECES, normalization_rule_name="nmt_nfkc_cf", byte_fallback=True), {}),
 }
-HARD = ["``quoted'' and ''twice``", "x <mask> y [MASK] z <s> </s> [CLS]", "   ", "a\u3000b\u00a0c\u2003d",
+HARD = ["``quoted'' and ''twice``", "x <mask> y [MASK] z <s> </s> [CLS] <extra> fox", "   ", "a\u3000b\u00a0c\u2003d",
         "ÀÉÎÕÜ ÅNGSTRÖM", "١٢٣ ① ⅻ ½ ﬁ", "\u200b\ufeff\u00ad", "a.b,c!d?e(f)g"]
 
 

@@ -7,7 +7,7 @@ protobuf), as transformers 5.x does:
 * tokenizer.json: the Unigram vocab `[[piece, score], ...]` (ids are positions), the precompiled charsmap of its
   `Precompiled` normalizer, the post-processor, padding and truncation; the rest of the pipeline is the class's own;
 * .model: the pieces' (piece, score) in id order, the trainer's unk id, the charsmap, and the CONTROL pieces (`<s>`,
-  `</s>`) as extra special tokens; fairseq-style classes then move the ids (`spm_vocab`).
+  `</s>`) as extra special tokens when the config names none; fairseq-style classes then move the ids (`spm_vocab`).
 
 The Unigram model itself is `tokenizers.models.Unigram` (Viterbi over the pieces' log-probabilities), with byte
 fallback off in all four classes, as in transformers: a character with no piece becomes the unknown token even
@@ -81,9 +81,10 @@ class SentencePieceUnigramTokenizer(TokenizersBackend):
                                     "Unigram model.")
             kwargs["unk_id"] = model.unk_id
             kwargs["_spm_precompiled_charsmap"] = model.precompiled_charsmap or None
-            # CONTROL pieces are special; they replace any extra special tokens the config named (as transformers)
-            kwargs["extra_special_tokens"] = [AddedToken(piece, normalized=False, special=True)
-                                              for piece, _, kind in model.pieces if kind == CONTROL]
+            # CONTROL pieces are the extra special tokens, unless the config names its own (as transformers)
+            if kwargs.get("extra_special_tokens") is None:
+                kwargs["extra_special_tokens"] = [AddedToken(piece, normalized=False, special=True)
+                                                  for piece, _, kind in model.pieces if kind == CONTROL]
             kwargs["vocab"] = cls.spm_vocab([(piece, score) for piece, score, _ in model.pieces], kwargs)
         else:
             raise cls._missing_files_error(source, [TOKENIZER_FILE, cls.spm_file], files)
