@@ -96,14 +96,12 @@ def mpnet_labels(cls_name, inputs, num_labels=2, problem="single", seed=2):
     return labels_for(cls_name, ids, (~pad).long(), num_labels, seed)
 
 
-def assert_states_close(got, expected, attentions=True):
+def assert_states_close(got, expected):
+    """Hidden states (embeddings + one per layer) and attention weights, each close."""
     assert len(got.hidden_states) == len(expected.hidden_states)
-    for ours, ref in zip(got.hidden_states, expected.hidden_states):
+    assert len(got.attentions) == len(expected.attentions) == len(expected.hidden_states) - 1
+    for ours, ref in zip(got.hidden_states + got.attentions, expected.hidden_states + expected.attentions):
         assert_close(ours, ref, atol=1e-4, rtol=1e-4)
-    if attentions:
-        assert len(got.attentions) == len(expected.attentions) > 0
-        for ours, ref in zip(got.attentions, expected.attentions):
-            assert_close(ours, ref, atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.parametrize("num_buckets,max_distance", [(32, 128), (8, 20), (16, 40), (6, 9)])
@@ -126,9 +124,11 @@ def test_every_head_matches_the_reference(tmp_path, cls_name, variant):
             ours.config._attn_implementation = attn
             with torch.no_grad():
                 expected = ref(**inputs, output_hidden_states=True, output_attentions=True)
-                got = ours(**inputs, output_hidden_states=True, output_attentions=attn == "eager")
+                got = ours(**inputs, output_hidden_states=True, output_attentions=True)
+                plain = ours(**inputs)  # without the weights: SDPA unless eager
             assert_outputs_close(got, expected)
-            assert_states_close(got, expected, attentions=attn == "eager")
+            assert_outputs_close(plain, expected)
+            assert_states_close(got, expected)
 
 
 def test_a_sequence_longer_than_max_distance(tmp_path):
@@ -140,9 +140,11 @@ def test_a_sequence_longer_than_max_distance(tmp_path):
         ours.config._attn_implementation = attn
         with torch.no_grad():
             expected = ref(**inputs, output_attentions=True, output_hidden_states=True)
-            got = ours(**inputs, output_attentions=attn == "eager", output_hidden_states=True)
+            got = ours(**inputs, output_attentions=True, output_hidden_states=True)
+            plain = ours(**inputs)
         assert_outputs_close(got, expected)
-        assert_states_close(got, expected, attentions=attn == "eager")
+        assert_outputs_close(plain, expected)
+        assert_states_close(got, expected)
 
 
 @pytest.mark.parametrize("cls_name", HEADS)
@@ -238,6 +240,32 @@ def test_auto_classes_load_the_folder(tmp_path, auto_name, cls_name):
     inputs = make_batch(cls_name)
     with torch.no_grad():
         assert_outputs_close(ours(**inputs), ref(**inputs))
+
+
+def test_resize_token_embeddings_matches_the_reference(tmp_path):
+    ref, ours = make_pair(tmp_path, "MPNetForMaskedLM")
+    for model in (ref, ours):
+        torch.manual_seed(3)
+        model.resize_token_embeddings(105)
+    head = ours.lm_head
+    assert head.decoder.weight is ours.mpnet.embeddings.word_embeddings.weight and head.bias is head.decoder.bias
+    assert head.bias.shape == (105,) and ours.config.vocab_size == 105
+    inputs = make_batch(vocab=105)
+    with torch.no_grad():
+        assert_outputs_close(ours(**inputs), ref(**inputs))
+
+
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_bf16_is_close_to_the_reference(tmp_path, attn):
+    ref, ours = make_pair(tmp_path, "MPNetForMaskedLM", attn=attn)
+    ref = ref.to(torch.bfloat16)
+    ours = type(ours).from_pretrained(tmp_path, dtype=torch.bfloat16, attn_implementation=attn)
+    assert ours.dtype == torch.bfloat16
+    inputs = make_batch(padding="left")
+    with torch.no_grad():
+        expected, got = ref(**inputs).logits, ours(**inputs).logits
+    assert got.dtype == torch.bfloat16
+    assert_close(got.float(), expected.float(), atol=2e-2 * expected.float().abs().max().item(), rtol=0)
 
 
 def test_autoload_save_then_transformers_load(tmp_path):

@@ -9,8 +9,9 @@ bias:       `encoder.relative_attention_bias` (Embedding(buckets, nh)) of bucket
 heads:      MLM (dense, gelu, layer_norm, decoder tied to the word embeddings); classifiers on the <s> token
 
 Module names are the checkpoint keys (`mpnet.encoder.layer.0.attention.attn.q.weight`, `lm_head.bias`). Attention
-runs through SDPA with the bias folded into its float mask; `config._attn_implementation == "eager"` computes the
-weights explicitly (the only way `output_attentions=True` returns them), as transformers' own (eager-only) MPNet.
+runs through SDPA with the bias folded into its float mask; `output_attentions=True` (or
+`config._attn_implementation == "eager"`) computes the weights explicitly and returns them whatever the attention
+implementation, as transformers' own MPNet (eager only) does.
 """
 
 from __future__ import annotations
@@ -91,14 +92,14 @@ class MPNetSelfAttention(nn.Module):
         self.q, self.k, self.v, self.o = (nn.Linear(H, H) for _ in range(4))
         self.dropout = nn.Dropout(config.attention_probs_dropout_prob)
 
-    def forward(self, x, mask=None, bias=None):
+    def forward(self, x, mask=None, bias=None, eager=False):
         B, T, H = x.shape
 
         def split_heads(t):  # (B, T, H) -> (B, nh, T, hs)
             return t.view(B, T, self.num_heads, self.head_dim).transpose(1, 2)
 
         q, k, v = split_heads(self.q(x)), split_heads(self.k(x)), split_heads(self.v(x))  # (B, nh, T, hs)
-        eager = getattr(self.config, "_attn_implementation", None) == "eager"
+        eager = eager or getattr(self.config, "_attn_implementation", None) == "eager"
         y, weights = attention(q, k, v, mask, bias=bias, eager=eager, softmax_fp32=False,
                                dropout=self.dropout.p if self.training else 0.0)  # (B, nh, T, hs)
         return self.o(y.transpose(1, 2).reshape(B, T, H)), weights  # (B, T, H)
@@ -111,8 +112,8 @@ class MPNetAttention(nn.Module):
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
-    def forward(self, x, mask=None, bias=None):
-        y, weights = self.attn(x, mask, bias)  # (B, T, H)
+    def forward(self, x, mask=None, bias=None, eager=False):
+        y, weights = self.attn(x, mask, bias, eager)  # (B, T, H)
         return self.LayerNorm(self.dropout(y) + x), weights  # (B, T, H)
 
 
@@ -144,8 +145,8 @@ class MPNetLayer(nn.Module):
         self.intermediate = MPNetIntermediate(config)
         self.output = MPNetOutput(config)
 
-    def forward(self, x, mask=None, bias=None):
-        x, weights = self.attention(x, mask, bias)  # (B, T, H)
+    def forward(self, x, mask=None, bias=None, eager=False):
+        x, weights = self.attention(x, mask, bias, eager)  # (B, T, H)
         return self.output(self.intermediate(x), x), weights  # (B, T, H)
 
 
@@ -267,7 +268,7 @@ class MPNetModel(MPNetPreTrainedModel):
 
         hidden_states, attentions = [x], []
         for layer in self.encoder.layer:
-            x, weights = self.run_layer(layer, x, mask, bias)  # (B, T, H)
+            x, weights = self.run_layer(layer, x, mask, bias, output_attentions)  # (B, T, H)
             hidden_states.append(x)
             attentions += [weights] if weights is not None else []
         pooled = self.pooler(x) if self.pooler is not None else None  # (B, H)
