@@ -137,3 +137,32 @@ def test_nn_imports_only_torch_and_itself():
                 assert node.level == 1 or not (node.module or "").startswith("autoload"), path.name
             elif isinstance(node, ast.Import):
                 assert not any(a.name.startswith("autoload") for a in node.names), path.name
+
+
+def test_encoder_layer_is_the_post_ln_formula():
+    """nn.encoder.EncoderLayer: x = LN(x + Wo·attn(x)), then LN(x + W2·act(W1·x)), padding keys hidden."""
+    from types import SimpleNamespace
+
+    from autoload.nn.encoder import EncoderLayer, cross_attention_mask
+    config = SimpleNamespace(hidden_size=8, num_attention_heads=2, intermediate_size=12, hidden_act="gelu",
+                             hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, layer_norm_eps=1e-12,
+                             is_decoder=False, add_cross_attention=False, _attn_implementation="eager")
+    torch.manual_seed(0)
+    layer = EncoderLayer(config).eval()
+    x = torch.randn(2, 5, 8)
+    allowed = torch.ones(2, 1, 5, 5, dtype=torch.bool)
+    allowed[1, ..., 3:] = False  # row 1: its last two keys are padding
+    out, weights, cross = layer(x, allowed)
+    a = layer.attention
+
+    def heads(t):  # (B, T, 8) -> (B, 2, T, 4)
+        return t.view(2, 5, 2, 4).transpose(1, 2)
+
+    q, k, v = heads(a.self.query(x)), heads(a.self.key(x)), heads(a.self.value(x))
+    y = reference_attention(q, k, v, allowed).transpose(1, 2).reshape(2, 5, 8)  # (B, T, H)
+    h = a.output.LayerNorm(x + a.output.dense(y))
+    expected = layer.output.LayerNorm(h + layer.output.dense(torch.nn.functional.gelu(layer.intermediate.dense(h))))
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=0)
+    assert weights.shape == (2, 2, 5, 5) and cross is None and float(weights[1, :, :, 3:].max()) == 0.0
+    assert cross_attention_mask(torch.ones(2, 3), 2, 5) is None
+    assert cross_attention_mask(torch.tensor([[1, 1, 0], [1, 1, 1]]), 2, 5).shape == (2, 1, 5, 3)

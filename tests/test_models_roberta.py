@@ -280,3 +280,26 @@ def test_seeded_construction_equals_the_reference(model_type):
         for key, value in ours.state_dict().items():
             assert torch.equal(value, ref_state[key]), (name, key)
         assert set(ours.state_dict()) <= set(ref_state)
+
+
+def test_resize_save_round_trip_and_bf16(tmp_path):
+    ref, ours = make_pair(tmp_path / "a", "xlm-roberta", "ForMaskedLM")
+    torch.manual_seed(0)
+    ref.resize_token_embeddings(104)
+    torch.manual_seed(0)
+    ours.resize_token_embeddings(104)  # the same new rows, decoder and bias still tied
+    assert ours.lm_head.decoder.weight is ours.roberta.embeddings.word_embeddings.weight
+    assert ours.lm_head.bias is ours.lm_head.decoder.bias and ours.lm_head.bias.shape == (104,)
+    inputs, labels = batch("xlm-roberta", "ForMaskedLM", "left")
+    with torch.no_grad():
+        assert_outputs_close(ours(**inputs, **labels), ref(**inputs, **labels))
+    ours.save_pretrained(tmp_path / "ours")  # autoload's folder loads in transformers with the same outputs
+    back = transformers.XLMRobertaForMaskedLM.from_pretrained(tmp_path / "ours")
+    with torch.no_grad():
+        assert_close(back(**inputs).logits, ours(**inputs).logits, atol=1e-5, rtol=0)
+    ref, ours = make_pair(tmp_path / "b", "roberta", "ForSequenceClassification", dtype=torch.bfloat16)
+    assert ours.dtype == torch.bfloat16
+    with torch.no_grad():
+        got, expected = ours(**inputs).logits, ref(**inputs).logits
+    assert got.dtype == torch.bfloat16
+    assert_close(got.float(), expected.float(), atol=2e-2 * expected.float().abs().max().item(), rtol=0)
