@@ -20,6 +20,7 @@ from torch import nn
 from ..modeling import PreTrainedModel
 from ..nn.activations import Activation
 from ..nn.attention import attention
+from ..nn.encoder import EncoderIntermediate, EncoderOutput
 from ..nn.heads import finish, span_output
 from ..nn.losses import cross_entropy, sequence_classification_loss
 from ..nn.outputs import (BaseModelOutput, MaskedLMOutput, MultipleChoiceModelOutput, SequenceClassifierOutput,
@@ -132,35 +133,21 @@ class DisentangledSelfAttention(nn.Module):
         return scores
 
 
-class DebertaV2Output(nn.Module):
-    """LN(residual + dropout(Dense(x))): `attention.output` (x: hidden) and the feed-forward `output` (x: inner)."""
-
-    def __init__(self, config: DebertaV2Config, in_features: int):
-        super().__init__()
-        self.dense = nn.Linear(in_features, config.hidden_size)
-        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
-
-    def forward(self, x, residual):
-        return self.LayerNorm(self.dropout(self.dense(x)) + residual)  # (B, T, H)
-
-
 class DebertaV2Layer(nn.Module):
+    """BERT's post-LN layer (nn.encoder's output and intermediate blocks) around the disentangled attention."""
+
     def __init__(self, config: DebertaV2Config):
         super().__init__()
         self.attention = nn.Module()
         self.attention.self = DisentangledSelfAttention(config)
-        self.attention.output = DebertaV2Output(config, config.hidden_size)
-        self.intermediate = nn.Module()
-        self.intermediate.dense = nn.Linear(config.hidden_size, config.intermediate_size)
-        self.intermediate.intermediate_act_fn = Activation(config.hidden_act)
-        self.output = DebertaV2Output(config, config.intermediate_size)
+        self.attention.output = EncoderOutput(config, config.hidden_size)
+        self.intermediate = EncoderIntermediate(config)
+        self.output = EncoderOutput(config, config.intermediate_size)
 
     def forward(self, x, mask, pad_query, rel_embeddings, rel_index, eager):
         y, weights = self.attention.self(x, mask, pad_query, rel_embeddings, rel_index, eager)  # (B, T, H)
         x = self.attention.output(y, x)  # (B, T, H)
-        mid = self.intermediate
-        return self.output(mid.intermediate_act_fn(mid.dense(x)), x), weights  # (B, T, H)
+        return self.output(self.intermediate(x), x), weights  # (B, T, H)
 
 
 class ConvLayer(nn.Module):
@@ -302,18 +289,73 @@ class _MLMHead(nn.Module):
         return torch.matmul(x, word_embeddings.weight.t()) + self.bias  # (B, T, V)
 
 
-class DebertaV2ForMaskedLM(DebertaV2PreTrainedModel):
+class ContextPooler(nn.Module):
+    """act(Dense(dropout(h[:, 0]))): the first token's final state."""
+
+    def __init__(self, config: DebertaV2Config):
+        super().__init__()
+        self.dense = nn.Linear(config.pooler_hidden_size, config.pooler_hidden_size)
+        self.dropout = nn.Dropout(config.pooler_dropout)
+        self.act = Activation(config.pooler_hidden_act)
+
+    def forward(self, h):
+        return self.act(self.dense(self.dropout(h[:, 0])))  # (B, H)
+
+
+class _DebertaV2Head(DebertaV2PreTrainedModel):
+    """`deberta`, then the task layers of `build_head` (the reference's order: a seeded build draws the same). The
+    forward encodes (each of C choices on its own for multiple choice), scores with `logits`, adds the loss."""
+
+    choices = False  # inputs (B, C, T); the C scores compete in a softmax
+    output_class = SequenceClassifierOutput
+
+    def __init__(self, config: DebertaV2Config):
+        super().__init__(config)
+        self.deberta = DebertaV2Model(config)
+        self.build_head(config)
+        self.post_init()
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
+                inputs_embeds=None, labels=None, output_attentions=None, output_hidden_states=None,
+                return_dict=None, **kwargs):
+        def flat(t):  # multiple choice: (B, C, T, ...) -> (B*C, T, ...)
+            return t.reshape(-1, *t.shape[2:]) if t is not None and self.choices else t
+
+        out = self.deberta(flat(input_ids), flat(attention_mask), flat(token_type_ids), flat(position_ids),
+                           flat(inputs_embeds), output_attentions, output_hidden_states, return_dict=True)
+        logits = self.logits(out.last_hidden_state)  # (B, T, V), (B, labels), (B, T, labels) or (B*C, 1)
+        if self.choices:
+            logits = logits.view(-1, (input_ids if input_ids is not None else inputs_embeds).shape[1])  # (B, C)
+        loss = None
+        if labels is not None:
+            loss, logits = self._loss(logits, labels)
+        return finish(self.config, self.output_class(
+            loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions), return_dict)
+
+    def build_head(self, config):  # the ContextPooler classifier; `cls_dropout`, else hidden_dropout_prob
+        self.pooler = ContextPooler(config)
+        self.classifier = nn.Linear(config.hidden_size, 1 if self.choices else config.num_labels)
+        p = getattr(config, "cls_dropout", None)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob if p is None else p)
+
+    def logits(self, h):
+        return self.classifier(self.dropout(self.pooler(h)))  # (B, labels)
+
+    def _loss(self, logits, labels):  # (loss, logits)
+        return cross_entropy(logits, labels), logits
+
+
+class DebertaV2ForMaskedLM(_DebertaV2Head):
     """`config.legacy` (the default) builds `cls.predictions` as transformers 5 (the original v3 files' keys
     `lm_predictions.lm_head` then leave it newly initialised there too); legacy=False builds `lm_predictions`."""
 
     _tied_weights_keys = {"cls.predictions.decoder.bias": "cls.predictions.bias",
                           "cls.predictions.decoder.weight": "deberta.embeddings.word_embeddings.weight"}
     _keys_to_ignore_on_load_unexpected = [r"mask_predictions.*", "position_embeddings"]
+    output_class = MaskedLMOutput
 
-    def __init__(self, config: DebertaV2Config):
-        super().__init__(config)
+    def build_head(self, config):
         self.legacy = config.legacy
-        self.deberta = DebertaV2Model(config)
         if self.legacy:
             self.cls = nn.Module()
             self.cls.predictions = _MLMHead(config, legacy=True)
@@ -321,7 +363,10 @@ class DebertaV2ForMaskedLM(DebertaV2PreTrainedModel):
             self._tied_weights_keys = {}  # scores against the word embeddings directly: nothing to tie
             self.lm_predictions = nn.Module()
             self.lm_predictions.lm_head = _MLMHead(config, legacy=False)
-        self.post_init()
+
+    def logits(self, h):
+        head = self.cls.predictions if self.legacy else self.lm_predictions.lm_head
+        return head(h, self.deberta.embeddings.word_embeddings)  # (B, T, V)
 
     def get_output_embeddings(self) -> nn.Module | None:
         return self.cls.predictions.decoder if self.legacy else None
@@ -337,110 +382,45 @@ class DebertaV2ForMaskedLM(DebertaV2PreTrainedModel):
             head.bias = nn.Parameter(nn.functional.pad(head.bias.data, (0, n - head.bias.shape[0])))
         return embeddings
 
-    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
-                inputs_embeds=None, labels=None, output_attentions=None, output_hidden_states=None,
-                return_dict=None, **kwargs):
-        out = self.deberta(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-                           output_attentions, output_hidden_states, return_dict=True)
-        head = self.cls.predictions if self.legacy else self.lm_predictions.lm_head
-        logits = head(out.last_hidden_state, self.deberta.embeddings.word_embeddings)  # (B, T, V)
-        loss = cross_entropy(logits, labels) if labels is not None else None
-        return finish(self.config, MaskedLMOutput(loss=loss, logits=logits, hidden_states=out.hidden_states,
-                                                   attentions=out.attentions), return_dict)
 
-
-class ContextPooler(nn.Module):
-    """act(Dense(dropout(h[:, 0]))): the first token's final state."""
-
-    def __init__(self, config: DebertaV2Config):
-        super().__init__()
-        self.dense = nn.Linear(config.pooler_hidden_size, config.pooler_hidden_size)
-        self.dropout = nn.Dropout(config.pooler_dropout)
-        self.act = Activation(config.pooler_hidden_act)
-
-    def forward(self, h):
-        return self.act(self.dense(self.dropout(h[:, 0])))  # (B, H)
-
-
-def _sequence_loss(config, logits, labels):
-    """(loss, logits). problem_type unset: DeBERTa's own rule, not stored: MSE for one label (logits flattened to
-    (B,) as the reference's), cross entropy over rows with a label >= 0, soft-label cross entropy for (B, C)."""
-    if config.problem_type is not None:
-        return sequence_classification_loss(config, logits, labels), logits
-    if config.num_labels == 1:
-        logits = logits.view(-1).to(labels.dtype)  # (B,)
-        return nn.functional.mse_loss(logits, labels.view(-1)), logits
-    if labels.dim() == 1 or labels.size(-1) == 1:
-        labels = labels.reshape(-1).long()  # (B,)
-        kept = labels >= 0
-        if not bool(kept.any()):
-            return torch.tensor(0).to(logits), logits
-        return nn.functional.cross_entropy(logits[kept].float(), labels[kept]), logits
-    return -(torch.log_softmax(logits, -1) * labels).sum(-1).mean(), logits
-
-
-class _DebertaV2Classifier(DebertaV2PreTrainedModel):
-    """`deberta` plus a Linear `classifier` over the ContextPooler's output (`pooler`), or over every token."""
-
-    pooled = True  # classify the pooled first token (else every token's state)
-    choices = False  # inputs (B, C, T): each choice encoded on its own, the C scores compete in a softmax
-    output_class = SequenceClassifierOutput
-
-    def __init__(self, config: DebertaV2Config):
-        super().__init__(config)
-        self.deberta = DebertaV2Model(config)
-        if self.pooled:
-            self.pooler = ContextPooler(config)
-        self.classifier = nn.Linear(config.hidden_size, 1 if self.choices else config.num_labels)
-        p = getattr(config, "cls_dropout", None) if self.pooled else None
-        self.dropout = nn.Dropout(config.hidden_dropout_prob if p is None else p)
-        self.post_init()
-
-    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
-                inputs_embeds=None, labels=None, output_attentions=None, output_hidden_states=None,
-                return_dict=None, **kwargs):
-        C = (input_ids if input_ids is not None else inputs_embeds).shape[1]
-
-        def flat(t):  # multiple choice: (B, C, T, ...) -> (B*C, T, ...)
-            return t.reshape(-1, *t.shape[2:]) if t is not None and self.choices else t
-
-        out = self.deberta(flat(input_ids), flat(attention_mask), flat(token_type_ids), flat(position_ids),
-                           flat(inputs_embeds), output_attentions, output_hidden_states, return_dict=True)
-        h = self.pooler(out.last_hidden_state) if self.pooled else out.last_hidden_state  # (B, H) or (B, T, H)
-        logits = self.classifier(self.dropout(h))  # (B, labels), (B, T, labels) or (B*C, 1)
-        if self.choices:
-            logits = logits.view(-1, C)  # (B, C)
-        loss = None
-        if labels is not None:
-            loss, logits = self._loss(logits, labels)
-        return finish(self.config, self.output_class(
-            loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions), return_dict)
-
-    def _loss(self, logits, labels):  # (loss, logits)
-        return cross_entropy(logits, labels), logits
-
-
-class DebertaV2ForSequenceClassification(_DebertaV2Classifier):
+class DebertaV2ForSequenceClassification(_DebertaV2Head):
     def _loss(self, logits, labels):
-        return _sequence_loss(self.config, logits, labels)
+        """problem_type unset: DeBERTa's own rule, not stored: MSE for one label (logits flattened to (B,) as the
+        reference's), cross entropy over the rows with a label >= 0, soft-label cross entropy for (B, C) labels."""
+        config = self.config
+        if config.problem_type is not None:
+            return sequence_classification_loss(config, logits, labels), logits
+        if config.num_labels == 1:
+            logits = logits.view(-1).to(labels.dtype)  # (B,)
+            return nn.functional.mse_loss(logits, labels.view(-1)), logits
+        if labels.dim() == 1 or labels.size(-1) == 1:
+            labels = labels.reshape(-1).long()  # (B,)
+            kept = labels >= 0
+            if not bool(kept.any()):
+                return torch.tensor(0).to(logits), logits
+            return nn.functional.cross_entropy(logits[kept].float(), labels[kept]), logits
+        return -(torch.log_softmax(logits, -1) * labels).sum(-1).mean(), logits
 
 
-class DebertaV2ForTokenClassification(_DebertaV2Classifier):
-    pooled = False
-    output_class = TokenClassifierOutput
-
-
-class DebertaV2ForMultipleChoice(_DebertaV2Classifier):
+class DebertaV2ForMultipleChoice(_DebertaV2Head):
     choices = True
     output_class = MultipleChoiceModelOutput
 
 
-class DebertaV2ForQuestionAnswering(DebertaV2PreTrainedModel):
-    def __init__(self, config: DebertaV2Config):
-        super().__init__(config)
-        self.deberta = DebertaV2Model(config)
+class DebertaV2ForTokenClassification(_DebertaV2Head):
+    output_class = TokenClassifierOutput
+
+    def build_head(self, config):
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+
+    def logits(self, h):
+        return self.classifier(self.dropout(h))  # (B, T, labels)
+
+
+class DebertaV2ForQuestionAnswering(_DebertaV2Head):
+    def build_head(self, config):
         self.qa_outputs = nn.Linear(config.hidden_size, config.num_labels)
-        self.post_init()
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
                 inputs_embeds=None, start_positions=None, end_positions=None, output_attentions=None,
