@@ -9,6 +9,7 @@ with overflow, padding, tensors and decoding must be identical; autoload reads t
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import subprocess
@@ -245,3 +246,43 @@ def test_real_xlmr_vocab(e5_pair):
     assert ours.tokenize("Emoji 😀") == ["▁E", "moji", "▁😀"]
     words = [["Hello", "wörld", "人工智能", "😀"], ["नमस्ते", "مرحبا"]]
     assert_same_call(ours, theirs, words, is_split_into_words=True, return_offsets_mapping=True, padding=True)
+
+
+@pytest.fixture(scope="module")
+def e5_spm_folder(e5_tokenizer_json, tmp_path_factory):
+    """XLM-R's `sentencepiece.bpe.model` rebuilt from the real tokenizer.json (no Unigram .model ships on PyPI in an
+    installable package): the model's own `<unk> <s> </s>`, the 249,997 pieces with their scores, the nmt_nfkc
+    charsmap; written with protobuf (test-only)."""
+    from sentencepiece import sentencepiece_model_pb2
+    data = json.loads(e5_tokenizer_json.read_text(encoding="utf-8"))
+    proto = sentencepiece_model_pb2.ModelProto()
+    for piece, score, kind in [("<unk>", 0.0, 2), ("<s>", 0.0, 3), ("</s>", 0.0, 3),
+                               *((piece, score, 1) for piece, score in data["model"]["vocab"][4:-1])]:
+        entry = proto.pieces.add()
+        entry.piece, entry.score, entry.type = piece, score, kind
+    proto.trainer_spec.model_type, proto.trainer_spec.unk_id = 1, 0
+    proto.normalizer_spec.name = "nmt_nfkc"
+    proto.normalizer_spec.precompiled_charsmap = base64.b64decode(
+        data["normalizer"]["normalizers"][0]["precompiled_charsmap"])
+    folder = write_folder(tmp_path_factory.mktemp("e5_spm"),
+                          {"tokenizer_config.json": {"tokenizer_class": "XLMRobertaTokenizer"}})
+    (folder / "sentencepiece.bpe.model").write_bytes(proto.SerializeToString())
+    return folder
+
+
+def test_real_xlmr_sentencepiece_model(e5_spm_folder, e5_pair):
+    """The .model route on the real vocabulary: transformers' conversion, our tokenizer.json route, and
+    SentencePiece itself (fairseq ids: its id + 1, its unknown 0 -> 3) all agree."""
+    ours, theirs = XLMRobertaTokenizer.from_pretrained(e5_spm_folder), transformers_auto(e5_spm_folder)
+    assert len(ours) == len(theirs) == len(e5_pair[0]) == 250002
+    assert same_pipeline(ours, theirs)
+    texts = MULTILINGUAL + TEXTS
+    for kwargs in ({"return_offsets_mapping": True, "return_special_tokens_mask": True}, CALLS[6], CALLS[9]):
+        assert_same_call(ours, theirs, texts, **kwargs)
+    assert ours(texts)["input_ids"] == e5_pair[0](texts)["input_ids"]
+    assert_same_decoding(ours, theirs, texts)
+    processor = spm.SentencePieceProcessor(model_file=str(e5_spm_folder / "sentencepiece.bpe.model"))
+    for text in texts:
+        if "<mask>" not in text:  # special-token text is matched whole by the tokenizers, not by SentencePiece
+            expected = [3 if i == 0 else i + 1 for i in processor.encode(text)]
+            assert ours(text, add_special_tokens=False)["input_ids"] == expected, text
