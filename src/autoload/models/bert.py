@@ -29,6 +29,7 @@ from ..nn.masks import attention_mask as build_mask
 from ..nn.outputs import (BaseModelOutputWithPoolingAndCrossAttentions, BertForPreTrainingOutput,
                           CausalLMOutputWithCrossAttentions, MaskedLMOutput, MultipleChoiceModelOutput,
                           NextSentencePredictorOutput, SequenceClassifierOutput, TokenClassifierOutput)
+from ..nn.packing import packing_for
 from .configs import BertConfig
 
 logger = logging.getLogger("autoload")
@@ -140,10 +141,12 @@ class BertModel(BertPreTrainedModel):
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
                 inputs_embeds=None, encoder_hidden_states=None, encoder_attention_mask=None, past_key_values=None,
-                use_cache=None, output_attentions=None, output_hidden_states=None, return_dict=None, cache=None):
+                use_cache=None, output_attentions=None, output_hidden_states=None, return_dict=None, cache=None,
+                unpad: bool | None = None):
         """input_ids (B, T) or inputs_embeds (B, T, H); attention_mask (B, past+T), 1 = token, 0 = padding;
         token_type_ids (B, T) default 0; position_ids default past..past+T-1. `cache` is an alias of
-        `past_key_values` (used only when config.is_decoder)."""
+        `past_key_values` (used only when config.is_decoder). unpad (default `config.unpad_inputs`, False): run
+        the layers on the real tokens only (nn/packing.py); outputs at padded positions are then zeros."""
         config = self.config
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of input_ids and inputs_embeds.")
@@ -172,13 +175,20 @@ class BertModel(BertPreTrainedModel):
             logger.warning("output_attentions=True with sdpa attention returns no weights (as transformers does); "
                            "load with attn_implementation='eager' to get them.")
 
+        packing = packing_for(attention_mask, getattr(config, "unpad_inputs", False) if unpad is None else unpad,
+                              cached=config.is_decoder, weights=output_attentions)
+        if packing is not None:
+            x, mask = packing.pack(x), packing  # (N, H): the layers see real tokens only
+
         hidden_states, attentions, cross_attentions = [x], [], []
         for layer in self.encoder.layer:
             x, weights, cross_weights = self.run_layer(layer, x, mask, cache, encoder_hidden_states,
-                                                       encoder_mask)  # (B, T, H)
+                                                       encoder_mask)  # (B, T, H) or (N, H)
             hidden_states.append(x)
             attentions += [weights] if weights is not None else []
             cross_attentions += [cross_weights] if cross_weights is not None else []
+        if packing is not None:
+            x, hidden_states = packing.unpack(x), packing.unpack_states(hidden_states)  # (B, T, H)
         pooled = self.pooler(x) if self.pooler is not None else None  # (B, H)
 
         out = BaseModelOutputWithPoolingAndCrossAttentions(

@@ -19,6 +19,7 @@ from torch import nn
 
 from .activations import Activation
 from .attention import attention
+from .packing import Packing
 
 
 class EncoderSelfAttention(nn.Module):
@@ -41,6 +42,8 @@ class EncoderSelfAttention(nn.Module):
         self.layer_idx = layer_idx
 
     def forward(self, hidden_states, mask=None, cache=None, encoder_hidden_states=None):
+        if isinstance(mask, Packing):
+            return self._unpadded(hidden_states, mask), None
         B, T, H = hidden_states.shape
         source = hidden_states if encoder_hidden_states is None else encoder_hidden_states  # (B, S, H)
 
@@ -56,6 +59,15 @@ class EncoderSelfAttention(nn.Module):
         y, weights = attention(q, k, v, mask, is_causal=self.is_causal, eager=eager, softmax_fp32=False,
                                dropout=self.dropout.p if self.training else 0.0)
         return y.transpose(1, 2).reshape(B, T, H), weights  # (B, T, H)
+
+    def _unpadded(self, rows: torch.Tensor, packing: Packing) -> torch.Tensor:
+        """Self-attention over packed real tokens (N, H): q, k, v projected on the rows only, scattered to
+        (B, T) for one SDPA call that hides each text's padding keys, then gathered back to (N, H)."""
+        B, T, H = packing.B, packing.T, rows.shape[-1]
+        qkv = packing.unpack(torch.cat([self.query(rows), self.key(rows), self.value(rows)], dim=-1))  # (B, T, 3H)
+        q, k, v = (t.view(B, T, self.num_heads, self.head_dim).transpose(1, 2) for t in qkv.chunk(3, dim=-1))
+        y, _ = attention(q, k, v, packing.key_mask, dropout=self.dropout.p if self.training else 0.0)  # (B, nh, T, hs)
+        return packing.pack(y.transpose(1, 2).reshape(B, T, H))  # (N, H)
 
 
 class EncoderOutput(nn.Module):
