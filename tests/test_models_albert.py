@@ -240,3 +240,16 @@ def test_untied_decoder_matches_reference(tmp_path):
     inputs = make_batch()
     with torch.no_grad():
         assert_close(ours(**inputs).logits, ref(**inputs).logits, atol=1e-4, rtol=0)
+
+
+def test_inputs_embeds_and_position_ids(tmp_path):
+    """inputs_embeds are of embedding_size (mapped to hidden_size inside), as the reference's."""
+    ref, ours = make_pair(tmp_path, "AlbertModel", **VARIANTS["2_groups_of_2_over_4_layers"])
+    inputs = make_batch()
+    embeds = ours.get_input_embeddings()(inputs.pop("input_ids"))  # (B, T, E)
+    positions = torch.arange(9).flip(0)[None].expand(3, 9)
+    with torch.no_grad():
+        got = ours(inputs_embeds=embeds, position_ids=positions, **inputs)
+        expected = ref(inputs_embeds=embeds, position_ids=positions, **inputs)
+    assert embeds.shape[-1] == 16 and got.last_hidden_state.shape[-1] == 32
+    assert_outputs_close(got, expected)
