@@ -9,7 +9,8 @@ Loading, in order:
    parameters (see `skeleton`);
 3. each checkpoint tensor is renamed (LayerNorm gamma/beta, base-model prefix added or stripped), checked
    for shape, cast only if needed and assigned; on the CPU an unchanged tensor stays backed by the file's
-   memory map, so nothing is read twice;
+   memory map, so nothing is read twice (a module's `transposed_in_checkpoint` tensors get a transposed view:
+   GPT-2's nn.Linear projections over Conv1D-layout checkpoints);
 4. tied weights are tied, parameters the checkpoint lacks are initialised as the reference does, one report
    lists missing / unexpected / mismatched keys; the model comes back in eval mode.
 
