@@ -2,8 +2,9 @@
 loaded through autoload's real loading path, compared for every head (fp32 atol 1e-4) with SDPA and eager, with
 and without padding, at three variants: v3-like (log buckets with T > position_buckets, shared keys, LayerNorm'd
 relative embeddings, no absolute positions), v2-like (conv layer, separate position projections, clamped
-max_relative_positions) and embedding_size != hidden_size (p2c only). Losses, hidden states and attentions,
-the non-legacy MLM head, the Auto classes, gradients, gradient checkpointing, seeded init and saving back."""
+max_relative_positions) and embedding_size != hidden_size (p2c only); the defaults (absolute positions only) and
+bf16. Losses, hidden states and attentions, both MLM layouts and resizing, the Auto classes, gradients, gradient
+checkpointing, seeded init and saving back."""
 
 from __future__ import annotations
 
@@ -262,3 +263,28 @@ def test_log_buckets_and_inputs_embeds(tmp_path):
                              ref(inputs_embeds=embeds, position_ids=positions, **inputs))
     with pytest.raises(ValueError, match="exactly one"):
         ours()
+
+
+def test_absolute_positions_only_and_bf16(tmp_path):
+    """The config defaults (no relative attention, absolute positions, no pos_att_type) match in fp32 with SDPA
+    and eager; bf16 loads stay close to the reference's bf16."""
+    config = transformers.DebertaV2Config(**TINY, type_vocab_size=2)
+    ref, ours = model_cases.make_pair(tmp_path, transformers.DebertaV2ForMaskedLM, deberta_v2.DebertaV2ForMaskedLM,
+                                      config, attn="eager", reload=False, prepare=perturb_)
+    assert not hasattr(ours.deberta.encoder, "rel_embeddings")
+    inputs = make_batch()
+    with torch.no_grad():
+        expected = ref(**inputs)
+        for got in both_attentions(ours, lambda m: m(**inputs)):
+            assert_outputs_close(got, expected)
+    ref, ours = model_cases.make_pair(tmp_path / "bf16", transformers.DebertaV2ForMaskedLM,
+                                      deberta_v2.DebertaV2ForMaskedLM, reference_config("v2_conv"), attn="eager",
+                                      dtype=torch.bfloat16, prepare=perturb_)
+    assert ours.dtype == torch.bfloat16
+    with torch.no_grad():
+        expected = ref(**inputs).logits.float()
+        for got in both_attentions(ours, lambda m: m(**inputs).logits):
+            assert got.dtype == torch.bfloat16
+            assert_close(got.float(), expected, atol=2e-2 * expected.abs().max().item(), rtol=0)
+    with pytest.raises(ValueError, match="2-D"):
+        ours(inputs["input_ids"], attention_mask=inputs["attention_mask"][:, None, :])
