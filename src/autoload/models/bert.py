@@ -22,14 +22,12 @@ from ..generation.mixin import GenerationMixin
 from ..modeling import PreTrainedModel
 from ..nn.activations import Activation
 from ..nn.cache import DynamicCache
-from ..nn.encoder import EncoderLayer, cross_attention_mask
+from ..nn.encoder import EncoderLayer, run_stack, unpad_of
 from ..nn.heads import finish, keep_positions, span_output
 from ..nn.losses import causal_lm_loss, cross_entropy, sequence_classification_loss
-from ..nn.masks import attention_mask as build_mask
 from ..nn.outputs import (BaseModelOutputWithPoolingAndCrossAttentions, BertForPreTrainingOutput,
                           CausalLMOutputWithCrossAttentions, MaskedLMOutput, MultipleChoiceModelOutput,
                           NextSentencePredictorOutput, SequenceClassifierOutput, TokenClassifierOutput)
-from ..nn.packing import packing_for
 from .configs import BertConfig
 
 logger = logging.getLogger("autoload")
@@ -162,33 +160,15 @@ class BertModel(BertPreTrainedModel):
         past = cache.get_seq_length() if cache is not None else 0
 
         x = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds, past)  # (B, T, H)
-        B, T, _ = x.shape
-        if attention_mask is not None and attention_mask.dim() != 2:
-            raise ValueError(f"attention_mask must be 2-D (batch, keys) with 1 = attend and 0 = padding, got shape "
-                             f"{tuple(attention_mask.shape)}.")
-        # (B, 1, T, S) bool, True = attend: padding hidden, future keys hidden in a decoder; None if SDPA needs none
-        padding = None if attention_mask is None else attention_mask[:, -(past + T):].to(x.device, torch.bool)
-        mask = build_mask(padding, B, T, past, causal=config.is_decoder, device=x.device)
-        encoder_mask = cross_attention_mask(encoder_attention_mask, B, T)  # (B, 1, T, S_enc) or None
         if output_attentions and getattr(config, "_attn_implementation", None) != "eager" and "sdpa" not in _warned:
             _warned.add("sdpa")
             logger.warning("output_attentions=True with sdpa attention returns no weights (as transformers does); "
                            "load with attn_implementation='eager' to get them.")
 
-        packing = packing_for(attention_mask, getattr(config, "unpad_inputs", False) if unpad is None else unpad,
-                              cached=config.is_decoder, weights=output_attentions)
-        if packing is not None:
-            x, mask = packing.pack(x), packing  # (N, H): the layers see real tokens only
-
-        hidden_states, attentions, cross_attentions = [x], [], []
-        for layer in self.encoder.layer:
-            x, weights, cross_weights = self.run_layer(layer, x, mask, cache, encoder_hidden_states,
-                                                       encoder_mask)  # (B, T, H) or (N, H)
-            hidden_states.append(x)
-            attentions += [weights] if weights is not None else []
-            cross_attentions += [cross_weights] if cross_weights is not None else []
-        if packing is not None:
-            x, hidden_states = packing.unpack(x), packing.unpack_states(hidden_states)  # (B, T, H)
+        x, hidden_states, attentions, cross_attentions = run_stack(
+            self, self.encoder.layer, x, attention_mask, past=past, cache=cache, causal=config.is_decoder,
+            encoder_hidden_states=encoder_hidden_states, encoder_attention_mask=encoder_attention_mask,
+            output_attentions=output_attentions, unpad=unpad_of(config, unpad))
         pooled = self.pooler(x) if self.pooler is not None else None  # (B, H)
 
         out = BaseModelOutputWithPoolingAndCrossAttentions(

@@ -28,10 +28,9 @@ from ..generation.mixin import GenerationMixin
 from ..modeling import PreTrainedModel
 from ..nn.activations import Activation
 from ..nn.cache import DynamicCache
-from ..nn.encoder import EncoderLayer, cross_attention_mask
+from ..nn.encoder import EncoderLayer, run_stack, unpad_of
 from ..nn.heads import finish, keep_positions, span_output
 from ..nn.losses import causal_lm_loss, cross_entropy, sequence_classification_loss
-from ..nn.masks import attention_mask as build_mask
 from ..nn.outputs import (CausalLMOutputWithCrossAttentions, MaskedLMOutput, ModelOutput, MultipleChoiceModelOutput,
                           SequenceClassifierOutput, TokenClassifierOutput)
 from .configs import ElectraConfig
@@ -149,7 +148,8 @@ class ElectraModel(ElectraPreTrainedModel):
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
                 inputs_embeds=None, encoder_hidden_states=None, encoder_attention_mask=None, past_key_values=None,
-                use_cache=None, output_attentions=None, output_hidden_states=None, return_dict=None, cache=None):
+                use_cache=None, output_attentions=None, output_hidden_states=None, return_dict=None, cache=None,
+                unpad: bool | None = None):
         """input_ids (B, T) or inputs_embeds (B, T, E); attention_mask (B, past+T), 1 = token, 0 = padding;
         token_type_ids default 0; position_ids default past..past+T-1. `cache` is an alias of `past_key_values`
         (used only when config.is_decoder)."""
@@ -170,19 +170,11 @@ class ElectraModel(ElectraPreTrainedModel):
         x = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds, past)  # (B, T, E)
         if hasattr(self, "embeddings_project"):
             x = self.embeddings_project(x)  # (B, T, H)
-        B, T, _ = x.shape
-        # (B, 1, T, past+T) bool, True = attend: padding hidden, future keys hidden in a decoder; None if not needed
-        padding = None if attention_mask is None else attention_mask[:, -(past + T):].to(x.device, torch.bool)
-        mask = build_mask(padding, B, T, past, causal=config.is_decoder, device=x.device)
-        encoder_mask = cross_attention_mask(encoder_attention_mask, B, T)  # (B, 1, T, S_enc) or None
-
-        hidden_states, attentions, cross_attentions = [x], [], []
-        for layer in self.encoder.layer:
-            x, weights, cross_weights = self.run_layer(layer, x, mask, cache if use_cache else None,
-                                                       encoder_hidden_states, encoder_mask)  # (B, T, H)
-            hidden_states.append(x)
-            attentions += [weights] if weights is not None else []
-            cross_attentions += [cross_weights] if cross_weights is not None else []
+        x, hidden_states, attentions, cross_attentions = run_stack(
+            self, self.encoder.layer, x, attention_mask, past=past, cache=cache if use_cache else None,
+            causal=config.is_decoder, encoder_hidden_states=encoder_hidden_states,
+            encoder_attention_mask=encoder_attention_mask, output_attentions=output_attentions,
+            unpad=unpad_of(config, unpad))  # (B, T, H)
         out = BaseModelOutputWithPastAndCrossAttentions(
             last_hidden_state=x, past_key_values=cache if use_cache else None,
             hidden_states=tuple(hidden_states) if output_hidden_states else None,

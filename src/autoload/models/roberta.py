@@ -20,10 +20,9 @@ from ..generation.mixin import GenerationMixin
 from ..modeling import PreTrainedModel
 from ..nn.activations import get_activation
 from ..nn.cache import DynamicCache
-from ..nn.encoder import EncoderLayer, cross_attention_mask
+from ..nn.encoder import EncoderLayer, run_stack, unpad_of
 from ..nn.heads import finish, keep_positions, span_output
 from ..nn.losses import causal_lm_loss, cross_entropy, sequence_classification_loss
-from ..nn.masks import attention_mask as build_mask
 from ..nn.outputs import (BaseModelOutputWithPoolingAndCrossAttentions, CausalLMOutputWithCrossAttentions,
                           MaskedLMOutput, MultipleChoiceModelOutput, SequenceClassifierOutput, TokenClassifierOutput)
 from .configs import CamembertConfig, RobertaConfig, XLMRobertaConfig
@@ -130,7 +129,8 @@ class RobertaModel(RobertaPreTrainedModel):
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
                 inputs_embeds=None, encoder_hidden_states=None, encoder_attention_mask=None, past_key_values=None,
-                use_cache=None, output_attentions=None, output_hidden_states=None, return_dict=None, cache=None):
+                use_cache=None, output_attentions=None, output_hidden_states=None, return_dict=None, cache=None,
+                unpad: bool | None = None):
         """input_ids (B, T) or inputs_embeds (B, T, H); attention_mask (B, past+T), 1 = token, 0 = padding;
         token_type_ids (B, T) default 0; position_ids default from input_ids (see the module docstring). `cache` is
         an alias of `past_key_values` (used only when config.is_decoder)."""
@@ -149,22 +149,10 @@ class RobertaModel(RobertaPreTrainedModel):
         past = cache.get_seq_length() if cache is not None else 0
 
         x = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds, past)  # (B, T, H)
-        B, T, _ = x.shape
-        if attention_mask is not None and attention_mask.dim() != 2:
-            raise ValueError(f"attention_mask must be 2-D (batch, keys) with 1 = attend and 0 = padding, got shape "
-                             f"{tuple(attention_mask.shape)}.")
-        # (B, 1, T, S) bool, True = attend: padding hidden, future keys hidden in a decoder; None if SDPA needs none
-        padding = None if attention_mask is None else attention_mask[:, -(past + T):].to(x.device, torch.bool)
-        mask = build_mask(padding, B, T, past, causal=config.is_decoder, device=x.device)
-        encoder_mask = cross_attention_mask(encoder_attention_mask, B, T)  # (B, 1, T, S_enc) or None
-
-        hidden_states, attentions, cross_attentions = [x], [], []
-        for layer in self.encoder.layer:
-            x, weights, cross_weights = self.run_layer(layer, x, mask, cache, encoder_hidden_states,
-                                                       encoder_mask)  # (B, T, H)
-            hidden_states.append(x)
-            attentions += [weights] if weights is not None else []
-            cross_attentions += [cross_weights] if cross_weights is not None else []
+        x, hidden_states, attentions, cross_attentions = run_stack(
+            self, self.encoder.layer, x, attention_mask, past=past, cache=cache, causal=config.is_decoder,
+            encoder_hidden_states=encoder_hidden_states, encoder_attention_mask=encoder_attention_mask,
+            output_attentions=output_attentions, unpad=unpad_of(config, unpad))  # (B, T, H)
         pooled = torch.tanh(self.pooler.dense(x[:, 0])) if self.pooler is not None else None  # (B, H)
 
         out = BaseModelOutputWithPoolingAndCrossAttentions(

@@ -19,7 +19,8 @@ from torch import nn
 
 from .activations import Activation
 from .attention import attention
-from .packing import Packing
+from .masks import attention_mask as build_mask
+from .packing import Packing, packing_for
 
 
 class EncoderSelfAttention(nn.Module):
@@ -135,3 +136,37 @@ def cross_attention_mask(encoder_attention_mask: torch.Tensor | None, batch: int
     if encoder_attention_mask is None or bool(encoder_attention_mask.all()):
         return None
     return encoder_attention_mask[:, None, None, :].bool().expand(batch, 1, q_len, -1)  # (B, 1, T, S_enc)
+
+
+def unpad_of(config, unpad: bool | None) -> bool:
+    """A forward's `unpad` argument, else the config's `unpad_inputs` (default False)."""
+    return bool(getattr(config, "unpad_inputs", False)) if unpad is None else bool(unpad)
+
+
+def run_stack(owner, layers, x: torch.Tensor, attention_mask: torch.Tensor | None, *, past: int = 0, cache=None,
+              causal: bool = False, encoder_hidden_states=None, encoder_attention_mask=None,
+              output_attentions: bool = False, unpad: bool = False):
+    """The layer loop of a BERT-style backbone: masks from the (B, past+T) attention mask, each layer through
+    `owner.run_layer` (gradient checkpointing), unpadded when `unpad` applies (nn/packing.py).
+    Returns (last hidden state (B, T, H), hidden states [embeddings, layer 1, ...], attentions, cross-attentions)."""
+    B, T, _ = x.shape
+    if attention_mask is not None and attention_mask.dim() != 2:
+        raise ValueError(f"attention_mask must be 2-D (batch, keys) with 1 = attend and 0 = padding, got shape "
+                         f"{tuple(attention_mask.shape)}.")
+    # (B, 1, T, S) bool, True = attend: padding hidden, future keys hidden in a decoder; None if SDPA needs none
+    padding = None if attention_mask is None else attention_mask[:, -(past + T):].to(x.device, torch.bool)
+    mask = build_mask(padding, B, T, past, causal=causal, device=x.device)
+    encoder_mask = cross_attention_mask(encoder_attention_mask, B, T)  # (B, 1, T, S_enc) or None
+    packing = packing_for(padding, unpad, cached=causal or cache is not None, weights=output_attentions)
+    if packing is not None:
+        x, mask = packing.pack(x), packing  # (N, H): the layers see real tokens only
+    hidden_states, attentions, cross_attentions = [x], [], []
+    for layer in layers:
+        x, weights, cross_weights = owner.run_layer(layer, x, mask, cache, encoder_hidden_states,
+                                                    encoder_mask)  # (B, T, H) or (N, H)
+        hidden_states.append(x)
+        attentions += [weights] if weights is not None else []
+        cross_attentions += [cross_weights] if cross_weights is not None else []
+    if packing is not None:
+        x, hidden_states = packing.unpack(x), packing.unpack_states(hidden_states)  # (B, T, H)
+    return x, hidden_states, attentions, cross_attentions

@@ -9,6 +9,7 @@ work is spent on padding at all. Results come back in the input order.
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
 
 import torch
@@ -88,11 +89,8 @@ def to_output(vectors: list[torch.Tensor], convert_to_numpy: bool, convert_to_te
         stacked = torch.stack(vectors) if vectors else torch.empty(0)
         return stacked[0] if single else stacked
     if convert_to_numpy:
-        try:
-            import numpy  # noqa: F401  (torch converts through it)
-        except ImportError:
-            raise ImportError("convert_to_numpy=True needs numpy: pip install numpy, or pass convert_to_tensor=True."
-                              ) from None
+        if importlib.util.find_spec("numpy") is None:  # torch converts through it
+            raise ImportError("convert_to_numpy=True needs numpy: pip install numpy, or pass convert_to_tensor=True.")
         stacked = torch.stack(vectors).numpy() if vectors else torch.empty(0).numpy()
         return stacked[0] if single else stacked
     return vectors[0] if single else vectors
