@@ -23,7 +23,8 @@ from autoload.errors import RepoFileError
 from autoload.tokenization import (AlbertTokenizer, CamembertTokenizer, DebertaV2Tokenizer, XLMRobertaTokenizer,
                                    tokenizer_class)
 from tokenizer_cases import (CALLS, CORPUS, PAIRS, TEXTS, assert_same_attributes, assert_same_call,
-                             assert_same_decoding, assert_same_everywhere, transformers_auto, write_folder)
+                             assert_same_decoding, assert_same_everywhere, train_byte_level, transformers_auto,
+                             write_folder)
 
 # the special pieces each family's SentencePiece model starts with (trainer ids and names)
 XLMR_PIECES = {}  # the trainer's defaults: <unk>=0 <s>=1 </s>=2, as fairseq's models
@@ -185,6 +186,18 @@ def test_auto_tokenizer_and_aliases(spm_folders):
         assert type(tok) is cls
 
 
+@pytest.mark.parametrize("case,model_type", [("xlmr", "xlm-roberta"), ("camembert", "camembert"),
+                                             ("deberta_v3", "deberta-v2"), ("albert", "albert")])
+def test_auto_tokenizer_from_model_type(spm_folders, tmp_path, case, model_type):
+    """No tokenizer_config.json: config.json's model_type picks the class, which reads the .model alone."""
+    filename = CASES[case][1]
+    folder = write_folder(tmp_path / case, {"config.json": {"model_type": model_type}})
+    (folder / filename).write_bytes((spm_folders[case] / filename).read_bytes())
+    ours, theirs = autoload.AutoTokenizer.from_pretrained(folder), transformers_auto(folder)
+    assert type(ours) is CASES[case][0] and type(theirs).__name__ == CASES[case][0].__name__
+    assert ours(TEXTS, TEXTS[::-1])["input_ids"] == theirs(TEXTS, TEXTS[::-1])["input_ids"]
+
+
 def test_model_read_without_sentencepiece(spm_folders):
     """Loading from the .model imports neither sentencepiece nor protobuf (nor transformers)."""
     code = (f"import sys; from autoload.tokenization import AlbertTokenizer; "
@@ -208,6 +221,9 @@ def test_wrong_or_missing_files(spm_folders, tmp_path):
         XLMRobertaTokenizer.from_pretrained(folder)
     with pytest.raises(OSError, match="spiece.model"):
         AlbertTokenizer.from_pretrained(spm_folders["deberta_v3"])  # spm.model is not ALBERT's file
+    train_byte_level().save(str(folder / "tokenizer.json"))  # a BPE tokenizer.json comes first, and is refused
+    with pytest.raises(RepoFileError, match="no Unigram vocabulary"):
+        XLMRobertaTokenizer.from_pretrained(folder)
 
 
 # -- (b) the real XLM-R vocabulary -------------------------------------------------------------------------------
