@@ -226,6 +226,25 @@ def test_wrong_or_missing_files(spm_folders, tmp_path):
         XLMRobertaTokenizer.from_pretrained(folder)
 
 
+def test_malformed_tokenizer_json_is_a_clear_error(spm_folders, tmp_path):
+    """Bad vocab entries, a charsmap that is not one: RepoFileError (the file's unk_id is not read: fairseq's is 3)."""
+    theirs = transformers_auto(spm_folders["xlmr"])
+    theirs.save_pretrained(tmp_path / "good")
+    good = json.loads((tmp_path / "good" / "tokenizer.json").read_text(encoding="utf-8"))
+    for name, (where, key, value) in {"entry": ("model", "vocab", [5, 6]), "score": ("model", "vocab", [["a", "x"]]),
+                                      "charsmap": ("normalizer", "precompiled_charsmap", "@@@")}.items():
+        data = json.loads(json.dumps(good))
+        data[where][key] = value
+        folder = write_folder(tmp_path / name, {"tokenizer.json": data,
+                                                "tokenizer_config.json": {"tokenizer_class": "XLMRobertaTokenizer"}})
+        with pytest.raises(RepoFileError):
+            XLMRobertaTokenizer.from_pretrained(folder)
+    model = (spm_folders["xlmr"] / "sentencepiece.bpe.model").read_bytes()
+    with pytest.raises(RepoFileError, match="charsmap"):  # a .model whose charsmap is garbage
+        XLMRobertaTokenizer(vocab=[("<s>", 0.0), ("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)],
+                            _spm_precompiled_charsmap=b"garbage" + model[:10])
+
+
 # -- (b) the real XLM-R vocabulary -------------------------------------------------------------------------------
 
 MULTILINGUAL = [

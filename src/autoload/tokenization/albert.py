@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from tokenizers import decoders, normalizers, pre_tokenizers, processors
 
-from .sentencepiece_unigram import SentencePieceUnigramTokenizer, unigram_backend
+from .sentencepiece_unigram import SentencePieceUnigramTokenizer, precompiled, unigram_backend
 
 
 class AlbertTokenizer(SentencePieceUnigramTokenizer):
@@ -40,7 +40,7 @@ class AlbertTokenizer(SentencePieceUnigramTokenizer):
         if do_lower_case:
             steps.append(normalizers.Lowercase())
         if _spm_precompiled_charsmap is not None:
-            steps.append(normalizers.Precompiled(_spm_precompiled_charsmap))
+            steps.append(precompiled(_spm_precompiled_charsmap))
         backend.normalizer = normalizers.Sequence(steps)
         prepend = "always" if add_prefix_space else "never"
         backend.pre_tokenizer = pre_tokenizers.Sequence([

@@ -9,9 +9,9 @@ word -> Unigram -> `<s> A </s>` / `<s> A </s></s> B </s>` -> Metaspace decoder.
 
 from __future__ import annotations
 
-from tokenizers import AddedToken, decoders, normalizers, pre_tokenizers, processors
+from tokenizers import AddedToken, decoders, pre_tokenizers, processors
 
-from .sentencepiece_unigram import SentencePieceUnigramTokenizer, unigram_backend
+from .sentencepiece_unigram import SentencePieceUnigramTokenizer, precompiled, unigram_backend
 
 NOT_USED = ["<s>NOTUSED", "</s>NOTUSED", "<unk>NOTUSED"]
 
@@ -39,7 +39,7 @@ class CamembertTokenizer(SentencePieceUnigramTokenizer):
             unk_id = 3
         backend = unigram_backend(vocab, unk_id=unk_id)
         if _spm_precompiled_charsmap is not None:
-            backend.normalizer = normalizers.Precompiled(_spm_precompiled_charsmap)
+            backend.normalizer = precompiled(_spm_precompiled_charsmap)
         prepend = "always" if add_prefix_space else "never"
         backend.pre_tokenizer = pre_tokenizers.Sequence([
             pre_tokenizers.WhitespaceSplit(),

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from tokenizers import Regex, decoders, normalizers, pre_tokenizers, processors
 
-from .sentencepiece_unigram import SentencePieceUnigramTokenizer, unigram_backend
+from .sentencepiece_unigram import SentencePieceUnigramTokenizer, precompiled, unigram_backend
 
 
 class DebertaV2Tokenizer(SentencePieceUnigramTokenizer):
@@ -38,7 +38,7 @@ class DebertaV2Tokenizer(SentencePieceUnigramTokenizer):
 
         steps = [normalizers.Lowercase()] if do_lower_case else []
         if _spm_precompiled_charsmap is not None:
-            steps += [normalizers.Precompiled(_spm_precompiled_charsmap), normalizers.Strip(left=False, right=True),
+            steps += [precompiled(_spm_precompiled_charsmap), normalizers.Strip(left=False, right=True),
                       normalizers.Replace(Regex(r" {2,}"), " ")]
         else:
             steps += [normalizers.Replace(Regex(r"\s{2,}|[\n\r\t]"), " "), normalizers.NFC(),

@@ -19,7 +19,7 @@ from __future__ import annotations
 import base64
 import json
 
-from tokenizers import AddedToken, Tokenizer
+from tokenizers import AddedToken, Tokenizer, normalizers
 from tokenizers.models import Unigram
 
 from ..errors import RepoFileError
@@ -36,6 +36,14 @@ def unigram_backend(vocab: list[tuple[str, float]], unk_id: int) -> Tokenizer:
         raise RepoFileError(f"invalid Unigram vocabulary: {err}") from None
 
 
+def precompiled(charsmap: bytes):
+    """`normalizers.Precompiled` over a SentencePiece charsmap (a malformed one is a RepoFileError)."""
+    try:
+        return normalizers.Precompiled(charsmap)
+    except Exception as err:  # tokenizers raises a bare Exception
+        raise RepoFileError(f"invalid SentencePiece precompiled charsmap: {err}") from None
+
+
 def unigram_parts_from_tokenizer_json(files) -> dict:
     """Constructor keywords from a Unigram tokenizer.json: vocab as (piece, score) pairs, the precompiled charsmap,
     post-processor, padding and truncation."""
@@ -50,17 +58,23 @@ def unigram_parts_from_tokenizer_json(files) -> dict:
     minimal = dict(data, model={"type": "Unigram", "unk_id": 0, "vocab": [["<unk>", 0.0]]}, added_tokens=[])
     try:
         minimal = Tokenizer.from_str(json.dumps(minimal))
-    except Exception as err:  # tokenizers raises a bare Exception
+    except BaseException as err:  # a bare Exception, or a Rust panic (a BaseException: a charsmap that is not one)
+        if not isinstance(err, Exception) and type(err).__name__ != "PanicException":
+            raise
         raise RepoFileError(f"{path} cannot be loaded as a tokenizer.json ({err}). Fix or re-download the file.") \
             from None
     parts = {"post_processor": minimal.post_processor, "tokenizer_padding": minimal.padding,
-             "tokenizer_truncation": minimal.truncation, "vocab": list(map(tuple, vocab))}
+             "tokenizer_truncation": minimal.truncation}
     normalizer = data.get("normalizer") or {}
     steps = (normalizer.get("normalizers") or []) if normalizer.get("type") == "Sequence" else [normalizer]
-    for step in steps:
-        if isinstance(step, dict) and step.get("type") == "Precompiled" and step.get("precompiled_charsmap"):
-            parts["_spm_precompiled_charsmap"] = base64.b64decode(step["precompiled_charsmap"])
-            break
+    try:
+        parts["vocab"] = list(map(tuple, vocab))  # [piece, score] lists; Unigram checks the types
+        for step in steps:
+            if isinstance(step, dict) and step.get("type") == "Precompiled" and step.get("precompiled_charsmap"):
+                parts["_spm_precompiled_charsmap"] = base64.b64decode(step["precompiled_charsmap"], validate=True)
+                break
+    except (TypeError, ValueError) as err:  # a vocab entry that is no list, a charsmap that is not base64
+        raise RepoFileError(f"{path}: invalid Unigram vocabulary or charsmap ({err}).") from None
     return parts
 
 

@@ -10,9 +10,9 @@ charsmap (if any) -> split on whitespace, "▁" before every word -> Unigram -> 
 
 from __future__ import annotations
 
-from tokenizers import decoders, normalizers, pre_tokenizers, processors
+from tokenizers import decoders, pre_tokenizers, processors
 
-from .sentencepiece_unigram import SentencePieceUnigramTokenizer, unigram_backend
+from .sentencepiece_unigram import SentencePieceUnigramTokenizer, precompiled, unigram_backend
 
 
 class XLMRobertaTokenizer(SentencePieceUnigramTokenizer):
@@ -29,7 +29,7 @@ class XLMRobertaTokenizer(SentencePieceUnigramTokenizer):
             vocab = [(str(token), 0.0) for token in (bos_token, pad_token, eos_token, unk_token, mask_token)]
         backend = unigram_backend(vocab, unk_id=3)  # fairseq's <unk> is always id 3
         if _spm_precompiled_charsmap is not None:
-            backend.normalizer = normalizers.Precompiled(_spm_precompiled_charsmap)
+            backend.normalizer = precompiled(_spm_precompiled_charsmap)
         prepend = "always" if add_prefix_space else "never"
         backend.pre_tokenizer = pre_tokenizers.Sequence([
             pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Metaspace(replacement="▁", prepend_scheme=prepend)])
