@@ -205,9 +205,10 @@ class ModernBertModel(ModernBertPreTrainedModel):
         self.embeddings.tok_embeddings = value
 
     def forward(self, input_ids=None, attention_mask=None, position_ids=None, inputs_embeds=None,
-                output_attentions=None, output_hidden_states=None, return_dict=None):
+                output_attentions=None, output_hidden_states=None, return_dict=None, unpad: bool | None = None):
         """input_ids (B, T) or inputs_embeds (B, T, H); attention_mask (B, T), 1 = token, 0 = padding;
-        position_ids (B, T) default 0..T-1 (padding included, as the reference)."""
+        position_ids (B, T) default 0..T-1 (padding included, as the reference). unpad: the unpadded path for
+        this call (default `config.unpad_inputs`)."""
         config = self.config
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of input_ids and inputs_embeds.")
@@ -220,7 +221,8 @@ class ModernBertModel(ModernBertPreTrainedModel):
             position_ids = torch.arange(T, device=x.device)[None]  # (1, T)
         position_ids = position_ids.expand(B, T)  # (B, T)
         padding = None if attention_mask is None else attention_mask.to(x.device, torch.bool)  # (B, T)
-        unpad = getattr(config, "unpad_inputs", False) and padding is not None and not bool(padding.all())
+        unpad = getattr(config, "unpad_inputs", False) if unpad is None else unpad
+        unpad = bool(unpad) and padding is not None and not bool(padding.all())
         windows = {"full_attention": None, "sliding_attention": config.local_attention // 2}
 
         if unpad:  # the real tokens of every row, one after another: (1, N, H)

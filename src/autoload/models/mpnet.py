@@ -30,6 +30,7 @@ from ..nn.losses import cross_entropy, sequence_classification_loss
 from ..nn.masks import attention_mask as build_mask
 from ..nn.outputs import (BaseModelOutputWithPooling, MaskedLMOutput, MultipleChoiceModelOutput,
                           SequenceClassifierOutput, TokenClassifierOutput)
+from ..nn.packing import Packing, packing_for
 from .configs import MPNetConfig
 
 PADDING_IDX = 1  # fixed in the reference, whatever pad_token_id: both embeddings' pad row and the position of pads
@@ -93,6 +94,12 @@ class MPNetSelfAttention(nn.Module):
         self.dropout = nn.Dropout(config.attention_probs_dropout_prob)
 
     def forward(self, x, mask=None, bias=None, eager=False):
+        if isinstance(mask, Packing):  # packed real tokens (N, H): attention per text in the padded layout
+            B, T, H = mask.B, mask.T, x.shape[-1]
+            qkv = mask.unpack(torch.cat([self.q(x), self.k(x), self.v(x)], dim=-1))  # (B, T, 3H)
+            q, k, v = (t.view(B, T, self.num_heads, self.head_dim).transpose(1, 2) for t in qkv.chunk(3, dim=-1))
+            y, _ = attention(q, k, v, mask.key_mask, bias=bias, dropout=self.dropout.p if self.training else 0.0)
+            return self.o(mask.pack(y.transpose(1, 2).reshape(B, T, H))), None  # (N, H)
         B, T, H = x.shape
 
         def split_heads(t):  # (B, T, H) -> (B, nh, T, hs)
@@ -247,9 +254,11 @@ class MPNetModel(MPNetPreTrainedModel):
         self.embeddings.word_embeddings = value
 
     def forward(self, input_ids=None, attention_mask=None, position_ids=None, inputs_embeds=None,
-                output_attentions=None, output_hidden_states=None, return_dict=None):
+                output_attentions=None, output_hidden_states=None, return_dict=None, unpad: bool | None = None):
         """input_ids (B, T) or inputs_embeds (B, T, H); attention_mask (B, T), 1 = token, 0 = padding;
-        position_ids default: counted over the tokens that are not id 1, from 2."""
+        position_ids default: counted over the tokens that are not id 1, from 2. unpad (default
+        `config.unpad_inputs`, False): the layers run on the real tokens only (nn/packing.py), outputs at padded
+        positions are then zeros; not with output_attentions."""
         config = self.config
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of input_ids and inputs_embeds.")
@@ -265,12 +274,18 @@ class MPNetModel(MPNetPreTrainedModel):
         padding = None if attention_mask is None else attention_mask.to(x.device, torch.bool)  # (B, T)
         mask = build_mask(padding, B, T, causal=False, device=x.device)  # (B, 1, T, T) bool, or None: no padding
         bias = self.encoder.position_bias(T, x.device)  # (1, nh, T, T), once for every layer
+        unpad = bool(getattr(config, "unpad_inputs", False)) if unpad is None else unpad
+        packing = packing_for(padding, unpad, weights=output_attentions)
+        if packing is not None:
+            x, mask = packing.pack(x), packing  # (N, H): the layers see real tokens only
 
         hidden_states, attentions = [x], []
         for layer in self.encoder.layer:
-            x, weights = self.run_layer(layer, x, mask, bias, output_attentions)  # (B, T, H)
+            x, weights = self.run_layer(layer, x, mask, bias, output_attentions)  # (B, T, H) or (N, H)
             hidden_states.append(x)
             attentions += [weights] if weights is not None else []
+        if packing is not None:
+            x, hidden_states = packing.unpack(x), packing.unpack_states(hidden_states)  # (B, T, H)
         pooled = self.pooler(x) if self.pooler is not None else None  # (B, H)
 
         out = BaseModelOutputWithPooling(
