@@ -1,4 +1,5 @@
-"""KV caches for decoder models: a growing one (`DynamicCache`) and a preallocated one (`StaticCache`).
+"""KV caches for decoder models: a growing one (`DynamicCache`), a preallocated one (`StaticCache`), and the pair
+an encoder-decoder's decoder keeps (`EncoderDecoderCache`).
 
 Interface used by attention layers: `k, v = cache.update(key, value, layer_idx)` with tensors shaped
 (batch, kv_heads, new_tokens, head_dim), returning everything cached so far for that layer; and
@@ -91,3 +92,54 @@ class StaticCache:
 
     def __len__(self) -> int:
         return len(self.keys)
+
+
+class EncoderDecoderCache:
+    """The decoder caches of a seq2seq model: `self_attention_cache` grows by one position per generated token;
+    `cross_attention_cache` holds the keys and values of the encoder's output, computed at the first step and
+    reused by every later one (`is_updated[layer_idx]` says whether a layer's are in). The names are the
+    reference's, so transformers code that reads them works.
+
+    In a decoder layer:
+        k, v = cache.self_attention_cache.update(k, v, layer_idx)                 # self-attention
+        if cache.is_updated.get(layer_idx):                                        # cross-attention
+            k, v = cache.cross_attention_cache.keys[layer_idx], cache.cross_attention_cache.values[layer_idx]
+        else:
+            k, v = cache.cross_attention_cache.update(k_enc, v_enc, layer_idx); cache.is_updated[layer_idx] = True
+    """
+
+    def __init__(self, self_attention_cache: DynamicCache | StaticCache | None = None,
+                 cross_attention_cache: DynamicCache | None = None):
+        self.self_attention_cache = self_attention_cache if self_attention_cache is not None else DynamicCache()
+        self.cross_attention_cache = cross_attention_cache if cross_attention_cache is not None else DynamicCache()
+        self.is_updated: dict[int, bool] = {i: True for i in range(len(self.cross_attention_cache))}
+
+    def cross(self, layer_idx: int, project) -> tuple[torch.Tensor, torch.Tensor]:
+        """A layer's cross-attention keys and values: `project()` -> (k, v) of the encoder output, run only at the
+        first step; cached afterwards."""
+        if self.is_updated.get(layer_idx):
+            return self.cross_attention_cache.keys[layer_idx], self.cross_attention_cache.values[layer_idx]
+        k, v = self.cross_attention_cache.update(*project(), layer_idx)
+        self.is_updated[layer_idx] = True
+        return k, v
+
+    def update(self, key: torch.Tensor, value: torch.Tensor, layer_idx: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.self_attention_cache.update(key, value, layer_idx)
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        return self.self_attention_cache.get_seq_length(layer_idx)
+
+    def reorder(self, beam_idx: torch.Tensor) -> None:
+        """Beam search: both caches follow the beams (the cross keys are the same per beam group, but rows move)."""
+        self.self_attention_cache.reorder(beam_idx)
+        self.cross_attention_cache.reorder(beam_idx)
+
+    def select_batch(self, indices: torch.Tensor) -> None:
+        self.self_attention_cache.select_batch(indices)
+        self.cross_attention_cache.select_batch(indices)
+
+    def crop(self, max_length: int) -> None:
+        self.self_attention_cache.crop(max_length)
+
+    def __len__(self) -> int:
+        return len(self.self_attention_cache)
