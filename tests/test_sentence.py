@@ -223,3 +223,27 @@ def test_lazy_top_level_names():
     import sys
     probe = "import autoload.sentence, sys; print('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True).stdout.strip() == "False"
+
+
+def test_bge_m3_style_cls_pooling_on_xlm_roberta(e5_tokenizer_json, tmp_path):
+    """bge-m3's layout: an XLM-R encoder, CLS pooling, Normalize; the real XLM-R tokenizer.json."""
+    folder = tmp_path / "bge-m3-like"
+    torch.manual_seed(0)
+    config = transformers.XLMRobertaConfig(vocab_size=250037, hidden_size=32, num_hidden_layers=2,
+                                           num_attention_heads=4, intermediate_size=37, max_position_embeddings=514)
+    transformers.XLMRobertaModel(config).save_pretrained(folder)
+    shutil.copy(e5_tokenizer_json, folder / "tokenizer.json")
+    _with_files(folder, tmp_path / "bge", {
+        "tokenizer_config.json": {"tokenizer_class": "XLMRobertaTokenizer", "model_max_length": 512},
+        "modules.json": [
+            {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+            {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+            {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}],
+        "sentence_bert_config.json": {"max_seq_length": 16, "do_lower_case": False},
+        "1_Pooling/config.json": {"word_embedding_dimension": 32, "pooling_mode_cls_token": True,
+                                  "pooling_mode_mean_tokens": False}})
+    texts = TEXTS + ["熊猫是什么？", "ما هو الباندا؟ " * 4]
+    ours, ref = SentenceTransformer(tmp_path / "bge"), sentence_transformers.SentenceTransformer(
+        str(tmp_path / "bge"), device="cpu")
+    assert ours.max_seq_length == 16  # long texts are cut at 16 tokens, as the reference
+    assert_close(ours.encode(texts, batch_size=4), ref.encode(texts, batch_size=4))
