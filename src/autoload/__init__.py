@@ -29,7 +29,8 @@ _EXPORTS: dict[str, str] = {
     **{name: "autoload.registry.auto" for name in (
         "AutoModel", "AutoModelForPreTraining", "AutoModelForMaskedLM", "AutoModelForCausalLM",
         "AutoModelForSequenceClassification", "AutoModelForTokenClassification", "AutoModelForQuestionAnswering",
-        "AutoModelForMultipleChoice", "AutoModelForNextSentencePrediction", "AutoModelForTextEncoding")},
+        "AutoModelForMultipleChoice", "AutoModelForNextSentencePrediction", "AutoModelForTextEncoding",
+        "AutoModelForSeq2SeqLM")},
     **{name: "autoload.errors" for name in (
         "RepoFileError", "ConfigError", "ConfigTypeError", "ModelTooLargeError", "ChatTemplateError")},
     **{name: "autoload.hub.errors" for name in (

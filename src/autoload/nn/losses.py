@@ -55,3 +55,18 @@ def sequence_classification_loss(config, logits: torch.Tensor, labels: torch.Ten
         return F.binary_cross_entropy_with_logits(logits, labels)
     raise ValueError(f"Unknown problem_type {config.problem_type!r}: use 'regression', "
                      "'single_label_classification' or 'multi_label_classification'.")
+
+
+def shift_tokens_right(labels: torch.Tensor, pad_token_id: int | None, decoder_start_token_id: int | None
+                       ) -> torch.Tensor:
+    """Seq2seq teacher forcing: (B, T) labels -> (B, T) decoder_input_ids = [start, labels[:-1]], with the
+    ignored label -100 replaced by the pad id (the reference's shift_tokens_right / T5's _shift_right)."""
+    if decoder_start_token_id is None:
+        raise ValueError("config.decoder_start_token_id is not set: it is needed to build decoder_input_ids "
+                         "from labels (pass decoder_input_ids, or set it in config.json).")
+    if pad_token_id is None:
+        raise ValueError("config.pad_token_id is not set: it is needed to replace -100 in labels when building "
+                         "decoder_input_ids.")
+    shifted = labels.new_full(labels.shape, decoder_start_token_id)
+    shifted[..., 1:] = labels[..., :-1]
+    return shifted.masked_fill(shifted == -100, pad_token_id)

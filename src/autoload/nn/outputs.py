@@ -71,3 +71,15 @@ BertForPreTrainingOutput = _output("BertForPreTrainingOutput", "loss", "predicti
                                    "seq_relationship_logits", "hidden_states", "attentions")
 AlbertForPreTrainingOutput = _output("AlbertForPreTrainingOutput", "loss", "prediction_logits", "sop_logits",
                                      "hidden_states", "attentions")
+
+# encoder-decoder models: the decoder's fields, then the encoder's (as the reference orders them)
+_SEQ2SEQ = ("past_key_values", "decoder_hidden_states", "decoder_attentions", "cross_attentions",
+            "encoder_last_hidden_state", "encoder_hidden_states", "encoder_attentions")
+Seq2SeqModelOutput = _output("Seq2SeqModelOutput", "last_hidden_state", *_SEQ2SEQ)
+Seq2SeqLMOutput = _output("Seq2SeqLMOutput", "loss", "logits", *_SEQ2SEQ)
+Seq2SeqSequenceClassifierOutput = _output("Seq2SeqSequenceClassifierOutput", "loss", "logits", *_SEQ2SEQ)
+Seq2SeqQuestionAnsweringModelOutput = _output("Seq2SeqQuestionAnsweringModelOutput", "loss", "start_logits",
+                                              "end_logits", *_SEQ2SEQ)
+BaseModelOutputWithPastAndCrossAttentions = _output("BaseModelOutputWithPastAndCrossAttentions", "last_hidden_state",
+                                                    "past_key_values", "hidden_states", "attentions",
+                                                    "cross_attentions")

@@ -228,6 +228,7 @@ AutoModelForQuestionAnswering = _AUTO_MODELS["AutoModelForQuestionAnswering"]
 AutoModelForMultipleChoice = _AUTO_MODELS["AutoModelForMultipleChoice"]
 AutoModelForNextSentencePrediction = _AUTO_MODELS["AutoModelForNextSentencePrediction"]
 AutoModelForTextEncoding = _AUTO_MODELS["AutoModelForTextEncoding"]
+AutoModelForSeq2SeqLM = _AUTO_MODELS["AutoModelForSeq2SeqLM"]
 
 TOKENIZER_FILES_FOR_RESOLUTION = ["tokenizer_config.json", CONFIG_NAME]
 

@@ -182,6 +182,7 @@ AUTO_MODEL_CLASSES = (
     "AutoModel", "AutoModelForPreTraining", "AutoModelForMaskedLM", "AutoModelForCausalLM",
     "AutoModelForSequenceClassification", "AutoModelForTokenClassification", "AutoModelForQuestionAnswering",
     "AutoModelForMultipleChoice", "AutoModelForNextSentencePrediction", "AutoModelForTextEncoding",
+    "AutoModelForSeq2SeqLM",
 )
 
 # `tokenizer_class` names whose built-in class replaces the repo's own tokenizer code even when it is trusted
