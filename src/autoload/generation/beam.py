@@ -155,7 +155,7 @@ def beam_search(model, input_ids, mask, positions, cache, *, num_beams, max_leng
         sequences=sequences, sequences_scores=beam_scores if output_scores else None,
         scores=tuple(all_scores) if all_scores is not None else None,
         logits=tuple(raw_logits) if raw_logits is not None else None,
-        beam_indices=beam_indices.long(), **(step_outputs.result() if step_outputs is not None else {}),
+        beam_indices=beam_indices.long(), **(step_outputs.result(cross=False) if step_outputs is not None else {}),
         past_key_values=cache)
 
 

@@ -41,7 +41,7 @@ NEUTRAL: dict[str, Any] = {
     "num_beam_groups": 1, "typical_p": 1.0, "epsilon_cutoff": 0.0,
     "eta_cutoff": 0.0, "diversity_penalty": 0.0, "encoder_repetition_penalty": 1.0,
     "encoder_no_repeat_ngram_size": 0, "bad_words_ids": None, "force_words_ids": None, "suppress_tokens": None,
-    "begin_suppress_tokens": None, "forced_bos_token_id": None, "forced_eos_token_id": None,
+    "begin_suppress_tokens": None,
     "sequence_bias": None, "guidance_scale": None, "penalty_alpha": None, "top_h": None, "max_time": None,
     "exponential_decay_length_penalty": None, "renormalize_logits": False, "remove_invalid_values": False,
     "watermarking_config": None, "constraints": None, "token_healing": False, "prefill_chunk_size": None,
@@ -79,6 +79,9 @@ class GenerationConfig:
     output_logits: bool | None = None
     output_attentions: bool | None = None
     output_hidden_states: bool | None = None
+    decoder_start_token_id: int | None = None  # encoder-decoders: the decoder's first token (default: bos)
+    forced_bos_token_id: int | None = None  # the token forced as the first generated one (mBART language codes)
+    forced_eos_token_id: int | list[int] | None = None  # the token(s) forced as the last one at max_length
     extra: dict[str, Any] = field(default_factory=dict, repr=False)
 
     # -- construction ---------------------------------------------------------------------------------------

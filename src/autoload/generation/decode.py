@@ -25,6 +25,7 @@ from .beam import beam_search
 from .compiled import CACHE_MULTIPLE, CompiledSteps
 from .config import CACHE_IMPLEMENTATIONS, DEFAULT_NEW_TOKENS, NEUTRAL, GenerationConfig, resolve
 from .sampling import LogitsRules, sample, seen_tokens
+from .seq2seq import DecoderStep, dict_output, encode, is_encoder_decoder, start_ids
 
 logger = logging.getLogger("autoload")
 
@@ -64,6 +65,7 @@ class StepOutputs:
         if hidden_states:
             self.flags["output_hidden_states"] = True
         self.attentions = [] if attentions else None
+        self.cross_attentions = [] if attentions else None  # encoder-decoders' cross-attention weights
         self.hidden_states = [] if hidden_states else None
 
     def __call__(self, out) -> None:
@@ -73,13 +75,20 @@ class StepOutputs:
                 weights = tuple(torch.nn.functional.pad(w, (0, max(self.key_length - w.shape[-1], 0)))
                                 for w in weights)
             self.attentions.append(weights)
+            cross = getattr(out, "cross_attentions", None)
+            if cross is not None:
+                self.cross_attentions.append(cross)
         if self.hidden_states is not None:
             self.hidden_states.append(out.hidden_states)
 
-    def result(self) -> dict:
-        """The `attentions` and `hidden_states` fields of the output (None when not asked for)."""
+    def result(self, cross: bool = True) -> dict:
+        """The `attentions` and `hidden_states` fields of the output (None when not asked for), and with `cross`
+        the encoder-decoders' `cross_attentions`."""
+        if not cross:
+            return {k: v for k, v in self.result().items() if k != "cross_attentions"}
         return {"attentions": tuple(self.attentions) if self.attentions is not None else None,
-                "hidden_states": tuple(self.hidden_states) if self.hidden_states is not None else None}
+                "hidden_states": tuple(self.hidden_states) if self.hidden_states is not None else None,
+                "cross_attentions": tuple(self.cross_attentions) if self.cross_attentions else None}
 
 
 # -- the four pieces -------------------------------------------------------------------------------------------
@@ -135,7 +144,10 @@ def generate(model, input_ids: torch.Tensor | None = None, attention_mask: torch
              num_beams: int | None = None,
              length_penalty: float | None = None, early_stopping: bool | str | None = None,
              no_repeat_ngram_size: int | None = None, logits_processor=None, stopping_criteria=None, inputs=None,
-             position_ids: torch.Tensor | None = None, past_key_values=None, compile: bool = False, **unknown):
+             position_ids: torch.Tensor | None = None, past_key_values=None, compile: bool = False,
+             decoder_start_token_id: int | None = None, forced_bos_token_id: int | None = None,
+             forced_eos_token_id=None, decoder_input_ids: torch.Tensor | None = None, encoder_outputs=None,
+             **unknown):
     """Generate continuations of `input_ids` (B, T) — left-padded with `attention_mask` for a batch.
 
     Options left None come from `generation_config` (a GenerationConfig, dict or transformers object), then the
@@ -162,6 +174,12 @@ def generate(model, input_ids: torch.Tensor | None = None, attention_mask: torch
     `no_repeat_ngram_size` bans any n-gram from occurring twice in a row (every decoding mode).
     An explicit `eos_token_id=None` (or []) turns EOS stopping off and `pad_token_id=None` drops the model's pad
     id, as in the reference; every other option given as None counts as not set.
+
+    Encoder-decoders (T5, BART, Marian, ...; see generation/seq2seq.py): `input_ids` / `attention_mask` are the
+    source, which the encoder reads once (or pass its `encoder_outputs`); the decoder starts from
+    `decoder_start_token_id` (or `decoder_input_ids`), and the lengths count the decoder's tokens. The returned
+    sequences are the decoder's ids. `forced_bos_token_id` forces the first generated token (mBART's target
+    language), `forced_eos_token_id` the last one at max_length (every model).
     """
     call = {k: v for k, v in locals().items()
             if k in _FIELDS and v is not UNSET and (v is not None or k in ("eos_token_id", "pad_token_id"))}
@@ -181,7 +199,7 @@ def generate(model, input_ids: torch.Tensor | None = None, attention_mask: torch
         with torch.no_grad():
             return _generate(model, input_ids, attention_mask, call, generation_config, tokenizer, generator, seed,
                              streamer, logits_processor or [], stopping_criteria or [], position_ids,
-                             past_key_values, compile)
+                             past_key_values, compile, decoder_input_ids, encoder_outputs)
     except BaseException as err:  # let an iterating consumer in another thread see the failure instead of hanging
         if streamer is not None and hasattr(streamer, "on_error"):
             streamer.on_error(err)
@@ -205,7 +223,7 @@ def _check_unknown(unknown: dict) -> None:
 
 
 def _generate(model, input_ids, attention_mask, call, passed, tokenizer, generator, seed, streamer, processors,
-              criteria, position_ids=None, past=None, compile=False):
+              criteria, position_ids=None, past=None, compile=False, decoder_input_ids=None, encoder_outputs=None):
     model_config = getattr(model, "generation_config", None)
     if model_config is None:
         model_config = GenerationConfig.from_model_config(model.config)
@@ -216,6 +234,16 @@ def _generate(model, input_ids, attention_mask, call, passed, tokenizer, generat
                              "use_cache unset.")
         cfg.cache_implementation = "static"
     device = model.device
+    seq2seq = is_encoder_decoder(model)
+    if seq2seq and input_ids is None and encoder_outputs is not None:
+        batch, length = encoder_outputs[0].shape[:2]  # no source ids: placeholders, attended unless masked
+        input_ids = torch.zeros(batch, length, dtype=torch.long, device=device)
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+    elif decoder_input_ids is not None or encoder_outputs is not None:
+        if not seq2seq:
+            raise ValueError(f"decoder_input_ids / encoder_outputs are for encoder-decoder models; "
+                             f"{type(model).__name__} is decoder-only: pass the prompt as input_ids.")
     input_ids = _prompt_ids(input_ids, cfg.bos_token_id, device)
     batch, prompt_len = input_ids.shape
     if attention_mask is not None:
@@ -233,7 +261,19 @@ def _generate(model, input_ids, attention_mask, call, passed, tokenizer, generat
     _validate(cfg, user_set)
     if attention_mask is None:
         attention_mask = _infer_mask(input_ids, pad, eos)
-    if pad is not None and batch > 1 and bool((attention_mask[:, -1] == 0).any()):
+    encoded = None
+    if seq2seq:  # the encoder runs once; from here on the loop sees the decoder (seq2seq.DecoderStep)
+        if compile or cfg.cache_implementation == "static" or past is not None:
+            raise ValueError("Encoder-decoder generation uses the dynamic cache: compile=True, "
+                             "cache_implementation='static' and past_key_values are for decoder-only models.")
+        with_outputs = bool(cfg.return_dict_in_generate)
+        encoded = encode(model, input_ids, attention_mask, encoder_outputs,
+                         with_outputs and bool(cfg.output_attentions), with_outputs and bool(cfg.output_hidden_states))
+        model = DecoderStep(model, encoded, None if bool((attention_mask == 1).all()) else attention_mask)
+        input_ids = start_ids(model, cfg, batch, decoder_input_ids, device)
+        prompt_len = input_ids.shape[1]
+        attention_mask = torch.ones_like(input_ids)
+    elif pad is not None and batch > 1 and bool((attention_mask[:, -1] == 0).any()):
         logger.warning("A decoder-only architecture is being used, but right-padding was detected! For correct "
                        "generation results, please set `padding_side='left'` when initializing the tokenizer.")
     past_len = past.get_seq_length() if past is not None else 0
@@ -250,6 +290,8 @@ def _generate(model, input_ids, attention_mask, call, passed, tokenizer, generat
         input_ids = input_ids.repeat_interleave(n, dim=0)
         attention_mask = attention_mask.repeat_interleave(n, dim=0)
         position_ids = position_ids.repeat_interleave(n, dim=0) if position_ids is not None else None
+        if seq2seq:
+            model.repeat_interleave(n)
         batch *= n
     max_length, min_length = _lengths(model, cfg, user_set, prompt_len, past_len)
     if past_len:  # the cached tokens are attended to: they count as real columns of the mask
@@ -264,7 +306,8 @@ def _generate(model, input_ids, attention_mask, call, passed, tokenizer, generat
             raise ValueError("Pass either seed or generator, not both.")
         generator = torch.Generator(device=device).manual_seed(seed)
     rules = LogitsRules(cfg.repetition_penalty, eos, min_length, cfg.do_sample, cfg.temperature, cfg.top_k,
-                        cfg.top_p, cfg.min_p, cfg.no_repeat_ngram_size)
+                        cfg.top_p, cfg.min_p, cfg.no_repeat_ngram_size, cfg.forced_bos_token_id,
+                        _ids_tensor(cfg.forced_eos_token_id, device), max_length)
     if past is not None:
         if not cfg.use_cache:
             raise ValueError("past_key_values was given with use_cache=False: the cache is needed to continue.")
@@ -272,7 +315,7 @@ def _generate(model, input_ids, attention_mask, call, passed, tokenizer, generat
     else:
         # compiled steps: the cache length rounded up, so that nearby prompt lengths share one graph
         cache_len = -(-max_length // CACHE_MULTIPLE) * CACHE_MULTIPLE if compile else max_length
-        cache = _new_cache(model, cfg, batch, cache_len) if cfg.use_cache else None
+        cache = _new_cache(model, cfg, batch, cache_len, seq2seq) if cfg.use_cache else None
     positions = position_ids if position_ids is not None else \
         _positions(mask, batch, past_len + prompt_len, device)[:, past_len:]  # (B, T)
     record = None
@@ -284,7 +327,7 @@ def _generate(model, input_ids, attention_mask, call, passed, tokenizer, generat
         record = StepOutputs(bool(cfg.output_attentions), bool(cfg.output_hidden_states),
                              max_length - 1 if static else None)
     if beams and max_length > prompt_len:
-        return beam_search(
+        out = beam_search(
             model, input_ids, mask, positions, cache, num_beams=cfg.num_beams, max_length=max_length, rules=rules,
             processors=processors, finished=lambda ids, scores: _finished(ids, scores, eos, stop, criteria),
             eos=eos, pad=pad, length_penalty=cfg.length_penalty, early_stopping=cfg.early_stopping,
@@ -292,6 +335,7 @@ def _generate(model, input_ids, attention_mask, call, passed, tokenizer, generat
             output_logits=cfg.output_logits, return_dict=cfg.return_dict_in_generate,
             forward=lambda ids, m, pos, c: _forward(model, ids, m, pos, c, record), seen_mask=mask,
             step_outputs=record)
+        return dict_output(out, encoded, record) if seq2seq and cfg.return_dict_in_generate else out
     scores_out = [] if cfg.output_scores else None
     logits_out = [] if cfg.output_logits else None
     unfinished = torch.ones(batch, dtype=torch.bool, device=device)
@@ -333,10 +377,15 @@ def _generate(model, input_ids, attention_mask, call, passed, tokenizer, generat
     if streamer is not None:
         streamer.end()
     if cfg.return_dict_in_generate:
+        if seq2seq:
+            return dict_output(GenerateDecoderOnlyOutput(
+                sequences=input_ids, scores=tuple(scores_out) if scores_out is not None else None,
+                logits=tuple(logits_out) if logits_out is not None else None, past_key_values=cache),
+                encoded, record)
         return GenerateDecoderOnlyOutput(sequences=input_ids,
                                          scores=tuple(scores_out) if scores_out is not None else None,
                                          logits=tuple(logits_out) if logits_out is not None else None,
-                                         **(record.result() if record is not None else {}),
+                                         **(record.result(cross=False) if record is not None else {}),
                                          past_key_values=cache)
     return input_ids
 
@@ -479,8 +528,10 @@ def _positions(mask, batch: int, length: int, device) -> torch.Tensor:
     return (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)
 
 
-def _new_cache(model, cfg: GenerationConfig, batch: int, max_length: int):
-    from ..nn.cache import DynamicCache, StaticCache
+def _new_cache(model, cfg: GenerationConfig, batch: int, max_length: int, seq2seq: bool = False):
+    from ..nn.cache import DynamicCache, EncoderDecoderCache, StaticCache
+    if seq2seq:
+        return EncoderDecoderCache(DynamicCache(), DynamicCache())
     if cfg.cache_implementation == "dynamic":
         return DynamicCache()
     config = model.config

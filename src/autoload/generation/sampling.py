@@ -4,6 +4,8 @@
    a logit < 0 is multiplied by the penalty, a logit > 0 divided by it;
 1b. no-repeat n-grams: a token that would complete an n-gram already in the row (prompt included) gets -inf;
 2. minimum length: EOS ids get -inf while the row is shorter than min_length / prompt + min_new_tokens;
+2b. forced tokens: at length 1 (an encoder-decoder's first generated token) only `forced_bos_token_id` is possible,
+   at max_length - 1 only the `forced_eos_token_id` ids (every other logit -inf, the forced ones 0);
 3. the caller's own `logits_processor` callables, in order (the reference merges them here, before the warpers);
 4. only when sampling (`logits_to_probs`): temperature (logits / T), top-k (keep logits >= the k-th largest),
    top-p (drop the low tail whose cumulative probability is <= 1 - p, keep at least one), min-p (drop
@@ -35,6 +37,9 @@ class LogitsRules:
     top_p: float = 1.0
     min_p: float | None = None
     no_repeat_ngram_size: int = 0
+    forced_bos: int | None = None  # the only possible token at length 1
+    forced_eos: torch.Tensor | None = None  # (n,) the only possible tokens at length max_length - 1
+    max_length: int = 0
 
     def process(self, scores: torch.Tensor, seen: torch.Tensor | None, length: int, custom=(),
                 input_ids: torch.Tensor | None = None) -> torch.Tensor:
@@ -47,11 +52,22 @@ class LogitsRules:
         if self.eos is not None and length < self.min_length:
             is_eos = torch.isin(torch.arange(scores.shape[-1], device=scores.device), self.eos)  # (V,)
             scores = scores.masked_fill(is_eos, NEG_INF)  # EOS may not end the row yet
+        if self.forced_bos is not None and length == 1:
+            scores = force(scores, torch.tensor([self.forced_bos], device=scores.device))
+        if self.forced_eos is not None and length == self.max_length - 1:
+            scores = force(scores, self.forced_eos)
         for processor in custom:
             scores = processor(input_ids, scores)
         if self.do_sample:
             scores = warp(scores, self.temperature, self.top_k, self.top_p, self.min_p)
         return scores
+
+
+def force(scores: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """Only `ids` remain possible: (B, V) scores become -inf except 0 at those ids (the reference's forced tokens)."""
+    forced = torch.full_like(scores, NEG_INF)
+    forced[:, ids.to(scores.device)] = 0
+    return forced
 
 
 def repetition_penalty(scores: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
