@@ -434,8 +434,10 @@ def test_task_names_and_lazy_export():
     assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True).stdout.strip() == "False"
     assert pipeline_class("ner") is pipeline_class("token-classification")
     assert pipeline_class("sentiment-analysis").task == "text-classification"
-    assert sorted(TASKS) == ["feature-extraction", "fill-mask", "sentence-embeddings", "text-classification",
-                             "text-generation", "text-ranking", "token-classification", "zero-shot-classification"]
+    assert sorted(TASKS) == ["feature-extraction", "fill-mask", "sentence-embeddings", "summarization",
+                             "text-classification", "text-generation", "text-ranking", "text2text-generation",
+                             "token-classification", "translation", "zero-shot-classification"]
+    assert pipeline_class("translation_en_to_fr") is pipeline_class("translation")
     with pytest.raises(ValueError, match="Unknown task 'question-answering'"):
         pipeline("question-answering", "x")
     assert "pipeline" in autoload.__all__ and autoload.pipeline is pipeline

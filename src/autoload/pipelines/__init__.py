@@ -4,7 +4,7 @@
     fill("巴黎是[MASK]国的首都。", top_k=5)
 
 One module per task (fill_mask, embeddings, text_classification, token_classification, text_generation,
-zero_shot, text_ranking) on a shared base (base.py: options, batching, progress bar, inference mode). Importing this package
+zero_shot, text_ranking, text2text) on a shared base (base.py: options, batching, progress bar, inference mode). Importing this package
 imports no torch; the task's module is imported when a pipeline is built.
 """
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import os
+import re
 
 # task -> "module:Class" (relative to this package)
 TASKS: dict[str, str] = {
@@ -24,6 +25,9 @@ TASKS: dict[str, str] = {
     "text-generation": "text_generation:TextGenerationPipeline",
     "zero-shot-classification": "zero_shot:ZeroShotClassificationPipeline",
     "text-ranking": "text_ranking:TextRankingPipeline",
+    "text2text-generation": "text2text:Text2TextGenerationPipeline",
+    "summarization": "text2text:SummarizationPipeline",
+    "translation": "text2text:TranslationPipeline",  # also "translation_xx_to_yy"
 }
 ALIASES: dict[str, str] = {"sentiment-analysis": "text-classification", "ner": "token-classification"}
 HUB_OPTIONS = ("revision", "token", "cache_dir", "local_files_only", "endpoint")
@@ -32,6 +36,8 @@ HUB_OPTIONS = ("revision", "token", "cache_dir", "local_files_only", "endpoint")
 def pipeline_class(task: str) -> type:
     """The pipeline class of a task name or alias; an unknown name is an error listing the supported ones."""
     name = ALIASES.get(task, task) if isinstance(task, str) else task
+    if isinstance(name, str) and re.fullmatch(r"translation_[A-Za-z_-]+_to_[A-Za-z_-]+", name):
+        name = "translation"
     target = TASKS.get(name)
     if target is None:
         known = sorted([*TASKS, *ALIASES])
@@ -48,7 +54,8 @@ def pipeline(task: str, model=None, tokenizer=None, *, device=None, dtype=None, 
              local_files_only: bool = False, endpoint: str | None = None, hub: str | None = None, **task_options):
     """Build the pipeline of `task` ("fill-mask", "feature-extraction", "sentence-embeddings",
     "text-classification" / "sentiment-analysis", "token-classification" / "ner", "text-generation",
-    "zero-shot-classification", "text-ranking").
+    "zero-shot-classification", "text-ranking", "text2text-generation", "summarization", "translation" /
+    "translation_xx_to_yy").
 
     model: a hub repo id, a folder, or a loaded model (then `tokenizer` is loaded from the model's
     `name_or_path` unless given). tokenizer: a loaded tokenizer, a repo id or a folder (default: the model's).
@@ -99,6 +106,8 @@ def pipeline(task: str, model=None, tokenizer=None, *, device=None, dtype=None, 
     extra = {}
     if cls.task == "sentence-embeddings":
         extra["setup"] = _sentence_setup(name or getattr(model, "name_or_path", ""), hub)
+    if cls.task in ("text2text-generation", "summarization", "translation"):
+        extra["task"] = task  # "translation_en_to_fr" picks the model's task_specific_params and languages
     return cls(model, tokenizer, batch_size=batch_size, progress=progress, **extra, **task_options)
 
 
