@@ -92,6 +92,10 @@ _EXPORTS: dict[str, str] = {
     "GPT2TokenizerFast": "autoload.tokenization.gpt2",
     "RobertaTokenizer": "autoload.tokenization.roberta",
     "RobertaTokenizerFast": "autoload.tokenization.roberta",
+    "BartTokenizer": "autoload.tokenization.roberta",
+    "BartTokenizerFast": "autoload.tokenization.roberta",
+    **{name: "autoload.tokenization.mbart" for name in (
+        "MBartTokenizer", "MBartTokenizerFast", "MBart50Tokenizer", "MBart50TokenizerFast")},
     "MPNetTokenizer": "autoload.tokenization.mpnet",
     "MPNetTokenizerFast": "autoload.tokenization.mpnet",
     "Qwen2Tokenizer": "autoload.tokenization.qwen2",

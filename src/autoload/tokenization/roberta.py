@@ -51,3 +51,5 @@ class RobertaTokenizer(TokenizersBackend):
 
 
 RobertaTokenizerFast = RobertaTokenizer
+# BART uses RoBERTa's vocabulary and template; transformers 5 resolves these names to RobertaTokenizer too
+BartTokenizer = BartTokenizerFast = RobertaTokenizer
