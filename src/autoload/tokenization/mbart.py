@@ -92,11 +92,11 @@ class MBartTokenizer(SentencePieceUnigramTokenizer):
 
     @src_lang.setter
     def src_lang(self, new_src_lang: str) -> None:
+        self.set_src_lang_special_tokens(new_src_lang)  # an unknown code raises before anything changes
         self._src_lang = new_src_lang
-        self.set_src_lang_special_tokens(new_src_lang)
 
     def _lang_id(self, lang: str) -> int:
-        index = self._token_to_id(lang)
+        index = self._tokenizer.token_to_id(lang)  # None for a token outside the vocab (no <unk> fallback)
         if index is None:
             raise ValueError(f"{lang!r} is not a language code of this tokenizer; known: {', '.join(self.language_codes)}")
         return index

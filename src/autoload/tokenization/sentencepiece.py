@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 from tokenizers import Regex, decoders, normalizers
 
+from ..errors import RepoFileError
+
 # SentencePiece.Type
 NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
 # TrainerSpec.ModelType
@@ -114,9 +116,9 @@ def read_model(path: str) -> SentencePieceModel:
             elif number == 3:
                 _set_fields(model, value, _NORMALIZER_FIELDS)
     except (ValueError, IndexError, UnicodeDecodeError, struct.error) as err:
-        raise OSError(f"{path} is not a valid SentencePiece model: {err}") from None
+        raise RepoFileError(f"{path} is not a valid SentencePiece model: {err}") from None
     if not model.pieces:
-        raise OSError(f"{path} is not a SentencePiece model: it has no pieces.")
+        raise RepoFileError(f"{path} is not a SentencePiece model: it has no pieces.")
     return model
 
 
