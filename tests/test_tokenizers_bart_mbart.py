@@ -26,7 +26,8 @@ from conftest import data_path
 
 SOURCES = ["UN Chief Says There Is No Military Solution in Syria", "Hello  world ", "a <mask> b fr_XX c ro_RO",
            "人工智能是计算机科学的一个分支。", "Café déjà vu — naïve façade", ""]
-TARGETS = ["Şeful ONU declară că nu există o soluţie militară în Siria", "Bonjour le monde", "x", "日本語", "ç", "y"]
+TARGETS = ["Şeful ONU declară că nu există o soluţie militară în Siria", "Bonjour le monde", "x", "日本語", "ç",
+           "y"]
 TEXT_CALLS = [CALLS[0], CALLS[2], CALLS[6], CALLS[12], CALLS[15]]  # plain, padding, truncation, offsets+masks, pt
 
 

@@ -72,8 +72,8 @@ class MBartTokenizer(SentencePieceUnigramTokenizer):
 
     @staticmethod
     def _pre_tokenizer():
-        return pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(),
-                                        pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always", split=True)])
+        metaspace = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always", split=True)
+        return pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), metaspace])
 
     @classmethod
     def spm_vocab(cls, pieces, kwargs):
@@ -98,7 +98,8 @@ class MBartTokenizer(SentencePieceUnigramTokenizer):
     def _lang_id(self, lang: str) -> int:
         index = self._tokenizer.token_to_id(lang)  # None for a token outside the vocab (no <unk> fallback)
         if index is None:
-            raise ValueError(f"{lang!r} is not a language code of this tokenizer; known: {', '.join(self.language_codes)}")
+            raise ValueError(f"{lang!r} is not a language code of this tokenizer; known: "
+                             f"{', '.join(self.language_codes)}")
         return index
 
     def _set_template(self, prefix: list[int], suffix: list[int]) -> None:
