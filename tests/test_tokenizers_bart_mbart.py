@@ -71,6 +71,7 @@ def test_bart_names_follow_the_reference():
 
 def test_bart_real_gpt2_vocab(bart_folder, tmp_path):
     ours, theirs = tokenizer_class("BartTokenizer").from_pretrained(bart_folder), transformers_auto(bart_folder)
+    assert type(autoload.AutoTokenizer.from_pretrained(bart_folder)) is RobertaTokenizer
     assert type(theirs).__name__ == "RobertaTokenizer" and len(ours) == 50262
     assert_same_attributes(ours, theirs)
     assert json.loads(ours.backend_tokenizer.to_str()) == json.loads(theirs.backend_tokenizer.to_str())
@@ -128,7 +129,8 @@ def mbart_pairs(xlmr_model, tmp_path_factory):
 
 @pytest.mark.parametrize("case", ["mbart", "mbart_json", "mbart50", "mbart50_json"])
 def test_mbart_parity(mbart_pairs, case):
-    ours, theirs, _ = mbart_pairs[case]
+    ours, theirs, folder = mbart_pairs[case]
+    assert type(autoload.AutoTokenizer.from_pretrained(folder)) is type(ours)
     codes = MBART50_LANGUAGE_CODES if case.startswith("mbart50") else FAIRSEQ_LANGUAGE_CODES
     assert type(theirs).__name__ == type(ours).__name__ and len(ours) == 250002 + len(codes)
     assert_same_attributes(ours, theirs)
