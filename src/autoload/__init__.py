@@ -96,6 +96,8 @@ _EXPORTS: dict[str, str] = {
     "BartTokenizerFast": "autoload.tokenization.roberta",
     **{name: "autoload.tokenization.mbart" for name in (
         "MBartTokenizer", "MBartTokenizerFast", "MBart50Tokenizer", "MBart50TokenizerFast")},
+    "T5Tokenizer": "autoload.tokenization.t5",
+    "T5TokenizerFast": "autoload.tokenization.t5",
     "MPNetTokenizer": "autoload.tokenization.mpnet",
     "MPNetTokenizerFast": "autoload.tokenization.mpnet",
     "Qwen2Tokenizer": "autoload.tokenization.qwen2",
