@@ -23,7 +23,8 @@ T5_PIECES = dict(pad_id=0, eos_id=1, unk_id=2, bos_id=-1)
 HARD = ["translate English to German: the house", "a <extra_id_0> b <extra_id_99> c </s> <pad>", "   ",
         "ÀÉÎÕÜ ÅNGSTRÖM ½ ﬁ", "a\u3000b\u00a0c"]
 # case -> tokenizer_config.json; "mt5": no tokenizer_class, config.json's model_type decides (transformers: T5Tokenizer)
-CASES = {"t5": {"tokenizer_class": "T5Tokenizer"}, "t5_extra_10": {"tokenizer_class": "T5Tokenizer", "extra_ids": 10, "legacy": False},
+CASES = {"t5": {"tokenizer_class": "T5Tokenizer"},
+         "t5_extra_10": {"tokenizer_class": "T5Tokenizer", "extra_ids": 10, "legacy": False},
          "mt5": {}}
 
 

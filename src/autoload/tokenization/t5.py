@@ -26,7 +26,8 @@ class T5Tokenizer(SentencePieceUnigramTokenizer):
 
     def __init__(self, vocab: list[tuple[str, float]] | None = None, *, eos_token="</s>", unk_token="<unk>",
                  pad_token="<pad>", extra_ids: int = 100, extra_special_tokens=None,
-                 additional_special_tokens=None, legacy: bool | None = None, _spm_precompiled_charsmap: bytes | None = None, **kwargs):
+                 additional_special_tokens=None, legacy: bool | None = None,
+                 _spm_precompiled_charsmap: bytes | None = None, **kwargs):
         self._extra_ids = extra_ids
         # transformers 5's T5Tokenizer keeps `legacy` as a stored option only: the Metaspace pre-tokenizer above is
         # the non-legacy behaviour (no extra "▁" after special tokens) whatever the value
