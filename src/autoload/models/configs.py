@@ -352,6 +352,90 @@ class CamembertConfig(RobertaConfig):
     defaults = {**RobertaConfig.defaults, "vocab_size": 30522}
 
 
+class _BartFamilyConfig(PretrainedConfig):
+    """The BART-shaped encoder-decoders (bart, mbart, marian): the reference's key names, `attribute_map` from the
+    standard names to the encoder's sizes. `pre_layer_norm` is a class hook, not a config.json key: mBART's layers
+    normalise before each block (plus a final layer_norm per stack), BART's and Marian's after."""
+
+    mlp_matrices, learned_positions = 2, True
+    pre_layer_norm = False
+    attribute_map = {"num_attention_heads": "encoder_attention_heads", "hidden_size": "d_model",
+                     "num_hidden_layers": "encoder_layers"}
+    defaults = {
+        "vocab_size": 50265, "max_position_embeddings": 1024, "encoder_layers": 12, "encoder_ffn_dim": 4096,
+        "encoder_attention_heads": 16, "decoder_layers": 12, "decoder_ffn_dim": 4096, "decoder_attention_heads": 16,
+        "encoder_layerdrop": 0.0, "decoder_layerdrop": 0.0, "activation_function": "gelu", "d_model": 1024,
+        "dropout": 0.1, "attention_dropout": 0.0, "activation_dropout": 0.0, "init_std": 0.02,
+        "classifier_dropout": 0.0, "scale_embedding": False, "use_cache": True, "pad_token_id": 1,
+        "bos_token_id": 0, "eos_token_id": 2, "is_encoder_decoder": True, "decoder_start_token_id": 2,
+        "forced_bos_token_id": None, "forced_eos_token_id": 2, "is_decoder": False, "tie_word_embeddings": True,
+    }
+
+    def _post_init(self) -> None:
+        from ..errors import ConfigError  # (a local import: this hunk leaves the module's imports alone)
+
+        for key in ("decoder_layers", "decoder_attention_heads", "decoder_ffn_dim", "encoder_ffn_dim",
+                    "decoder_vocab_size"):
+            value = self.__dict__.get(key)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or not
+                                      0 < value <= (10_000 if key == "decoder_layers" else 2**31)):
+                raise ConfigError(f"{type(self).__name__}: {key}={value!r} must be a positive integer "
+                                  "(the config is corrupt or hostile).")
+
+    def parameter_estimate(self) -> list[tuple[str, int]]:
+        """Token and position embeddings, encoder layers (attention + MLP), decoder layers (self- and
+        cross-attention + MLP), an untied or separate-vocabulary output projection."""
+        d, positions = self.d_model, self.max_position_embeddings
+        target = getattr(self, "decoder_vocab_size", None) or self.vocab_size
+        parts = [(f"embeddings ((vocab_size={self.vocab_size:,} + 2 x max_position_embeddings={positions:,}) x "
+                  f"d_model={d:,})", (self.vocab_size + 2 * positions) * d),
+                 (f"encoder_layers={self.encoder_layers:,} (d_model={d:,}, encoder_ffn_dim={self.encoder_ffn_dim:,})",
+                  self.encoder_layers * (4 * d * d + 2 * d * self.encoder_ffn_dim)),
+                 (f"decoder_layers={self.decoder_layers:,} (d_model={d:,}, decoder_ffn_dim={self.decoder_ffn_dim:,})",
+                  self.decoder_layers * (8 * d * d + 2 * d * self.decoder_ffn_dim))]
+        if target != self.vocab_size or not self.tie_word_embeddings:
+            parts.append((f"decoder embeddings / lm_head (vocab {target:,} x d_model={d:,})",
+                           (1 if self.tie_word_embeddings else 2) * target * d))
+        return parts
+
+
+class BartConfig(_BartFamilyConfig):
+    """BART: post-LN layers, learned positions (offset 2), layernorm_embedding, final_logits_bias. Three labels by
+    default (bart-large-mnli's entailment classes), as the reference."""
+
+    model_type = "bart"
+
+    def __init__(self, **kwargs):
+        if kwargs.get("id2label") is None and kwargs.get("num_labels") is None:
+            kwargs["num_labels"] = 3
+        super().__init__(**kwargs)
+
+
+class MBartConfig(_BartFamilyConfig):
+    """mBART: BART with pre-LN layers and a final layer_norm per stack; the decoder starts with the target language
+    code (labels are wrapped, see models/bart.py), so decoder_start_token_id is unset."""
+
+    model_type = "mbart"
+    pre_layer_norm = True
+    defaults = {**_BartFamilyConfig.defaults, "decoder_start_token_id": None}
+
+
+class MarianConfig(_BartFamilyConfig):
+    """Marian (opus-mt): post-LN, sinusoidal positions, no layernorm_embedding; the decoder starts with the pad id.
+    With `share_encoder_decoder_embeddings` false the decoder has its own vocabulary of `decoder_vocab_size`."""
+
+    model_type = "marian"
+    learned_positions = False
+    defaults = {**_BartFamilyConfig.defaults, "vocab_size": 58101, "decoder_vocab_size": None,
+                "decoder_start_token_id": 58100, "pad_token_id": 58100, "eos_token_id": 0, "bos_token_id": None,
+                "forced_eos_token_id": 0, "share_encoder_decoder_embeddings": True}
+    del defaults["classifier_dropout"]
+
+    def _post_init(self) -> None:
+        super()._post_init()
+        self.decoder_vocab_size = self.decoder_vocab_size or self.vocab_size
+
+
 class DebertaV2Config(PretrainedConfig):
     """DeBERTa v2 and v3. The keys the reference reads with a fallback and never declares (`position_buckets`,
     `share_att_key`, `norm_rel_ebd`, `conv_kernel_size`, `conv_act`, `conv_groups`, `embedding_size`,
