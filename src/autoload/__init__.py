@@ -82,6 +82,11 @@ _EXPORTS: dict[str, str] = {
         "ChatGLMForConditionalGeneration", "ChatGLMForSequenceClassification")},
     **{f"{family}{head}": "autoload.models.llama" for family in ("Llama", "Mistral", "Qwen2", "Qwen3") for head in (
         "Model", "ForCausalLM", "ForSequenceClassification", "ForTokenClassification", "ForQuestionAnswering")},
+    "T5Config": "autoload.models.configs",
+    "MT5Config": "autoload.models.configs",
+    **{f"{family}{head}": "autoload.models.t5" for family in ("T5", "MT5") for head in (
+        "Model", "ForConditionalGeneration", "EncoderModel", "ForSequenceClassification", "ForTokenClassification",
+        "ForQuestionAnswering")},
     **{name: "autoload.tokenization.base" for name in (
         "TokenizersBackend", "PreTrainedTokenizerFast", "PreTrainedTokenizer", "PythonBackend")},
     **{name: "autoload.tokenization.bert" for name in (

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 
 from ..configuration import PretrainedConfig
+from ..errors import ConfigError
 
 logger = logging.getLogger("autoload")
 
@@ -560,3 +561,68 @@ class ModernBertConfig(PretrainedConfig):
     def sliding_window(self) -> int:
         """Tokens a local layer sees on each side: `local_attention // 2` (the reference's name)."""
         return self.local_attention // 2
+
+
+class T5Config(PretrainedConfig):
+    """T5 (v1.0: `feed_forward_proj` "relu"; v1.1 / flan: "gated-gelu" = gelu_new(wi_0 x) * wi_1 x). Derived, as
+    the reference: `dense_act_fn` and `is_gated_act` from feed_forward_proj, `num_decoder_layers` defaults to
+    num_layers, and `scale_decoder_outputs` (the decoder output times d_model**-0.5 before lm_head) defaults to
+    tie_word_embeddings. Unlike transformers 5, tie_word_embeddings=False really unties lm_head (transformers 5
+    forces it True and unties only when a checkpoint holds two different matrices)."""
+
+    model_type = "t5"
+    defaults = {
+        "vocab_size": 32128, "d_model": 512, "d_kv": 64, "d_ff": 2048, "num_layers": 6, "num_decoder_layers": None,
+        "num_heads": 8, "relative_attention_num_buckets": 32, "relative_attention_max_distance": 128,
+        "dropout_rate": 0.1, "layer_norm_epsilon": 1e-6, "initializer_factor": 1.0, "feed_forward_proj": "relu",
+        "is_encoder_decoder": True, "use_cache": True, "pad_token_id": 0, "eos_token_id": 1, "bos_token_id": None,
+        "decoder_start_token_id": 0, "forced_bos_token_id": None, "forced_eos_token_id": None,
+        "classifier_dropout": 0.0, "is_decoder": False, "tie_word_embeddings": True,
+    }
+    attribute_map = {"hidden_size": "d_model", "num_attention_heads": "num_heads", "num_hidden_layers": "num_layers",
+                     "head_dim": "d_kv"}
+
+    def _post_init(self) -> None:
+        for key in ("d_ff", "num_decoder_layers", "relative_attention_num_buckets"):
+            value = self.__dict__.get(key)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or not
+                                      0 < value <= (10_000 if key == "num_decoder_layers" else 2**31)):
+                raise ConfigError(f"{type(self).__name__}: {key}={value!r} must be a positive integer "
+                                  "(the config is corrupt or hostile).")
+        if self.num_decoder_layers is None:
+            self.num_decoder_layers = self.num_layers
+        parts = str(self.feed_forward_proj).split("-")
+        if len(parts) > 2 or (len(parts) == 2 and parts[0] != "gated"):
+            raise ConfigError(f"{type(self).__name__}: feed_forward_proj={self.feed_forward_proj!r} is not "
+                              "'{ACT}' or 'gated-{ACT}' (e.g. 'relu', 'gated-gelu').")
+        self.is_gated_act = parts[0] == "gated"
+        self.dense_act_fn = "gelu_new" if self.feed_forward_proj == "gated-gelu" else parts[-1]
+        if self.__dict__.get("scale_decoder_outputs") is None:
+            self.scale_decoder_outputs = bool(self.tie_word_embeddings)
+
+    def parameter_estimate(self) -> list[tuple[str, int]]:
+        """Shared embeddings (+ an untied lm_head), encoder blocks (attention + MLP), decoder blocks (self- and
+        cross-attention + MLP)."""
+        d, inner, ff = self.d_model, self.num_heads * self.d_kv, self.d_ff
+        mlp = (3 if self.is_gated_act else 2) * d * ff
+        parts = [(f"shared embeddings (vocab_size={self.vocab_size:,} x d_model={d:,})", self.vocab_size * d),
+                 (f"num_layers={self.num_layers:,} encoder blocks (d_model={d:,}, num_heads x d_kv={inner:,}, "
+                  f"d_ff={ff:,})", self.num_layers * (4 * d * inner + mlp)),
+                 (f"num_decoder_layers={self.num_decoder_layers:,} decoder blocks", self.num_decoder_layers *
+                  (8 * d * inner + mlp))]
+        if not self.tie_word_embeddings:
+            parts.append((f"lm_head (vocab_size={self.vocab_size:,} x d_model={d:,})", self.vocab_size * d))
+        return parts
+
+
+class MT5Config(T5Config):
+    """mT5: T5 v1.1 sizes with a 250k vocabulary. As transformers 5's MT5ForConditionalGeneration, the decoder output
+    is never scaled by d_model**-0.5 (`scale_decoder_outputs` is always False)."""
+
+    model_type = "mt5"
+    defaults = {**T5Config.defaults, "vocab_size": 250112, "d_ff": 1024, "num_layers": 8, "num_heads": 6,
+                "feed_forward_proj": "gated-gelu"}
+
+    def _post_init(self) -> None:
+        super()._post_init()
+        self.scale_decoder_outputs = False

@@ -176,6 +176,26 @@ MODEL_TYPES: dict[str, dict] = {
             "ForQuestionAnswering": "DebertaV2ForQuestionAnswering",
             "ForMultipleChoice": "DebertaV2ForMultipleChoice", "ForTextEncoding": "DebertaV2Model"}),
     },
+    "t5": {  # T5 v1.0 / v1.1 / flan-t5; mt5 is a row into the same file (its "family")
+        "config": "autoload.models.configs:T5Config",
+        "tokenizer": "T5Tokenizer",
+        "tasks": _tasks("t5", **{
+            "": "T5Model", "ForPreTraining": "T5ForConditionalGeneration",
+            "ForSeq2SeqLM": "T5ForConditionalGeneration",
+            "ForSequenceClassification": "T5ForSequenceClassification",
+            "ForTokenClassification": "T5ForTokenClassification",
+            "ForQuestionAnswering": "T5ForQuestionAnswering", "ForTextEncoding": "T5EncoderModel"}),
+    },
+    "mt5": {
+        "config": "autoload.models.configs:MT5Config",
+        "tokenizer": "T5Tokenizer",
+        "family": "t5",  # its classes are in models/t5.py
+        "tasks": _tasks("t5", **{
+            "": "MT5Model", "ForSeq2SeqLM": "MT5ForConditionalGeneration",
+            "ForSequenceClassification": "MT5ForSequenceClassification",
+            "ForTokenClassification": "MT5ForTokenClassification",
+            "ForQuestionAnswering": "MT5ForQuestionAnswering", "ForTextEncoding": "MT5EncoderModel"}),
+    },
 }
 
 AUTO_MODEL_CLASSES = (
