@@ -71,6 +71,12 @@ _EXPORTS: dict[str, str] = {
     **{f"ModernBert{head}": "autoload.models.modernbert" for head in (
         "Model", "ForMaskedLM", "ForSequenceClassification", "ForTokenClassification", "ForQuestionAnswering",
         "ForMultipleChoice")},
+    **{name: "autoload.models.configs" for name in ("BartConfig", "MBartConfig", "MarianConfig")},
+    **{name: "autoload.models.bart" for name in (
+        "BartModel", "BartForConditionalGeneration", "BartForSequenceClassification", "BartForQuestionAnswering",
+        "BartForCausalLM", "MBartModel", "MBartForConditionalGeneration", "MBartForSequenceClassification",
+        "MBartForQuestionAnswering", "MBartForCausalLM")},
+    **{name: "autoload.models.marian" for name in ("MarianModel", "MarianMTModel", "MarianForCausalLM")},
     "DebertaV2Config": "autoload.models.configs",
     **{f"DebertaV2{head}": "autoload.models.deberta_v2" for head in (
         "Model", "ForMaskedLM", "ForSequenceClassification", "ForTokenClassification", "ForQuestionAnswering",

@@ -176,6 +176,32 @@ MODEL_TYPES: dict[str, dict] = {
             "ForQuestionAnswering": "DebertaV2ForQuestionAnswering",
             "ForMultipleChoice": "DebertaV2ForMultipleChoice", "ForTextEncoding": "DebertaV2Model"}),
     },
+    "bart": {  # BART; mbart is a row into the same file (its "family")
+        "config": "autoload.models.configs:BartConfig",
+        "tokenizer": "BartTokenizer",
+        "tasks": _tasks("bart", **{
+            "": "BartModel", "ForPreTraining": "BartForConditionalGeneration",
+            "ForMaskedLM": "BartForConditionalGeneration", "ForCausalLM": "BartForCausalLM",
+            "ForSeq2SeqLM": "BartForConditionalGeneration",
+            "ForSequenceClassification": "BartForSequenceClassification",
+            "ForQuestionAnswering": "BartForQuestionAnswering"}),
+    },
+    "mbart": {
+        "config": "autoload.models.configs:MBartConfig",
+        "tokenizer": "MBartTokenizer",
+        "family": "bart",  # its classes are in models/bart.py
+        "tasks": _tasks("bart", **{
+            "": "MBartModel", "ForMaskedLM": "MBartForConditionalGeneration", "ForCausalLM": "MBartForCausalLM",
+            "ForSeq2SeqLM": "MBartForConditionalGeneration",
+            "ForSequenceClassification": "MBartForSequenceClassification",
+            "ForQuestionAnswering": "MBartForQuestionAnswering"}),
+    },
+    "marian": {
+        "config": "autoload.models.configs:MarianConfig",
+        "tokenizer": None,  # MarianTokenizer (source.spm / target.spm + vocab.json) is not in TOKENIZER_CLASSES yet
+        "tasks": _tasks("marian", **{
+            "": "MarianModel", "ForCausalLM": "MarianForCausalLM", "ForSeq2SeqLM": "MarianMTModel"}),
+    },
     "t5": {  # T5 v1.0 / v1.1 / flan-t5; mt5 is a row into the same file (its "family")
         "config": "autoload.models.configs:T5Config",
         "tokenizer": "T5Tokenizer",

@@ -1,0 +1,191 @@
+"""The layers of the BART-shaped encoder-decoders (BART, mBART, Marian), post-LN or pre-LN.
+
+encoder layer:  x = x ⊕ SelfAttention(x);                     x = x ⊕ fc2(act(fc1(x)))
+decoder layer:  x = x ⊕ CausalSelfAttention(x, cache);        x = x ⊕ CrossAttention(x, encoder states);
+                x = x ⊕ fc2(act(fc1(x)))
+where `x ⊕ f(x)` is LN(x + f(x)) post-LN (BART, Marian) or x + f(LN(x)) pre-LN (mBART), dropout on f's output.
+
+Module names are the checkpoint keys (`self_attn.{q,k,v,out}_proj`, `self_attn_layer_norm`, `encoder_attn`,
+`encoder_attn_layer_norm`, `fc1`, `fc2`, `final_layer_norm`). The config is read duck-typed: d_model,
+encoder_/decoder_attention_heads, encoder_/decoder_ffn_dim, activation_function, dropout, attention_dropout,
+activation_dropout, encoder_/decoder_layerdrop, `_attn_implementation` at each call ("eager" returns the weights;
+the softmax stays in the input dtype, as the reference's). The decoder's cache is an `EncoderDecoderCache`: the
+self-attention keys grow per step, the cross-attention keys are projected from the encoder output once.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .activations import Activation
+from .attention import attention
+from .encoder import cross_attention_mask
+from .masks import attention_mask as build_mask
+
+
+class Seq2SeqAttention(nn.Module):
+    """Multi-head attention with biased q/k/v/out projections and 1/sqrt(head_dim) scaling. Self-attention
+    (causal in the decoder, keys cached per step) or cross-attention (keys from the encoder output)."""
+
+    def __init__(self, config, num_heads: int, layer_idx: int = 0, causal: bool = False):
+        super().__init__()
+        d = config.d_model
+        if d % num_heads:
+            raise ValueError(f"d_model {d} is not a multiple of the attention heads {num_heads}.")
+        self.config = config  # read at each call: config._attn_implementation may change after loading
+        self.num_heads, self.head_dim, self.layer_idx, self.causal = num_heads, d // num_heads, layer_idx, causal
+        self.dropout = config.attention_dropout
+        self.k_proj = nn.Linear(d, d)  # the reference's order: a seeded build draws the same numbers
+        self.v_proj = nn.Linear(d, d)
+        self.q_proj = nn.Linear(d, d)
+        self.out_proj = nn.Linear(d, d)
+
+    def forward(self, x, mask=None, cache=None, encoder_hidden_states=None):
+        """x (B, T, d); mask (B, 1, T, K) bool or None; returns (y (B, T, d), weights (B, nh, T, K) or None)."""
+        B, T, d = x.shape
+
+        def heads(t):  # (B, L, d) -> (B, nh, L, hs)
+            return t.view(B, -1, self.num_heads, self.head_dim).transpose(1, 2)
+
+        q = heads(self.q_proj(x))  # (B, nh, T, hs)
+        if encoder_hidden_states is None:
+            k, v = heads(self.k_proj(x)), heads(self.v_proj(x))  # (B, nh, T, hs)
+            if cache is not None:
+                k, v = cache.update(k, v, self.layer_idx)  # (B, nh, past + T, hs)
+        else:
+            def project():  # (B, nh, S, hs) each, from the encoder output
+                return heads(self.k_proj(encoder_hidden_states)), heads(self.v_proj(encoder_hidden_states))
+            cached = cache is not None and hasattr(cache, "cross")  # a decoder-only DynamicCache keeps no cross keys
+            k, v = cache.cross(self.layer_idx, project) if cached else project()
+        eager = getattr(self.config, "_attn_implementation", None) == "eager"
+        y, weights = attention(q, k, v, mask, is_causal=self.causal, eager=eager, softmax_fp32=False,
+                               dropout=self.dropout if self.training else 0.0)  # (B, nh, T, hs)
+        return self.out_proj(y.transpose(1, 2).reshape(B, T, d)), weights  # (B, T, d)
+
+
+class _Layer(nn.Module):
+    """What both layers share: the feed-forward block and the residual rule (post-LN or pre-LN)."""
+
+    def __init__(self, config, pre_ln: bool):
+        super().__init__()
+        self.pre_ln = pre_ln
+        self.p, self.p_act = config.dropout, config.activation_dropout
+        self.activation_fn = Activation(config.activation_function)
+
+    def residual(self, x, norm: nn.LayerNorm, block):
+        """post-LN: LN(x + dropout(block(x))); pre-LN: x + dropout(block(LN(x))). `block` returns (y, weights)."""
+        y, weights = block(norm(x) if self.pre_ln else x)
+        x = x + F.dropout(y, p=self.p, training=self.training)
+        return (x if self.pre_ln else norm(x)), weights
+
+    def feed_forward(self, x):
+        h = F.dropout(self.activation_fn(self.fc1(x)), p=self.p_act, training=self.training)  # (B, T, ffn)
+        return self.fc2(h), None  # (B, T, d)
+
+
+class Seq2SeqEncoderLayer(_Layer):
+    """Bidirectional self-attention, then the feed-forward block. Returns (x (B, S, d), weights or None)."""
+
+    def __init__(self, config, layer_idx: int = 0, pre_ln: bool = False):
+        super().__init__(config, pre_ln)
+        d = config.d_model
+        self.self_attn = Seq2SeqAttention(config, config.encoder_attention_heads, layer_idx)
+        self.self_attn_layer_norm = nn.LayerNorm(d)
+        self.fc1 = nn.Linear(d, config.encoder_ffn_dim)
+        self.fc2 = nn.Linear(config.encoder_ffn_dim, d)
+        self.final_layer_norm = nn.LayerNorm(d)
+
+    def forward(self, x, mask=None):
+        x, weights = self.residual(x, self.self_attn_layer_norm, lambda h: self.self_attn(h, mask))
+        x, _ = self.residual(x, self.final_layer_norm, self.feed_forward)  # (B, S, d)
+        if x.dtype == torch.float16 and (self.pre_ln or not torch.isfinite(x).all()):
+            bound = torch.finfo(x.dtype).max - 1000  # fp16 overflow: clamped as the reference (mBART always)
+            x = torch.clamp(x, min=-bound, max=bound)
+        return x, weights
+
+
+class Seq2SeqDecoderLayer(_Layer):
+    """Causal self-attention (cached), cross-attention over the encoder output, then the feed-forward block.
+    Returns (x (B, T, d), self-attention weights, cross-attention weights) (weights None unless eager)."""
+
+    def __init__(self, config, layer_idx: int = 0, pre_ln: bool = False):
+        super().__init__(config, pre_ln)
+        d = config.d_model
+        self.self_attn = Seq2SeqAttention(config, config.decoder_attention_heads, layer_idx, causal=True)
+        self.self_attn_layer_norm = nn.LayerNorm(d)
+        self.encoder_attn = Seq2SeqAttention(config, config.decoder_attention_heads, layer_idx)
+        self.encoder_attn_layer_norm = nn.LayerNorm(d)
+        self.fc1 = nn.Linear(d, config.decoder_ffn_dim)
+        self.fc2 = nn.Linear(config.decoder_ffn_dim, d)
+        self.final_layer_norm = nn.LayerNorm(d)
+
+    def forward(self, x, mask=None, encoder_hidden_states=None, encoder_mask=None, cache=None):
+        x, weights = self.residual(x, self.self_attn_layer_norm, lambda h: self.self_attn(h, mask, cache))
+        cross_weights = None
+        if encoder_hidden_states is not None:
+            x, cross_weights = self.residual(x, self.encoder_attn_layer_norm, lambda h: self.encoder_attn(
+                h, encoder_mask, cache, encoder_hidden_states))
+        x, _ = self.residual(x, self.final_layer_norm, self.feed_forward)  # (B, T, d)
+        return x, weights, cross_weights
+
+
+def init_weights(module: nn.Module, std: float) -> None:
+    """The reference's init of these families: normal(0, std) (config.init_std) for Linear and Embedding (padding
+    row zeroed), LayerNorm 1/0, a `final_logits_bias` buffer 0. Other modules (fixed position tables) are left."""
+    if isinstance(module, nn.Linear):
+        module.weight.data.normal_(0.0, std)
+        if module.bias is not None:
+            module.bias.data.zero_()
+    elif isinstance(module, nn.Embedding):
+        module.weight.data.normal_(0.0, std)
+        if module.padding_idx is not None:
+            module.weight.data[module.padding_idx].zero_()
+    elif isinstance(module, nn.LayerNorm):
+        module.weight.data.fill_(1.0)
+        module.bias.data.zero_()
+    if getattr(module, "final_logits_bias", None) is not None:
+        module.final_logits_bias.data.zero_()
+
+
+def _dropped(owner, layerdrop: float) -> bool:
+    """LayerDrop while training: skip the layer with probability `layerdrop` (one draw, as the reference)."""
+    return owner.training and layerdrop > 0.0 and bool(torch.rand([]) < layerdrop)
+
+
+def run_encoder(owner, layers, x: torch.Tensor, attention_mask: torch.Tensor | None, layerdrop: float = 0.0):
+    """The encoder's layer loop over embedded x (B, S, d) with the (B, S) padding mask (1 = token), each layer
+    through `owner.run_layer` (gradient checkpointing). Returns (x, hidden states [input, each layer run],
+    attentions)."""
+    B, S, _ = x.shape
+    padding = None if attention_mask is None else attention_mask.to(x.device, torch.bool)  # (B, S)
+    mask = build_mask(padding, B, S, causal=False, device=x.device)  # (B, 1, S, S) or None
+    hidden_states, attentions = [x], []
+    for layer in layers:
+        if not _dropped(owner, layerdrop):
+            x, weights = owner.run_layer(layer, x, mask)  # (B, S, d)
+            attentions += [weights] if weights is not None else []
+            hidden_states.append(x)
+    return x, hidden_states, attentions
+
+
+def run_decoder(owner, layers, x: torch.Tensor, attention_mask: torch.Tensor | None, encoder_hidden_states,
+                encoder_attention_mask: torch.Tensor | None, cache=None, past: int = 0, layerdrop: float = 0.0):
+    """The decoder's layer loop over embedded x (B, T, d) at cache positions past..past+T-1; `attention_mask`
+    (B, past+T) hides decoder padding, `encoder_attention_mask` (B, S) the encoder's. Returns (x, hidden states,
+    self-attention weights, cross-attention weights)."""
+    B, T, _ = x.shape
+    padding = None if attention_mask is None else attention_mask[:, -(past + T):].to(x.device, torch.bool)
+    mask = build_mask(padding, B, T, past, causal=True, device=x.device)  # (B, 1, T, past+T) or None
+    encoder_mask = cross_attention_mask(encoder_attention_mask, B, T)  # (B, 1, T, S) or None
+    if encoder_mask is not None:
+        encoder_mask = encoder_mask.to(x.device)
+    hidden_states, attentions, cross_attentions = [x], [], []
+    for layer in layers:
+        if not _dropped(owner, layerdrop):
+            x, weights, cross_weights = owner.run_layer(layer, x, mask, encoder_hidden_states, encoder_mask, cache)
+            attentions += [weights] if weights is not None else []
+            cross_attentions += [cross_weights] if cross_weights is not None else []
+            hidden_states.append(x)
+    return x, hidden_states, attentions, cross_attentions
