@@ -47,7 +47,7 @@ from .configs import MT5Config, T5Config
 
 
 def clamp_fp16(h: torch.Tensor) -> torch.Tensor:
-    """float16 only: clamp to ±(max - 1000) when any value is inf, else to ±max (see the module docstring)."""
+    """float16 only: clamp to ±(max - 1000) when any value is inf, else to ±max (see the module docstring; max - 1000 rounds to 64512)."""
     if h.dtype != torch.float16:
         return h
     top = torch.finfo(torch.float16).max
