@@ -303,3 +303,13 @@ def test_fp16_clamp_and_fp32_wo_as_the_reference(tmp_path):
         got, expected = ours(**inputs, labels=labels), ref(**inputs, labels=labels)
     assert got.logits.dtype == expected.logits.dtype
     assert_close(got.logits.float(), expected.logits.float(), atol=2e-2, rtol=1e-2)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_generate_matches_the_reference(tmp_path, variant):
+    """Greedy and beam-4 ids (symmetric stacks: transformers' generate sizes its cache by num_layers)."""
+    ref, ours = make_pair(tmp_path, variant, num_decoder_layers=TINY["num_layers"])
+    inputs, _ = batch()
+    for options in ({}, {"num_beams": 4}):
+        expected = ref.generate(**inputs, max_new_tokens=7, do_sample=False, **options)
+        assert ours.generate(**inputs, max_new_tokens=7, do_sample=False, **options).tolist() == expected.tolist()
