@@ -241,7 +241,8 @@ def test_auto_classes_pick_the_classes(tmp_path):
         make_pair(tmp_path / model_type, model_type)
         auto = autoload.AutoModelForSeq2SeqLM.from_pretrained(tmp_path / model_type)
         assert type(auto) is getattr(bart, PREFIX[model_type] + "ForConditionalGeneration")
-        assert type(autoload.AutoModel.from_pretrained(tmp_path / model_type)) is getattr(bart, PREFIX[model_type] + "Model")
+        bare = autoload.AutoModel.from_pretrained(tmp_path / model_type)
+        assert type(bare) is getattr(bart, PREFIX[model_type] + "Model")
         assert auto.can_generate() and auto.config.is_encoder_decoder
     config = autoload.AutoConfig.from_pretrained(tmp_path / "mbart")
     assert type(config) is autoload.MBartConfig and config.decoder_start_token_id is None
