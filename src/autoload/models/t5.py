@@ -4,26 +4,25 @@ biases, shared token embeddings and no attention scaling.
     encoder block:  h = h + SelfAttention(ln(h));  h = h + DenseReluDense(ln(h))
     decoder block:  h = h + SelfAttention(ln(h)) (causal);  h = h + EncDecAttention(ln(h), enc);  h = h + FF(ln(h))
     attention:      softmax(q·kᵀ + position_bias + mask)·v   (no 1/√d: T5 folds it into the init of q)
-    position_bias:  relative_attention_bias(bucket(key - query)) (1, nh, T, K); only block 0 of each stack has the
-                    embedding; its bias is computed once per stack and reused by every block (buckets bidirectional
-                    in the encoder, causal in the decoder; new decoder queries sit at past..past+T-1)
+    position_bias:  relative_attention_bias(bucket(key - query)) (1, nh, T, K), an embedding of block 0 only,
+                    computed once per stack and reused by every block (bidirectional buckets in the encoder,
+                    causal in the decoder, whose new queries sit at past..past+T-1); cross-attention has none
     FF:             wo(relu(wi x)) (v1.0, "relu") or wo(gelu_new(wi_0 x) * wi_1 x) (v1.1 / flan / mT5, "gated-gelu")
-    LayerNorm:      RMS norm without mean subtraction or bias, computed in fp32
-    lm_head:        the decoder output times d_model**-0.5 first when `config.scale_decoder_outputs` (t5 default:
-                    tie_word_embeddings; never for mt5, as transformers 5)
+    LayerNorm:      RMS norm without mean subtraction or bias, variance in fp32
+    lm_head:        on the decoder output times d_model**-0.5 when config.scale_decoder_outputs (t5: default
+                    tie_word_embeddings; mt5: never, as transformers 5)
 
 Module names are the checkpoint keys (`encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight`,
 `decoder.block.1.layer.1.EncDecAttention.q.weight`, `...layer.2.DenseReluDense.wi_0.weight`, `final_layer_norm`).
-`encoder.embed_tokens` and `decoder.embed_tokens` are always tied to `shared`; `lm_head` when tie_word_embeddings.
-Attention runs through torch's SDPA with scale=1 and the bias (with the mask folded in: the dtype's minimum at
-hidden keys) as a float attn_mask; eager attention (attn_implementation="eager") returns the weights.
+`encoder.embed_tokens` / `decoder.embed_tokens` are always tied to `shared`, `lm_head` when tie_word_embeddings.
+Attention runs through torch's SDPA with scale=1 and the bias, the mask folded in (the dtype's minimum at hidden
+keys), as a float attn_mask; eager attention (attn_implementation="eager") returns the weights.
 
-fp16 behaviour (as transformers): after each sub-layer (self-attention, cross-attention, feed-forward) a float16
-residual stream is clamped to ±(65504 - 1000) if it holds an inf anywhere (infs become that finite value),
-else to ±65504 (a no-op); NaNs are left as they are. Loaded in float16 (`from_pretrained(dtype=torch.float16)`),
-the feed-forward output projections `wo` are kept in float32 (the reference's `_keep_in_fp32_modules`): their
-input is cast to float32, so from the first feed-forward on the residual stream itself is float32 and the clamp
-no longer applies. bfloat16 needs neither. Pretrained T5 v1.0 activations overflow fp16; bf16 or fp32 is advised.
+fp16 (as transformers): after each sub-layer (self-attention, cross-attention, feed-forward) a float16 residual
+stream is clamped to ±(65504 - 1000) (which rounds to 64512) if it holds an inf anywhere, so infs become that
+finite value, else to ±65504 (a no-op); NaNs stay. Loaded in float16, the feed-forward output projections `wo`
+are kept in float32 (the reference's `_keep_in_fp32_modules`): their input is cast to float32, so from the first
+feed-forward on the residual stream is float32 and the clamp no longer fires. bfloat16 needs neither.
 """
 
 from __future__ import annotations
@@ -47,7 +46,7 @@ from .configs import MT5Config, T5Config
 
 
 def clamp_fp16(h: torch.Tensor) -> torch.Tensor:
-    """float16 only: clamp to ±(max - 1000) when any value is inf, else to ±max (see the module docstring; max - 1000 rounds to 64512)."""
+    """float16 only: clamp to ±(max - 1000) when any value is inf, else to ±max (see the module docstring)."""
     if h.dtype != torch.float16:
         return h
     top = torch.finfo(torch.float16).max
@@ -136,7 +135,7 @@ class T5Attention(nn.Module):
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
         return x.view(x.shape[0], x.shape[1], self.n_heads, self.d_kv).transpose(1, 2)  # (B, nh, L, d_kv)
 
-    def forward(self, x, bias, mask=None, cache=None, source=None, eager=False):
+    def forward(self, x, bias, mask, cache, source, eager):
         """Self-attention over x (B, T, d_model), or cross-attention over `source` (B, S, d_model) when given.
         `bias`: the float (B or 1, nh, T, K) position bias with the mask folded in; `mask`: a bool (B, 1, 1, S)."""
         B, T, _ = x.shape
@@ -154,58 +153,40 @@ class T5Attention(nn.Module):
         return self.o(y.transpose(1, 2).reshape(B, T, -1)), weights  # (B, T, d_model)
 
 
-class T5LayerSelfAttention(nn.Module):
-    def __init__(self, config: T5Config, has_relative_attention_bias: bool, layer_idx: int):
+class T5SubLayer(nn.Module):
+    """h + dropout(f(layer_norm(h))), clamped in fp16; `f` under its checkpoint name (SelfAttention,
+    EncDecAttention, DenseReluDense). Returns (h, attention weights or None)."""
+
+    def __init__(self, config: T5Config, name: str, f: nn.Module):
         super().__init__()
-        self.SelfAttention = T5Attention(config, has_relative_attention_bias, layer_idx)
+        self.name = name
+        setattr(self, name, f)
         self.layer_norm = T5LayerNorm(config.d_model, eps=config.layer_norm_epsilon)
         self.dropout = nn.Dropout(config.dropout_rate)
 
-    def forward(self, h, bias, cache, eager):
-        y, weights = self.SelfAttention(self.layer_norm(h), bias, cache=cache, eager=eager)
-        return h + self.dropout(y), weights
-
-
-class T5LayerCrossAttention(nn.Module):
-    def __init__(self, config: T5Config, layer_idx: int):
-        super().__init__()
-        self.EncDecAttention = T5Attention(config, False, layer_idx)
-        self.layer_norm = T5LayerNorm(config.d_model, eps=config.layer_norm_epsilon)
-        self.dropout = nn.Dropout(config.dropout_rate)
-
-    def forward(self, h, source, mask, cache, eager):
-        y, weights = self.EncDecAttention(self.layer_norm(h), None, mask, cache=cache, source=source, eager=eager)
-        return h + self.dropout(y), weights
-
-
-class T5LayerFF(nn.Module):
-    def __init__(self, config: T5Config):
-        super().__init__()
-        self.DenseReluDense = T5DenseActDense(config)
-        self.layer_norm = T5LayerNorm(config.d_model, eps=config.layer_norm_epsilon)
-        self.dropout = nn.Dropout(config.dropout_rate)
-
-    def forward(self, h):
-        return h + self.dropout(self.DenseReluDense(self.layer_norm(h)))
+    def forward(self, h, *args):
+        y = getattr(self, self.name)(self.layer_norm(h), *args)
+        y, weights = y if isinstance(y, tuple) else (y, None)
+        return clamp_fp16(h + self.dropout(y)), weights
 
 
 class T5Block(nn.Module):
-    """layer.0 self-attention, (decoder) layer.1 cross-attention, then the feed-forward layer, each clamped in fp16."""
+    """layer.0 self-attention, layer.1 cross-attention (decoder), then the feed-forward layer."""
 
     def __init__(self, config: T5Config, is_decoder: bool, layer_idx: int):
         super().__init__()
-        self.layer = nn.ModuleList([T5LayerSelfAttention(config, layer_idx == 0, layer_idx)])
+        attend = lambda relative: T5Attention(config, relative, layer_idx)  # noqa: E731
+        self.layer = nn.ModuleList([T5SubLayer(config, "SelfAttention", attend(layer_idx == 0))])
         if is_decoder:
-            self.layer.append(T5LayerCrossAttention(config, layer_idx))
-        self.layer.append(T5LayerFF(config))
+            self.layer.append(T5SubLayer(config, "EncDecAttention", attend(False)))
+        self.layer.append(T5SubLayer(config, "DenseReluDense", T5DenseActDense(config)))
 
     def forward(self, h, bias, source, source_mask, cache, eager):
-        h, weights = self.layer[0](h, bias, cache, eager)
-        h, cross = clamp_fp16(h), None
+        h, weights = self.layer[0](h, bias, None, cache, None, eager)
+        cross = None
         if len(self.layer) == 3 and source is not None:
-            h, cross = self.layer[1](h, source, source_mask, cache, eager)
-            h = clamp_fp16(h)
-        return clamp_fp16(self.layer[-1](h)), weights, cross
+            h, cross = self.layer[1](h, None, source_mask, cache, source, eager)
+        return self.layer[-1](h)[0], weights, cross
 
 
 def _keep_wo_in_fp32(model: nn.Module) -> None:
@@ -228,45 +209,38 @@ class T5PreTrainedModel(PreTrainedModel):
         """The stacks' embed_tokens always share `shared`; lm_head does when tie_word_embeddings (also inside a
         head's `transformer`)."""
         names = {n for n, _ in self.named_parameters(remove_duplicate=False)} | set(self.state_dict())
-        ties = dict(self._tied_weights_keys)
-        if self.config.tie_word_embeddings:
-            ties["lm_head.weight"] = "shared.weight"
+        ties = {**self._tied_weights_keys, **({"lm_head.weight": "shared.weight"} if self.config.tie_word_embeddings
+                                              else {})}
         return {p + k: p + v for p in ("", "transformer.") for k, v in ties.items() if p + k in names}
 
     def _init_weights(self, module: nn.Module) -> None:
-        """The reference's init: N(0, factor) embeddings, q N(0, (d_model·d_kv)^-0.5), k/v/wi N(0, d_model^-0.5),
-        o N(0, (nh·d_kv)^-0.5), wo N(0, d_ff^-0.5) (factor = config.initializer_factor)."""
+        """The reference's init (std x config.initializer_factor): embeddings and an untied lm_head N(0, 1); q
+        N(0, (d_model·d_kv)^-0.5), k, v, wi and the bias table N(0, d_model^-0.5), o N(0, (nh·d_kv)^-0.5), wo
+        N(0, d_ff^-0.5); the heads' linears N(0, d_model^-0.5) (token classifier N(0, 1)) with zero biases."""
         super()._init_weights(module)
-        c, factor = self.config, self.config.initializer_factor
-        normal = lambda w, std: w.data.normal_(0.0, factor * std)  # noqa: E731
+        c = self.config
+        d, factor = c.d_model ** -0.5, c.initializer_factor
+        weights: list[tuple[nn.Module, float]] = []
         if isinstance(module, T5LayerNorm):
             module.weight.data.fill_(factor)
         elif isinstance(module, T5PreTrainedModel) and hasattr(module, "shared"):
-            normal(module.shared.weight, 1.0)
-            if hasattr(module, "lm_head") and not c.tie_word_embeddings:
-                normal(module.lm_head.weight, 1.0)
-            if hasattr(module, "qa_outputs"):
-                normal(module.qa_outputs.weight, c.d_model ** -0.5)
-                module.qa_outputs.bias.data.zero_()
+            weights = [(module.shared, 1.0), (getattr(module, "qa_outputs", None), d)]
+            if not c.tie_word_embeddings:
+                weights.append((getattr(module, "lm_head", None), 1.0))
         elif isinstance(module, T5ForTokenClassification):
-            normal(module.classifier.weight, 1.0)
-            module.classifier.bias.data.zero_()
+            weights = [(module.classifier, 1.0)]
         elif isinstance(module, T5ClassificationHead):
-            for linear in (module.dense, module.out_proj):
-                normal(linear.weight, c.d_model ** -0.5)
-                linear.bias.data.zero_()
+            weights = [(module.dense, d), (module.out_proj, d)]
         elif isinstance(module, T5DenseActDense):
-            for name in ("wi", "wi_0", "wi_1"):
-                if hasattr(module, name):
-                    normal(getattr(module, name).weight, c.d_model ** -0.5)
-            normal(module.wo.weight, c.d_ff ** -0.5)
+            weights = [(getattr(module, n, None), d) for n in ("wi", "wi_0", "wi_1")] + [(module.wo, c.d_ff ** -0.5)]
         elif isinstance(module, T5Attention):
-            normal(module.q.weight, (c.d_model * c.d_kv) ** -0.5)
-            normal(module.k.weight, c.d_model ** -0.5)
-            normal(module.v.weight, c.d_model ** -0.5)
-            normal(module.o.weight, (c.num_heads * c.d_kv) ** -0.5)
-            if module.has_relative_attention_bias:
-                normal(module.relative_attention_bias.weight, c.d_model ** -0.5)
+            weights = [(module.q, (c.d_model * c.d_kv) ** -0.5), (module.k, d), (module.v, d),
+                       (module.o, (c.num_heads * c.d_kv) ** -0.5), (getattr(module, "relative_attention_bias", None), d)]
+        for layer, std in weights:
+            if layer is not None:
+                layer.weight.data.normal_(0.0, factor * std)
+                if getattr(layer, "bias", None) is not None:
+                    layer.bias.data.zero_()
 
     def get_input_embeddings(self) -> nn.Module:
         return self.shared if hasattr(self, "shared") else self.transformer.get_input_embeddings()
@@ -274,10 +248,9 @@ class T5PreTrainedModel(PreTrainedModel):
     def set_input_embeddings(self, value: nn.Module) -> None:
         if not hasattr(self, "shared"):
             return self.transformer.set_input_embeddings(value)
-        self.shared = value
-        for stack in (getattr(self, "encoder", None), getattr(self, "decoder", None)):
-            if stack is not None:
-                stack.embed_tokens = value
+        self.shared = self.encoder.embed_tokens = value
+        if hasattr(self, "decoder"):
+            self.decoder.embed_tokens = value
 
     def get_encoder(self) -> nn.Module:
         return self.encoder if hasattr(self, "encoder") else self.transformer.get_encoder()
@@ -286,16 +259,17 @@ class T5PreTrainedModel(PreTrainedModel):
         super().load_extras(source)
         _keep_wo_in_fp32(self)
 
-    def _build(self, config: T5Config) -> None:
-        """shared embeddings, the encoder and the decoder (the encoder-decoder classes)."""
+    def _build(self, config: T5Config, decoder: bool = True) -> None:
+        """`shared` embeddings, the encoder stack and (decoder=True) the decoder stack."""
         self.shared = nn.Embedding(config.vocab_size, config.d_model)
         self.encoder = T5Stack(config, is_decoder=False)
-        self.decoder = T5Stack(config, is_decoder=True)
+        if decoder:
+            self.decoder = T5Stack(config, is_decoder=True)
 
     def _run(self, input_ids, attention_mask, decoder_input_ids, decoder_attention_mask, encoder_outputs,
              past_key_values, inputs_embeds, decoder_inputs_embeds, use_cache, output_attentions,
-             output_hidden_states, cache_position):
-        """(encoder output, decoder output): the encoder runs unless `encoder_outputs` (a BaseModelOutput or a
+             output_hidden_states, cache_position=None):
+        """(encoder output, decoder output). The encoder runs unless `encoder_outputs` (a BaseModelOutput or a
         tuple whose first item is the (B, S, d_model) states) is given; `attention_mask` is the encoder's."""
         if encoder_outputs is None:
             encoder_outputs = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
@@ -343,28 +317,24 @@ class T5Stack(T5PreTrainedModel):
     def forward(self, input_ids=None, attention_mask=None, encoder_hidden_states=None, encoder_attention_mask=None,
                 inputs_embeds=None, past_key_values=None, use_cache=None, output_attentions=None,
                 output_hidden_states=None, return_dict=None, cache_position=None):
-        """attention_mask: (B, S) for the encoder; for the decoder (B, past+T) (0 at padding). The decoder keeps an
-        EncoderDecoderCache when use_cache (default config.use_cache), created if none is given."""
+        """attention_mask: (B, S) for the encoder, (B, past+T) for the decoder (0 at padding). The decoder keeps
+        an EncoderDecoderCache when use_cache (default config.use_cache), created when none is given."""
         cfg = self.config
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of input_ids and inputs_embeds.")
         output_attentions = cfg.output_attentions if output_attentions is None else output_attentions
         output_hidden_states = cfg.output_hidden_states if output_hidden_states is None else output_hidden_states
         use_cache = self.is_decoder and (cfg.use_cache if use_cache is None else use_cache) and not self.checkpointing()
-        cache = past_key_values if use_cache else None
-        if use_cache and cache is None:
-            cache = EncoderDecoderCache()
+        cache = (EncoderDecoderCache() if past_key_values is None else past_key_values) if use_cache else None
         if cache is not None and not isinstance(cache, EncoderDecoderCache):
             raise TypeError(f"T5's decoder takes an EncoderDecoderCache, got {type(cache).__name__}.")
         h = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds  # (B, T, d_model)
-        B, T = h.shape[:2]
-        past = cache.get_seq_length() if cache is not None else 0
-        if cache_position is not None:
-            past = int(cache_position[0])
+        T = h.shape[1]
+        past = int(cache_position[0]) if cache_position is not None else cache.get_seq_length() if cache is not None else 0
         K = past + T
-        allowed = None  # (B, 1, T, K) bool: True = attend
+        allowed = None  # (B or 1, 1, T, K) bool, True = attend: causal in the decoder, padding hidden
         if self.is_decoder:
-            allowed = (torch.arange(K, device=h.device)[None] <= torch.arange(T, device=h.device)[:, None] + past)
+            allowed = torch.arange(K, device=h.device)[None] <= torch.arange(T, device=h.device)[:, None] + past
             allowed = allowed[None, None]
         if attention_mask is not None:
             if attention_mask.shape[-1] < K:
@@ -374,34 +344,39 @@ class T5Stack(T5PreTrainedModel):
             allowed = padding if allowed is None else allowed & padding
         first = self.block[0].layer[0].SelfAttention
         bias = first.compute_bias(T, K, past, not self.is_decoder, h.device).to(h.dtype)  # (1, nh, T, K)
-        if allowed is not None:  # the mask folded into the bias: hidden keys at the dtype's minimum
+        if allowed is not None:  # the mask folded into the bias
             bias = torch.where(allowed, bias, torch.finfo(h.dtype).min)  # (B, nh, T, K)
         source_mask = None
         if encoder_hidden_states is not None and encoder_attention_mask is not None:
             source_mask = encoder_attention_mask.to(h.device, torch.bool)[:, None, None, :]  # (B, 1, 1, S)
         eager = getattr(cfg, "_attn_implementation", None) == "eager"
         h = self.dropout(h)
-        hidden_states, attentions, cross_attentions = [], [], []
+        hidden, attentions, cross_attentions = [], [], []
         for block in self.block:
-            if output_hidden_states:
-                hidden_states.append(h)
+            hidden.append(h)
             h, weights, cross = self.run_layer(block, h, bias, encoder_hidden_states, source_mask, cache, eager)
             attentions.append(weights)
             cross_attentions.append(cross)
         h = self.dropout(self.final_layer_norm(h))
-        if output_hidden_states:
-            hidden_states.append(h)
-        hidden = tuple(hidden_states) if output_hidden_states else None
-        attentions = tuple(attentions) if output_attentions and eager else (() if output_attentions else None)
+
+        def collected(items):  # SDPA computes no weights: an empty tuple, as the reference
+            return None if not output_attentions else tuple(items) if eager and None not in items else ()
+
+        fields = dict(last_hidden_state=h, hidden_states=(*hidden, h) if output_hidden_states else None,
+                      attentions=collected(attentions))
         if not self.is_decoder:
-            return finish(cfg, BaseModelOutput(last_hidden_state=h, hidden_states=hidden, attentions=attentions),
-                          return_dict)
-        cross = tuple(cross_attentions) if output_attentions and eager and encoder_hidden_states is not None else \
-            (() if output_attentions else None)
-        out = BaseModelOutputWithPastAndCrossAttentions(last_hidden_state=h, past_key_values=cache,
-                                                        hidden_states=hidden, attentions=attentions,
-                                                        cross_attentions=cross)
+            return finish(cfg, BaseModelOutput(**fields), return_dict)
+        out = BaseModelOutputWithPastAndCrossAttentions(past_key_values=cache, **fields,
+                                                        cross_attentions=collected(cross_attentions))
         return finish(cfg, out, return_dict)
+
+
+def _fields(enc, dec) -> dict:
+    """The Seq2Seq* output fields other than the head's own."""
+    return dict(past_key_values=dec.past_key_values, decoder_hidden_states=dec.hidden_states,
+                decoder_attentions=dec.attentions, cross_attentions=dec.cross_attentions,
+                encoder_last_hidden_state=enc.last_hidden_state, encoder_hidden_states=enc.hidden_states,
+                encoder_attentions=enc.attentions)
 
 
 class T5Model(T5PreTrainedModel):
@@ -417,18 +392,10 @@ class T5Model(T5PreTrainedModel):
                 use_cache=None, output_attentions=None, output_hidden_states=None, return_dict=None,
                 cache_position=None):
         enc, dec = self._run(input_ids, attention_mask, decoder_input_ids, decoder_attention_mask, encoder_outputs,
-                            past_key_values, inputs_embeds, decoder_inputs_embeds, use_cache, output_attentions,
-                            output_hidden_states, cache_position)
-        return finish(self.config, Seq2SeqModelOutput(last_hidden_state=dec.last_hidden_state, **_fields(enc, dec)),
-                      return_dict)
-
-
-def _fields(enc, dec) -> dict:
-    """The Seq2Seq* output fields other than the head's own."""
-    return dict(past_key_values=dec.past_key_values, decoder_hidden_states=dec.hidden_states,
-                decoder_attentions=dec.attentions, cross_attentions=dec.cross_attentions,
-                encoder_last_hidden_state=enc.last_hidden_state, encoder_hidden_states=enc.hidden_states,
-                encoder_attentions=enc.attentions)
+                             past_key_values, inputs_embeds, decoder_inputs_embeds, use_cache, output_attentions,
+                             output_hidden_states, cache_position)
+        out = Seq2SeqModelOutput(last_hidden_state=dec.last_hidden_state, **_fields(enc, dec))
+        return finish(self.config, out, return_dict)
 
 
 class T5ForConditionalGeneration(GenerationMixin, T5PreTrainedModel):
@@ -455,8 +422,8 @@ class T5ForConditionalGeneration(GenerationMixin, T5PreTrainedModel):
         if labels is not None and decoder_input_ids is None and decoder_inputs_embeds is None:
             decoder_input_ids = self._shift_right(labels)
         enc, dec = self._run(input_ids, attention_mask, decoder_input_ids, decoder_attention_mask, encoder_outputs,
-                            past_key_values, inputs_embeds, decoder_inputs_embeds, use_cache, output_attentions,
-                            output_hidden_states, cache_position)
+                             past_key_values, inputs_embeds, decoder_inputs_embeds, use_cache, output_attentions,
+                             output_hidden_states, cache_position)
         h = dec.last_hidden_state  # (B, T, d_model)
         if self.config.scale_decoder_outputs:
             h = h * self.config.d_model ** -0.5
@@ -466,14 +433,14 @@ class T5ForConditionalGeneration(GenerationMixin, T5PreTrainedModel):
 
 
 class T5EncoderModel(T5PreTrainedModel):
-    """The encoder alone (shared embeddings + encoder stack): what text encoders such as sentence-t5 use."""
+    """The encoder alone (shared embeddings + encoder stack), e.g. the text encoder of sentence-t5 or diffusion
+    pipelines; a full seq2seq checkpoint loads into it (its decoder and lm_head are ignored)."""
 
     _keys_to_ignore_on_load_unexpected = [r"^decoder\.", r"^lm_head\."]
 
     def __init__(self, config: T5Config):
         super().__init__(config)
-        self.shared = nn.Embedding(config.vocab_size, config.d_model)
-        self.encoder = T5Stack(config, is_decoder=False)
+        self._build(config, decoder=False)
         self.post_init()
 
     def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None, output_attentions=None,
@@ -484,6 +451,8 @@ class T5EncoderModel(T5PreTrainedModel):
 
 
 class T5ClassificationHead(nn.Module):
+    """out_proj(dropout(tanh(dense(dropout(x)))))."""
+
     def __init__(self, config: T5Config):
         super().__init__()
         self.dense = nn.Linear(config.d_model, config.d_model)
@@ -495,8 +464,8 @@ class T5ClassificationHead(nn.Module):
 
 
 class T5ForSequenceClassification(T5PreTrainedModel):
-    """Classifies the decoder state at the last EOS of each row; decoder_input_ids default to the shifted
-    input_ids. Every row must hold the same number (>= 1) of EOS tokens, as in the reference."""
+    """Classifies the decoder state at each row's last EOS; decoder_input_ids default to the shifted input_ids.
+    Every row must hold the same number (>= 1) of EOS tokens, as in the reference."""
 
     def __init__(self, config: T5Config):
         super().__init__(config)
@@ -511,17 +480,16 @@ class T5ForSequenceClassification(T5PreTrainedModel):
             raise NotImplementedError("T5ForSequenceClassification needs input_ids (it pools at their EOS tokens).")
         if decoder_input_ids is None and decoder_inputs_embeds is None:
             decoder_input_ids = self._shift_right(input_ids)
+        use_cache = False if labels is not None else use_cache
         enc, dec = self.transformer._run(input_ids, attention_mask, decoder_input_ids, decoder_attention_mask,
-                                        encoder_outputs, None, inputs_embeds, decoder_inputs_embeds,
-                                        False if labels is not None else use_cache, output_attentions,
-                                        output_hidden_states, None)
+                                         encoder_outputs, None, inputs_embeds, decoder_inputs_embeds, use_cache,
+                                         output_attentions, output_hidden_states)
         h = dec.last_hidden_state  # (B, T, d_model)
         eos = input_ids.eq(self.config.eos_token_id).to(h.device)  # (B, T)
         counts = eos.sum(1)
         if int(counts.min()) < 1 or bool((counts != counts[0]).any()):
             raise ValueError("Every row must contain the same number (at least one) of <eos> tokens.")
-        pooled = h[eos, :].view(h.shape[0], -1, h.shape[-1])[:, -1, :]  # (B, d_model) at the last EOS
-        logits = self.classification_head(pooled)
+        logits = self.classification_head(h[eos].view(h.shape[0], -1, h.shape[-1])[:, -1])  # last EOS: (B, labels)
         loss = None if labels is None else sequence_classification_loss(self.config, logits, labels.to(logits.device))
         out = Seq2SeqSequenceClassifierOutput(loss=loss, logits=logits, **_fields(enc, dec))
         return finish(self.config, out, return_dict)
@@ -567,38 +535,21 @@ class T5ForQuestionAnswering(T5PreTrainedModel):
             if input_ids is None:
                 raise ValueError("Pass input_ids, decoder_input_ids or decoder_inputs_embeds.")
             decoder_input_ids = self._shift_right(input_ids)
-        use_cache = False if start_positions is not None and end_positions is not None else use_cache
+        labelled = start_positions is not None and end_positions is not None
         enc, dec = self._run(input_ids, attention_mask, decoder_input_ids, decoder_attention_mask, encoder_outputs,
-                            None, inputs_embeds, decoder_inputs_embeds, use_cache, output_attentions,
-                            output_hidden_states, None)
+                             None, inputs_embeds, decoder_inputs_embeds, False if labelled else use_cache,
+                             output_attentions, output_hidden_states)
         start, end = self.qa_outputs(dec.last_hidden_state).split(1, dim=-1)  # (B, T, 1) each
         start, end = start.squeeze(-1).contiguous(), end.squeeze(-1).contiguous()  # (B, T)
-        loss = None
-        if start_positions is not None and end_positions is not None:
-            loss = qa_span_loss(start, end, start_positions, end_positions)
+        loss = qa_span_loss(start, end, start_positions, end_positions) if labelled else None
         out = Seq2SeqQuestionAnsweringModelOutput(loss=loss, start_logits=start, end_logits=end, **_fields(enc, dec))
         return finish(self.config, out, return_dict)
 
 
-class MT5Model(T5Model):
-    config_class = MT5Config
-
-
-class MT5ForConditionalGeneration(T5ForConditionalGeneration):
-    config_class = MT5Config
-
-
-class MT5EncoderModel(T5EncoderModel):
-    config_class = MT5Config
-
-
-class MT5ForSequenceClassification(T5ForSequenceClassification):
-    config_class = MT5Config
-
-
-class MT5ForTokenClassification(T5ForTokenClassification):
-    config_class = MT5Config
-
-
-class MT5ForQuestionAnswering(T5ForQuestionAnswering):
-    config_class = MT5Config
+# mT5: the same classes under their own names and config (MT5Config: never scales the decoder output)
+class MT5Model(T5Model): config_class = MT5Config
+class MT5ForConditionalGeneration(T5ForConditionalGeneration): config_class = MT5Config
+class MT5EncoderModel(T5EncoderModel): config_class = MT5Config
+class MT5ForSequenceClassification(T5ForSequenceClassification): config_class = MT5Config
+class MT5ForTokenClassification(T5ForTokenClassification): config_class = MT5Config
+class MT5ForQuestionAnswering(T5ForQuestionAnswering): config_class = MT5Config
