@@ -23,13 +23,13 @@ from torch import nn
 
 from ..generation.mixin import GenerationMixin
 from ..modeling import PreTrainedModel
-from ..nn.cache import DynamicCache, EncoderDecoderCache
 from ..nn.heads import finish, keep_positions
 from ..nn.losses import cross_entropy, qa_span_loss, sequence_classification_loss, shift_tokens_right
 from ..nn.outputs import (BaseModelOutput, BaseModelOutputWithPastAndCrossAttentions, CausalLMOutputWithCrossAttentions,
                           Seq2SeqLMOutput,
                           Seq2SeqModelOutput, Seq2SeqQuestionAnsweringModelOutput, Seq2SeqSequenceClassifierOutput)
-from ..nn.seq2seq import Seq2SeqDecoderLayer, Seq2SeqEncoderLayer, init_weights, run_decoder, run_encoder
+from ..nn.seq2seq import (SEQ2SEQ_FIELDS, Seq2SeqDecoderLayer, Seq2SeqEncoderLayer, as_encoder_output, decoder_cache,
+                          flag, init_weights, run_decoder, run_encoder)
 from .configs import BartConfig, MBartConfig
 
 
@@ -158,8 +158,8 @@ class BartEncoder(_Stack):
         x = self.finish(x, hidden_states)
         out = BaseModelOutput(
             last_hidden_state=x,
-            hidden_states=tuple(hidden_states) if _flag(config, output_hidden_states, "hidden_states") else None,
-            attentions=tuple(attentions) if _flag(config, output_attentions, "attentions") else None)
+            hidden_states=tuple(hidden_states) if flag(config, output_hidden_states, "hidden_states") else None,
+            attentions=tuple(attentions) if flag(config, output_attentions, "attentions") else None)
         return finish(config, out, return_dict)
 
 
@@ -176,42 +176,20 @@ class BartDecoder(_Stack):
         """input_ids (B, T): the new decoder tokens (only the last one while decoding with a cache);
         attention_mask (B, past+T) decoder padding; encoder_hidden_states (B, S, d) with encoder_attention_mask
         (B, S). Positions start at cache_position[0], else at the cache length."""
-        config, cache = self.config, past_key_values
-        use_cache = config.use_cache if use_cache is None else use_cache
-        if self.checkpointing():  # recomputed blocks would write the cache twice
-            use_cache, cache = False, None
-        if use_cache and cache is None:  # a decoder-only BartForCausalLM without encoder states: self-attention only
-            cross = encoder_hidden_states is not None or config.is_encoder_decoder
-            cache = EncoderDecoderCache() if cross else DynamicCache()
-        past = cache.get_seq_length() if cache is not None else 0
-        if cache_position is not None:
-            past = int(cache_position[0])
+        config = self.config
+        cache, use_cache, past = decoder_cache(self, past_key_values, use_cache, encoder_hidden_states, cache_position)
         x = self.embed(input_ids, inputs_embeds, past)  # (B, T, d)
         x, hidden_states, attentions, cross_attentions = run_decoder(
             self, self.layers, x, attention_mask, encoder_hidden_states, encoder_attention_mask, cache, past,
             config.decoder_layerdrop)
         x = self.finish(x, hidden_states)
-        weights = _flag(config, output_attentions, "attentions")
+        weights = flag(config, output_attentions, "attentions")
         out = BaseModelOutputWithPastAndCrossAttentions(
             last_hidden_state=x, past_key_values=cache if use_cache else None,
-            hidden_states=tuple(hidden_states) if _flag(config, output_hidden_states, "hidden_states") else None,
+            hidden_states=tuple(hidden_states) if flag(config, output_hidden_states, "hidden_states") else None,
             attentions=tuple(attentions) if weights else None,
             cross_attentions=tuple(cross_attentions) if weights and encoder_hidden_states is not None else None)
         return finish(config, out, return_dict)
-
-
-def _flag(config, value, name: str) -> bool:
-    return bool(getattr(config, f"output_{name}") if value is None else value)
-
-
-def _encoder_output(encoder_outputs) -> BaseModelOutput:
-    """The encoder's output as given: an output object with last_hidden_state, or a tuple (states, hidden, attn)."""
-    if hasattr(encoder_outputs, "last_hidden_state"):
-        return encoder_outputs
-    if isinstance(encoder_outputs, (tuple, list)) and len(encoder_outputs) > 0:
-        return BaseModelOutput(*encoder_outputs[:3])
-    raise TypeError("encoder_outputs must be the encoder's output (a BaseModelOutput or a tuple whose first item is "
-                    f"the (batch, length, hidden) tensor), got {type(encoder_outputs).__name__}.")
 
 
 class BartModel(BartPreTrainedModel):
@@ -255,7 +233,7 @@ class BartModel(BartPreTrainedModel):
         if encoder_outputs is None:
             encoder_outputs = self.encoder(input_ids, attention_mask, inputs_embeds, output_attentions,
                                            output_hidden_states, return_dict=True)
-        encoder_outputs = _encoder_output(encoder_outputs)
+        encoder_outputs = as_encoder_output(encoder_outputs)
         dec = self.decoder(decoder_input_ids, decoder_attention_mask, encoder_outputs[0], attention_mask,
                            past_key_values, decoder_inputs_embeds, use_cache, output_attentions, output_hidden_states,
                            return_dict=True, cache_position=cache_position)
@@ -265,12 +243,6 @@ class BartModel(BartPreTrainedModel):
             cross_attentions=dec.cross_attentions, encoder_last_hidden_state=encoder_outputs.last_hidden_state,
             encoder_hidden_states=encoder_outputs.hidden_states, encoder_attentions=encoder_outputs.attentions),
             return_dict)
-
-
-def _decoder_fields(out) -> dict:
-    return {k: getattr(out, k) for k in ("past_key_values", "decoder_hidden_states", "decoder_attentions",
-                                         "cross_attentions", "encoder_last_hidden_state", "encoder_hidden_states",
-                                         "encoder_attentions")}
 
 
 class _BartHead(BartPreTrainedModel):
@@ -338,7 +310,8 @@ class BartForConditionalGeneration(GenerationMixin, _BartHead):
         logits = self.lm_head(out.last_hidden_state)  # (B, T, V)
         logits = logits + self.final_logits_bias.to(logits.device, logits.dtype)
         loss = None if labels is None else cross_entropy(logits.float(), labels.to(logits.device))
-        return finish(self.config, Seq2SeqLMOutput(loss=loss, logits=logits, **_decoder_fields(out)), return_dict)
+        fields = {k: out.get(k) for k in SEQ2SEQ_FIELDS}  # the decoder's and encoder's outputs
+        return finish(self.config, Seq2SeqLMOutput(loss=loss, logits=logits, **fields), return_dict)
 
     def prepare_decoder_input_ids_from_labels(self, labels: torch.Tensor) -> torch.Tensor:
         return self.shift_right(labels)
@@ -376,8 +349,8 @@ class BartForSequenceClassification(_BartHead):
         sentence = h[eos, :].view(h.shape[0], -1, h.shape[-1])[:, -1, :]  # (B, d): the last <eos> of each row
         logits = self.classification_head(sentence)  # (B, labels)
         loss = None if labels is None else sequence_classification_loss(self.config, logits, labels.to(logits.device))
-        return finish(self.config, Seq2SeqSequenceClassifierOutput(loss=loss, logits=logits, **_decoder_fields(out)),
-                      return_dict)
+        fields = {k: out.get(k) for k in SEQ2SEQ_FIELDS}
+        return finish(self.config, Seq2SeqSequenceClassifierOutput(loss=loss, logits=logits, **fields), return_dict)
 
 
 class BartForQuestionAnswering(_BartHead):
@@ -404,7 +377,7 @@ class BartForQuestionAnswering(_BartHead):
         if start_positions is not None and end_positions is not None:
             loss = qa_span_loss(start, end, start_positions, end_positions)
         return finish(self.config, Seq2SeqQuestionAnsweringModelOutput(
-            loss=loss, start_logits=start, end_logits=end, **_decoder_fields(out)), return_dict)
+            loss=loss, start_logits=start, end_logits=end, **{k: out.get(k) for k in SEQ2SEQ_FIELDS}), return_dict)
 
 
 class BartDecoderWrapper(BartPreTrainedModel):

@@ -24,12 +24,12 @@ from torch import nn
 
 from ..generation.mixin import GenerationMixin
 from ..modeling import PreTrainedModel
-from ..nn.cache import DynamicCache, EncoderDecoderCache
 from ..nn.heads import finish, keep_positions
 from ..nn.losses import cross_entropy, shift_tokens_right
 from ..nn.outputs import (BaseModelOutput, BaseModelOutputWithPastAndCrossAttentions, CausalLMOutputWithCrossAttentions,
                           Seq2SeqLMOutput, Seq2SeqModelOutput)
-from ..nn.seq2seq import Seq2SeqDecoderLayer, Seq2SeqEncoderLayer, init_weights, run_decoder, run_encoder
+from ..nn.seq2seq import (SEQ2SEQ_FIELDS, Seq2SeqDecoderLayer, Seq2SeqEncoderLayer, as_encoder_output, decoder_cache,
+                          flag, init_weights, run_decoder, run_encoder)
 from .configs import MarianConfig
 
 
@@ -71,10 +71,6 @@ class MarianPreTrainedModel(PreTrainedModel):
         init_weights(module, self.config.init_std)
 
 
-def _flag(config, value, name: str) -> bool:
-    return bool(getattr(config, f"output_{name}") if value is None else value)
-
-
 class _Stack(MarianPreTrainedModel):
     def __init__(self, config: MarianConfig, vocab_size: int, layer_class, num_layers: int):
         super().__init__(config)
@@ -114,8 +110,8 @@ class MarianEncoder(_Stack):
         x, hidden_states, attentions = run_encoder(self, self.layers, x, attention_mask, config.encoder_layerdrop)
         out = BaseModelOutput(
             last_hidden_state=x,
-            hidden_states=tuple(hidden_states) if _flag(config, output_hidden_states, "hidden_states") else None,
-            attentions=tuple(attentions) if _flag(config, output_attentions, "attentions") else None)
+            hidden_states=tuple(hidden_states) if flag(config, output_hidden_states, "hidden_states") else None,
+            attentions=tuple(attentions) if flag(config, output_attentions, "attentions") else None)
         return finish(config, out, return_dict)
 
 
@@ -129,24 +125,16 @@ class MarianDecoder(_Stack):
     def forward(self, input_ids=None, attention_mask=None, encoder_hidden_states=None, encoder_attention_mask=None,
                 past_key_values=None, inputs_embeds=None, use_cache=None, output_attentions=None,
                 output_hidden_states=None, return_dict=None, cache_position=None):
-        config, cache = self.config, past_key_values
-        use_cache = config.use_cache if use_cache is None else use_cache
-        if self.checkpointing():  # recomputed blocks would write the cache twice
-            use_cache, cache = False, None
-        if use_cache and cache is None:
-            cross = encoder_hidden_states is not None or config.is_encoder_decoder
-            cache = EncoderDecoderCache() if cross else DynamicCache()
-        past = cache.get_seq_length() if cache is not None else 0
-        if cache_position is not None:
-            past = int(cache_position[0])
+        config = self.config
+        cache, use_cache, past = decoder_cache(self, past_key_values, use_cache, encoder_hidden_states, cache_position)
         x = self.embed(input_ids, inputs_embeds, past, scale_given=True)  # (B, T, d)
         x, hidden_states, attentions, cross_attentions = run_decoder(
             self, self.layers, x, attention_mask, encoder_hidden_states, encoder_attention_mask, cache, past,
             config.decoder_layerdrop)
-        weights = _flag(config, output_attentions, "attentions")
+        weights = flag(config, output_attentions, "attentions")
         out = BaseModelOutputWithPastAndCrossAttentions(
             last_hidden_state=x, past_key_values=cache if use_cache else None,
-            hidden_states=tuple(hidden_states) if _flag(config, output_hidden_states, "hidden_states") else None,
+            hidden_states=tuple(hidden_states) if flag(config, output_hidden_states, "hidden_states") else None,
             attentions=tuple(attentions) if weights else None,
             cross_attentions=tuple(cross_attentions) if weights and encoder_hidden_states is not None else None)
         return finish(config, out, return_dict)
@@ -193,11 +181,7 @@ class MarianModel(MarianPreTrainedModel):
         if encoder_outputs is None:
             encoder_outputs = self.encoder(input_ids, attention_mask, inputs_embeds, output_attentions,
                                            output_hidden_states, return_dict=True)
-        elif not hasattr(encoder_outputs, "last_hidden_state"):
-            if not isinstance(encoder_outputs, (tuple, list)) or not encoder_outputs:
-                raise TypeError("encoder_outputs must be the encoder's output (a BaseModelOutput or a tuple whose "
-                                f"first item is the (batch, length, hidden) tensor), got {type(encoder_outputs)}.")
-            encoder_outputs = BaseModelOutput(*encoder_outputs[:3])
+        encoder_outputs = as_encoder_output(encoder_outputs)
         dec = self.decoder(decoder_input_ids, decoder_attention_mask, encoder_outputs[0], attention_mask,
                            past_key_values, decoder_inputs_embeds, use_cache, output_attentions, output_hidden_states,
                            return_dict=True, cache_position=cache_position)
@@ -292,9 +276,7 @@ class MarianMTModel(GenerationMixin, MarianPreTrainedModel):
         logits = self.lm_head(out.last_hidden_state)  # (B, T, V_dec)
         logits = logits + self.final_logits_bias.to(logits.device, logits.dtype)
         loss = None if labels is None else cross_entropy(logits.float(), labels.to(logits.device))
-        fields = {k: out.get(k) for k in ("past_key_values", "decoder_hidden_states", "decoder_attentions",
-                                          "cross_attentions", "encoder_last_hidden_state", "encoder_hidden_states",
-                                          "encoder_attentions")}
+        fields = {k: out.get(k) for k in SEQ2SEQ_FIELDS}  # the decoder's and encoder's outputs
         return finish(self.config, Seq2SeqLMOutput(loss=loss, logits=logits, **fields), return_dict)
 
     def prepare_decoder_input_ids_from_labels(self, labels: torch.Tensor) -> torch.Tensor:

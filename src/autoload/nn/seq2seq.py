@@ -21,8 +21,13 @@ from torch import nn
 
 from .activations import Activation
 from .attention import attention
+from .cache import DynamicCache, EncoderDecoderCache
 from .encoder import cross_attention_mask
 from .masks import attention_mask as build_mask
+from .outputs import BaseModelOutput
+
+SEQ2SEQ_FIELDS = ("past_key_values", "decoder_hidden_states", "decoder_attentions", "cross_attentions",
+                  "encoder_last_hidden_state", "encoder_hidden_states", "encoder_attentions")
 
 
 class Seq2SeqAttention(nn.Module):
@@ -189,3 +194,35 @@ def run_decoder(owner, layers, x: torch.Tensor, attention_mask: torch.Tensor | N
             cross_attentions += [cross_weights] if cross_weights is not None else []
             hidden_states.append(x)
     return x, hidden_states, attentions, cross_attentions
+
+
+def flag(config, value, name: str) -> bool:
+    """A forward's output_attentions / output_hidden_states, else the config's."""
+    return bool(getattr(config, f"output_{name}") if value is None else value)
+
+
+def as_encoder_output(encoder_outputs) -> BaseModelOutput:
+    """The encoder's output as a caller passes it: an output object with last_hidden_state, or a tuple (last hidden
+    state, hidden states, attentions)."""
+    if hasattr(encoder_outputs, "last_hidden_state"):
+        return encoder_outputs
+    if isinstance(encoder_outputs, (tuple, list)) and len(encoder_outputs) > 0:
+        return BaseModelOutput(*encoder_outputs[:3])
+    raise TypeError("encoder_outputs must be the encoder's output (a BaseModelOutput or a tuple whose first item is "
+                    f"the (batch, length, hidden) tensor), got {type(encoder_outputs).__name__}.")
+
+
+def decoder_cache(decoder, cache, use_cache, encoder_hidden_states, cache_position):
+    """(cache, use_cache, past) at the start of a decoder's forward: no cache under gradient checkpointing (a
+    recomputed block would write it twice); a new EncoderDecoderCache when use_cache (default config.use_cache) and
+    none is given (a DynamicCache for a decoder-only model without encoder states); positions start at
+    cache_position[0], else at the cache length."""
+    config = decoder.config
+    use_cache = config.use_cache if use_cache is None else use_cache
+    if decoder.checkpointing():
+        use_cache, cache = False, None
+    if use_cache and cache is None:
+        cross = encoder_hidden_states is not None or config.is_encoder_decoder
+        cache = EncoderDecoderCache() if cross else DynamicCache()
+    past = cache.get_seq_length() if cache is not None else 0
+    return cache, use_cache, int(cache_position[0]) if cache_position is not None else past
