@@ -313,3 +313,22 @@ def test_generate_matches_the_reference(tmp_path, variant):
     for options in ({}, {"num_beams": 4}):
         expected = ref.generate(**inputs, max_new_tokens=7, do_sample=False, **options)
         assert ours.generate(**inputs, max_new_tokens=7, do_sample=False, **options).tolist() == expected.tolist()
+
+
+def test_left_padding_decoder_mask_embeddings_and_tuples(tmp_path):
+    ref, ours = make_pair(tmp_path, "t5-v1_0")
+    inputs, labels = batch()
+    left = inputs["attention_mask"].flip(1)
+    decoder_mask = torch.ones(B, T, dtype=torch.long)
+    decoder_mask[1, 4:] = 0
+    embeds, decoder_embeds = ours.shared(inputs["input_ids"]), ours.shared(labels.clamp(min=0))
+    cases = [{"input_ids": inputs["input_ids"].masked_fill(left == 0, 0), "attention_mask": left, "labels": labels},
+             {**inputs, "decoder_input_ids": labels.clamp(min=0), "decoder_attention_mask": decoder_mask},
+             {"inputs_embeds": embeds, "attention_mask": inputs["attention_mask"], "decoder_inputs_embeds": decoder_embeds}]
+    with torch.no_grad():
+        for case in cases:
+            assert_outputs_close(ours(**case), ref(**case), keys=SEQ2SEQ_KEYS)
+        as_tuple = ours(**inputs, labels=labels, return_dict=False)
+    assert_close(as_tuple[1], ours(**inputs, labels=labels).logits)
+    with pytest.raises(ValueError, match="exactly one"):
+        ours.get_encoder()(input_ids=inputs["input_ids"], inputs_embeds=embeds)
