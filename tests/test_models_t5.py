@@ -193,8 +193,8 @@ def test_decoding_step_by_step_with_the_cache_equals_the_full_forward(tmp_path, 
                 continue
             new = decoder_ids[:, :2] if t == 0 else decoder_ids[:, t:t + 1]
             out = ref(encoder_outputs=ref.get_encoder()(**inputs), attention_mask=inputs["attention_mask"],
-                      decoder_input_ids=new, past_key_values=cache, use_cache=True)
-            cache = out.past_key_values
+                      decoder_input_ids=new, cache=cache, use_cache=True)  # transformers 5.24's name
+            cache = out.cache
             reference_steps.append(out.logits)
     assert_close(torch.cat(steps, dim=1), torch.cat(reference_steps, dim=1), atol=1e-5, rtol=0)
     assert_close(torch.cat(steps, dim=1), full.logits, atol=1e-4, rtol=1e-4)  # fp32 noise at logits ~10
