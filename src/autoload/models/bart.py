@@ -99,7 +99,7 @@ class BartPreTrainedModel(PreTrainedModel):
     _keys_to_ignore_on_load_unexpected = [r"encoder\.version", r"decoder\.version"]
 
     def _init_weights(self, module: nn.Module) -> None:
-        init_weights(module, self.config.init_std)
+        init_weights(module, self.config)
 
     def shift_right(self, ids: torch.Tensor) -> torch.Tensor:
         """Decoder inputs from labels (or from input_ids for BartModel's denoising default)."""

@@ -46,6 +46,7 @@ class MarianSinusoidalPositionalEmbedding(nn.Module):
 
     def __init__(self, num_positions: int, dim: int):
         super().__init__()
+        nn.init.normal_(torch.empty(num_positions, dim))  # the draws of the reference's nn.Embedding (seeded builds)
         self.register_buffer("weight", sinusoidal_table(num_positions, dim), persistent=False)
 
     def forward(self, past: int, length: int) -> torch.Tensor:
@@ -68,7 +69,9 @@ class MarianPreTrainedModel(PreTrainedModel):
     _keys_to_ignore_on_load_unexpected = [r"embed_positions\.weight$"]  # old checkpoints saved the fixed table
 
     def _init_weights(self, module: nn.Module) -> None:
-        init_weights(module, self.config.init_std)
+        if isinstance(module, MarianSinusoidalPositionalEmbedding):  # the reference draws a normal table, then
+            torch.empty_like(module.weight).normal_()  # overwrites it with the sinusoids: the same draws here
+        init_weights(module, self.config)
 
 
 class _Stack(MarianPreTrainedModel):

@@ -136,9 +136,11 @@ class Seq2SeqDecoderLayer(_Layer):
         return x, weights, cross_weights
 
 
-def init_weights(module: nn.Module, std: float) -> None:
-    """The reference's init of these families: normal(0, std) (config.init_std) for Linear and Embedding (padding
-    row zeroed), LayerNorm 1/0, a `final_logits_bias` buffer 0. Other modules (fixed position tables) are left."""
+def init_weights(module: nn.Module, config) -> None:
+    """The reference's init of these families: normal(0, std) for Linear and Embedding (padding row zeroed),
+    LayerNorm 1/0, a `final_logits_bias` buffer 0. Other modules (fixed position tables) are left. std is
+    config.init_std, unless the config carries an `initializer_range` (then that, or 0.02), as the reference."""
+    std = (config.initializer_range or 0.02) if hasattr(config, "initializer_range") else config.init_std
     if isinstance(module, nn.Linear):
         module.weight.data.normal_(0.0, std)
         if module.bias is not None:
