@@ -151,6 +151,16 @@ def test_generation_matches_the_reference(tmp_path, model_type):
         assert torch.equal(got, expected), kwargs
 
 
+@pytest.mark.parametrize("model_type", PREFIX)
+def test_causal_lm_generation_matches_the_reference(tmp_path, model_type):
+    ref, ours = make_pair(tmp_path, model_type, "ForCausalLM")
+    assert ours.config.is_decoder and not ours.config.is_encoder_decoder  # set by the class, as the reference
+    ids = torch.randint(4, VOCAB, (2, 5), generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        assert torch.equal(ours.generate(ids, max_new_tokens=8, do_sample=False),
+                           ref.generate(ids, max_new_tokens=8, do_sample=False))
+
+
 def test_sequence_classification_pools_the_last_eos(tmp_path):
     ref, ours = make_pair(tmp_path, "bart", "ForSequenceClassification")
     assert ours.config.num_labels == 3 and autoload.BartConfig().num_labels == 3  # MNLI's three classes
