@@ -27,7 +27,7 @@ from bench.load import ROOT, run  # noqa: E402
 SHAPES = {
     "t5-small": ("T5Config", "T5ForConditionalGeneration",
                  dict(vocab_size=32128, d_model=512, d_kv=64, d_ff=2048, num_layers=6, num_decoder_layers=6,
-                      num_heads=8, feed_forward_proj="relu", tie_word_embeddings=True)),
+                      num_heads=8, feed_forward_proj="relu", tie_word_embeddings=True, decoder_start_token_id=0)),
     "bart-base": ("BartConfig", "BartForConditionalGeneration",
                   dict(vocab_size=50265, d_model=768, encoder_layers=6, decoder_layers=6, encoder_attention_heads=12,
                        decoder_attention_heads=12, encoder_ffn_dim=3072, decoder_ffn_dim=3072,
