@@ -315,7 +315,7 @@ def _generate(model, input_ids, attention_mask, call, passed, tokenizer, generat
     else:
         # compiled steps: the cache length rounded up, so that nearby prompt lengths share one graph
         cache_len = -(-max_length // CACHE_MULTIPLE) * CACHE_MULTIPLE if compile else max_length
-        cache = _new_cache(model, cfg, batch, cache_len, seq2seq) if cfg.use_cache else None
+        cache = _new_cache(model, cfg, batch, cache_len, seq2seq, n) if cfg.use_cache else None
     positions = position_ids if position_ids is not None else \
         _positions(mask, batch, past_len + prompt_len, device)[:, past_len:]  # (B, T)
     record = None
@@ -528,10 +528,11 @@ def _positions(mask, batch: int, length: int, device) -> torch.Tensor:
     return (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)
 
 
-def _new_cache(model, cfg: GenerationConfig, batch: int, max_length: int, seq2seq: bool = False):
+def _new_cache(model, cfg: GenerationConfig, batch: int, max_length: int, seq2seq: bool = False,
+               repeat: int = 1):
     from ..nn.cache import DynamicCache, EncoderDecoderCache, StaticCache
-    if seq2seq:
-        return EncoderDecoderCache(DynamicCache(), DynamicCache())
+    if seq2seq:  # `repeat`: each encoder row was repeated that many times in a row
+        return EncoderDecoderCache(DynamicCache(), DynamicCache(), source_repeat=max(repeat, 1))
     if cfg.cache_implementation == "dynamic":
         return DynamicCache()
     config = model.config

@@ -145,7 +145,7 @@ class T5Attention(nn.Module):
             if cache is not None:
                 k, v = cache.update(k, v, self.layer_idx)  # (B, nh, past+T, d_kv)
         elif cache is not None:  # the encoder's keys and values: projected at the first decoding step only
-            k, v = cache.cross(self.layer_idx, lambda: (self._heads(self.k(source)), self._heads(self.v(source))))
+            k, v = cache.cross(self.layer_idx, lambda s: (self._heads(self.k(s)), self._heads(self.v(s))), source)
         else:
             k, v = self._heads(self.k(source)), self._heads(self.v(source))
         y, weights = attention(q, k, v, mask, scale=1.0, bias=bias, eager=eager, softmax_fp32=False,

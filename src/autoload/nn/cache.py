@@ -109,17 +109,26 @@ class EncoderDecoderCache:
     """
 
     def __init__(self, self_attention_cache: DynamicCache | StaticCache | None = None,
-                 cross_attention_cache: DynamicCache | None = None):
+                 cross_attention_cache: DynamicCache | None = None, source_repeat: int = 1):
         self.self_attention_cache = self_attention_cache if self_attention_cache is not None else DynamicCache()
         self.cross_attention_cache = cross_attention_cache if cross_attention_cache is not None else DynamicCache()
         self.is_updated: dict[int, bool] = {i: True for i in range(len(self.cross_attention_cache))}
+        # generate() sets it to n when every source row is repeated n times in a row (beams, returned sequences):
+        # the cross keys are then projected from one row of each group and repeated, and beam reordering (which
+        # stays inside a group) leaves them alone.
+        self.source_repeat = source_repeat
 
-    def cross(self, layer_idx: int, project) -> tuple[torch.Tensor, torch.Tensor]:
-        """A layer's cross-attention keys and values: `project()` -> (k, v) of the encoder output, run only at the
-        first step; cached afterwards."""
+    def cross(self, layer_idx: int, project, source: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A layer's cross-attention keys and values: `project(source)` -> (k, v) of the (B, S, H) encoder output,
+        run only at the first step; cached afterwards."""
         if self.is_updated.get(layer_idx):
             return self.cross_attention_cache.keys[layer_idx], self.cross_attention_cache.values[layer_idx]
-        k, v = self.cross_attention_cache.update(*project(), layer_idx)
+        n = self.source_repeat
+        if n > 1:  # rows i*n .. i*n+n-1 are equal: project one of each and repeat the result
+            k, v = (t.repeat_interleave(n, dim=0) for t in project(source[::n]))
+        else:
+            k, v = project(source)
+        k, v = self.cross_attention_cache.update(k, v, layer_idx)
         self.is_updated[layer_idx] = True
         return k, v
 
@@ -130,13 +139,16 @@ class EncoderDecoderCache:
         return self.self_attention_cache.get_seq_length(layer_idx)
 
     def reorder(self, beam_idx: torch.Tensor) -> None:
-        """Beam search: both caches follow the beams (the cross keys are the same per beam group, but rows move)."""
+        """Beam search: the self-attention cache follows the beams. The cross keys follow too, unless they are
+        known equal within each beam group (`source_repeat`), where moving rows inside a group changes nothing."""
         self.self_attention_cache.reorder(beam_idx)
-        self.cross_attention_cache.reorder(beam_idx)
+        if self.source_repeat == 1:
+            self.cross_attention_cache.reorder(beam_idx)
 
     def select_batch(self, indices: torch.Tensor) -> None:
         self.self_attention_cache.select_batch(indices)
         self.cross_attention_cache.select_batch(indices)
+        self.source_repeat = 1  # the groups of equal rows may be broken now
 
     def crop(self, max_length: int) -> None:
         self.self_attention_cache.crop(max_length)

@@ -51,8 +51,8 @@ class Seq2SeqAttention(nn.Module):
         """x (B, T, d); mask (B, 1, T, K) bool or None; returns (y (B, T, d), weights (B, nh, T, K) or None)."""
         B, T, d = x.shape
 
-        def heads(t):  # (B, L, d) -> (B, nh, L, hs)
-            return t.view(B, -1, self.num_heads, self.head_dim).transpose(1, 2)
+        def heads(t):  # (N, L, d) -> (N, nh, L, hs)
+            return t.view(t.shape[0], -1, self.num_heads, self.head_dim).transpose(1, 2)
 
         q = heads(self.q_proj(x))  # (B, nh, T, hs)
         if encoder_hidden_states is None:
@@ -60,10 +60,11 @@ class Seq2SeqAttention(nn.Module):
             if cache is not None:
                 k, v = cache.update(k, v, self.layer_idx)  # (B, nh, past + T, hs)
         else:
-            def project():  # (B, nh, S, hs) each, from the encoder output
-                return heads(self.k_proj(encoder_hidden_states)), heads(self.v_proj(encoder_hidden_states))
+            def project(source):  # (N, nh, S, hs) each, from the (N, S, d) encoder output
+                return heads(self.k_proj(source)), heads(self.v_proj(source))
             cached = cache is not None and hasattr(cache, "cross")  # a decoder-only DynamicCache keeps no cross keys
-            k, v = cache.cross(self.layer_idx, project) if cached else project()
+            k, v = cache.cross(self.layer_idx, project, encoder_hidden_states) if cached else \
+                project(encoder_hidden_states)
         eager = getattr(self.config, "_attn_implementation", None) == "eager"
         y, weights = attention(q, k, v, mask, is_causal=self.causal, eager=eager, softmax_fp32=False,
                                dropout=self.dropout if self.training else 0.0)  # (B, nh, T, hs)
