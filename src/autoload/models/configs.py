@@ -326,6 +326,93 @@ class ChatGLMConfig(PretrainedConfig):
         return None
 
 
+class Phi3Config(_RopeConfig):
+    """Phi-3 / Phi-3.5 / Phi-4-mini: Llama's block with fused `qkv_proj` / `gate_up_proj`, residual dropout
+    (`resid_pdrop`), a sliding window on every layer when `sliding_window` is set, and rotary embeddings that are
+    default or LongRoPE (`rope_scaling` type "longrope", or its old names "su" / "yarn"), on the first
+    `partial_rotary_factor` of each head (Phi-4-mini: 0.75). The top-level `original_max_position_embeddings` is
+    where LongRoPE switches from its short to its long factors (it wins over the one in rope_parameters, as in the
+    reference); a top-level `partial_rotary_factor` goes into rope_parameters unless that has one."""
+
+    model_type = "phi3"
+    defaults = {
+        "vocab_size": 32064, "hidden_size": 3072, "intermediate_size": 8192, "num_hidden_layers": 32,
+        "num_attention_heads": 32, "num_key_value_heads": None, "resid_pdrop": 0.0, "embd_pdrop": 0.0,
+        "attention_dropout": 0.0, "hidden_act": "silu", "max_position_embeddings": 4096,
+        "original_max_position_embeddings": 4096, "initializer_range": 0.02, "rms_norm_eps": 1e-5, "use_cache": True,
+        "tie_word_embeddings": False, "rope_parameters": None, "bos_token_id": 1, "eos_token_id": 32000,
+        "pad_token_id": 32000, "sliding_window": None,
+    }
+
+    def __init__(self, **kwargs):
+        scaling = kwargs.get("rope_scaling") or kwargs.get("rope_parameters") or {}
+        if scaling.get("rope_type", scaling.get("type")) in ("su", "yarn"):  # the old names of longrope
+            kwargs["rope_scaling"] = {**scaling, "type": "longrope", "rope_type": "longrope"}
+            kwargs.pop("rope_parameters", None)
+        super().__init__(**kwargs)
+        params = self.rope_parameters
+        params.setdefault("partial_rotary_factor", self.__dict__.get("partial_rotary_factor") or 1.0)
+        kind = params["rope_type"]
+        if kind in ("llama3", "yarn", "longrope"):
+            params["original_max_position_embeddings"] = self.original_max_position_embeddings
+        if kind not in ("default", "longrope"):
+            raise ConfigError(f"Phi3Config: rope type must be 'default' or 'longrope', got {kind!r}.")
+        half = int(self.hidden_size // self.num_attention_heads * params["partial_rotary_factor"]) // 2
+        for key in ("short_factor", "long_factor"):
+            factors = params.get(key)
+            if kind == "longrope" and (not isinstance(factors, list) or len(factors) != half):
+                raise ConfigError(f"Phi3Config: rope_parameters['{key}'] must be a list of {half} numbers (half the "
+                                  f"rotated dims of a head), got {factors!r}.")
+
+    @classmethod
+    def _check_types(cls, values: dict) -> None:  # eos_token_id is an int or a list
+        super()._check_types({k: v for k, v in values.items() if k != "eos_token_id"})
+
+    def _post_init(self) -> None:
+        if self.num_key_value_heads is None:
+            self.num_key_value_heads = self.num_attention_heads
+
+    def window_of(self, layer_idx: int) -> int | None:
+        return self.sliding_window
+
+
+class GlmConfig(_RopeConfig):
+    """GLM-4 (THUDM/glm-4-9b, the HF-native port; model_type "glm"): grouped-query attention with q/k/v biases
+    (`attention_bias`), a fused `gate_up_proj`, and rotary embeddings as interleaved pairs on the first
+    `partial_rotary_factor` (0.5 by default) of each head."""
+
+    model_type = "glm"
+    defaults = {
+        "vocab_size": 151552, "hidden_size": 4096, "intermediate_size": 13696, "num_hidden_layers": 40,
+        "num_attention_heads": 32, "num_key_value_heads": 2, "head_dim": 128, "hidden_act": "silu",
+        "attention_dropout": 0.0, "max_position_embeddings": 131072, "initializer_range": 0.02,
+        "rms_norm_eps": 1.5625e-07, "use_cache": True, "tie_word_embeddings": False, "rope_parameters": None,
+        "pad_token_id": 151329, "eos_token_id": None, "bos_token_id": None, "attention_bias": True,
+    }
+    post_norms = False  # GLM-4-0414 (glm4): post_self_attn_layernorm and post_mlp_layernorm on each branch
+
+    def __init__(self, **kwargs):
+        partial = kwargs.pop("partial_rotary_factor", 0.5)
+        super().__init__(**kwargs)
+        self.rope_parameters.setdefault("partial_rotary_factor", partial)
+
+    def _post_init(self) -> None:
+        if self.num_key_value_heads is None:
+            self.num_key_value_heads = self.num_attention_heads
+        if self.head_dim is None:
+            self.head_dim = self.hidden_size // self.num_attention_heads
+        if self.eos_token_id is None:
+            self.eos_token_id = [151329, 151336, 151338]
+
+
+class Glm4Config(GlmConfig):
+    """GLM-4-0414 (THUDM/GLM-4-9B-0414, GLM-Z1; model_type "glm4"): GLM with an RMSNorm after the attention and
+    after the MLP of each layer, before the residual add."""
+
+    model_type = "glm4"
+    post_norms = True
+
+
 class RobertaConfig(PretrainedConfig):
     """RoBERTa: BERT's encoder with positions from pad_token_id + 1 (padding skipped) and no NSP; xlm-roberta and
     camembert are the same architecture under their own model_type (classes in models/roberta.py)."""

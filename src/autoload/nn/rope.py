@@ -1,8 +1,10 @@
 """Rotary position embeddings.
 
-Half-split layout (Llama family): `RotaryEmbedding` builds cos/sin tables (B, T, hs) for every scaling type in
-`config.rope_parameters` (default, linear, dynamic, yarn, llama3) and `apply_rotary` rotates q and k with them.
-Interleaved pairs on part of each head (ChatGLM): `interleaved_cos_sin` and `apply_interleaved_rotary`.
+Half-split layout (Llama family): `RotaryEmbedding` builds cos/sin tables (B, T, rd) for every scaling type in
+`config.rope_parameters` (default, linear, dynamic, yarn, llama3, longrope) and `apply_rotary` rotates q and k
+with them; rd < hs (partial rotary, Phi-3) rotates the first rd dims of each head only.
+Interleaved pairs on part of each head (ChatGLM): `interleaved_cos_sin` and `apply_interleaved_rotary` (GLM-4's
+HF port takes the first half of `RotaryEmbedding`'s table instead, which gives the same angles).
 Configs are read duck-typed (`rope_parameters`, `head_dim`, `hidden_size`, `num_attention_heads`,
 `max_position_embeddings`).
 """
@@ -14,7 +16,7 @@ import math
 import torch
 from torch import nn
 
-ROPE_TYPES = ("default", "linear", "dynamic", "yarn", "llama3")
+ROPE_TYPES = ("default", "linear", "dynamic", "yarn", "llama3", "longrope")
 
 
 def head_dim_of(config) -> int:
@@ -22,14 +24,16 @@ def head_dim_of(config) -> int:
     return getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
 
 
-def rope_frequencies(config, seq_len: torch.Tensor | None = None, device=None) -> tuple[torch.Tensor, float]:
-    """(inv_freq in fp32 of shape (hs/2,), cos/sin scale) for `config.rope_parameters`. The operations follow
-    the reference's order so that the fp32 frequencies are bit-identical."""
+def rope_frequencies(config, seq_len: torch.Tensor | None = None, device=None,
+                     partial_default: bool = False) -> tuple[torch.Tensor, float]:
+    """(inv_freq in fp32 of shape (rd/2,), cos/sin scale) for `config.rope_parameters`. The operations follow
+    the reference's order so that the fp32 frequencies are bit-identical. rd = hs·partial_rotary_factor for the
+    scaled types, and for the default one too with `partial_default` (Phi-3, GLM; Llama's default ignores it)."""
     params = config.rope_parameters
     kind = params.get("rope_type", "default")
     base = params["rope_theta"]
     dim = head_dim_of(config)
-    if kind != "default":
+    if kind != "default" or partial_default:
         dim = int(dim * params.get("partial_rotary_factor", 1.0))
     exponents = torch.arange(0, dim, 2, dtype=torch.int64).to(device=device, dtype=torch.float) / dim  # 2i/d
     if kind == "default":
@@ -46,6 +50,9 @@ def rope_frequencies(config, seq_len: torch.Tensor | None = None, device=None) -
         base = base * ((factor * seq_len / max_pos) - (factor - 1)) ** (dim / (dim - 2))
         return 1.0 / (base ** exponents), 1.0
     original = params["original_max_position_embeddings"]
+    if kind == "longrope":
+        return _longrope(params, base, dim, original, config.max_position_embeddings,
+                         seq_len is not None and seq_len > original, device)
     if kind == "yarn":
         return _yarn(params, base, dim, factor, original, config.max_position_embeddings, device)
     if kind == "llama3":
@@ -93,37 +100,64 @@ def _yarn(params, base, dim, factor, original, max_pos, device) -> tuple[torch.T
     return interpolated * (1 - keep) + extrapolated * keep, attention_factor
 
 
+def _longrope(params, base, dim, original, max_pos, long: bool, device) -> tuple[torch.Tensor, float]:
+    """LongRoPE (Phi-3): each frequency divided by its own factor, `long_factor` once the sequence is longer than
+    original_max_position_embeddings, else `short_factor`; cos/sin scaled by `attention_factor` (default
+    sqrt(1 + ln(factor) / ln(original)), factor = max_position_embeddings / original unless given)."""
+    factor = params.get("factor")
+    if factor is None:
+        factor = max_pos / original
+    attention_factor = params.get("attention_factor")
+    if attention_factor is None:
+        attention_factor = 1.0 if factor <= 1.0 else math.sqrt(1 + math.log(factor) / math.log(original))
+    ext = torch.tensor(params["long_factor" if long else "short_factor"], dtype=torch.float32, device=device)
+    exponents = torch.arange(0, dim, 2, dtype=torch.int64, device=device).float() / dim  # 2i/rd
+    return 1.0 / (ext * base ** exponents), attention_factor
+
+
 class RotaryEmbedding(nn.Module):
     """cos/sin tables for the positions of a forward, in the half-split layout (frequencies repeated twice).
     `dynamic` rope recomputes its frequencies when positions grow past the longest seen, and returns to the
-    original ones for sequences shorter than max_position_embeddings."""
+    original ones for sequences shorter than max_position_embeddings. `longrope` picks its long frequencies for
+    the whole batch when the largest position is at or past original_max_position_embeddings (a tensor `where`:
+    no recompilation). `partial_default`: see `rope_frequencies`."""
 
-    def __init__(self, config):
+    def __init__(self, config, partial_default: bool = False):
         super().__init__()
         self.config = config
+        self.partial_default = partial_default
         self.rope_type = config.rope_parameters.get("rope_type", "default")
         if self.rope_type not in ROPE_TYPES:
             raise ValueError(f"rope_type '{self.rope_type}' is not supported (supported: {', '.join(ROPE_TYPES)}).")
-        inv_freq, self.attention_scaling = rope_frequencies(config)
-        self.register_buffer("inv_freq", inv_freq, persistent=False)  # (hs/2,) fp32
+        inv_freq, self.attention_scaling = rope_frequencies(config, partial_default=partial_default)
+        self.register_buffer("inv_freq", inv_freq, persistent=False)  # (rd/2,) fp32
         self.register_buffer("original_inv_freq", inv_freq.clone(), persistent=False)
         self.max_seq_len_cached = self.original_max_seq_len = config.max_position_embeddings
+        if self.rope_type == "longrope":
+            self.original_positions = config.rope_parameters["original_max_position_embeddings"]
+            long_inv_freq, _ = rope_frequencies(config, self.original_positions + 1)
+            self.register_buffer("long_inv_freq", long_inv_freq, persistent=False)  # (rd/2,) fp32
 
     def _dynamic_update(self, position_ids: torch.Tensor) -> None:
         seq_len = torch.max(position_ids) + 1
         cached = self.max_seq_len_cached
         if seq_len > cached:  # growth
-            self.inv_freq, self.attention_scaling = rope_frequencies(self.config, seq_len, position_ids.device)
+            self.inv_freq, self.attention_scaling = rope_frequencies(self.config, seq_len, position_ids.device,
+                                                                     self.partial_default)
             self.max_seq_len_cached = seq_len
         if seq_len < self.original_max_seq_len and cached > self.original_max_seq_len:  # reset
             self.inv_freq = self.original_inv_freq.to(position_ids.device)
             self.max_seq_len_cached = self.original_max_seq_len
 
     def forward(self, x: torch.Tensor, position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        inv_freq = self.inv_freq
         if self.rope_type == "dynamic":
             self._dynamic_update(position_ids)
-        freqs = position_ids[..., None].float() * self.inv_freq.to(device=x.device, dtype=torch.float)  # (B, T, hs/2)
-        angles = torch.cat((freqs, freqs), dim=-1)  # (B, T, hs)
+            inv_freq = self.inv_freq
+        elif self.rope_type == "longrope":  # long factors past the original context, for every row
+            inv_freq = torch.where(position_ids.max() + 1 > self.original_positions, self.long_inv_freq, inv_freq)
+        freqs = position_ids[..., None].float() * inv_freq.to(device=x.device, dtype=torch.float)  # (B, T, rd/2)
+        angles = torch.cat((freqs, freqs), dim=-1)  # (B, T, rd)
         cos, sin = angles.cos() * self.attention_scaling, angles.sin() * self.attention_scaling
         return cos.to(x.dtype), sin.to(x.dtype)
 
@@ -135,7 +169,13 @@ def rotate_half(x: torch.Tensor) -> torch.Tensor:
 
 
 def apply_rotary(q, k, cos, sin):
-    cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)  # (B, 1, T, hs): one table for all heads
+    """q (B, nh, T, hs), k (B, nkv, T, hs) rotated by (B, T, rd) tables; with rd < hs (partial rotary) the first
+    rd dims of each head rotate and the rest pass through."""
+    cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)  # (B, 1, T, rd): one table for all heads
+    rd = cos.shape[-1]
+    if rd < q.shape[-1]:
+        return (torch.cat((q[..., :rd] * cos + rotate_half(q[..., :rd]) * sin, q[..., rd:]), dim=-1),
+                torch.cat((k[..., :rd] * cos + rotate_half(k[..., :rd]) * sin, k[..., rd:]), dim=-1))
     return q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
 
 
