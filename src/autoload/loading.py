@@ -7,7 +7,8 @@ Loading, in order:
 2. the module tree is built with parameters on the meta device (no memory, no random init); buffers are real.
    Only the building thread is affected: other threads building modules at the same time get real, initialised
    parameters (see `skeleton`);
-3. each checkpoint tensor is renamed (LayerNorm gamma/beta, base-model prefix added or stripped), checked
+3. each checkpoint tensor is renamed (LayerNorm gamma/beta, the class's own `_checkpoint_renames` — (regex,
+   replacement) pairs, e.g. gemma3's multimodal layouts —, base-model prefix added or stripped), checked
    for shape, cast only if needed and assigned; on the CPU an unchanged tensor stays backed by the file's
    memory map, so nothing is read twice (a module's `transposed_in_checkpoint` tensors get a transposed view:
    GPT-2's nn.Linear projections over Conv1D-layout checkpoints);
@@ -490,8 +491,8 @@ def _in_memory_layout(model: nn.Module, key: str, tensor: torch.Tensor) -> torch
     return tensor.t() if name in getattr(module, "transposed_in_checkpoint", ()) else tensor
 
 
-def _target_key(key: str, expected: set[str], prefix: str) -> str | None:
-    for pattern, replacement in _RENAMES:
+def _target_key(key: str, expected: set[str], prefix: str, renames=()) -> str | None:
+    for pattern, replacement in (*_RENAMES, *renames):
         key = pattern.sub(replacement, key)
     if key in expected:
         return key
@@ -511,8 +512,9 @@ def _load_into(model: nn.Module, files, state_dict, dtype, device, ignore_mismat
         [re.compile(r"rotary_emb\.inv_freq$"), re.compile(r"(^|\.)position_ids$")]
     items = state_dict.items() if state_dict is not None else _read_checkpoint(files, weights_only)
     expected_keys = set(expected)
+    renames = [(re.compile(p), r) for p, r in getattr(model, "_checkpoint_renames", ())]
     for key, tensor in items:
-        target = _target_key(key, expected_keys, model.base_model_prefix)
+        target = _target_key(key, expected_keys, model.base_model_prefix, renames)
         if target is None:
             for pattern, replacement in _RENAMES:  # report under the modern name, as the reference does
                 key = pattern.sub(replacement, key)

@@ -208,6 +208,182 @@ class Qwen3Config(Qwen2Config):
     qk_norm = property(lambda self: True, doc="Always on.")
 
 
+class _GemmaFamilyConfig(_RopeConfig):
+    """The configs of `models/gemma.py` (gemma, gemma2, gemma3_text). What differs between them is read through
+    these hooks (properties, never saved), each written once, in the config that differs."""
+
+    @classmethod
+    def _check_types(cls, values: dict) -> None:  # eos_token_id is an int or a list (gemma-3: [1, 106])
+        super()._check_types({k: v for k, v in values.items() if k != "eos_token_id"})
+
+    @property
+    def activation(self) -> str:
+        """The GeGLU MLP's activation name (gemma: `hidden_act`; gemma2/3: `hidden_activation`)."""
+        return self.hidden_act
+
+    sandwich_norms = False  # gemma2/3: RMSNorms after attention and around the MLP (four per layer)
+    qk_norm = False  # gemma3: per-head RMSNorm on queries and keys, before RoPE
+
+    @property
+    def attention_scale(self) -> float:
+        """The factor of the attention scores: head_dim**-0.5 (gemma2/3: query_pre_attn_scalar**-0.5)."""
+        return self.head_dim ** -0.5
+
+    @property
+    def attention_softcap(self) -> float | None:
+        """softcap·tanh(scores/softcap) on the attention scores (gemma2's attn_logit_softcapping), or None."""
+        return None
+
+    @property
+    def final_softcap(self) -> float | None:
+        """The same on the LM head's logits (gemma2/3's final_logit_softcapping), or None."""
+        return None
+
+    def window_of(self, layer_idx: int) -> int | None:
+        """The sliding window of layer `layer_idx` (the layers `layer_types` marks "sliding_attention"); None: full."""
+        types = getattr(self, "layer_types", None)
+        return self.sliding_window if types and types[layer_idx] == "sliding_attention" else None
+
+    def rope_of(self, layer_type: str) -> dict:
+        """The rope parameters of a layer type (gemma3 has one set per type; the others one for all)."""
+        return self.rope_parameters
+
+
+class GemmaConfig(_GemmaFamilyConfig):
+    """Gemma: Llama's block with a (1 + w) RMSNorm, embeddings scaled by sqrt(hidden_size), a GeGLU MLP (tanh GELU;
+    the legacy hidden_act "gelu" of the released configs means it too), head_dim 256 and tied embeddings."""
+
+    model_type = "gemma"
+    defaults = {
+        "vocab_size": 256000, "hidden_size": 3072, "intermediate_size": 24576, "num_hidden_layers": 28,
+        "num_attention_heads": 16, "num_key_value_heads": 16, "head_dim": 256, "hidden_act": "gelu_pytorch_tanh",
+        "max_position_embeddings": 8192, "initializer_range": 0.02, "rms_norm_eps": 1e-6, "use_cache": True,
+        "pad_token_id": 0, "eos_token_id": 1, "bos_token_id": 2, "tie_word_embeddings": True,
+        "rope_parameters": None, "attention_bias": False, "attention_dropout": 0.0,
+        "use_bidirectional_attention": None,
+    }
+
+    def _post_init(self) -> None:
+        if self.hidden_act == "gelu":
+            logger.warning("Gemma config with hidden_act='gelu': the released checkpoints mean GELU's tanh "
+                           "approximation; using 'gelu_pytorch_tanh' (as the reference does).")
+            self.hidden_act = "gelu_pytorch_tanh"
+
+
+class Gemma2Config(_GemmaFamilyConfig):
+    """Gemma 2: four RMSNorms per layer, scores scaled by query_pre_attn_scalar**-0.5 and soft-capped
+    (attn_logit_softcapping), final logits soft-capped (final_logit_softcapping), and a sliding window on the
+    layers `layer_types` marks "sliding_attention" (by default every other one, starting with layer 0)."""
+
+    model_type = "gemma2"
+    defaults = {
+        "vocab_size": 256000, "hidden_size": 2304, "intermediate_size": 9216, "num_hidden_layers": 26,
+        "num_attention_heads": 8, "num_key_value_heads": 4, "head_dim": 256, "hidden_activation": "gelu_pytorch_tanh",
+        "max_position_embeddings": 8192, "initializer_range": 0.02, "rms_norm_eps": 1e-6, "use_cache": True,
+        "pad_token_id": 0, "eos_token_id": 1, "bos_token_id": 2, "tie_word_embeddings": True,
+        "rope_parameters": None, "attention_bias": False, "attention_dropout": 0.0, "query_pre_attn_scalar": 256,
+        "sliding_window": 4096, "layer_types": None, "final_logit_softcapping": 30.0, "attn_logit_softcapping": 50.0,
+        "use_bidirectional_attention": None,
+    }
+    sandwich_norms = True
+    activation = property(lambda self: self.hidden_activation, doc="`hidden_activation`.")
+    attention_scale = property(lambda self: self.query_pre_attn_scalar ** -0.5, doc="query_pre_attn_scalar**-0.5.")
+    attention_softcap = property(lambda self: self.attn_logit_softcapping, doc="`attn_logit_softcapping`.")
+    final_softcap = property(lambda self: self.final_logit_softcapping, doc="`final_logit_softcapping`.")
+
+    def _post_init(self) -> None:
+        if self.layer_types is None:
+            self.layer_types = ["sliding_attention" if (i + 1) % 2 else "full_attention"
+                                for i in range(self.num_hidden_layers)]
+
+
+class Gemma3TextConfig(Gemma2Config):
+    """Gemma 3's language model: Gemma 2's layer with per-head q/k RMSNorms, 5 sliding layers to 1 global
+    (`sliding_window_pattern` 6, or `layer_types`), and one rope per layer type: `rope_parameters` =
+    {"sliding_attention": {rope_theta 10_000 (legacy key rope_local_base_freq)}, "full_attention": {rope_theta
+    1_000_000 (legacy rope_theta), plus the legacy rope_scaling, e.g. linear x8}}. No attention soft-capping: the
+    reference ignores attn_logit_softcapping here. Read from a gemma3 config.json, its `text_config` is used."""
+
+    model_type = "gemma3_text"
+    defaults = {**Gemma2Config.defaults, "vocab_size": 262208, "max_position_embeddings": 131072,
+                "final_logit_softcapping": None, "attn_logit_softcapping": None, "use_bidirectional_attention": False}
+    qk_norm = True
+    attention_softcap = property(lambda self: None, doc="None: the reference does not soft-cap gemma3's scores.")
+
+    def __init__(self, **kwargs):
+        theta, local = kwargs.pop("rope_theta", None), kwargs.pop("rope_local_base_freq", None)
+        scaling, pattern = kwargs.pop("rope_scaling", None), kwargs.pop("sliding_window_pattern", None)
+        kwargs.pop("_sliding_window_pattern", None)  # the reference writes it; layer_types says the same
+        PretrainedConfig.__init__(self, **kwargs)  # not _RopeConfig's folding: one rope per layer type
+        params = {k: dict(v or {}) for k, v in (self.rope_parameters or {}).items()}
+        full, sliding = params.setdefault("full_attention", {}), params.setdefault("sliding_attention", {})
+        if scaling:
+            full.update(scaling)
+            full.setdefault("rope_type", scaling.get("type", "default"))
+        full.setdefault("rope_theta", float(theta) if theta is not None else 1_000_000.0)
+        sliding.setdefault("rope_theta", float(local) if local is not None else 10_000.0)
+        for part in (full, sliding):
+            part.setdefault("rope_type", "default")
+            part.pop("type", None)
+            if part["rope_type"] in ("llama3", "yarn", "longrope"):
+                part.setdefault("original_max_position_embeddings", self.max_position_embeddings)
+        self.rope_parameters = params
+        if self.__dict__.get("layer_types") is None:
+            every = pattern or 6
+            self.layer_types = ["sliding_attention" if (i + 1) % every else "full_attention"
+                                for i in range(self.num_hidden_layers)]
+        if pattern is not None:
+            self.sliding_window_pattern = pattern
+
+    def _post_init(self) -> None:
+        pass  # layer_types is derived in __init__ (from sliding_window_pattern)
+
+    def rope_of(self, layer_type: str) -> dict:
+        return self.rope_parameters[layer_type]
+
+    @classmethod
+    def from_dict(cls, config_dict: dict, *, return_unused_kwargs: bool = False, **kwargs):
+        if config_dict.get("model_type") == "gemma3" and isinstance(config_dict.get("text_config"), dict):
+            # a multimodal gemma3 config.json: its language model's config, as the reference reads it
+            config_dict = {**config_dict["text_config"], "model_type": cls.model_type,
+                           "_name_or_path": config_dict.get("_name_or_path", "")}
+        return super().from_dict(config_dict, return_unused_kwargs=return_unused_kwargs, **kwargs)
+
+
+class Gemma3Config(PretrainedConfig):
+    """Gemma 3 (multimodal checkpoints such as gemma-3-4b-it): `text_config` (a Gemma3TextConfig) nested with a
+    SigLIP `vision_config`. autoload implements the language model only: the gemma3 classes of models/gemma.py
+    build the text model from `text_config` (see there); `vision_config` is kept as a dict and saved back."""
+
+    model_type = "gemma3"
+    defaults = {
+        "text_config": None, "vision_config": None, "mm_tokens_per_image": 256, "boi_token_index": 255_999,
+        "eoi_token_index": 256_000, "image_token_index": 262_144, "initializer_range": 0.02,
+        "tie_word_embeddings": True,
+    }
+    attribute_map = {"image_token_id": "image_token_index", "boi_token_id": "boi_token_index",
+                     "eoi_token_id": "eoi_token_index"}
+
+    def _post_init(self) -> None:
+        text = self.text_config
+        if not isinstance(text, Gemma3TextConfig):
+            text = Gemma3TextConfig.from_dict({**(text or {}), "model_type": "gemma3_text"})
+        self.text_config = text
+
+    def get_text_config(self, decoder: bool | None = None, encoder: bool | None = None) -> Gemma3TextConfig:
+        return self.text_config
+
+    def parameter_estimate(self) -> list[tuple[str, int]]:
+        return [(f"text_config: {label}", n) for label, n in self.text_config.parameter_estimate()]
+
+    def to_dict(self) -> dict:
+        out = super().to_dict()
+        text = self.text_config.to_dict()
+        text.pop("_name_or_path", None)
+        out["text_config"] = text
+        return out
+
+
 class ChatGLMConfig(PretrainedConfig):
     """ChatGLM2 / ChatGLM3 / GLM-4 (THUDM's `configuration_chatglm.py` keys and defaults).
 
