@@ -84,6 +84,12 @@ _EXPORTS: dict[str, str] = {
     **{name: "autoload.models.gpt2" for name in (
         "GPT2Model", "GPT2LMHeadModel", "GPT2ForSequenceClassification", "GPT2ForTokenClassification",
         "GPT2ForQuestionAnswering")},
+    **{name: "autoload.models.configs" for name in ("GemmaConfig", "Gemma2Config", "Gemma3TextConfig", "Gemma3Config")},
+    **{name: "autoload.models.gemma" for name in (
+        "GemmaModel", "GemmaForCausalLM", "GemmaForSequenceClassification", "GemmaForTokenClassification",
+        "Gemma2Model", "Gemma2ForCausalLM", "Gemma2ForSequenceClassification", "Gemma2ForTokenClassification",
+        "Gemma3TextModel", "Gemma3ForCausalLM", "Gemma3TextForSequenceClassification", "Gemma3Model",
+        "Gemma3ForConditionalGeneration", "Gemma3ForSequenceClassification")},
     **{name: "autoload.models.chatglm" for name in (
         "ChatGLMForConditionalGeneration", "ChatGLMForSequenceClassification")},
     **{f"{family}{head}": "autoload.models.llama" for family in ("Llama", "Mistral", "Qwen2", "Qwen3") for head in (
@@ -115,6 +121,8 @@ _EXPORTS: dict[str, str] = {
     "Qwen2TokenizerFast": "autoload.tokenization.qwen2",
     "LlamaTokenizer": "autoload.tokenization.llama",
     "LlamaTokenizerFast": "autoload.tokenization.llama",
+    "GemmaTokenizer": "autoload.tokenization.gemma",
+    "GemmaTokenizerFast": "autoload.tokenization.gemma",
     "XLMRobertaTokenizer": "autoload.tokenization.xlm_roberta",
     "XLMRobertaTokenizerFast": "autoload.tokenization.xlm_roberta",
     "CamembertTokenizer": "autoload.tokenization.camembert",

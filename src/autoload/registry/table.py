@@ -156,6 +156,40 @@ MODEL_TYPES: dict[str, dict] = {
             "ForTokenClassification": "MPNetForTokenClassification",
             "ForQuestionAnswering": "MPNetForQuestionAnswering", "ForMultipleChoice": "MPNetForMultipleChoice"}),
     },
+    "gemma": {  # the Gemma family's file; gemma2, gemma3_text and gemma3 are rows into it (their "family")
+        "config": "autoload.models.configs:GemmaConfig",
+        "tokenizer": "GemmaTokenizer",
+        "tasks": _tasks("gemma", **{
+            "": "GemmaModel", "ForCausalLM": "GemmaForCausalLM",
+            "ForSequenceClassification": "GemmaForSequenceClassification",
+            "ForTokenClassification": "GemmaForTokenClassification"}),
+    },
+    "gemma2": {
+        "config": "autoload.models.configs:Gemma2Config",
+        "tokenizer": "GemmaTokenizer",
+        "family": "gemma",  # its classes are in models/gemma.py
+        "tasks": _tasks("gemma", **{
+            "": "Gemma2Model", "ForCausalLM": "Gemma2ForCausalLM",
+            "ForSequenceClassification": "Gemma2ForSequenceClassification",
+            "ForTokenClassification": "Gemma2ForTokenClassification"}),
+    },
+    "gemma3_text": {
+        "config": "autoload.models.configs:Gemma3TextConfig",
+        "tokenizer": "GemmaTokenizer",
+        "family": "gemma",
+        "tasks": _tasks("gemma", **{
+            "": "Gemma3TextModel", "ForCausalLM": "Gemma3ForCausalLM",
+            "ForSequenceClassification": "Gemma3TextForSequenceClassification"}),
+    },
+    "gemma3": {  # multimodal repos: autoload builds the language model of text_config (no vision tower)
+        "config": "autoload.models.configs:Gemma3Config",
+        "tokenizer": "GemmaTokenizer",
+        "family": "gemma",
+        "tasks": _tasks("gemma", **{
+            "": "Gemma3Model", "ForPreTraining": "Gemma3ForConditionalGeneration",
+            "ForCausalLM": "Gemma3ForConditionalGeneration",
+            "ForSequenceClassification": "Gemma3ForSequenceClassification"}),
+    },
     "modernbert": {  # the repos ship tokenizer.json (PreTrainedTokenizerFast): the generic class
         "config": "autoload.models.configs:ModernBertConfig",
         "tokenizer": None,
