@@ -128,6 +128,16 @@ class TranslationPipeline(Text2TextGenerationPipeline):
     return_name = "translation"
     options = {**Text2TextGenerationPipeline.options, "src_lang": None, "tgt_lang": None}
 
+    def __init__(self, model, tokenizer, *, task: str | None = None, **kwargs):
+        super().__init__(model, tokenizer, task=task, **kwargs)
+        params = getattr(self.model.config, "task_specific_params", None)
+        if self.task_name == "translation" and isinstance(params, dict):  # as the reference: its first pair
+            found = next((key for key in params if TRANSLATION_TASK.fullmatch(key)), None)
+            if found is not None:
+                logger.warning('"translation" task was used, instead of "translation_XX_to_YY", defaulting to '
+                               '"%s"', found)
+                self.task_name = found
+
     def _prepare(self, options: dict) -> dict:
         prepared = super()._prepare(options)
         match = TRANSLATION_TASK.fullmatch(self.task_name)
