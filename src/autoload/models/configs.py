@@ -6,6 +6,7 @@ Kept apart from the model files so that AutoConfig and AutoTokenizer never impor
 from __future__ import annotations
 
 import logging
+from typing import ClassVar
 
 from ..configuration import PretrainedConfig
 from ..errors import ConfigError
@@ -76,7 +77,10 @@ class AlbertConfig(PretrainedConfig):
 
 
 class _RopeConfig(PretrainedConfig):
-    """Decoder configs with rotary embeddings: legacy `rope_theta`/`rope_scaling` fold into `rope_parameters`."""
+    """Decoder configs with rotary embeddings: legacy `rope_theta`/`rope_scaling` fold into `rope_parameters`;
+    `default_theta` is the base when neither gives one."""
+
+    default_theta: ClassVar[float] = 10000.0
 
     def __init__(self, **kwargs):
         theta = kwargs.pop("rope_theta", None)
@@ -88,7 +92,7 @@ class _RopeConfig(PretrainedConfig):
             params.setdefault("rope_type", scaling.get("type", "default"))
         if theta is not None:
             params["rope_theta"] = float(theta)
-        params.setdefault("rope_theta", 10000.0)
+        params.setdefault("rope_theta", self.default_theta)
         params.setdefault("rope_type", "default")
         if params["rope_type"] in ("llama3", "yarn", "longrope"):
             params.setdefault("original_max_position_embeddings", self.max_position_embeddings)
@@ -123,6 +127,10 @@ class _LlamaFamilyConfig(_RopeConfig):
     def window_of(self, layer_idx: int) -> int | None:
         """The sliding window of layer `layer_idx` (its most recent positions, itself included); None: full causal."""
         return None
+
+    def is_sparse(self, layer_idx: int) -> bool:
+        """Whether layer `layer_idx` has a sparse mixture-of-experts block (`nn/moe.py`) in place of the MLP."""
+        return False
 
 
 class LlamaConfig(_LlamaFamilyConfig):
@@ -382,6 +390,155 @@ class Gemma3Config(PretrainedConfig):
         text.pop("_name_or_path", None)
         out["text_config"] = text
         return out
+
+
+class _MoeConfig(_LlamaFamilyConfig):
+    """The Llama-family decoders whose MLPs are (some or all) sparse mixtures of experts (`nn/moe.py`): a router
+    picks `num_experts_per_tok` of `num_experts` SwiGLU experts per token. The hooks below say what differs."""
+
+    expert_keys: ClassVar[tuple[str, str, str, str]] = ("mlp", "gate_proj", "up_proj", "down_proj")
+    """The one-module-per-expert checkpoint layout: `layers.N.<block>.experts.E.<gate|up|down>.weight`."""
+
+    @property
+    def expert_size(self) -> int:
+        """The intermediate size of each routed expert."""
+        return self.moe_intermediate_size
+
+    @property
+    def normalize_top_k(self) -> bool:
+        """Whether the top-k routing probabilities are divided by their sum."""
+        return self.norm_topk_prob
+
+    @property
+    def shared_expert_size(self) -> int:
+        """The intermediate size of the always-on shared expert (Qwen2-MoE); 0: none."""
+        return 0
+
+    def is_sparse(self, layer_idx: int) -> bool:
+        """Every `decoder_sparse_step`-th layer, except those in `mlp_only_layers` (a dense MLP of
+        `intermediate_size`)."""
+        return (layer_idx not in self.mlp_only_layers and self.num_experts > 0
+                and (layer_idx + 1) % self.decoder_sparse_step == 0)
+
+    def _post_init(self) -> None:
+        if getattr(self, "mlp_only_layers", ()) is None:
+            self.mlp_only_layers = []
+        if self.num_key_value_heads is None:
+            self.num_key_value_heads = self.num_attention_heads
+        top_k, experts = self.num_experts_per_tok, self.num_experts
+        if any(self.is_sparse(i) for i in range(self.num_hidden_layers)) and not (
+                isinstance(top_k, int) and isinstance(experts, int) and 1 <= top_k <= experts):
+            raise ConfigError(f"{type(self).__name__}: num_experts_per_tok={top_k!r} must be an integer from 1 to "
+                              f"the number of experts ({experts!r}). Fix config.json or the keyword argument.")
+
+    def parameter_estimate(self) -> list[tuple[str, int]]:
+        """The dense estimate with each sparse layer's MLP replaced by its experts, router and shared expert."""
+        parts = super().parameter_estimate()
+        hidden, layers = self.hidden_size, self.num_hidden_layers
+        sparse = sum(self.is_sparse(i) for i in range(layers))
+        experts = self.num_experts * 3 * hidden * self.expert_size + self.num_experts * hidden
+        shared = 3 * hidden * self.shared_expert_size + hidden if self.shared_expert_size else 0
+        parts.append((f"{sparse:,} sparse layers of num_experts={self.num_experts:,} experts (hidden_size={hidden:,}, "
+                      f"expert size {self.expert_size:,}), router and shared expert, in place of their MLP",
+                      sparse * (experts + shared - 3 * hidden * self.intermediate_size)))
+        return parts
+
+
+class MixtralConfig(_MoeConfig):
+    """Mixtral: Mistral's attention (no biases, `sliding_window` on every layer when set) with a sparse block on
+    every layer: `num_local_experts` experts of `intermediate_size`, softmax then top-k, always renormalised; the
+    per-expert checkpoint keys are `block_sparse_moe.experts.E.w1` (gate) / `w3` (up) / `w2` (down)."""
+
+    model_type = "mixtral"
+    default_theta = 1000000.0
+    attribute_map = {"num_experts": "num_local_experts"}
+    expert_keys = ("block_sparse_moe", "w1", "w3", "w2")
+    defaults = {
+        "vocab_size": 32000, "hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 32,
+        "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": None, "hidden_act": "silu",
+        "max_position_embeddings": 131072, "initializer_range": 0.02, "rms_norm_eps": 1e-5, "use_cache": True,
+        "pad_token_id": None, "bos_token_id": 1, "eos_token_id": 2, "tie_word_embeddings": False,
+        "sliding_window": None, "attention_dropout": 0.0, "num_experts_per_tok": 2, "num_local_experts": 8,
+        "output_router_logits": False, "router_aux_loss_coef": 0.001, "router_jitter_noise": 0.0,
+        "rope_parameters": None,
+    }
+
+    expert_size = property(lambda self: self.intermediate_size, doc="`intermediate_size`.")
+    normalize_top_k = property(lambda self: True, doc="Always.")
+
+    def is_sparse(self, layer_idx: int) -> bool:
+        return True
+
+    def window_of(self, layer_idx: int) -> int | None:
+        return self.sliding_window
+
+
+class Qwen2MoeConfig(_MoeConfig):
+    """Qwen1.5-MoE / Qwen2-MoE: Qwen2's attention (q/k/v biases from `qkv_bias`, on by default) with sparse blocks
+    of `num_experts` experts of `moe_intermediate_size` plus a shared expert of `shared_expert_intermediate_size`
+    behind a sigmoid gate; `norm_topk_prob`, `decoder_sparse_step` and `mlp_only_layers` as the reference. With
+    `use_sliding_window`, the even layers below `max_window_layers` are sliding by default (`layer_types`)."""
+
+    model_type = "qwen2_moe"
+    defaults = {
+        "vocab_size": 151936, "hidden_size": 2048, "intermediate_size": 5632, "num_hidden_layers": 24,
+        "num_attention_heads": 16, "num_key_value_heads": 16, "hidden_act": "silu", "max_position_embeddings": 32768,
+        "initializer_range": 0.02, "rms_norm_eps": 1e-6, "use_cache": True, "tie_word_embeddings": False,
+        "rope_parameters": None, "use_sliding_window": False, "sliding_window": 4096, "max_window_layers": 28,
+        "attention_dropout": 0.0, "decoder_sparse_step": 1, "moe_intermediate_size": 1408,
+        "shared_expert_intermediate_size": 5632, "num_experts_per_tok": 4, "num_experts": 60,
+        "norm_topk_prob": False, "output_router_logits": False, "router_aux_loss_coef": 0.001,
+        "mlp_only_layers": None, "qkv_bias": True, "layer_types": None, "pad_token_id": None, "bos_token_id": None,
+        "eos_token_id": None,
+    }
+
+    def _post_init(self) -> None:
+        super()._post_init()
+        if not self.use_sliding_window:
+            self.sliding_window = 0
+        if self.layer_types is None:
+            self.layer_types = ["sliding_attention" if (i + 1) % 2 and i < self.max_window_layers
+                                and self.use_sliding_window else "full_attention"
+                                for i in range(self.num_hidden_layers)]
+
+    # `qkv_bias` is a config.json key here: the hook reads (and writes) it
+    qkv_bias = property(lambda self: self.__dict__["qkv_bias"],
+                        lambda self, value: self.__dict__.__setitem__("qkv_bias", value), doc="`qkv_bias`.")
+    shared_expert_size = property(lambda self: self.shared_expert_intermediate_size,
+                                  doc="`shared_expert_intermediate_size`.")
+
+    def window_of(self, layer_idx: int) -> int | None:
+        return (self.sliding_window or None) if self.layer_types[layer_idx] == "sliding_attention" else None
+
+
+class Qwen3MoeConfig(_MoeConfig):
+    """Qwen3-MoE: Qwen3's attention (per-head q/k RMSNorm, `attention_bias` on all four projections,
+    `sliding_window` on every layer with `use_sliding_window`) with sparse blocks of `num_experts` experts of
+    `moe_intermediate_size` (no shared expert); saved as `num_local_experts`, as the reference."""
+
+    model_type = "qwen3_moe"
+    attribute_map = {"num_experts": "num_local_experts"}
+    defaults = {
+        "vocab_size": 151936, "hidden_size": 2048, "intermediate_size": 6144, "num_hidden_layers": 24,
+        "num_attention_heads": 32, "num_key_value_heads": 4, "hidden_act": "silu", "max_position_embeddings": 32768,
+        "initializer_range": 0.02, "rms_norm_eps": 1e-6, "use_cache": True, "tie_word_embeddings": False,
+        "rope_parameters": None, "attention_bias": False, "use_sliding_window": False, "sliding_window": 4096,
+        "attention_dropout": 0.0, "decoder_sparse_step": 1, "moe_intermediate_size": 768, "num_experts_per_tok": 8,
+        "num_local_experts": 128, "norm_topk_prob": False, "output_router_logits": False,
+        "router_aux_loss_coef": 0.001, "mlp_only_layers": None, "pad_token_id": None, "bos_token_id": None,
+        "eos_token_id": None,
+    }
+
+    def _post_init(self) -> None:
+        super()._post_init()
+        if not self.use_sliding_window:
+            self.sliding_window = None
+
+    qkv_bias = o_bias = property(lambda self: self.attention_bias, doc="`attention_bias`: all four projections.")
+    qk_norm = property(lambda self: True, doc="Always on.")
+
+    def window_of(self, layer_idx: int) -> int | None:
+        return self.sliding_window
 
 
 class ChatGLMConfig(PretrainedConfig):
