@@ -9,7 +9,9 @@ As the reference's pipelines (transformers 4.x, which had them):
   such entry per text (or a list of them when num_return_sequences > 1); `return_tensors=True` gives the ids;
 - summarization warns when max_length is not shorter than the input; translation when the input is near it;
 - translation: `translation_xx_to_yy` names the languages; a tokenizer with language codes (mBART-50's) gets
-  `src_lang` and the target's code becomes `forced_bos_token_id`.
+  `src_lang` (default: its own) and the target's code becomes `forced_bos_token_id`; a short name ("fr") is the
+  tokenizer's one code for it ("fr_XX"). Plain "translation" on a model with task_specific_params takes its first
+  translation_xx_to_yy entry, as the reference did.
 Options that are not the pipeline's own go to `generate()`.
 """
 
@@ -148,10 +150,12 @@ class TranslationPipeline(Text2TextGenerationPipeline):
 
     def _tokenize(self, texts: list[str], options: dict):
         tokenizer = self.tokenizer
-        if not hasattr(tokenizer, "src_lang") or options["src_lang"] is None:
+        if not hasattr(tokenizer, "src_lang") or options["src_lang"] is None and options["tgt_lang"] is None:
             return super()._tokenize(texts, options)
-        # a multilingual tokenizer: source language codes around the text, the target's code forced first
-        src, tgt = options["src_lang"], options["tgt_lang"]
+        # a multilingual tokenizer: source language codes around the text, the target's code forced first; a
+        # short name ("fr", from translation_en_to_fr) is the tokenizer's one code for it ("fr_XX")
+        src = _language_code(tokenizer, options["src_lang"]) or tokenizer.src_lang
+        tgt = _language_code(tokenizer, options["tgt_lang"])
         if tgt is None:
             raise ValueError("Translation with a multilingual tokenizer needs tgt_lang (e.g. tgt_lang='fr_XX').")
         target_id = tokenizer.convert_tokens_to_ids(tgt)
@@ -172,3 +176,12 @@ class TranslationPipeline(Text2TextGenerationPipeline):
             logger.warning("Your input_length: %s is bigger than 0.9 * max_length: %s. You might consider "
                            "increasing your max_length manually, e.g. translator('...', max_length=400)",
                            input_length, max_length)
+
+
+def _language_code(tokenizer, name: str | None) -> str | None:
+    """`name` itself, or the one language code of the tokenizer that starts with `name` + "_" ("fr" -> "fr_XX")."""
+    codes = getattr(tokenizer, "lang_code_to_id", None) or {}
+    if name is None or name in codes:
+        return name
+    matches = [code for code in codes if code.split("_")[0] == name]
+    return matches[0] if len(matches) == 1 else name
