@@ -94,6 +94,11 @@ _EXPORTS: dict[str, str] = {
         "ChatGLMForConditionalGeneration", "ChatGLMForSequenceClassification")},
     **{f"{family}{head}": "autoload.models.llama" for family in ("Llama", "Mistral", "Qwen2", "Qwen3") for head in (
         "Model", "ForCausalLM", "ForSequenceClassification", "ForTokenClassification", "ForQuestionAnswering")},
+    **{name: "autoload.models.configs" for name in ("Phi3Config", "GlmConfig", "Glm4Config")},
+    **{f"Phi3{head}": "autoload.models.phi3" for head in (
+        "Model", "ForCausalLM", "ForSequenceClassification", "ForTokenClassification")},
+    **{f"{family}{head}": "autoload.models.glm" for family in ("Glm", "Glm4") for head in (
+        "Model", "ForCausalLM", "ForSequenceClassification", "ForTokenClassification")},
     "T5Config": "autoload.models.configs",
     "MT5Config": "autoload.models.configs",
     **{f"{family}{head}": "autoload.models.t5" for family in ("T5", "MT5") for head in (

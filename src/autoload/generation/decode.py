@@ -121,6 +121,22 @@ def _decode_step(model, tokens, attention_mask, position_ids, cache):
     return _forward(model, tokens, attention_mask, position_ids, cache)[0]  # (B, V)
 
 
+def _stale(model, cache, length: int) -> bool:
+    """Whether the model says its cached keys no longer fit a sequence grown to `length` (its optional
+    `cache_is_stale(cached, total)`; the reference drops the cache in prepare_inputs_for_generation then)."""
+    check = getattr(model, "cache_is_stale", None)
+    return check is not None and check(cache.get_seq_length(), length)
+
+
+def _emptied(cache):
+    """The same cache with nothing in it (a static cache keeps its buffers: compiled steps go on with them)."""
+    if hasattr(cache, "crop"):
+        cache.crop(0)
+    else:
+        cache.length = 0
+    return cache
+
+
 def _keeps_logits(model) -> bool:
     cls = type(model)
     if "_autoload_keeps_logits" not in cls.__dict__:
@@ -370,6 +386,8 @@ def _generate(model, input_ids, attention_mask, call, passed, tokenizer, generat
             positions = torch.cat([positions, positions[:, -1:] + 1], dim=-1)
             if cache is None:  # no cache: the whole sequence again
                 logits, _ = prefill(model, input_ids, mask, positions, None, record)
+            elif _stale(model, cache, input_ids.shape[1]):  # e.g. Phi-3's LongRoPE switching to its long factors
+                logits, cache = prefill(model, input_ids, mask, positions, _emptied(cache), record)
             elif step is not None:
                 logits = step(next_tokens[:, None], positions[:, -1:])
             else:

@@ -147,6 +147,31 @@ MODEL_TYPES: dict[str, dict] = {
             "AutoModelForTokenClassification": "autoload.models.llama:Qwen3ForTokenClassification",
             "AutoModelForQuestionAnswering": "autoload.models.llama:Qwen3ForQuestionAnswering"},
     },
+    "phi3": {  # repos name LlamaTokenizer; the reference loads their tokenizer.json with the generic backend
+        "config": "autoload.models.configs:Phi3Config",
+        "tokenizer": None,
+        "tasks": _tasks("phi3", **{
+            "": "Phi3Model", "ForCausalLM": "Phi3ForCausalLM",
+            "ForSequenceClassification": "Phi3ForSequenceClassification",
+            "ForTokenClassification": "Phi3ForTokenClassification"}),
+    },
+    "glm": {  # GLM-4 in the HF-native layout (THUDM/glm-4-9b-hf); glm4 is a row into the same file (its "family")
+        "config": "autoload.models.configs:GlmConfig",
+        "tokenizer": None,  # tokenizer.json with PreTrainedTokenizerFast: the generic backend
+        "tasks": _tasks("glm", **{
+            "": "GlmModel", "ForCausalLM": "GlmForCausalLM",
+            "ForSequenceClassification": "GlmForSequenceClassification",
+            "ForTokenClassification": "GlmForTokenClassification"}),
+    },
+    "glm4": {  # GLM-4-0414 / GLM-Z1: GLM plus two post-norms per layer
+        "config": "autoload.models.configs:Glm4Config",
+        "tokenizer": None,
+        "family": "glm",  # its classes are in models/glm.py
+        "tasks": _tasks("glm", **{
+            "": "Glm4Model", "ForCausalLM": "Glm4ForCausalLM",
+            "ForSequenceClassification": "Glm4ForSequenceClassification",
+            "ForTokenClassification": "Glm4ForTokenClassification"}),
+    },
     "mpnet": {
         "config": "autoload.models.configs:MPNetConfig",
         "tokenizer": "MPNetTokenizer",
