@@ -12,6 +12,8 @@ Loading, in order:
    for shape, cast only if needed and assigned; on the CPU an unchanged tensor stays backed by the file's
    memory map, so nothing is read twice (a module's `transposed_in_checkpoint` tensors get a transposed view:
    GPT-2's nn.Linear projections over Conv1D-layout checkpoints);
+   A model's `from_checkpoint_layout(items)`, where it has one, first rewrites the (key, tensor) stream (the MoE
+   families stack one-tensor-per-expert checkpoints; their `to_checkpoint_layout(state)` undoes it on save);
 4. tied weights are tied, parameters the checkpoint lacks are initialised as the reference does, one report
    lists missing / unexpected / mismatched keys; the model comes back in eval mode.
 
@@ -146,6 +148,8 @@ def save_model(model: nn.Module, folder: str | os.PathLike, *, max_shard_size: i
     if getattr(model, "generation_config", None) is not None:
         model.generation_config.save_pretrained(folder)
     state = state_dict if state_dict is not None else model.state_dict()
+    if hasattr(model, "to_checkpoint_layout"):  # back to the checkpoint's layout (MoE: one tensor per expert)
+        state = model.to_checkpoint_layout(state)
     tied = set(model.tied_weights())
     state = {k: v.detach().to("cpu").contiguous() for k, v in state.items() if k not in tied}
     state = _dedupe_shared(state)
@@ -511,6 +515,8 @@ def _load_into(model: nn.Module, files, state_dict, dtype, device, ignore_mismat
     ignore_unexpected = [re.compile(p) for p in model._keys_to_ignore_on_load_unexpected] + \
         [re.compile(r"rotary_emb\.inv_freq$"), re.compile(r"(^|\.)position_ids$")]
     items = state_dict.items() if state_dict is not None else _read_checkpoint(files, weights_only)
+    if hasattr(model, "from_checkpoint_layout"):  # a family whose memory layout differs (MoE: stacked experts)
+        items = model.from_checkpoint_layout(items)
     expected_keys = set(expected)
     renames = [(re.compile(p), r) for p, r in getattr(model, "_checkpoint_renames", ())]
     for key, tensor in items:

@@ -1,5 +1,5 @@
 """The Llama family: model_types llama (Llama 1/2/3 and the many checkpoints that reuse it), mistral, qwen2
-(Qwen1.5/2/2.5) and qwen3.
+(Qwen1.5/2/2.5) and qwen3, and the mixture-of-experts members mixtral, qwen2_moe and qwen3_moe.
 
 Pre-norm decoder with RMSNorm, rotary embeddings (default, linear, dynamic, yarn, llama3 scaling),
 grouped-query attention and a SwiGLU MLP, built from `autoload.nn`. What differs between the four model_types is
@@ -12,6 +12,15 @@ read from the config's hooks (`models/configs.py`, `_LlamaFamilyConfig`), each s
     qk_norm           False             False             False                   True (q_norm, k_norm)
     window_of(i)      None              sliding_window    sliding_window on the layers `layer_types` marks
                                                           "sliding_attention" (from max_window_layers on)
+
+The MoE members have the attention of mistral (mixtral), qwen2 (qwen2_moe: `qkv_bias` is a key) and qwen3
+(qwen3_moe) and replace the MLP of each layer where `is_sparse(i)` (mixtral: all; qwen: every
+`decoder_sparse_step`-th, not in `mlp_only_layers`) by `nn/moe.py`'s SparseMoeBlock: router `mlp.gate`, stacked
+experts `mlp.experts.gate_up_proj` / `down_proj`, and for qwen2_moe `mlp.shared_expert` + `shared_expert_gate`.
+Their outputs are the Moe* ones: `router_logits` with `output_router_logits`, and the causal LM's loss adds
+`router_aux_loss_coef` x the load-balancing loss (`aux_loss`). Checkpoints with one module per expert (the hub's,
+transformers' save_pretrained) are stacked on load and written back in that layout (`from_checkpoint_layout`,
+`to_checkpoint_layout`).
 
 `head_dim` may differ from hidden/heads (Llama, Mistral and Qwen3 configs carry it). Mistral, Qwen2 and Qwen3
 have the same classes under their own names (thin subclasses at the end that set `config_class`); Mistral's
@@ -40,14 +49,17 @@ from ..nn.heads import finish, forward_options, keep_positions, pool_last_token,
 from ..nn.losses import causal_lm_loss, cross_entropy, sequence_classification_loss
 from ..nn.masks import attention_mask as build_mask
 from ..nn.masks import packed_segments
+from ..nn.moe import Experts, SparseMoeBlock, TopKRouter, load_balancing_loss, stack_experts, unstack_experts
 from ..nn.norms import RMSNorm
-from ..nn.outputs import (BaseModelOutputWithPast, CausalLMOutputWithPast, SequenceClassifierOutputWithPast,
-                          TokenClassifierOutput)
+from ..nn.outputs import (BaseModelOutputWithPast, CausalLMOutputWithPast, MoeCausalLMOutputWithPast,
+                          MoeModelOutputWithPast, SequenceClassifierOutputWithPast, TokenClassifierOutput)
 from ..nn.rope import RotaryEmbedding, apply_rotary, head_dim_of
-from .configs import LlamaConfig, MistralConfig, Qwen2Config, Qwen3Config
+from .configs import (LlamaConfig, MistralConfig, MixtralConfig, Qwen2Config, Qwen2MoeConfig, Qwen3Config,
+                      Qwen3MoeConfig)
 
 logger = logging.getLogger("autoload")
 _warned: set[str] = set()
+MOE_CONFIGS = (MixtralConfig, Qwen2MoeConfig, Qwen3MoeConfig)
 
 
 # -- attention, MLP, block ------------------------------------------------------------------------------------
@@ -91,11 +103,12 @@ class LlamaAttention(nn.Module):
 
 
 class LlamaMLP(nn.Module):
-    """SwiGLU: down_proj(act(gate_proj(x)) * up_proj(x))."""
+    """SwiGLU: down_proj(act(gate_proj(x)) * up_proj(x)), of `intermediate_size` unless told otherwise."""
 
-    def __init__(self, config):
+    def __init__(self, config, intermediate_size: int | None = None):
         super().__init__()
-        c, i, bias = config.hidden_size, config.intermediate_size, config.mlp_proj_bias
+        c, bias = config.hidden_size, config.mlp_proj_bias
+        i = config.intermediate_size if intermediate_size is None else intermediate_size
         self.gate_proj = nn.Linear(c, i, bias=bias)
         self.up_proj = nn.Linear(c, i, bias=bias)
         self.down_proj = nn.Linear(i, c, bias=bias)
@@ -106,20 +119,29 @@ class LlamaMLP(nn.Module):
 
 
 class LlamaDecoderLayer(nn.Module):
-    """Pre-norm block: h = h + attn(norm(h)); h = h + mlp(norm(h))."""
+    """Pre-norm block: h = h + attn(norm(h)); h = h + mlp(norm(h)), the MLP a sparse MoE block where
+    `config.is_sparse(layer_idx)`. Returns h, the attention weights and the router logits (None: dense)."""
 
     def __init__(self, config, layer_idx: int):
         super().__init__()
         self.self_attn = LlamaAttention(config, layer_idx)
-        self.mlp = LlamaMLP(config)
+        self.sparse = config.is_sparse(layer_idx)
+        if self.sparse:
+            shared = LlamaMLP(config, config.shared_expert_size) if config.shared_expert_size else None
+            self.mlp = SparseMoeBlock(config, shared)
+        else:
+            self.mlp = LlamaMLP(config)
         self.input_layernorm = RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
         self.post_attention_layernorm = RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
 
     def forward(self, h, cos, sin, mask, cache=None):
         y, weights = self.self_attn(self.input_layernorm(h), cos, sin, mask, cache)
         h = h + y
-        h = h + self.mlp(self.post_attention_layernorm(h))
-        return h, weights  # (B, T, C)
+        if self.sparse:
+            y, router_logits = self.mlp(self.post_attention_layernorm(h))  # (B, T, C), (B*T, E)
+        else:
+            y, router_logits = self.mlp(self.post_attention_layernorm(h)), None
+        return h + y, weights, router_logits  # (B, T, C)
 
 
 # -- backbone -------------------------------------------------------------------------------------------------
@@ -135,6 +157,20 @@ class LlamaPreTrainedModel(PreTrainedModel):
 
     def set_input_embeddings(self, value: nn.Embedding) -> None:
         getattr(self, self.base_model_prefix).embed_tokens = value
+
+    def _init_weights(self, module: nn.Module) -> None:
+        super()._init_weights(module)
+        if isinstance(module, (Experts, TopKRouter)):  # the stacked experts and the router: normal(0, std)
+            for param in module.parameters(recurse=False):
+                param.data.normal_(0.0, self.config.initializer_range)
+
+    def from_checkpoint_layout(self, items):
+        """The loader's hook: per-expert checkpoint tensors stacked into the experts' 3-D tensors (MoE)."""
+        return stack_experts(items, self.config) if isinstance(self.config, MOE_CONFIGS) else items
+
+    def to_checkpoint_layout(self, state: dict) -> dict:
+        """save_pretrained's hook: the experts written one tensor per expert, as transformers writes them."""
+        return unstack_experts(state, self.config) if isinstance(self.config, MOE_CONFIGS) else state
 
 
 class LlamaModel(LlamaPreTrainedModel):
@@ -159,9 +195,10 @@ class LlamaModel(LlamaPreTrainedModel):
 
     def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
                 inputs_embeds=None, use_cache=None, output_attentions=None, output_hidden_states=None,
-                return_dict=None, cache=None):
+                return_dict=None, cache=None, output_router_logits=None):
         """Hidden states (B, T, C) after the final norm; `past_key_values` (alias `cache`) holds earlier tokens,
-        `attention_mask` (B, P+T) marks padding with 0, `position_ids` (B, T) default to P..P+T-1."""
+        `attention_mask` (B, P+T) marks padding with 0, `position_ids` (B, T) default to P..P+T-1. MoE members
+        return a MoeModelOutputWithPast, with each sparse layer's (B*T, E) `router_logits` when asked."""
         config = self.config
         cache, use_cache, output_attentions, output_hidden_states, return_dict = forward_options(
             config, input_ids, inputs_embeds, past_key_values, cache, use_cache, output_attentions,
@@ -196,39 +233,51 @@ class LlamaModel(LlamaPreTrainedModel):
             logger.warning("output_attentions=True: sdpa attention returns no weights (an empty tuple, as the "
                            "reference); load with attn_implementation='eager' to get them.")
 
+        moe = isinstance(config, MOE_CONFIGS)
+        if output_router_logits is None:
+            output_router_logits = moe and config.output_router_logits
         h = inputs_embeds
         cos, sin = self.rotary_emb(h, position_ids)  # (B, T, hs) each
         hidden_states = [h] if output_hidden_states else None
         attentions = [] if output_attentions else None
+        router_logits = []
         for layer in self.layers:
-            h, weights = self.run_layer(layer, h, cos, sin, masks[layer.self_attn.sliding_window], cache)
+            h, weights, logits = self.run_layer(layer, h, cos, sin, masks[layer.self_attn.sliding_window], cache)
             if output_hidden_states:
                 hidden_states.append(h)
             if output_attentions and weights is not None:
                 attentions.append(weights)
+            if logits is not None:
+                router_logits.append(logits)
         h = self.norm(h)
         if output_hidden_states:
             hidden_states[-1] = h  # the last entry is the normed output, as the reference returns
-        out = BaseModelOutputWithPast(last_hidden_state=h, past_key_values=cache if use_cache else None,
-                                      hidden_states=tuple(hidden_states) if output_hidden_states else None,
-                                      attentions=tuple(attentions) if output_attentions else None)
+        fields = dict(last_hidden_state=h, past_key_values=cache if use_cache else None,
+                      hidden_states=tuple(hidden_states) if output_hidden_states else None,
+                      attentions=tuple(attentions) if output_attentions else None)
+        if moe:
+            out = MoeModelOutputWithPast(**fields, router_logits=tuple(router_logits) if output_router_logits else None)
+        else:
+            out = BaseModelOutputWithPast(**fields)
         return out if return_dict else out.to_tuple()
 
 
 # -- heads: a LlamaModel under `model` (QA: `transformer`; Mistral's QA: `model`) plus a task layer -------------
 
 def _backbone(head, input_ids, attention_mask, position_ids, past_key_values, inputs_embeds, use_cache,
-              output_attentions, output_hidden_states, cache) -> BaseModelOutputWithPast:
+              output_attentions, output_hidden_states, cache, **moe) -> BaseModelOutputWithPast:
     return getattr(head, head.base_model_prefix)(
         input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
         past_key_values=past_key_values, inputs_embeds=inputs_embeds, use_cache=use_cache,
         output_attentions=output_attentions, output_hidden_states=output_hidden_states, return_dict=True,
-        cache=cache)
+        cache=cache, **moe)
 
 
 class LlamaForCausalLM(GenerationMixin, LlamaPreTrainedModel):
     """Next-token logits: `lm_head` over the final hidden states (tied to embed_tokens with tie_word_embeddings).
-    `logits_to_keep` = n keeps the last n positions (0: all), or a tensor of positions."""
+    `logits_to_keep` = n keeps the last n positions (0: all), or a tensor of positions. MoE members: with
+    `output_router_logits`, `aux_loss` is the load-balancing loss (padding left out by a (B, T) attention_mask),
+    added to the loss times `router_aux_loss_coef`."""
 
     _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
     accepts_loss_kwargs = True  # Trainer passes num_items_in_batch (the loss over all accumulated tokens)
@@ -245,14 +294,27 @@ class LlamaForCausalLM(GenerationMixin, LlamaPreTrainedModel):
 
     def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
                 inputs_embeds=None, labels=None, use_cache=None, output_attentions=None, output_hidden_states=None,
-                return_dict=None, logits_to_keep=0, cache=None, num_items_in_batch=None):
+                return_dict=None, logits_to_keep=0, cache=None, num_items_in_batch=None, output_router_logits=None):
+        config = self.config
+        moe = {"output_router_logits": output_router_logits} if isinstance(config, MOE_CONFIGS) else {}
         out = _backbone(self, input_ids, attention_mask, position_ids, past_key_values, inputs_embeds, use_cache,
-                        output_attentions, output_hidden_states, cache)
+                        output_attentions, output_hidden_states, cache, **moe)
         logits = self.lm_head(keep_positions(out.last_hidden_state, logits_to_keep))  # (B, T, vocab)
         loss = None if labels is None else causal_lm_loss(logits, labels, num_items_in_batch)
-        return finish(self.config, CausalLMOutputWithPast(
-            loss=loss, logits=logits, past_key_values=out.past_key_values, hidden_states=out.hidden_states,
-            attentions=out.attentions), return_dict)
+        fields = dict(loss=loss, logits=logits, past_key_values=out.past_key_values, hidden_states=out.hidden_states,
+                      attentions=out.attentions)
+        if not moe:
+            return finish(config, CausalLMOutputWithPast(**fields), return_dict)
+        aux_loss = None
+        if out.router_logits:
+            keep = attention_mask if attention_mask is not None and attention_mask.dim() == 2 else None
+            if keep is not None and keep.numel() != out.router_logits[0].shape[0]:  # cached: the new tokens' part
+                keep = keep[:, -out.last_hidden_state.shape[1]:]
+            aux_loss = load_balancing_loss(out.router_logits, config.num_experts, config.num_experts_per_tok, keep)
+            if loss is not None:
+                fields["loss"] = loss + config.router_aux_loss_coef * aux_loss.to(loss.device)
+        return finish(config, MoeCausalLMOutputWithPast(**fields, aux_loss=aux_loss, router_logits=out.router_logits),
+                      return_dict)
 
 
 class LlamaForSequenceClassification(LlamaPreTrainedModel):
@@ -388,3 +450,63 @@ class Qwen3ForTokenClassification(LlamaForTokenClassification):
 
 class Qwen3ForQuestionAnswering(LlamaForQuestionAnswering):
     config_class = Qwen3Config
+
+
+class MixtralModel(LlamaModel):
+    config_class = MixtralConfig
+
+
+class MixtralForCausalLM(LlamaForCausalLM):
+    config_class = MixtralConfig
+
+
+class MixtralForSequenceClassification(LlamaForSequenceClassification):
+    config_class = MixtralConfig
+
+
+class MixtralForTokenClassification(LlamaForTokenClassification):
+    config_class = MixtralConfig
+
+
+class MixtralForQuestionAnswering(LlamaForQuestionAnswering):
+    config_class, base_model_prefix = MixtralConfig, "model"
+
+
+class Qwen2MoeModel(LlamaModel):
+    config_class = Qwen2MoeConfig
+
+
+class Qwen2MoeForCausalLM(LlamaForCausalLM):
+    config_class = Qwen2MoeConfig
+
+
+class Qwen2MoeForSequenceClassification(LlamaForSequenceClassification):
+    config_class = Qwen2MoeConfig
+
+
+class Qwen2MoeForTokenClassification(LlamaForTokenClassification):
+    config_class = Qwen2MoeConfig
+
+
+class Qwen2MoeForQuestionAnswering(LlamaForQuestionAnswering):
+    config_class, base_model_prefix = Qwen2MoeConfig, "model"
+
+
+class Qwen3MoeModel(LlamaModel):
+    config_class = Qwen3MoeConfig
+
+
+class Qwen3MoeForCausalLM(LlamaForCausalLM):
+    config_class = Qwen3MoeConfig
+
+
+class Qwen3MoeForSequenceClassification(LlamaForSequenceClassification):
+    config_class = Qwen3MoeConfig
+
+
+class Qwen3MoeForTokenClassification(LlamaForTokenClassification):
+    config_class = Qwen3MoeConfig
+
+
+class Qwen3MoeForQuestionAnswering(LlamaForQuestionAnswering):
+    config_class = Qwen3MoeConfig

@@ -56,6 +56,10 @@ BaseModelOutputWithPoolingAndCrossAttentions = _output(
     "past_key_values", "attentions", "cross_attentions")
 CausalLMOutputWithPast = _output("CausalLMOutputWithPast", "loss", "logits", "past_key_values", "hidden_states",
                                  "attentions")
+MoeModelOutputWithPast = _output("MoeModelOutputWithPast", "last_hidden_state", "past_key_values", "hidden_states",
+                                 "attentions", "router_logits")
+MoeCausalLMOutputWithPast = _output("MoeCausalLMOutputWithPast", "loss", "aux_loss", "logits", "past_key_values",
+                                    "hidden_states", "attentions", "router_logits")
 CausalLMOutputWithCrossAttentions = _output("CausalLMOutputWithCrossAttentions", "loss", "logits",
                                             "past_key_values", "hidden_states", "attentions", "cross_attentions")
 MaskedLMOutput = _output("MaskedLMOutput", "loss", "logits", "hidden_states", "attentions")
