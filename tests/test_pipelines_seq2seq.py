@@ -147,6 +147,14 @@ def test_bart_summarization_with_the_gpt2_bpe(bart):
     tensors = ours(TEXTS[1], return_tensors=True, num_beams=1, max_length=6)
     assert tensors == reference(ref, tok, TEXTS[1], "summarization", return_tensors=True, num_beams=1, max_length=6)
     assert tensors[0]["summary_token_ids"][:2] == [2, 0]  # decoder start </s>, then the forced <s>
+    # truncation=True cuts the input at the tokenizer's model_max_length
+    ours.tokenizer.model_max_length = tok.model_max_length = 8
+    try:
+        cut = dict(truncation=True, num_beams=1, min_length=0, max_length=5)
+        assert ours(TEXTS[2], **cut) == reference(ref, tok, TEXTS[2], "summarization", **cut)
+        assert ours(TEXTS[2], **cut) != ours(TEXTS[2], **{**cut, "truncation": False})
+    finally:
+        tok.model_max_length = 1024
     # config.prefix is used where the task has no prefix (bart-large-cnn's is " ")
     model = autoload.AutoModelForSeq2SeqLM.from_pretrained(folder)
     model.config.prefix = " "
@@ -261,3 +269,7 @@ def test_zero_shot_with_bart_mnli(mnli):
     assert abs(single["scores"][0] - ref(TEXTS[0], candidate_labels=["weather"])["scores"][0]) < 1e-4
     assert abs(sum(ours(TEXTS[0], labels)["scores"]) - 1) < 1e-5
     assert abs(sum(ours(TEXTS[0], labels, multi_label=True)["scores"]) - 1) > 1e-3
+    ours.tokenizer.model_max_length = ref.tokenizer.model_max_length = 16  # the text is cut, never the hypothesis
+    mine, theirs = ours(TEXTS[2], labels), ref(TEXTS[2], candidate_labels=labels)
+    assert mine["labels"] == theirs["labels"]
+    assert max(abs(x - y) for x, y in zip(mine["scores"], theirs["scores"])) < 1e-4
