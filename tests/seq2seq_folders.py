@@ -29,11 +29,11 @@ BART_TINY = dict(d_model=16, encoder_layers=2, decoder_layers=2, encoder_attenti
 NLI = {"contradiction": 0, "neutral": 1, "entailment": 2}  # facebook/bart-large-mnli's label2id
 
 
-def train_spm(vocab_size: int = 400, **pieces) -> bytes:
-    """A small SentencePiece Unigram .model trained on tokenizer_cases.CORPUS (sentencepiece: test-only)."""
+def train_spm(vocab_size: int = 400, lines: list[str] = CORPUS, **pieces) -> bytes:
+    """A small SentencePiece Unigram .model trained on `lines` (sentencepiece is test-only)."""
     import sentencepiece as spm
     model = io.BytesIO()
-    spm.SentencePieceTrainer.train(sentence_iterator=iter(CORPUS), model_writer=model, model_type="unigram",
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(lines), model_writer=model, model_type="unigram",
                                    vocab_size=vocab_size, hard_vocab_limit=False, character_coverage=0.995,
                                    minloglevel=2, **pieces)
     return model.getvalue()
@@ -92,4 +92,30 @@ def save_bart(folder: Path, class_name: str = "BartForConditionalGeneration", se
     model = getattr(transformers, class_name)(config)
     if model.can_generate():  # transformers 5 keeps forced_bos_token_id in generation_config.json only
         model.generation_config.forced_bos_token_id = 0
+    return _save(model, folder)
+
+
+def save_marian(folder: Path, seed: int = 0) -> Path:
+    """MarianMTModel in Helsinki-NLP/opus-mt-en-de's layout: source.spm / target.spm (two Unigrams trained here), a
+    shared vocab.json (`</s>`=0, `<unk>`=1, the pieces, `<pad>` last), tokenizer_config.json without a class (the
+    config's model_type names it), and opus-mt's beam-4 default (not its `bad_words_ids=[[<pad>]]`: autoload's
+    generate ignores bad_words_ids, with a warning)."""
+    from sentencepiece import sentencepiece_model_pb2
+    folder.mkdir(parents=True, exist_ok=True)
+    pieces = []
+    for name, lines in (("source.spm", CORPUS), ("target.spm", [line.upper() for line in CORPUS])):
+        model = train_spm(200, lines)
+        (folder / name).write_bytes(model)
+        proto = sentencepiece_model_pb2.ModelProto()
+        proto.ParseFromString(model)
+        pieces += [p.piece for p in proto.pieces if p.type == 1 and p.piece not in pieces]
+    vocab = {token: i for i, token in enumerate(["</s>", "<unk>", *pieces, "<pad>"])}
+    write_folder(folder, {"vocab.json": vocab, "tokenizer_config.json": {
+        "source_lang": "en", "target_lang": "de", "model_max_length": 512, "separate_vocabs": False}})
+    pad = vocab["<pad>"]
+    config = transformers.MarianConfig(vocab_size=len(vocab), pad_token_id=pad, decoder_start_token_id=pad,
+                                       eos_token_id=0, forced_eos_token_id=0, **BART_TINY)
+    torch.manual_seed(seed)
+    model = transformers.MarianMTModel(config)
+    model.generation_config.update(num_beams=4, max_length=64)
     return _save(model, folder)
