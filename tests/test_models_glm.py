@@ -1,7 +1,8 @@
 """GLM-4 in transformers' layout (model_types glm and glm4) vs transformers 5.x on tiny random checkpoints: every
 head with left padding and losses, q/k/v biases, glm4's post-norms, the interleaved partial rotary for several
 partial_rotary_factor values and a scaled rope, eager attentions, cached step-by-step decoding, greedy / beam
-generation, compile=True, save -> transformers reload, Auto classes and config defaults."""
+generation, compile=True, save -> transformers reload, Auto classes, config defaults, and AutoTokenizer on a
+GLM-style tokenizer.json folder (the generic backend, as the reference)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from autoload.models import glm
 from autoload.models.configs import Glm4Config, GlmConfig
 from decoder_cases import batch, cached_decode, close, full_forward
 from model_cases import assert_outputs_close, labels_for, make_pair
+from tokenizer_cases import (assert_same_attributes, assert_same_decoding, assert_same_everywhere, train_byte_level,
+                             transformers_auto, write_folder)
 
 PREFIX = {"glm": "Glm", "glm4": "Glm4"}
 TASKS = ("Model", "ForCausalLM", "ForSequenceClassification", "ForTokenClassification")
@@ -154,3 +157,19 @@ def test_config_defaults(ours_class):
                 "eos_token_id", "attention_bias", "rope_parameters", "model_type"):
         assert getattr(ours, key) == getattr(theirs, key), key
     assert GlmConfig(partial_rotary_factor=0.75).rope_parameters["partial_rotary_factor"] == 0.75
+
+
+@pytest.mark.parametrize("family,declared", [("glm", "PreTrainedTokenizerFast"), ("glm4", "PreTrainedTokenizerFast"),
+                                            ("glm4", None)])
+def test_auto_tokenizer_is_the_generic_backend(tmp_path, family, declared):
+    config = {"eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>", "model_max_length": 128000,
+              "padding_side": "left", **({"tokenizer_class": declared} if declared else {})}
+    folder = write_folder(tmp_path / family, {"tokenizer.json": train_byte_level().to_str(),
+                                              "tokenizer_config.json": config,
+                                              "config.json": {"model_type": family}})
+    ours, theirs = autoload.AutoTokenizer.from_pretrained(folder), transformers_auto(folder)
+    assert type(ours).__name__ == type(theirs).__name__ == "TokenizersBackend"
+    assert_same_attributes(ours, theirs)
+    assert_same_decoding(ours, theirs)
+    if family == "glm":  # every call variant once
+        assert_same_everywhere(ours, theirs)

@@ -2,10 +2,13 @@
 losses, fused qkv_proj / gate_up_proj loading, partial rotary, LongRoPE below and beyond
 original_max_position_embeddings (legacy "su" name included), the sliding window, cached step-by-step decoding,
 greedy / beam generation (greedy across the LongRoPE switch, where the reference recomputes its cache),
-compile=True, save -> transformers reload, Auto classes and config errors."""
+compile=True, save -> transformers reload, Auto classes, config errors, and AutoTokenizer on a Phi-3 style folder
+(tokenizer_class LlamaTokenizer over a SentencePiece-BPE tokenizer.json: loaded as the file says, as the
+reference does)."""
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
@@ -19,6 +22,8 @@ from autoload.errors import ConfigError
 from autoload.models.configs import Phi3Config
 from decoder_cases import batch, cached_decode, close, full_forward
 from model_cases import assert_outputs_close, labels_for, make_pair
+from tokenizer_cases import (CORPUS, TEXTS, assert_same_attributes, assert_same_call, assert_same_decoding,
+                             transformers_auto, write_folder)
 
 TASKS = ("Model", "ForCausalLM", "ForSequenceClassification", "ForTokenClassification")
 ORIGINAL = 8  # original_max_position_embeddings of the LongRoPE configs: short factors below, long from here
@@ -188,3 +193,52 @@ def test_config_defaults_and_errors():
                    rope_scaling={"type": "longrope", "short_factor": [1.0], "long_factor": [1.0] * 4})
     with pytest.raises(ConfigError, match="'default' or 'longrope'"):
         Phi3Config(rope_scaling={"type": "linear", "factor": 2.0})
+
+
+PHI3_SPECIALS = ["<|endoftext|>", "<|assistant|>", "<|system|>", "<|end|>", "<|user|>"]
+
+
+def phi3_style_folder(folder):
+    """Phi-3-mini's tokenizer layout on a small trained vocabulary: SentencePiece BPE in tokenizers form (Prepend /
+    Replace normalizer, byte fallback, `<s> $A`), chat tokens added after the vocabulary (rstrip as in the repo),
+    tokenizer_config naming LlamaTokenizer."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, processors, trainers
+    tokenizer = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True, fuse_unk=True))
+    tokenizer.normalizer = normalizers.Sequence([normalizers.Prepend("\u2581"), normalizers.Replace(" ", "\u2581")])
+    tokenizer.decoder = decoders.Sequence([decoders.Replace("\u2581", " "), decoders.ByteFallback(), decoders.Fuse(),
+                                           decoders.Strip(" ", 1, 0)])
+    trainer = trainers.BpeTrainer(vocab_size=600, special_tokens=["<unk>", "<s>", "</s>",
+                                                                  *[f"<0x{b:02X}>" for b in range(256)]])
+    tokenizer.train_from_iterator(CORPUS, trainer=trainer)
+    tokenizer.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A <s> $B",
+                                                             special_tokens=[("<s>", 1)])
+    data = json.loads(tokenizer.to_str())
+    n = len(data["model"]["vocab"])
+    data["added_tokens"] += [{"id": n + i, "content": t, "single_word": False, "lstrip": False,
+                              "rstrip": t != "<|endoftext|>", "normalized": False, "special": True}
+                             for i, t in enumerate(PHI3_SPECIALS)]
+    template = ("{% for message in messages %}{{'<|' + message['role'] + '|>' + '\\n' + message['content'] + "
+                "'<|end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|assistant|>' + '\\n' }}"
+                "{% endif %}")
+    config = {"tokenizer_class": "LlamaTokenizer", "legacy": False, "add_bos_token": False, "add_eos_token": False,
+              "bos_token": "<s>", "eos_token": "<|endoftext|>", "unk_token": "<unk>", "pad_token": "<|endoftext|>",
+              "model_max_length": 4096, "chat_template": template}
+    return write_folder(folder, {"tokenizer.json": data, "tokenizer_config.json": config,
+                                 "config.json": {"model_type": "phi3", "architectures": ["Phi3ForCausalLM"]}})
+
+
+def test_auto_tokenizer_reads_the_phi3_tokenizer_json_as_it_is(tmp_path):
+    folder = phi3_style_folder(tmp_path / "phi3")
+    ours, theirs = autoload.AutoTokenizer.from_pretrained(folder), transformers_auto(folder)
+    assert type(theirs).__name__ == "TokenizersBackend" and type(ours).__name__ == "TokenizersBackend"
+    assert_same_attributes(ours, theirs)
+    assert_same_decoding(ours, theirs)
+    chat = ["<|user|>\nHello there<|end|>\n<|assistant|>\n", "a<|end|>b c", "<|system|> two  spaces<|end|>"]
+    for text in chat + TEXTS[:4]:
+        assert_same_call(ours, theirs, text)
+    assert_same_call(ours, theirs, chat, padding=True, return_tensors="pt")
+    messages = [{"role": "user", "content": "Hello there"}, {"role": "assistant", "content": "Hi"}]
+    for tokenize in (False, True):
+        a = ours.apply_chat_template(messages, add_generation_prompt=True, tokenize=tokenize)
+        b = theirs.apply_chat_template(messages, add_generation_prompt=True, tokenize=tokenize)
+        assert (a if not tokenize else a["input_ids"]) == (b if not tokenize else b["input_ids"])

@@ -315,6 +315,8 @@ class AutoTokenizer:
             reference = reference[1] if len(reference) > 1 and reference[1] else reference[0]
         declared = tokenizer_config.get("tokenizer_class") or getattr(model_config, "tokenizer_class", None)
         model_type = getattr(model_config, "model_type", None)
+        if declared and MODEL_TYPES.get(model_type, {}).get("declared_tokenizer_ignored"):
+            declared = None  # the repos name a class their files do not fit (phi3: LlamaTokenizer): the row's class
         has_builtin = declared is not None or model_type in MODEL_TYPES
         if reference and declared and native is not False and \
                 declared.removesuffix("Fast") in TOKENIZERS_REPLACING_REMOTE_CODE and \

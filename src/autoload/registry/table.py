@@ -147,9 +147,12 @@ MODEL_TYPES: dict[str, dict] = {
             "AutoModelForTokenClassification": "autoload.models.llama:Qwen3ForTokenClassification",
             "AutoModelForQuestionAnswering": "autoload.models.llama:Qwen3ForQuestionAnswering"},
     },
-    "phi3": {  # repos name LlamaTokenizer; the reference loads their tokenizer.json with the generic backend
+    "phi3": {
         "config": "autoload.models.configs:Phi3Config",
         "tokenizer": None,
+        # the repos name LlamaTokenizer, whose rebuilt pipeline differs from their tokenizer.json (a "▁" before
+        # the text after each special token): their tokenizer.json is loaded as it is, as the reference does
+        "declared_tokenizer_ignored": True,
         "tasks": _tasks("phi3", **{
             "": "Phi3Model", "ForCausalLM": "Phi3ForCausalLM",
             "ForSequenceClassification": "Phi3ForSequenceClassification",
