@@ -147,6 +147,39 @@ MODEL_TYPES: dict[str, dict] = {
             "AutoModelForTokenClassification": "autoload.models.llama:Qwen3ForTokenClassification",
             "AutoModelForQuestionAnswering": "autoload.models.llama:Qwen3ForQuestionAnswering"},
     },
+    "mixtral": {
+        "config": "autoload.models.configs:MixtralConfig",
+        "tokenizer": None,  # as mistral
+        "family": "llama",  # its classes are in models/llama.py (sparse MoE layers)
+        "tasks": {
+            "AutoModel": "autoload.models.llama:MixtralModel",
+            "AutoModelForCausalLM": "autoload.models.llama:MixtralForCausalLM",
+            "AutoModelForSequenceClassification": "autoload.models.llama:MixtralForSequenceClassification",
+            "AutoModelForTokenClassification": "autoload.models.llama:MixtralForTokenClassification",
+            "AutoModelForQuestionAnswering": "autoload.models.llama:MixtralForQuestionAnswering"},
+    },
+    "qwen2_moe": {
+        "config": "autoload.models.configs:Qwen2MoeConfig",
+        "tokenizer": "Qwen2Tokenizer",  # as qwen2
+        "family": "llama",  # its classes are in models/llama.py (sparse MoE layers)
+        "tasks": {
+            "AutoModel": "autoload.models.llama:Qwen2MoeModel",
+            "AutoModelForCausalLM": "autoload.models.llama:Qwen2MoeForCausalLM",
+            "AutoModelForSequenceClassification": "autoload.models.llama:Qwen2MoeForSequenceClassification",
+            "AutoModelForTokenClassification": "autoload.models.llama:Qwen2MoeForTokenClassification",
+            "AutoModelForQuestionAnswering": "autoload.models.llama:Qwen2MoeForQuestionAnswering"},
+    },
+    "qwen3_moe": {
+        "config": "autoload.models.configs:Qwen3MoeConfig",
+        "tokenizer": "Qwen2Tokenizer",  # as qwen3
+        "family": "llama",  # its classes are in models/llama.py (sparse MoE layers)
+        "tasks": {
+            "AutoModel": "autoload.models.llama:Qwen3MoeModel",
+            "AutoModelForCausalLM": "autoload.models.llama:Qwen3MoeForCausalLM",
+            "AutoModelForSequenceClassification": "autoload.models.llama:Qwen3MoeForSequenceClassification",
+            "AutoModelForTokenClassification": "autoload.models.llama:Qwen3MoeForTokenClassification",
+            "AutoModelForQuestionAnswering": "autoload.models.llama:Qwen3MoeForQuestionAnswering"},
+    },
     "phi3": {
         "config": "autoload.models.configs:Phi3Config",
         "tokenizer": None,
