@@ -41,7 +41,7 @@ _EXPORTS: dict[str, str] = {
     # concrete classes, as the reference exports them: every config, model and tokenizer class of the registry
     # (registry/table.py's rows and tokenization.TOKENIZER_CLASSES; tests/test_toplevel.py ties this list to them)
     **{f"{name}Config": "autoload.models.configs" for name in (
-        "Bert", "GPT2", "ChatGLM", "Llama", "Mistral", "Qwen2", "Qwen3")},
+        "Bert", "GPT2", "ChatGLM", "Llama", "Mistral", "Qwen2", "Qwen3", "Mixtral", "Qwen2Moe", "Qwen3Moe")},
     **{name: "autoload.models.bert" for name in (
         "BertModel", "BertForPreTraining", "BertForMaskedLM", "BertLMHeadModel", "BertForSequenceClassification",
         "BertForTokenClassification", "BertForQuestionAnswering", "BertForMultipleChoice",
@@ -92,7 +92,8 @@ _EXPORTS: dict[str, str] = {
         "Gemma3ForConditionalGeneration", "Gemma3ForSequenceClassification")},
     **{name: "autoload.models.chatglm" for name in (
         "ChatGLMForConditionalGeneration", "ChatGLMForSequenceClassification")},
-    **{f"{family}{head}": "autoload.models.llama" for family in ("Llama", "Mistral", "Qwen2", "Qwen3") for head in (
+    **{f"{family}{head}": "autoload.models.llama" for family in (
+        "Llama", "Mistral", "Qwen2", "Qwen3", "Mixtral", "Qwen2Moe", "Qwen3Moe") for head in (
         "Model", "ForCausalLM", "ForSequenceClassification", "ForTokenClassification", "ForQuestionAnswering")},
     **{name: "autoload.models.configs" for name in ("Phi3Config", "GlmConfig", "Glm4Config")},
     **{f"Phi3{head}": "autoload.models.phi3" for head in (
