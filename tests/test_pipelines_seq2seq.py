@@ -118,6 +118,8 @@ def test_t5_summarization_and_text2text(t5):
                                                                         min_length=3, max_length=12)
     t2t = pipeline("text2text-generation", autoload.AutoModelForSeq2SeqLM.from_pretrained(folder))
     assert t2t.task_params() == {}  # t5 has no text2text params and no config.prefix: the text as it is
+    with pytest.warns(UserWarning, match="model-agnostic default `max_length`"):  # the reference's warning
+        assert t2t(TEXTS[1]) == reference(ref, tok, TEXTS[1], "text2text-generation")  # no length given
     for inputs in (TEXTS[0], TEXTS):
         assert t2t(inputs, max_new_tokens=7) == reference(ref, tok, inputs, "text2text-generation", max_new_tokens=7)
     assert t2t(TEXTS[0], prefix="translate English to German: ", max_new_tokens=7) == reference(
