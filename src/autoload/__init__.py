@@ -121,6 +121,7 @@ _EXPORTS: dict[str, str] = {
         "MBartTokenizer", "MBartTokenizerFast", "MBart50Tokenizer", "MBart50TokenizerFast")},
     "T5Tokenizer": "autoload.tokenization.t5",
     "T5TokenizerFast": "autoload.tokenization.t5",
+    "MarianTokenizer": "autoload.tokenization.marian",
     "MPNetTokenizer": "autoload.tokenization.mpnet",
     "MPNetTokenizerFast": "autoload.tokenization.mpnet",
     "Qwen2Tokenizer": "autoload.tokenization.qwen2",

@@ -293,7 +293,7 @@ MODEL_TYPES: dict[str, dict] = {
     },
     "marian": {
         "config": "autoload.models.configs:MarianConfig",
-        "tokenizer": None,  # MarianTokenizer (source.spm / target.spm + vocab.json) is not in TOKENIZER_CLASSES yet
+        "tokenizer": "MarianTokenizer",  # source.spm / target.spm + vocab.json (tokenization/marian.py)
         "tasks": _tasks("marian", **{
             "": "MarianModel", "ForCausalLM": "MarianForCausalLM", "ForSeq2SeqLM": "MarianMTModel"}),
     },

@@ -49,6 +49,7 @@ TOKENIZER_CLASSES: dict[str, str] = {
     "AlbertTokenizerFast": "autoload.tokenization.albert:AlbertTokenizer",
     "T5Tokenizer": "autoload.tokenization.t5:T5Tokenizer",
     "T5TokenizerFast": "autoload.tokenization.t5:T5Tokenizer",
+    "MarianTokenizer": "autoload.tokenization.marian:MarianTokenizer",  # transformers has no Fast one
     "QWenTokenizer": "autoload.tokenization.tiktoken_bpe:QWenTokenizer",
     "ChatGLMTokenizer": "autoload.tokenization.chatglm:ChatGLMTokenizer",
     "ChatGLM4Tokenizer": "autoload.tokenization.chatglm:ChatGLM4Tokenizer",
@@ -92,6 +93,7 @@ _EXPORTS: dict[str, str] = {
     "AlbertTokenizerFast": "autoload.tokenization.albert",
     "T5Tokenizer": "autoload.tokenization.t5",
     "T5TokenizerFast": "autoload.tokenization.t5",
+    "MarianTokenizer": "autoload.tokenization.marian",
     "QWenTokenizer": "autoload.tokenization.tiktoken_bpe",
     "ChatGLMTokenizer": "autoload.tokenization.chatglm",
     "ChatGLM4Tokenizer": "autoload.tokenization.chatglm",

@@ -34,6 +34,7 @@ TOKENIZER_FILE_PATTERNS = [
     TOKENIZER_FILE, CONFIG_FILE, SPECIAL_TOKENS_MAP_FILE, ADDED_TOKENS_FILE,
     "vocab.txt", "vocab.json", "merges.txt", "*.tiktoken", "tokenizer.model",
     "sentencepiece.bpe.model", "spm.model", "spiece.model",  # SentencePiece Unigram models (XLM-R, DeBERTa, ALBERT)
+    "source.spm", "target.spm", "target_vocab.json",  # Marian
     CHAT_TEMPLATE_FILE, LEGACY_CHAT_TEMPLATE_FILE, f"{CHAT_TEMPLATE_DIR}/*.jinja",
 ]
 

@@ -22,6 +22,18 @@ def save_pretrained(self, save_directory: str | os.PathLike) -> tuple[str, ...]:
     if folder.is_file():
         raise NotADirectoryError(f"save_pretrained needs a folder, and {folder} is a file.")
     folder.mkdir(parents=True, exist_ok=True)
+    config = tokenizer_config(self)
+    written = [str(folder / loading.CONFIG_FILE), str(folder / loading.TOKENIZER_FILE)]
+    written += _save_chat_templates(self, folder)
+    with open(folder / loading.CONFIG_FILE, "w", encoding="utf-8") as handle:
+        handle.write(json.dumps(loading.encode_added_tokens(config), indent=2, sort_keys=True,
+                                ensure_ascii=False) + "\n")
+    self._tokenizer.save(str(folder / loading.TOKENIZER_FILE))
+    return tuple(written)
+
+
+def tokenizer_config(self) -> dict:
+    """What tokenizer_config.json holds: the init keywords, the current settings and special tokens, the class."""
     config = {key: value for key, value in copy.deepcopy(self.init_kwargs).items()
               if key not in ("add_bos_token", "add_eos_token", "added_tokens_decoder", "chat_template",
                              "additional_special_tokens", "model_specific_special_tokens")}
@@ -34,13 +46,7 @@ def save_pretrained(self, save_directory: str | os.PathLike) -> tuple[str, ...]:
     if self._extra_special_tokens:
         config["extra_special_tokens"] = self.extra_special_tokens
     config["tokenizer_class"] = self.saved_class_name or type(self).__name__
-    written = [str(folder / loading.CONFIG_FILE), str(folder / loading.TOKENIZER_FILE)]
-    written += _save_chat_templates(self, folder)
-    with open(folder / loading.CONFIG_FILE, "w", encoding="utf-8") as handle:
-        handle.write(json.dumps(loading.encode_added_tokens(config), indent=2, sort_keys=True,
-                                ensure_ascii=False) + "\n")
-    self._tokenizer.save(str(folder / loading.TOKENIZER_FILE))
-    return tuple(written)
+    return config
 
 
 def _save_chat_templates(self, folder: Path) -> list[str]:

@@ -29,6 +29,7 @@ class SentencePieceModel:
     bos_id: int = 1
     eos_id: int = 2
     pad_id: int = -1
+    unk_surface: str = " \u2047 "  # what decoding writes for the unknown piece
     treat_whitespace_as_suffix: bool = False
     normalizer_name: str = ""
     precompiled_charsmap: bytes = b""
@@ -78,7 +79,8 @@ def _int32(value: int) -> int:
 
 # field number -> (attribute, type) in TrainerSpec and NormalizerSpec
 _TRAINER_FIELDS = {3: ("model_type", int), 24: ("treat_whitespace_as_suffix", bool), 35: ("byte_fallback", bool),
-                   40: ("unk_id", int), 41: ("bos_id", int), 42: ("eos_id", int), 43: ("pad_id", int)}
+                   40: ("unk_id", int), 41: ("bos_id", int), 42: ("eos_id", int), 43: ("pad_id", int),
+                   44: ("unk_surface", str)}
 _NORMALIZER_FIELDS = {1: ("normalizer_name", str), 2: ("precompiled_charsmap", bytes), 3: ("add_dummy_prefix", bool),
                       4: ("remove_extra_whitespaces", bool), 5: ("escape_whitespaces", bool)}
 
