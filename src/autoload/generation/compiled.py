@@ -9,7 +9,9 @@ Two objects:
   whole cache, the cache index handed over as a tensor).
 
 The model is used by duck typing only: its backbone (under `base_model_prefix`) opts in with
-`supports_compiled_decode = True` once its forward reads no cache length when given a 4-D mask and position ids.
+`supports_compiled_decode = True` once its forward reads no cache length when given a 4-D mask and position ids,
+and, if some layers have a sliding window, with `compiled_sliding_window = True` once it cuts that mask to each
+window itself (the query's cache index is `cache.write_positions`).
 """
 
 from __future__ import annotations
@@ -105,8 +107,12 @@ class CompiledSteps:
             raise NotImplementedError(f"compile=True supports the Llama-family decoders and ChatGLM only, not "
                                       f"{type(model).__name__}.")
         layers = getattr(backbone, "layers", ())  # the Llama-family backbones: layers[i].self_attn
-        if any(getattr(layer.self_attn, "sliding_window", None) is not None for layer in layers):
-            raise NotImplementedError("compile=True does not support sliding-window attention yet.")
+        # sliding layers need a backbone that cuts the full-cache mask to their window (Gemma's: from the cache's
+        # write index, a tensor)
+        if not getattr(backbone, "compiled_sliding_window", False) and any(
+                getattr(layer.self_attn, "sliding_window", None) is not None for layer in layers):
+            raise NotImplementedError("compile=True does not support sliding-window attention in "
+                                      f"{type(backbone).__name__} yet.")
         self.model, self.cache = model, cache
         self.step = compiled_decoder(model).step(model, fn)
         batch, device = cache.keys[0].shape[0], cache.keys[0].device
