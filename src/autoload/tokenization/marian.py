@@ -1,35 +1,20 @@
-"""Marian's tokenizer (Helsinki-NLP opus-mt): two SentencePiece models and a vocab.json, built the way
-transformers 5.x `MarianTokenizer` (a Python tokenizer over `sentencepiece`) encodes and decodes.
+"""Marian's tokenizer (Helsinki-NLP opus-mt), encoding and decoding as transformers 5.x `MarianTokenizer` (a Python
+tokenizer over `sentencepiece`) does, without sentencepiece; docs/tokenizers.md has the details and the differences.
 
-Files: `source.spm` and `target.spm` (read by sentencepiece.py, without sentencepiece or protobuf), `vocab.json`
-({piece: id}, shared by both sides) or, with `separate_vocabs`, `vocab.json` for the source and `target_vocab.json`
-for the target. The vocab's ids are not the .spm's ids: a text is cut into pieces by the .spm, and each piece is
-looked up in the vocab (a piece the vocab lacks is `<unk>`).
-
-Pipeline per text chunk (after the special tokens are split off): a leading language code such as `>>fra<<` (from
-">>" to the first "<<") is one token; the rest goes through SentencePiece's normalizer and model (Unigram: Viterbi
-over the pieces' scores; BPE: sentencepiece_bpe.py's merges); each piece -> its vocab id; `</s>` is appended
-(`A B </s>` for pairs). Here that is a `tokenizers.Tokenizer` whose pre-tokenizer yields the pieces and whose model
-is a `WordLevel` over the vocab, so padding, truncation and batching are the shared Rust ones.
-
-`text_target=` uses target.spm (and target_vocab.json when separate); special tokens keep their source ids on both
-sides, as in the reference. Decoding maps ids through the target vocab when separate (else the shared one), then
-joins pieces the way `SentencePieceProcessor.decode_pieces` does -- with the source .spm for a shared vocab, the
-target .spm for separate ones (`use_source_tokenizer=` picks) -- special tokens kept verbatim and followed by a
-space, the whole stripped.
-
-Known differences from the reference (a Python tokenizer): `return_overflowing_tokens` gives extra rows with
-`overflow_to_sample_mapping` (the fast convention) instead of `overflowing_tokens`; `return_offsets_mapping` works
-(the reference refuses); a pair cut by "longest_first" to an odd number of tokens keeps the extra token in the second
-text (the reference: in the first); a truncation that cannot be done is an error (the reference logs it and leaves
-the row long). SentencePiece sampling (`sp_model_kwargs`), a .spm denormalizer and USER_DEFINED pieces' always-match
-rule are not supported.
+`source.spm` / `target.spm` cut a text into pieces; `vocab.json` (shared, or the source's with `target_vocab.json`
+for `separate_vocabs`) maps them to ids, a piece it lacks being `<unk>`. Per chunk between special tokens: a leading
+`>>xx<<` code is one token, the rest goes through the .spm's normalizer and model (Unigram or BPE); `</s>` is appended.
+Here that is a `tokenizers.Tokenizer` whose custom pre-tokenizer yields the pieces and whose model is a `WordLevel`
+over the vocab, so padding, truncation and batching are the shared Rust ones. `text_target=` uses the target side
+(special tokens keep their source ids). Decoding is Python: ids -> tokens (the target vocab when separate), runs of
+pieces joined as `SentencePieceProcessor.decode_pieces` does, special tokens verbatim plus a space, stripped.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from itertools import accumulate
 from pathlib import Path
 
 from tokenizers import AddedToken, Tokenizer, pre_tokenizers, processors
@@ -50,11 +35,10 @@ _FILE_KEYS = ("source_spm", "target_spm", "vocab", "target_vocab_file")
 class SentencePieceSide:
     """One .spm file: its pieces for encoding (normalizer + Unigram/BPE model) and for decoding (piece types)."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, data: bytes | None = None):
         self.path = os.fspath(path)
-        model = read_model(self.path)
-        with open(self.path, "rb") as handle:
-            self.data = handle.read()  # written back as-is by save_pretrained
+        self.data = Path(self.path).read_bytes() if data is None else data  # save_pretrained writes it back as-is
+        model = read_model(self.path, self.data)
         kind = MODEL_TYPES.get(model.model_type, str(model.model_type))
         if kind == "UNIGRAM":
             # only NORMAL / USER_DEFINED pieces can match text; the unknown piece heads the list (id 0 here)
@@ -66,12 +50,14 @@ class SentencePieceSide:
             except Exception as err:  # tokenizers raises a bare Exception
                 raise RepoFileError(f"{self.path}: invalid Unigram pieces ({err}).") from None
             self.normalizer = spm_normalizer(model)
+            self.values_are_text = True
         elif kind == "BPE":
             try:
                 backend = build_tokenizer(model, self.path)
             except ValueError as err:
                 raise RepoFileError(str(err)) from None
             self.model, self.normalizer = backend.model, backend.normalizer
+            self.values_are_text = False  # an unknown character comes back as "<unk>"
         else:
             raise RepoFileError(f"{self.path} is a SentencePiece {kind} model; Marian needs a Unigram or BPE model.")
         self.pieces = [piece for piece, _, _ in model.pieces]
@@ -95,15 +81,16 @@ class SentencePieceSide:
             chunk = chunk[end + 2:len(text)]
         self.normalizer.normalize(chunk)
         text = str(chunk)
-        char_at, offset = {}, 0  # the model's offsets count UTF-8 bytes; NormalizedString slices count characters
-        for index, char in enumerate(text):
-            char_at[offset] = index
-            offset += len(char.encode("utf-8"))
-        char_at[offset] = len(text)
-        for token in self.model.tokenize(text):
-            start, end = token.offsets
-            parts.append(chunk[char_at[start]:char_at[end]])
-        return parts
+        tokens = self.model.tokenize(text)
+        # slices count characters; the model's offsets count UTF-8 bytes (the same for ASCII)
+        if text.isascii():
+            ends = [token.offsets[1] for token in tokens]
+        elif self.values_are_text:  # Unigram gives each piece's text, unknown runs included
+            ends = list(accumulate(len(token.value) for token in tokens))
+        else:
+            char_end = dict(zip(accumulate(len(char.encode("utf-8")) for char in text), range(1, len(text) + 1)))
+            ends = [char_end[token.offsets[1]] for token in tokens]
+        return parts + [chunk[start:end] for start, end in zip([0] + ends, ends)]
 
     # -- decoding: SentencePieceProcessor.decode_pieces ------------------------------------------------------
 
@@ -133,13 +120,7 @@ class SentencePieceSide:
         return {"path": self.path, "data": self.data}
 
     def __setstate__(self, state):
-        # rebuilt from the bytes (Rust objects and the split closure are not pickled)
-        import tempfile
-        with tempfile.TemporaryDirectory() as folder:
-            path = Path(folder) / "model.spm"
-            path.write_bytes(state["data"])
-            self.__init__(path)
-        self.path = state["path"]
+        self.__init__(state["path"], state["data"])  # Rust objects are rebuilt, not pickled
 
 
 def read_vocab(path: str) -> dict[str, int]:

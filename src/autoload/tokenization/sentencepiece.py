@@ -96,10 +96,12 @@ def _set_fields(model: SentencePieceModel, data: bytes, table: dict) -> None:
             setattr(model, name, kind(value))
 
 
-def read_model(path: str) -> SentencePieceModel:
-    """Parse a SentencePiece `tokenizer.model` (field numbers from sentencepiece_model.proto)."""
-    with open(path, "rb") as handle:
-        data = handle.read()
+def read_model(path: str, data: bytes | None = None) -> SentencePieceModel:
+    """Parse a SentencePiece `tokenizer.model` (field numbers from sentencepiece_model.proto); `data`: the file's
+    bytes when the caller has them already (errors still name `path`)."""
+    if data is None:
+        with open(path, "rb") as handle:
+            data = handle.read()
     model = SentencePieceModel()
     try:
         for number, value in _fields(data):
