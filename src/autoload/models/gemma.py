@@ -326,6 +326,7 @@ class GemmaForCausalLM(GenerationMixin, GemmaPreTrainedModel):
 
     _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
     accepts_loss_kwargs = True  # Trainer passes num_items_in_batch (the loss over all accumulated tokens)
+    caps_logits = True  # final_logit_softcapping applies (not in gemma3's multimodal class, as the reference)
 
     def __init__(self, config):
         super().__init__(config)
@@ -343,7 +344,8 @@ class GemmaForCausalLM(GenerationMixin, GemmaPreTrainedModel):
         out = _backbone(self, input_ids, attention_mask, position_ids, past_key_values, inputs_embeds, use_cache,
                         output_attentions, output_hidden_states, cache, pixel_values)
         logits = self.lm_head(keep_positions(out.last_hidden_state, logits_to_keep))  # (B, T, vocab)
-        logits = softcap(logits, self.config.final_softcap)
+        if self.caps_logits:
+            logits = softcap(logits, self.config.final_softcap)
         loss = None if labels is None else causal_lm_loss(logits, labels, num_items_in_batch)
         return finish(self.config, CausalLMOutputWithPast(
             loss=loss, logits=logits, past_key_values=out.past_key_values, hidden_states=out.hidden_states,
@@ -437,9 +439,11 @@ class Gemma3Model(GemmaModel):
 
 class Gemma3ForConditionalGeneration(GemmaForCausalLM):
     """The causal LM of a gemma3 checkpoint (AutoModelForCausalLM): the text model only, which gives the
-    reference's logits for text input; `self.config` is the text_config, so save_pretrained writes gemma3_text."""
+    reference's logits for text input; `self.config` is the text_config, so save_pretrained writes gemma3_text.
+    As the reference's class, it leaves final_logit_softcapping unused (None in the released configs)."""
 
     config_class = Gemma3Config
+    caps_logits = False
 
 
 class Gemma3ForSequenceClassification(GemmaForSequenceClassification):
