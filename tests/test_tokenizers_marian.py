@@ -25,6 +25,9 @@ from autoload.errors import RepoFileError
 from autoload.tokenization import MarianTokenizer, tokenizer_class
 from tokenizer_cases import CALLS, LONG_TEXT, PAIRS, TEXTS, plain, transformers_auto, write_folder
 
+# the reference warns once per instance that sacremoses is missing; its encoding path never uses it
+pytestmark = pytest.mark.filterwarnings("ignore:Recommended. pip install sacremoses")
+
 EN = "the house is small and the cat sleeps on a red chair while we read books about music history".split()
 FR = "la maison est petite et le chat dort sur une chaise rouge pendant que nous lisons des livres été".split()
 DE = "das haus ist klein und die katze schläft auf einem roten stuhl während wir bücher über musik".split()
@@ -162,6 +165,11 @@ def test_decoding_matches_transformers(pairs, case):
     batch = torch.tensor(theirs(texts[:3], padding=True)["input_ids"])
     assert ours.batch_decode(batch, skip_special_tokens=True) == theirs.batch_decode(batch, skip_special_tokens=True)
     assert ours.decode(sources[0][0]) == theirs.decode(sources[0][0])
+    for ids in ([len(ours) + 3, 5], [10**6]):  # outside the vocab and the .spm: both refuse
+        with pytest.raises(IndexError):
+            theirs.decode(ids)
+        with pytest.raises(IndexError):
+            ours.decode(ids)
 
 
 @pytest.mark.parametrize("case", ["shared", "separate"])
