@@ -154,11 +154,15 @@ def test_beam_search_ids(lm):
 @pytest.mark.slow
 @pytest.mark.skipif(not torch.cuda.is_available() and shutil.which("g++") is None,
                     reason="torch.compile on CPU needs a C++ compiler (g++)")
-def test_compiled_greedy_equals_eager(tmp_path):
-    _, ours = pair(tmp_path, tiny(partial_rotary_factor=0.75))
-    ids, mask = batch(b=2, t=5, padding="left")
+def test_compiled_greedy_equals_eager_across_the_longrope_switch(lm):
+    """Compiled steps on the static cache; the step that crosses original_max_position_embeddings refills it."""
+    ref, ours = lm
+    ids, mask = batch(b=3, t=5, padding="left")
     options = dict(attention_mask=mask, max_new_tokens=8, eos_token_id=None)
-    assert torch.equal(generate(ours, ids, compile=True, **options), generate(ours, ids, **options))
+    compiled = generate(ours, ids, compile=True, **options)
+    assert compiled.shape[1] > ORIGINAL + 1
+    assert torch.equal(compiled, generate(ours, ids, **options))
+    assert torch.equal(compiled, ref.generate(ids, do_sample=False, pad_token_id=0, **options))
 
 
 def test_save_reload_in_transformers_and_auto_classes(lm, tmp_path):

@@ -388,6 +388,8 @@ def _generate(model, input_ids, attention_mask, call, passed, tokenizer, generat
                 logits, _ = prefill(model, input_ids, mask, positions, None, record)
             elif _stale(model, cache, input_ids.shape[1]):  # e.g. Phi-3's LongRoPE switching to its long factors
                 logits, cache = prefill(model, input_ids, mask, positions, _emptied(cache), record)
+                if step is not None:  # compiled steps mark the slot each one writes: this one was written here
+                    step.keys_ok[:, cache.get_seq_length() - 1] = True
             elif step is not None:
                 logits = step(next_tokens[:, None], positions[:, -1:])
             else:
