@@ -1,5 +1,5 @@
-"""The text2text-generation, summarization and translation pipelines, and zero-shot classification with a BART
-NLI head, against transformers on the same tiny checkpoints (tests/seq2seq_folders.py).
+"""The text2text-generation, summarization and translation pipelines (t5, bart, mBART-50, Marian), and zero-shot
+classification with a BART NLI head, against transformers on the same tiny checkpoints (tests/seq2seq_folders.py).
 
 transformers 5 removed the text2text / summarization / translation pipelines, so their oracle is `reference()`
 below: what transformers 4.x's pipelines did, written out over transformers' own tokenizer and `generate`
@@ -21,7 +21,7 @@ import transformers
 
 import autoload
 from autoload.pipelines import pipeline
-from seq2seq_folders import NLI, save_bart, save_mbart50, save_t5
+from seq2seq_folders import NLI, save_bart, save_marian, save_mbart50, save_t5
 
 transformers.logging.set_verbosity_error()
 TEXTS = ["The house is wonderful.", "Hello", "A much longer sentence about the weather in Paris and Berlin today, "
@@ -220,6 +220,24 @@ def test_mbart50_translation_forces_the_target_code(mbart):
         ours(TEXTS[0], src_lang="en_XX")
     with pytest.raises(ValueError, match="'xx_YY' is not a language code"):
         ours(TEXTS[0], src_lang="en_XX", tgt_lang="xx_YY")
+
+
+def test_marian_translation(tmp_path):
+    folder = save_marian(tmp_path / "opus-mt-en-de")
+    ref = transformers.MarianMTModel.from_pretrained(folder).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # transformers' MarianTokenizer recommends sacremoses
+        tok = transformers.AutoTokenizer.from_pretrained(str(folder))
+    for task in ("translation", "translation_en_to_de"):
+        ours = pipeline(task, folder)
+        assert type(ours.tokenizer).__name__ == type(tok).__name__ == "MarianTokenizer"
+        assert ours(TEXTS[0]) == reference(ref, tok, TEXTS[0], task)  # its generation_config: beam-4, max_length 64
+        assert ours(TEXTS, num_beams=1, max_new_tokens=10) == reference(ref, tok, TEXTS, task, num_beams=1,
+                                                                        max_new_tokens=10)
+    ids = ours(TEXTS[1], return_tensors=True, num_beams=1, max_new_tokens=4)[0]["translation_token_ids"]
+    assert ids[0] == tok.pad_token_id  # Marian's decoder starts at <pad>
+    assert ours(TEXTS, num_beams=2, num_return_sequences=2, max_new_tokens=6) == reference(
+        ref, tok, TEXTS, "translation", num_beams=2, num_return_sequences=2, max_new_tokens=6)
 
 
 def test_bad_arguments(t5, bart, tmp_path):
