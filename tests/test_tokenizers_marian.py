@@ -248,6 +248,13 @@ def test_save_pretrained_reloads_in_both_libraries(folders, case, tmp_path):
 
 def test_auto_tokenizer_and_class_table(folders, tmp_path):
     assert tokenizer_class("MarianTokenizer") is MarianTokenizer
+    import transformers
+    paths = [str(folders["separate"] / name) for name in ("source.spm", "target.spm", "vocab.json",
+                                                          "target_vocab.json")]
+    direct = MarianTokenizer(*paths, separate_vocabs=True)  # the reference's positional file arguments
+    reference = transformers.MarianTokenizer(*paths, separate_vocabs=True)
+    assert dict(direct(HARD, text_target=HARD, padding=True)) == dict(reference(HARD, text_target=HARD, padding=True))
+    assert direct.model_max_length == reference.model_max_length == 512
     assert isinstance(AutoTokenizer.from_pretrained(folders["shared"]), MarianTokenizer)
     # no tokenizer_class: config.json's model_type "marian" decides, as in the reference
     bare = tmp_path / "bare"
