@@ -199,12 +199,6 @@ class GemmaPreTrainedModel(PreTrainedModel):
         if isinstance(module, GemmaRMSNorm):
             module.weight.data.zero_()  # (1 + w): the identity at 0
 
-    def get_input_embeddings(self) -> nn.Embedding:
-        return getattr(self, self.base_model_prefix).embed_tokens
-
-    def set_input_embeddings(self, value: nn.Embedding) -> None:
-        getattr(self, self.base_model_prefix).embed_tokens = value
-
 
 def _windowed(mask: torch.Tensor, window: int, query_index: torch.Tensor) -> torch.Tensor:
     """A given (B, 1, T, K) mask restricted to a sliding window: query i (at cache index query_index[i]) keeps the
