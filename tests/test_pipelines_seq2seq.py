@@ -83,7 +83,7 @@ def mbart(tmp_path_factory):
 def test_t5_translation_uses_the_task_prefix_and_params(t5):
     folder, ref, tok = t5
     ours = pipeline("translation_en_to_de", folder)
-    assert ours.task_params() == {k: v for k, v in ref.config.task_specific_params["translation_en_to_de"].items()}
+    assert ours.task_params() == ref.config.task_specific_params["translation_en_to_de"]
     # t5-small's own translation_en_to_de defaults (beam-4, max_length 300, early stopping) on one input
     assert ours(TEXTS[0]) == reference(ref, tok, TEXTS[0], "translation_en_to_de")
     for inputs in (TEXTS, TEXTS[:1]):  # a list: one dict per text
