@@ -82,9 +82,17 @@ class PreTrainedModel(nn.Module):
             self.tie_weights()
 
     def _init_weights(self, module: nn.Module) -> None:
-        """The reference's default init: normal(0, initializer_range) for Linear and Embedding (padding row
-        zeroed), ones/zeros for norms. Families override it where the reference differs."""
-        std = getattr(self.config, "initializer_range", 0.02)
+        """The reference's default init: normal(0, std) for Linear and Embedding (padding row zeroed), ones/zeros
+        for norms; std is the config's initializer_range (0.02 when unset), else its init_std, else its
+        initializer_factor (T5), else 0.02, as the reference picks it. Families override it where the reference
+        differs; a resize with mean_resizing=False draws its new rows here."""
+        c, std = self.config, 0.02
+        if hasattr(c, "initializer_range"):
+            std = c.initializer_range or 0.02
+        elif hasattr(c, "init_std"):
+            std = c.init_std
+        elif hasattr(c, "initializer_factor"):
+            std = c.initializer_factor
         if isinstance(module, nn.Linear):
             module.weight.data.normal_(0.0, std)
             if module.bias is not None:
