@@ -45,6 +45,7 @@ NEUTRAL: dict[str, Any] = {
     "sequence_bias": None, "guidance_scale": None, "penalty_alpha": None, "top_h": None, "max_time": None,
     "exponential_decay_length_penalty": None, "renormalize_logits": False, "remove_invalid_values": False,
     "watermarking_config": None, "constraints": None, "token_healing": False, "prefill_chunk_size": None,
+    "synced_gpus": False,  # multi-process generation (Seq2SeqTrainer passes False)
 }
 CACHE_IMPLEMENTATIONS = ("dynamic", "static")
 
@@ -83,6 +84,9 @@ class GenerationConfig:
     forced_bos_token_id: int | None = None  # the token forced as the first generated one (mBART language codes)
     forced_eos_token_id: int | list[int] | None = None  # the token(s) forced as the last one at max_length
     extra: dict[str, Any] = field(default_factory=dict, repr=False)
+    # derived from a model config (not read from generation_config.json): the reference's flag, which
+    # Seq2SeqTrainer reads and clears (a plain attribute, not a field: never saved)
+    _from_model_config = False
 
     # -- construction ---------------------------------------------------------------------------------------
     @classmethod
@@ -110,7 +114,15 @@ class GenerationConfig:
                         if k in known and v is not None and not (k in OUTPUT_FLAGS and v is False)})
         if not config.return_dict_in_generate and any(getattr(config, k) for k in OUTPUT_FLAGS):
             config.return_dict_in_generate = True  # as the reference: an output flag implies the dict
+        config._from_model_config = True
         return config
+
+    @staticmethod
+    def _get_default_generation_params() -> dict[str, Any]:
+        """The values unset fields take at generate() time, under the reference's name (Seq2SeqTrainer's
+        predict_with_generate fills them in with `update(defaults_only=True)` and pads its predictions to
+        max_length): the global defaults and the reference's max_length of 20."""
+        return {"max_length": 20, **GLOBAL_DEFAULTS}
 
     @classmethod
     def from_pretrained(cls, folder: str | os.PathLike, config_file_name: str = GENERATION_CONFIG_NAME):

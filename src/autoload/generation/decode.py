@@ -225,8 +225,15 @@ def generate(model, input_ids: torch.Tensor | None = None, attention_mask: torch
 _FIELDS = set(GenerationConfig.field_names())
 
 
+# keywords of the forward that the reference's generate accepts and never forwards (Seq2SeqTrainer's
+# predict_with_generate passes the whole batch, labels included)
+IGNORED = ("labels",)
+
+
 def _check_unknown(unknown: dict) -> None:
     for key, value in unknown.items():
+        if key in IGNORED:
+            continue
         if key in NEUTRAL:
             if value is None or value == NEUTRAL[key]:
                 continue

@@ -39,10 +39,20 @@ class GenerationMixin:
         """The keyword arguments of one decoding forward, with the reference's signature (PEFT wraps this method
         and calls it). Only the tokens the cache does not hold yet are kept: (B, T) -> (B, T - cached); position
         ids default to each row's count of real tokens from the (B, past + new) `attention_mask`. Other keywords
-        are passed through to the forward. `inputs_embeds` is used only while the cache is empty."""
+        are passed through to the forward. `inputs_embeds` is used only while the cache is empty. An encoder-decoder
+        gets `decoder_input_ids` (the uncached decoder tokens) and its encoder mask as `attention_mask`."""
         cached = past_key_values.get_seq_length() if past_key_values is not None else 0
         if cache_position is not None:
             cached = int(cache_position[0])
+        if getattr(self.config, "is_encoder_decoder", False):
+            # input_ids are the decoder's ids; attention_mask is the encoder's (B, S), kept whole; the encoder's
+            # inputs_embeds are not re-read (encoder_outputs comes through kwargs), as the reference
+            inputs = {"decoder_input_ids": input_ids[:, cached:], "past_key_values": past_key_values,
+                      "use_cache": use_cache}
+            if attention_mask is not None:
+                inputs["attention_mask"] = attention_mask
+            inputs.update(kwargs)
+            return inputs
         if position_ids is None and attention_mask is not None:
             position_ids = (attention_mask.long().cumsum(-1) - 1).masked_fill(attention_mask == 0, 0)
         inputs = {"past_key_values": past_key_values, "attention_mask": attention_mask, "use_cache": use_cache}
