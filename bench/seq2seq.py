@@ -1,6 +1,7 @@
 """Seq2seq speed: autoload vs transformers on a t5-small shape and a bart-base shape (random weights, fp32).
 
     python bench/seq2seq.py [--repeat 3] [--new-tokens 32] [--source 64] [--rounds 2] [--quick]
+                            [--device cpu|cuda] [--dtype float32|bfloat16|float16]
 
 The checkpoints are made once with transformers into .bench/checkpoints/ (t5-small: d_model 512, 6+6 layers,
 8 heads, d_ff 2048, vocab 32128; bart-base: d_model 768, 6+6 layers, 12 heads, ffn 3072, vocab 50265). Each library
@@ -52,20 +53,23 @@ else:
 loads = []
 for _ in range({repeat}):
     t = time.perf_counter()
-    model = lib.AutoModelForSeq2SeqLM.from_pretrained({path!r}, dtype=torch.float32)
+    model = lib.AutoModelForSeq2SeqLM.from_pretrained({path!r}, dtype=torch.{dtype})
     loads.append(time.perf_counter() - t)
-model.eval()
+model.eval().to({device!r})
 vocab = model.config.vocab_size
-sources = torch.randint(5, vocab, (8, {source}), generator=torch.Generator().manual_seed(0))
+sources = torch.randint(5, vocab, (8, {source}), generator=torch.Generator().manual_seed(0)).to({device!r})
+sync = torch.cuda.synchronize if {device!r}.startswith("cuda") else (lambda: None)
 common = dict(eos_token_id=None, forced_eos_token_id=None, max_new_tokens={new}, min_new_tokens={new})
 modes = {{"greedy": dict(num_beams=1), "beam-4": dict(num_beams=4, early_stopping=False)}}
 
 def timed(ids, options, runs):
     times, out = [], None
     for i in range(1 + runs):
+        sync()
         t = time.perf_counter()
         with torch.inference_mode():
             out = model.generate(ids, attention_mask=torch.ones_like(ids), **common, **options)
+        sync()
         times.append(time.perf_counter() - t)
     return statistics.median(times[1:]), out
 
@@ -74,7 +78,7 @@ for mode, options in modes.items():
     for batch in (1, 8):
         seconds, out = timed(sources[:batch], options, {repeat})
         results[f"{{mode}} b{{batch}}"] = dict(seconds=seconds, tokens_per_s=batch * {new} / seconds)
-        torch.save(out, {out!r}.replace(".pt", f"-{{mode}}-b{{batch}}.pt"))
+        torch.save(out.cpu(), {out!r}.replace(".pt", f"-{{mode}}-b{{batch}}.pt"))
 print(json.dumps({{"results": results, "load": statistics.median(loads), "threads": torch.get_num_threads()}}))
 """
 
@@ -99,6 +103,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="fresh processes per library, alternating")
     parser.add_argument("--models", default="t5-small,bart-base")
     parser.add_argument("--quick", action="store_true", help="2+2-layer models, 1 timed run, 8 new tokens")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
     args = parser.parse_args()
     repeat, new, rounds = (1, 8, 1) if args.quick else (args.repeat, args.new_tokens, args.rounds)
     import torch
@@ -110,7 +116,8 @@ def main() -> None:
             for lib in libs:
                 out = ROOT / ".bench" / f"seq2seq-{name}-{lib}.pt"
                 data = json.loads(run(CHILD.format(lib=lib, path=str(path), source=args.source, new=new,
-                                                   repeat=repeat, out=str(out))))
+                                                   repeat=repeat, out=str(out), device=args.device,
+                                                   dtype=args.dtype)))
                 loads[lib].append(data["load"])
                 for case, r in data["results"].items():
                     best = results[lib].get(case)
