@@ -143,10 +143,11 @@ def test_greedy_across_the_longrope_switch(lm):
     assert torch.equal(ours.generate(ids[:1], max_new_tokens=10, eos_token_id=None), expected[:1])
 
 
-def test_beam_search_ids(lm):
+@pytest.mark.parametrize("new_tokens", [4, 9])  # below, and across the LongRoPE switch
+def test_beam_search_ids(lm, new_tokens):
     ref, ours = lm
     ids, mask = batch(b=2, t=3, padding="left")
-    options = dict(attention_mask=mask, max_new_tokens=4, num_beams=3, do_sample=False, eos_token_id=None,
+    options = dict(attention_mask=mask, max_new_tokens=new_tokens, num_beams=3, do_sample=False, eos_token_id=None,
                    pad_token_id=0)
     assert torch.equal(ours.generate(ids, **options), ref.generate(ids, **options))
 

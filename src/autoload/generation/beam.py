@@ -57,6 +57,22 @@ def _gather(tensor: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return torch.take_along_dim(tensor, index, dim=1)
 
 
+def stale_cache(model, cache, length: int) -> bool:
+    """Whether the model says its cached keys no longer fit a sequence grown to `length` (its optional
+    `cache_is_stale(cached, total)`; the reference drops the cache in prepare_inputs_for_generation then)."""
+    check = getattr(model, "cache_is_stale", None)
+    return check is not None and check(cache.get_seq_length(), length)
+
+
+def emptied_cache(cache):
+    """The same cache with nothing in it (a static cache keeps its buffers: compiled steps go on with them)."""
+    if hasattr(cache, "crop"):
+        cache.crop(0)
+    else:
+        cache.length = 0
+    return cache
+
+
 def beam_search(model, input_ids, mask, positions, cache, *, num_beams, max_length, rules, processors, finished,
                 eos, pad, length_penalty, early_stopping, num_return_sequences, output_scores, output_logits,
                 return_dict, forward, seen_mask=None, step_outputs=None):
@@ -140,6 +156,8 @@ def beam_search(model, input_ids, mask, positions, cache, *, num_beams, max_leng
         positions = torch.cat([positions, positions[:, -1:] + 1], dim=-1)
         if cache is None:
             logits, _ = forward(running[:, :, :cur].reshape(flat, cur), mask, positions, None)
+        elif stale_cache(model, cache, cur):  # e.g. Phi-3's LongRoPE switch: the whole sequences again
+            logits, cache = forward(running[:, :, :cur].reshape(flat, cur), mask, positions, emptied_cache(cache))
         else:
             logits, cache = forward(running[:, :, cur - 1].reshape(flat, 1), mask, positions[:, -1:], cache)
 

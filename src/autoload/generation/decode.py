@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from ..nn.outputs import ModelOutput
-from .beam import beam_search
+from .beam import beam_search, emptied_cache, stale_cache
 from .compiled import CACHE_MULTIPLE, CompiledSteps
 from .config import CACHE_IMPLEMENTATIONS, DEFAULT_NEW_TOKENS, NEUTRAL, GenerationConfig, resolve
 from .sampling import LogitsRules, sample, seen_tokens
@@ -119,22 +119,6 @@ def _decode_step(model, tokens, attention_mask, position_ids, cache):
     """The function `compile=True` hands to torch.compile (compiled.py): `decode_one_token` with fixed shapes —
     (B, 1) tokens and positions, a (B, 1, 1, max_len) mask, and a StaticCache in its `write_positions` mode."""
     return _forward(model, tokens, attention_mask, position_ids, cache)[0]  # (B, V)
-
-
-def _stale(model, cache, length: int) -> bool:
-    """Whether the model says its cached keys no longer fit a sequence grown to `length` (its optional
-    `cache_is_stale(cached, total)`; the reference drops the cache in prepare_inputs_for_generation then)."""
-    check = getattr(model, "cache_is_stale", None)
-    return check is not None and check(cache.get_seq_length(), length)
-
-
-def _emptied(cache):
-    """The same cache with nothing in it (a static cache keeps its buffers: compiled steps go on with them)."""
-    if hasattr(cache, "crop"):
-        cache.crop(0)
-    else:
-        cache.length = 0
-    return cache
 
 
 def _keeps_logits(model) -> bool:
@@ -393,8 +377,8 @@ def _generate(model, input_ids, attention_mask, call, passed, tokenizer, generat
             positions = torch.cat([positions, positions[:, -1:] + 1], dim=-1)
             if cache is None:  # no cache: the whole sequence again
                 logits, _ = prefill(model, input_ids, mask, positions, None, record)
-            elif _stale(model, cache, input_ids.shape[1]):  # e.g. Phi-3's LongRoPE switching to its long factors
-                logits, cache = prefill(model, input_ids, mask, positions, _emptied(cache), record)
+            elif stale_cache(model, cache, input_ids.shape[1]):  # e.g. Phi-3's LongRoPE switching to long factors
+                logits, cache = prefill(model, input_ids, mask, positions, emptied_cache(cache), record)
                 if step is not None:  # compiled steps mark the slot each one writes: this one was written here
                     step.keys_ok[:, cache.get_seq_length() - 1] = True
             elif step is not None:
