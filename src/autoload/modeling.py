@@ -221,6 +221,11 @@ class PreTrainedModel(nn.Module):
     def activation_checkpointing_disable(self) -> None:
         self.gradient_checkpointing_disable()
 
+    @property
+    def is_activation_checkpointing(self) -> bool:
+        """The reference's newer name of `is_gradient_checkpointing`."""
+        return self.is_gradient_checkpointing
+
     def _set_gradient_checkpointing(self, enable: bool, func: Callable | None) -> None:
         for module in self.modules():
             if isinstance(module, PreTrainedModel):
