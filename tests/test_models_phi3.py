@@ -59,8 +59,10 @@ def pair(folder, config, task="ForCausalLM", attn="sdpa"):
 
 @pytest.fixture(scope="module")
 def lm(tmp_path_factory):
-    """A LongRoPE checkpoint with partial rotary (rd = 4 of 8 dims)."""
-    return pair(tmp_path_factory.mktemp("phi3"), longrope())
+    """A LongRoPE checkpoint with partial rotary (rd = 4 of 8 dims) and a sliding window of 6 positions."""
+    config = longrope()
+    config.sliding_window = 6
+    return pair(tmp_path_factory.mktemp("phi3"), config)
 
 
 @pytest.mark.parametrize("task", TASKS)
@@ -156,7 +158,8 @@ def test_beam_search_ids(lm, new_tokens):
 @pytest.mark.skipif(not torch.cuda.is_available() and shutil.which("g++") is None,
                     reason="torch.compile on CPU needs a C++ compiler (g++)")
 def test_compiled_greedy_equals_eager_across_the_longrope_switch(lm):
-    """Compiled steps on the static cache; the step that crosses original_max_position_embeddings refills it."""
+    """Compiled steps on the static cache (the full-cache mask cut to the sliding window); the step that crosses
+    original_max_position_embeddings refills the cache."""
     ref, ours = lm
     ids, mask = batch(b=3, t=5, padding="left")
     options = dict(attention_mask=mask, max_new_tokens=8, eos_token_id=None)

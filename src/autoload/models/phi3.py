@@ -35,6 +35,7 @@ from ..nn.cache import DynamicCache
 from ..nn.heads import finish, forward_options, keep_positions, pool_last_token
 from ..nn.losses import causal_lm_loss, cross_entropy, sequence_classification_loss
 from ..nn.masks import attention_mask as build_mask
+from ..nn.masks import within_window
 from ..nn.norms import RMSNorm
 from ..nn.outputs import (BaseModelOutputWithPast, CausalLMOutputWithPast, SequenceClassifierOutputWithPast,
                           TokenClassifierOutput)
@@ -125,6 +126,7 @@ class Phi3Model(Phi3PreTrainedModel):
     """The backbone: embed_tokens -> layers -> norm; returns hidden states and the KV cache."""
 
     supports_compiled_decode = True  # forward reads no cache length given a 4-D mask + positions
+    compiled_sliding_window = True  # a compiled step's full-cache mask is cut to the window here
 
     def __init__(self, config):
         super().__init__(config)
@@ -159,13 +161,18 @@ class Phi3Model(Phi3PreTrainedModel):
         b, t = inputs_embeds.shape[:2]
         device = inputs_embeds.device
         given_mask = attention_mask is not None and attention_mask.dim() == 4  # a ready-made mask is used as given
-        past = cache.get_seq_length() if cache is not None and not (given_mask and position_ids is not None) else 0
+        window = config.window_of(0)  # the same on every layer
+        # the cached length is only needed to build the mask or the positions (a compiled step passes both, and
+        # its cache's write index places the window)
+        writing = getattr(cache, "write_positions", None)
+        needs_past = not (given_mask and position_ids is not None and (writing is not None or window is None))
+        past = cache.get_seq_length() if cache is not None and needs_past else 0
         if position_ids is None:
             position_ids = (torch.arange(t, device=device) + past).unsqueeze(0)  # (1, T)
         eager = getattr(config, "_attn_implementation", None) == "eager"
-        window = config.window_of(0)  # the same on every layer
-        if given_mask:
-            mask = attention_mask
+        if given_mask:  # cut to the window at the queries' cache indices
+            queries = writing if writing is not None else torch.arange(past, past + t, device=device)
+            mask = attention_mask if window is None else within_window(attention_mask, window, queries)
         else:
             padding = None if attention_mask is None else attention_mask.to(device, torch.bool)
             mask = build_mask(padding, b, t, past, window=window, additive=eager, dtype=inputs_embeds.dtype,

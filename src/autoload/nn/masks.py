@@ -59,3 +59,14 @@ def packed_segments(position_ids: torch.Tensor) -> torch.Tensor | None:
     segments = (torch.diff(position_ids, prepend=first, dim=-1) != 1).cumsum(-1)
     return None if bool((segments[:, -1] == 0).all()) else segments
 
+
+
+def within_window(mask: torch.Tensor, window: int, query_index: torch.Tensor) -> torch.Tensor:
+    """A ready-made (B, 1, T, K) mask (bool or additive) cut to a sliding window: query i, at cache index
+    query_index[i] ((T,) tensor), keeps the keys j with query_index[i] - window < j. Static shapes: a compiled
+    decode step passes its cache write index."""
+    keys = torch.arange(mask.shape[-1], device=mask.device)
+    inside = keys[None, :] > query_index.to(mask.device)[:, None] - window  # (T, K)
+    if mask.dtype == torch.bool:
+        return mask & inside
+    return mask.masked_fill(~inside, torch.finfo(mask.dtype).min)
