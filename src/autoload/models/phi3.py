@@ -58,8 +58,8 @@ class Phi3Attention(nn.Module):
         self.sliding_window = config.window_of(layer_idx)  # None: full causal attention
         c, nh, nkv = config.hidden_size, config.num_attention_heads, config.num_key_value_heads
         self.sizes = [nh * hs, nkv * hs, nkv * hs]
+        self.o_proj = nn.Linear(nh * hs, c, bias=False)  # before qkv_proj, as the reference: the same init draws
         self.qkv_proj = nn.Linear(c, sum(self.sizes), bias=False)
-        self.o_proj = nn.Linear(nh * hs, c, bias=False)
 
     def forward(self, x, cos, sin, mask, cache=None):
         b, t, _ = x.shape
