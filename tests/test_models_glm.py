@@ -120,6 +120,28 @@ def test_greedy_and_beam_ids(lm):
     assert torch.equal(ours.generate(ids, **beam), ref.generate(ids, **beam))
 
 
+def test_gradient_checkpointing_and_training(lm):
+    _, ref, ours = lm
+    ids, mask = batch(t=8, padding="right")
+    labels = ids.masked_fill(mask == 0, -100)
+    ours.train()
+    try:
+        loss = ours(ids, attention_mask=mask, labels=labels).loss
+        loss.backward()
+        grads = {n: p.grad.clone() for n, p in ours.named_parameters()}
+        ours.zero_grad()
+        ours.gradient_checkpointing_enable()
+        ours(ids, attention_mask=mask, labels=labels).loss.backward()
+        for name, p in ours.named_parameters():
+            torch.testing.assert_close(p.grad, grads[name], atol=1e-6, rtol=0, msg=name)
+        with torch.no_grad():
+            torch.testing.assert_close(loss, ref(ids, attention_mask=mask, labels=labels).loss, atol=1e-4, rtol=0)
+    finally:
+        ours.gradient_checkpointing_disable()
+        ours.zero_grad()
+        ours.eval()
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not torch.cuda.is_available() and shutil.which("g++") is None,
                     reason="torch.compile on CPU needs a C++ compiler (g++)")

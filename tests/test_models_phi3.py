@@ -111,6 +111,43 @@ def test_longrope_variants(tmp_path, kind, extra):
         close(full_forward(ours, ids, mask), full_forward(ref, ids, mask), mask=mask)
 
 
+def test_phi4_mini_shape_tied_embeddings(tmp_path):
+    """Phi-4-mini's layout: tied embeddings, LongRoPE on 3/4 of each head, a window longer than any sequence, and
+    its extra config keys (kept, unused, as the reference)."""
+    cfg = longrope(0.75)
+    cfg.tie_word_embeddings, cfg.sliding_window = True, 262144
+    for key, value in {"full_attn_mod": 1, "interpolate_factor": 1, "lm_head_bias": False, "mlp_bias": False}.items():
+        setattr(cfg, key, value)
+    ref, ours = pair(tmp_path, cfg)
+    assert ours.lm_head.weight is ours.model.embed_tokens.weight
+    assert ours.config.full_attn_mod == 1
+    for t in (ORIGINAL - 3, ORIGINAL + 6):
+        ids, mask = batch(t=t)
+        close(full_forward(ours, ids, mask), full_forward(ref, ids, mask), mask=mask)
+
+
+def test_gradient_checkpointing_and_training(lm):
+    ref, ours = lm
+    ids, mask = batch(t=ORIGINAL + 2, padding="right")
+    labels = ids.masked_fill(mask == 0, -100)
+    ours.train()
+    try:
+        loss = ours(ids, attention_mask=mask, labels=labels).loss
+        loss.backward()
+        grads = {n: p.grad.clone() for n, p in ours.named_parameters()}
+        ours.zero_grad()
+        ours.gradient_checkpointing_enable()
+        ours(ids, attention_mask=mask, labels=labels).loss.backward()
+        for name, p in ours.named_parameters():
+            torch.testing.assert_close(p.grad, grads[name], atol=1e-6, rtol=0, msg=name)
+        with torch.no_grad():
+            torch.testing.assert_close(loss, ref(ids, attention_mask=mask, labels=labels).loss, atol=1e-4, rtol=0)
+    finally:
+        ours.gradient_checkpointing_disable()
+        ours.zero_grad()
+        ours.eval()
+
+
 @pytest.mark.parametrize("attn", ["sdpa", "eager"])
 def test_sliding_window_and_eager(tmp_path, attn):
     ref, ours = pair(tmp_path, tiny(sliding_window=4, partial_rotary_factor=0.75), attn=attn)
