@@ -125,7 +125,8 @@ def main() -> None:
                 outputs[lib] = {case: torch.load(str(out).replace(".pt", f"-{case.replace(' ', '-')}.pt"))
                                 for case in data["results"]}
         print(f"\n{name}: torch {torch.__version__} | {os.cpu_count()} CPUs, {data['threads']} threads | "
-              f"{args.device} {args.dtype} | source {args.source}, {new} new tokens, median of {repeat} calls, best of {rounds} rounds")
+              f"{args.device} {args.dtype} | source {args.source}, {new} new tokens, median of {repeat} calls, "
+              f"best of {rounds} rounds")
         t_load, a_load = min(loads["transformers"]), min(loads["autoload"])
         print(f"load (from_pretrained)  transformers {t_load:.3f} s  autoload {a_load:.3f} s  "
               f"ratio {t_load / a_load:.2f}x")
