@@ -98,8 +98,8 @@ def save_bart(folder: Path, class_name: str = "BartForConditionalGeneration", se
 def save_marian(folder: Path, seed: int = 0) -> Path:
     """MarianMTModel in Helsinki-NLP/opus-mt-en-de's layout: source.spm / target.spm (two Unigrams trained here), a
     shared vocab.json (`</s>`=0, `<unk>`=1, the pieces, `<pad>` last), tokenizer_config.json without a class (the
-    config's model_type names it), and opus-mt's beam-4 default (not its `bad_words_ids=[[<pad>]]`: autoload's
-    generate ignores bad_words_ids, with a warning)."""
+    config's model_type names it), and opus-mt's generation defaults: beam 4 and `bad_words_ids=[[<pad>]]`, with
+    the <pad> logit raised so that the ban decides the output."""
     from sentencepiece import sentencepiece_model_pb2
     folder.mkdir(parents=True, exist_ok=True)
     pieces = []
@@ -117,5 +117,7 @@ def save_marian(folder: Path, seed: int = 0) -> Path:
                                        eos_token_id=0, forced_eos_token_id=0, **BART_TINY)
     torch.manual_seed(seed)
     model = transformers.MarianMTModel(config)
-    model.generation_config.update(num_beams=4, max_length=64)
+    with torch.no_grad():
+        model.final_logits_bias[0, pad] = 50.0  # without the ban every generated token would be <pad>
+    model.generation_config.update(num_beams=4, max_length=64, bad_words_ids=[[pad]])
     return _save(model, folder)

@@ -191,3 +191,34 @@ def test_forced_eos_on_a_decoder_only_model(tmp_path):
     out = assert_same(ref, ours, ids, None, max_new_tokens=6, forced_eos_token_id=4)
     assert bool((out[:, -1] == 4).all())
     assert_same(ref, ours, ids, None, max_new_tokens=6, forced_eos_token_id=4, num_beams=2)
+
+
+def test_bad_words_match_reference(bart, tmp_path):
+    """bad_words_ids (opus-mt's generation_config bans <pad>): one-token and multi-token sequences, greedy, beams
+    and seeded sampling, on an encoder-decoder and a decoder-only model; a lone EOS is never banned."""
+    ref, ours = bart
+    ids, mask = sources("bart")
+    free = generate(ours, ids, mask, max_new_tokens=8)
+    common = free[:, 1:3].flatten().tolist()  # tokens the unconstrained decoding picks
+    banned = [[common[0]], [common[1], common[2]], [FAMILIES["bart"][3]], [ref.config.eos_token_id]]
+    for kwargs in (dict(), dict(num_beams=3), dict(do_sample=True, top_k=20)):
+        torch.manual_seed(3)
+        theirs = ref.generate(ids, attention_mask=mask, max_new_tokens=8, bad_words_ids=banned, **kwargs)
+        torch.manual_seed(3)
+        mine = generate(ours, ids, mask, max_new_tokens=8, bad_words_ids=banned, **kwargs)
+        assert torch.equal(mine, theirs), kwargs
+        assert not bool((mine[:, 1:] == common[0]).any())
+    config = transformers.LlamaConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=37, num_hidden_layers=2,
+                                      num_attention_heads=4, num_key_value_heads=2, pad_token_id=0, eos_token_id=98)
+    from autoload.models.llama import LlamaForCausalLM
+    ref, ours = model_cases.make_pair(tmp_path, transformers.LlamaForCausalLM, LlamaForCausalLM, config, reload=False)
+    prompt = torch.randint(3, 90, (2, 5), generator=torch.Generator().manual_seed(0))
+    free = generate(ours, prompt, None, max_new_tokens=6)
+    banned = [[int(free[0, 5])], [int(free[1, 5]), int(free[1, 6])]]
+    assert_same(ref, ours, prompt, None, max_new_tokens=6, bad_words_ids=banned)
+    assert_same(ref, ours, prompt, None, max_new_tokens=6, bad_words_ids=banned, num_beams=2)
+    for bad in ([], [[]], [[-1]], [["a"]], 5):
+        with pytest.raises(ValueError, match="bad_words_ids"):
+            generate(ours, prompt, None, max_new_tokens=2, bad_words_ids=bad)
+    with pytest.raises(ValueError, match="beyond the vocabulary"):
+        generate(ours, prompt, None, max_new_tokens=2, bad_words_ids=[[VOCAB + 5]])

@@ -40,7 +40,7 @@ OUTPUT_FLAGS = ("output_attentions", "output_hidden_states", "output_scores", "o
 NEUTRAL: dict[str, Any] = {
     "num_beam_groups": 1, "typical_p": 1.0, "epsilon_cutoff": 0.0,
     "eta_cutoff": 0.0, "diversity_penalty": 0.0, "encoder_repetition_penalty": 1.0,
-    "encoder_no_repeat_ngram_size": 0, "bad_words_ids": None, "force_words_ids": None, "suppress_tokens": None,
+    "encoder_no_repeat_ngram_size": 0, "force_words_ids": None, "suppress_tokens": None,
     "begin_suppress_tokens": None,
     "sequence_bias": None, "guidance_scale": None, "penalty_alpha": None, "top_h": None, "max_time": None,
     "exponential_decay_length_penalty": None, "renormalize_logits": False, "remove_invalid_values": False,
@@ -83,6 +83,7 @@ class GenerationConfig:
     decoder_start_token_id: int | None = None  # encoder-decoders: the decoder's first token (default: bos)
     forced_bos_token_id: int | None = None  # the token forced as the first generated one (mBART language codes)
     forced_eos_token_id: int | list[int] | None = None  # the token(s) forced as the last one at max_length
+    bad_words_ids: list[list[int]] | None = None  # token sequences that may not be generated (opus-mt: [[pad]])
     extra: dict[str, Any] = field(default_factory=dict, repr=False)
     # derived from a model config (not read from generation_config.json): the reference's flag, which
     # Seq2SeqTrainer reads and clears (a plain attribute, not a field: never saved)

@@ -24,7 +24,7 @@ from ..nn.outputs import ModelOutput
 from .beam import beam_search, emptied_cache, stale_cache
 from .compiled import CACHE_MULTIPLE, CompiledSteps
 from .config import CACHE_IMPLEMENTATIONS, DEFAULT_NEW_TOKENS, NEUTRAL, GenerationConfig, resolve
-from .sampling import LogitsRules, sample, seen_tokens
+from .sampling import LogitsRules, bad_words, sample, seen_tokens
 from .seq2seq import DecoderStep, dict_output, encode, is_encoder_decoder, start_ids
 
 logger = logging.getLogger("autoload")
@@ -147,7 +147,7 @@ def generate(model, input_ids: torch.Tensor | None = None, attention_mask: torch
              position_ids: torch.Tensor | None = None, past_key_values=None, compile: bool = False,
              decoder_start_token_id: int | None = None, forced_bos_token_id: int | None = None,
              forced_eos_token_id=None, decoder_input_ids: torch.Tensor | None = None, encoder_outputs=None,
-             **unknown):
+             bad_words_ids=None, **unknown):
     """Generate continuations of `input_ids` (B, T) — left-padded with `attention_mask` for a batch.
 
     Options left None come from `generation_config` (a GenerationConfig, dict or transformers object), then the
@@ -179,7 +179,9 @@ def generate(model, input_ids: torch.Tensor | None = None, attention_mask: torch
     source, which the encoder reads once (or pass its `encoder_outputs`); the decoder starts from
     `decoder_start_token_id` (or `decoder_input_ids`), and the lengths count the decoder's tokens. The returned
     sequences are the decoder's ids. `forced_bos_token_id` forces the first generated token (mBART's target
-    language), `forced_eos_token_id` the last one at max_length (every model).
+    language), `forced_eos_token_id` the last one at max_length (every model). `bad_words_ids` (a list of token-id
+    lists) bans each sequence's last token where the row ends with the rest of it (one-token sequences: always;
+    a lone EOS id is never banned), as the reference's NoBadWordsLogitsProcessor.
     """
     call = {k: v for k, v in locals().items()
             if k in _FIELDS and v is not UNSET and (v is not None or k in ("eos_token_id", "pad_token_id"))}
@@ -314,7 +316,8 @@ def _generate(model, input_ids, attention_mask, call, passed, tokenizer, generat
         generator = torch.Generator(device=device).manual_seed(seed)
     rules = LogitsRules(cfg.repetition_penalty, eos, min_length, cfg.do_sample, cfg.temperature, cfg.top_k,
                         cfg.top_p, cfg.min_p, cfg.no_repeat_ngram_size, cfg.forced_bos_token_id,
-                        _ids_tensor(cfg.forced_eos_token_id, device), max_length)
+                        _ids_tensor(cfg.forced_eos_token_id, device), max_length,
+                        bad_words(cfg.bad_words_ids, eos))
     if past is not None:
         if not cfg.use_cache:
             raise ValueError("past_key_values was given with use_cache=False: the cache is needed to continue.")

@@ -3,6 +3,8 @@
 1. repetition penalty over every token already in the row, prompt included (left padding excluded):
    a logit < 0 is multiplied by the penalty, a logit > 0 divided by it;
 1b. no-repeat n-grams: a token that would complete an n-gram already in the row (prompt included) gets -inf;
+1c. bad words: the last token of each `bad_words_ids` sequence gets -inf where the row ends with the sequence's
+   other tokens (a one-token sequence: everywhere);
 2. minimum length: EOS ids get -inf while the row is shorter than min_length / prompt + min_new_tokens;
 2b. forced tokens: at length 1 (an encoder-decoder's first generated token) only `forced_bos_token_id` is possible,
    at max_length - 1 only the `forced_eos_token_id` ids (every other logit -inf, the forced ones 0);
@@ -40,6 +42,7 @@ class LogitsRules:
     forced_bos: int | None = None  # the only possible token at length 1
     forced_eos: torch.Tensor | None = None  # (n,) the only possible tokens at length max_length - 1
     max_length: int = 0
+    bad_words: tuple[tuple[int, ...], ...] = ()  # from `bad_words()`
 
     def process(self, scores: torch.Tensor, seen: torch.Tensor | None, length: int, custom=(),
                 input_ids: torch.Tensor | None = None) -> torch.Tensor:
@@ -49,6 +52,8 @@ class LogitsRules:
             scores = repetition_penalty(scores, seen, self.repetition_penalty)
         if self.no_repeat_ngram_size and input_ids is not None:
             scores = ban_repeated_ngrams(input_ids, scores, self.no_repeat_ngram_size)
+        if self.bad_words:
+            scores = ban_words(input_ids, scores, self.bad_words)
         if self.eos is not None and length < self.min_length:
             is_eos = torch.isin(torch.arange(scores.shape[-1], device=scores.device), self.eos)  # (V,)
             scores = scores.masked_fill(is_eos, NEG_INF)  # EOS may not end the row yet
@@ -68,6 +73,36 @@ def force(scores: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
     forced = torch.full_like(scores, NEG_INF)
     forced[:, ids.to(scores.device)] = 0
     return forced
+
+
+def bad_words(value, eos: torch.Tensor | None) -> tuple[tuple[int, ...], ...]:
+    """`bad_words_ids` checked: a list of non-empty lists of token ids (>= 0); a sequence that is one EOS id alone
+    is dropped (a row must be able to end), as the reference."""
+    if value is None:
+        return ()
+    if not isinstance(value, (list, tuple)) or not value or not all(
+            isinstance(seq, (list, tuple)) and seq and all(isinstance(i, int) and not isinstance(i, bool) and i >= 0
+                                                           for i in seq) for seq in value):
+        raise ValueError(f"bad_words_ids must be a non-empty list of non-empty lists of token ids (ints >= 0), got "
+                         f"{value!r}.")
+    ends = set(eos.tolist()) if eos is not None else set()
+    return tuple(tuple(seq) for seq in value if not (len(seq) == 1 and seq[0] in ends))
+
+
+def ban_words(input_ids: torch.Tensor | None, scores: torch.Tensor, sequences) -> torch.Tensor:
+    """-inf at each sequence's last token in the rows that end with its other tokens. input_ids (B, L), scores
+    (B, V); an id beyond the vocabulary is a ValueError."""
+    vocab = scores.shape[-1]
+    if max(max(seq) for seq in sequences) >= vocab:
+        raise ValueError(f"bad_words_ids name ids beyond the vocabulary (size {vocab}): {list(sequences)!r}.")
+    banned = torch.zeros_like(scores, dtype=torch.bool)  # (B, V)
+    for *prefix, last in sequences:
+        if not prefix:
+            banned[:, last] = True
+        elif input_ids is not None and input_ids.shape[-1] >= len(prefix):
+            tail = input_ids[:, input_ids.shape[-1] - len(prefix):]  # (B, n-1)
+            banned[:, last] |= (tail == torch.tensor(prefix, device=tail.device)).all(dim=-1)
+    return scores.masked_fill(banned, NEG_INF)
 
 
 def repetition_penalty(scores: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
