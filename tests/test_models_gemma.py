@@ -286,3 +286,20 @@ def test_gemma3_legacy_config_keys(tmp_path):
 def test_bidirectional_attention_is_refused():
     with pytest.raises(NotImplementedError, match="use_bidirectional_attention"):
         gemma.Gemma3TextModel(autoload.Gemma3TextConfig(**{**BASE, "use_bidirectional_attention": True}))
+
+
+@pytest.mark.parametrize("checkpointing", [False, True])
+def test_gradients_equal_the_reference(tmp_path, checkpointing):
+    """Training: the same gradients as the reference through soft-caps, windows and (1 + w) norms, with and
+    without gradient checkpointing."""
+    ref, ours = pair(tmp_path, "gemma2", tie_word_embeddings=False)
+    ref.train(), ours.train()
+    if checkpointing:
+        ours.gradient_checkpointing_enable()
+    ids, mask = batch(padding="right")
+    labels = ids.masked_fill(mask == 0, -100)
+    ref(ids, attention_mask=mask, labels=labels).loss.backward()
+    ours(ids, attention_mask=mask, labels=labels).loss.backward()
+    theirs = dict(ref.named_parameters())
+    for name, p in ours.named_parameters():
+        close(p.grad, theirs[name].grad, atol=1e-5)
