@@ -120,7 +120,7 @@ class Recording:
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         loss = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-        self.losses.append(float(loss[0] if return_outputs else loss))
+        self.losses.append(float((loss[0] if return_outputs else loss).detach()))
         return loss
 
 
@@ -132,8 +132,8 @@ class PlainRecordingTrainer(Recording, transformers.Trainer):
     pass
 
 
-def train(trainer_class, name, model, folder, checkpointing):
-    args = transformers.Seq2SeqTrainingArguments(
+def train(trainer_class, name, model, folder, checkpointing, **extra):
+    args = transformers.Seq2SeqTrainingArguments(**extra,
         output_dir=str(folder), use_cpu=True, report_to=[], max_steps=4, per_device_train_batch_size=2,
         per_device_eval_batch_size=4, learning_rate=2e-3, adam_epsilon=1e-3, seed=0,  # eps: see test_trainer_accelerate
         gradient_checkpointing=checkpointing, save_strategy="no", logging_steps=1, disable_tqdm=True,
@@ -147,13 +147,22 @@ def train(trainer_class, name, model, folder, checkpointing):
 
 # -- Trainer ----------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name, checkpointing, trainer_class", [
-    ("t5", False, RecordingTrainer), ("t5", True, RecordingTrainer), ("bart", False, RecordingTrainer),
-    ("bart", True, RecordingTrainer), ("bart", False, PlainRecordingTrainer), ("mbart", True, RecordingTrainer)])
-def test_trainer_losses_generate_and_saved_folder(folders, tmp_path, name, checkpointing, trainer_class):
+# the reference's GenerationConfig passed as Seq2SeqTrainer's generation_config (it replaces the model's own)
+GENERATION = {"generation_config": {"max_new_tokens": 6, "num_beams": 2, "decoder_start_token_id": 2,
+                                    "eos_token_id": 2, "pad_token_id": 1}}
+
+
+@pytest.mark.parametrize("name, checkpointing, trainer_class, extra", [
+    ("t5", False, RecordingTrainer, {}), ("t5", True, RecordingTrainer, {}),
+    ("bart", False, RecordingTrainer, GENERATION), ("bart", True, RecordingTrainer, {}),
+    ("bart", False, PlainRecordingTrainer, {}),
+    ("mbart", True, RecordingTrainer, {"label_smoothing_factor": 0.1})])
+def test_trainer_losses_generate_and_saved_folder(folders, tmp_path, name, checkpointing, trainer_class, extra):
     ref, ours = pair(folders, name)
-    ref_trainer = train(trainer_class, name, ref, tmp_path / "ref-run", checkpointing)
-    our_trainer = train(trainer_class, name, ours, tmp_path / "our-run", checkpointing)
+    if "generation_config" in extra:
+        extra = {"generation_config": transformers.GenerationConfig(**extra["generation_config"])}
+    ref_trainer = train(trainer_class, name, ref, tmp_path / "ref-run", checkpointing, **extra)
+    our_trainer = train(trainer_class, name, ours, tmp_path / "our-run", checkpointing, **extra)
     assert len(our_trainer.losses) == 4
     assert_close(torch.tensor(our_trainer.losses), torch.tensor(ref_trainer.losses), atol=1e-4, rtol=0)
     assert not torch.equal(ours.lm_head.weight, pair(folders, name)[1].lm_head.weight)  # it trained
@@ -376,10 +385,10 @@ def test_enable_input_require_grads(folders, name):
 
 
 # T5 v1.0 (tied) here: transformers 5 re-ties an untied T5 head to the resized `shared` (the trained head is lost;
-# autoload keeps it: tests/test_models_t5.py). Marian only grows without pad_to_multiple_of: the reference resizes its final_logits_bias to new_num_tokens, not
-# to the padded count (its forward then fails to add a (1, 70) bias to 80 logits) and fails on new_num_tokens=None;
-# a shrink cuts Marian's pad id (the last one), which the reference's embedding then rejects. autoload's Marian
-# there: test_marian_resize_where_the_reference_fails
+# autoload keeps it: tests/test_models_t5.py). Marian only grows without pad_to_multiple_of: the reference resizes
+# its final_logits_bias to new_num_tokens, not to the padded count (its forward then fails to add a (1, 70) bias to
+# 80 logits) and fails on new_num_tokens=None; a shrink cuts Marian's pad id (the last one), which the reference's
+# embedding then rejects. autoload's Marian there: test_marian_resize_where_the_reference_fails
 RESIZES = [(70, None, True), (70, 16, True), (70, None, False), (50, None, True), (None, 48, True)]
 
 
