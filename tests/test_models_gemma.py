@@ -303,3 +303,18 @@ def test_gradients_equal_the_reference(tmp_path, checkpointing):
     theirs = dict(ref.named_parameters())
     for name, p in ours.named_parameters():
         close(p.grad, theirs[name].grad, atol=1e-5)
+
+
+def test_hybrid_cache_implementation_of_the_released_repos(tmp_path, lm):
+    """Gemma 2/3 repos ship generation_config.json with cache_implementation "hybrid": generate() runs (the
+    reference unsets it too) and gives the reference's ids."""
+    model_type, ref, _ = lm
+    folder = tmp_path / "hybrid"
+    ref.save_pretrained(folder)
+    data = json.loads((folder / "generation_config.json").read_text())
+    (folder / "generation_config.json").write_text(json.dumps({**data, "cache_implementation": "hybrid"}))
+    ours = autoload.AutoModelForCausalLM.from_pretrained(folder, attn_implementation="eager")
+    theirs = transformers.AutoModelForCausalLM.from_pretrained(folder, attn_implementation="eager").eval()
+    ids, mask = batch(t=7)
+    assert torch.equal(ours.generate(ids, attention_mask=mask, max_new_tokens=6),
+                       theirs.generate(ids, attention_mask=mask, max_new_tokens=6, do_sample=False))

@@ -100,6 +100,8 @@ class GenerationConfig:
         result (num_beams=4, ...) are an error instead of a warning."""
         known = set(cls.field_names())
         values = {k: v for k, v in data.items() if k in known}
+        if values.get("cache_implementation") == "hybrid":  # Gemma 2/3 repos' files: the reference's generate unsets
+            values["cache_implementation"] = None  # it (its default cache handles sliding layers); so does autoload
         extra = {k: copy.deepcopy(v) for k, v in data.items()
                  if k not in known and k != "transformers_version" and not k.startswith("_")}
         _check_unsupported(extra, strict)
