@@ -316,5 +316,10 @@ def test_hybrid_cache_implementation_of_the_released_repos(tmp_path, lm):
     ours = autoload.AutoModelForCausalLM.from_pretrained(folder, attn_implementation="eager")
     theirs = transformers.AutoModelForCausalLM.from_pretrained(folder, attn_implementation="eager").eval()
     ids, mask = batch(t=7)
-    assert torch.equal(ours.generate(ids, attention_mask=mask, max_new_tokens=6),
-                       theirs.generate(ids, attention_mask=mask, max_new_tokens=6, do_sample=False))
+    expected = theirs.generate(ids, attention_mask=mask, max_new_tokens=6, do_sample=False)
+    assert torch.equal(ours.generate(ids, attention_mask=mask, max_new_tokens=6), expected)
+    (folder / "generation_config.json").unlink()  # gemma-2's config.json carries it too
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "cache_implementation": "hybrid"}))
+    ours = autoload.AutoModelForCausalLM.from_pretrained(folder, attn_implementation="eager")
+    assert torch.equal(ours.generate(ids, attention_mask=mask, max_new_tokens=6, pad_token_id=0), expected)

@@ -111,6 +111,8 @@ class GenerationConfig:
     def from_model_config(cls, config) -> GenerationConfig:
         """The generation fields of a model config (eos/bos/pad ids, legacy max_length, ...), None skipped."""
         data = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+        if data.get("cache_implementation") == "hybrid":  # gemma-2 config.json files carry it: unset, as from_dict
+            data.pop("cache_implementation")
         known = set(cls.field_names())
         # the output flags only when True: a model config's default False is not a generation option
         config = cls(**{k: v for k, v in data.items()
