@@ -1,6 +1,7 @@
 """Sentence embeddings of a large corpus: autoload vs sentence-transformers vs transformers, in one run.
 
     python bench/embed.py [--sentences 10000] [--batch-size 32] [--models minilm,mpnet] [--threads N]
+                          [--device cpu|cuda] [--folder PATH [--random-weights]]
 
 Corpus: `--sentences` texts of mixed length, 5 to 200 tokens (uniform), made of whole words of the model's
 vocabulary (seeded, so every run embeds the same texts). Models: the real all-MiniLM-L6-v2 (data package
@@ -11,7 +12,10 @@ unzipped once into .bench/). Three ways, the same batch size, in this process:
 - sentence-transformers: `SentenceTransformer(folder).encode(texts, batch_size=...)` (it sorts by text length);
 - transformers: AutoModel + AutoTokenizer, batches in corpus order padded to their longest text, mean pooling
   and L2 normalisation (what the model cards show).
-Each is warmed up on 64 texts, then timed once over the whole corpus. Embeddings must agree with
+`--folder` benches another sentence-transformers folder instead; with `--random-weights`, a folder that holds no
+weights (the config, tokenizer and module files of a real repo, e.g. carried to a GPU machine without its large
+weight file) gets seeded random ones from transformers first: same shapes, same speed, different vectors.
+Each is warmed up on 64 texts, then timed once over the whole corpus (CUDA: synchronised). Embeddings must agree with
 sentence-transformers' within 1e-5 (max absolute difference, printed). Ratios above 1 mean autoload is faster.
 """
 
@@ -69,24 +73,37 @@ def corpus(folder: Path, n: int, seed: int = 0) -> list[str]:
     return [" ".join(rng.choice(words) for _ in range(rng.randint(5, 200) - 2)) for _ in range(n)]
 
 
-def run_transformers(folder: Path, texts: list[str], batch_size: int, max_length: int) -> torch.Tensor:
+def random_weights(folder: Path) -> None:
+    """Seeded random weights from transformers for a folder that has none (config.json decides the shapes)."""
+    if any((folder / name).is_file() for name in ("model.safetensors", "pytorch_model.bin")):
+        return
+    import transformers
+    torch.manual_seed(0)
+    config = transformers.AutoConfig.from_pretrained(str(folder))
+    transformers.AutoModel.from_config(config).save_pretrained(str(folder))
+
+
+def run_transformers(folder: Path, texts: list[str], batch_size: int, max_length: int, device: str) -> torch.Tensor:
     import transformers
     tokenizer = transformers.AutoTokenizer.from_pretrained(str(folder))
-    model = transformers.AutoModel.from_pretrained(str(folder)).eval()
+    model = transformers.AutoModel.from_pretrained(str(folder)).eval().to(device)
     out = []
     with torch.inference_mode():
         for start in range(0, len(texts), batch_size):
             batch = tokenizer(texts[start:start + batch_size], padding=True, truncation=True, max_length=max_length,
-                              return_tensors="pt")
+                              return_tensors="pt").to(device)
             hidden = model(**batch).last_hidden_state  # (B, T, H)
             mask = batch["attention_mask"][..., None].to(hidden.dtype)
             out.append(torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1), dim=-1))
     return torch.cat(out)
 
 
-def timed(fn):
+def timed(fn, device: str):
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    sync()
     start = time.perf_counter()
     value = fn()
+    sync()
     return time.perf_counter() - start, value
 
 
@@ -97,20 +114,21 @@ def bench_model(name: str, folder: Path, args) -> None:
     texts = corpus(folder, args.sentences)
     tokens = sum(min(len(t.split()) + 2, 512) for t in texts)
     print(f"\n== {name}: {len(texts)} texts, ~{tokens} tokens (5-200 per text), batch_size={args.batch_size}, "
-          f"{torch.get_num_threads()} threads")
-    ours = autoload.SentenceTransformer(folder)
-    ref = sentence_transformers.SentenceTransformer(str(folder), device="cpu")
+          f"{torch.get_num_threads()} threads, {args.device}")
+    ours = autoload.SentenceTransformer(folder, device=args.device)
+    ref = sentence_transformers.SentenceTransformer(str(folder), device=args.device)
     for model_run in (lambda t: ours.encode(t, batch_size=args.batch_size, convert_to_tensor=True),
                       lambda t: ref.encode(t, batch_size=args.batch_size, convert_to_tensor=True),
-                      lambda t: run_transformers(folder, t, args.batch_size, ref.max_seq_length)):
+                      lambda t: run_transformers(folder, t, args.batch_size, ref.max_seq_length, args.device)):
         model_run(texts[:64])  # warm-up
     results = {}
-    results["autoload"] = timed(lambda: ours.encode(texts, batch_size=args.batch_size, convert_to_tensor=True))
+    results["autoload"] = timed(lambda: ours.encode(texts, batch_size=args.batch_size, convert_to_tensor=True),
+                                args.device)
     results["sentence-transformers"] = timed(lambda: ref.encode(texts, batch_size=args.batch_size,
-                                                                convert_to_tensor=True))
+                                                                convert_to_tensor=True), args.device)
     if not args.skip_transformers:
-        results["transformers (pad to longest)"] = timed(lambda: run_transformers(folder, texts, args.batch_size,
-                                                                                  ref.max_seq_length))
+        results["transformers (pad to longest)"] = timed(lambda: run_transformers(
+            folder, texts, args.batch_size, ref.max_seq_length, args.device), args.device)
     reference = results["sentence-transformers"][1]
     base = results["autoload"][0]
     print(f"{'library':32} {'seconds':>9} {'texts/s':>9} {'autoload speed-up':>18} {'max |diff| vs ST':>17}")
@@ -129,12 +147,20 @@ def main() -> None:
     parser.add_argument("--models", default="minilm,mpnet")
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--skip-transformers", action="store_true")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--folder", type=Path, help="a sentence-transformers folder instead of --models")
+    parser.add_argument("--random-weights", action="store_true", help="with --folder: make weights if it has none")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     os.environ.setdefault("AUTOLOAD_DISABLE_PROGRESS_BARS", "1")
     import transformers
     transformers.logging.set_verbosity_error()
+    if args.folder is not None:
+        if args.random_weights:
+            random_weights(args.folder)
+        return bench_model(args.folder.name + (" (random weights)" if args.random_weights else ""), args.folder,
+                           args)
     folders = {"minilm": ("all-MiniLM-L6-v2", minilm_folder), "mpnet": ("all-mpnet-base-v2", mpnet_folder)}
     for key in args.models.split(","):
         name, find = folders[key]
