@@ -283,9 +283,20 @@ def test_gemma3_legacy_config_keys(tmp_path):
         close(ours(ids, attention_mask=mask).logits, ref(ids, attention_mask=mask).logits, mask=mask)
 
 
-def test_bidirectional_attention_is_refused():
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_bidirectional_gemma3_embedding_model(tmp_path, attn):
+    """EmbeddingGemma: gemma3_text with use_bidirectional_attention (no causal mask; the sliding layers see
+    |q - k| < window // 2 + 1, the window stored halved and saved back whole, as the reference)."""
+    ref, ours = pair(tmp_path, "gemma3_text", "Model", attn=attn, use_bidirectional_attention=True, sliding_window=6)
+    assert ours.config.sliding_window == ref.config.sliding_window == 4
+    assert ours.config.to_dict()["sliding_window"] == ref.config.to_dict()["sliding_window"] == 6
+    for padding in ("left", "right", None):
+        ids, mask = batch(padding=padding)
+        with torch.no_grad():
+            close(ours(ids, attention_mask=mask).last_hidden_state, ref(ids, attention_mask=mask).last_hidden_state,
+                  mask=mask)
     with pytest.raises(NotImplementedError, match="use_bidirectional_attention"):
-        gemma.Gemma3TextModel(autoload.Gemma3TextConfig(**{**BASE, "use_bidirectional_attention": True}))
+        gemma.Gemma2Model(autoload.Gemma2Config(**{**BASE, "use_bidirectional_attention": True}))
 
 
 @pytest.mark.parametrize("checkpointing", [False, True])

@@ -310,7 +310,9 @@ class Gemma3TextConfig(Gemma2Config):
     (`sliding_window_pattern` 6, or `layer_types`), and one rope per layer type: `rope_parameters` =
     {"sliding_attention": {rope_theta 10_000 (legacy key rope_local_base_freq)}, "full_attention": {rope_theta
     1_000_000 (legacy rope_theta), plus the legacy rope_scaling, e.g. linear x8}}. No attention soft-capping: the
-    reference ignores attn_logit_softcapping here. Read from a gemma3 config.json, its `text_config` is used."""
+    reference ignores attn_logit_softcapping here. Read from a gemma3 config.json, its `text_config` is used.
+    `use_bidirectional_attention` (EmbeddingGemma): no causal mask, the sliding layers see |q - k| < window // 2 + 1
+    (the window is stored halved, as the reference does)."""
 
     model_type = "gemma3_text"
     defaults = {**Gemma2Config.defaults, "vocab_size": 262208, "max_position_embeddings": 131072,
@@ -342,9 +344,17 @@ class Gemma3TextConfig(Gemma2Config):
                                 for i in range(self.num_hidden_layers)]
         if pattern is not None:
             self.sliding_window_pattern = pattern
+        if self.use_bidirectional_attention and self.sliding_window:  # EmbeddingGemma: |q - k| < window // 2 + 1
+            self.sliding_window = self.sliding_window // 2 + 1  # as the reference; to_dict writes the original back
 
     def _post_init(self) -> None:
         pass  # layer_types is derived in __init__ (from sliding_window_pattern)
+
+    def to_dict(self) -> dict:
+        out = super().to_dict()
+        if self.use_bidirectional_attention and self.sliding_window:
+            out["sliding_window"] = (self.sliding_window - 1) * 2
+        return out
 
     def rope_of(self, layer_type: str) -> dict:
         return self.rope_parameters[layer_type]

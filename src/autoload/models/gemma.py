@@ -98,6 +98,7 @@ class GemmaAttention(nn.Module):
         self.scaling = config.attention_scale
         self.softcap = config.attention_softcap
         self.sliding_window = config.window_of(layer_idx)  # None: full causal attention
+        self.causal = not getattr(config, "use_bidirectional_attention", None)  # EmbeddingGemma: bidirectional
         c, nh, nkv, bias = config.hidden_size, config.num_attention_heads, config.num_key_value_heads, \
             config.attention_bias
         self.q_proj = nn.Linear(c, nh * hs, bias=bias)
@@ -119,7 +120,7 @@ class GemmaAttention(nn.Module):
         q, k = apply_rotary(q, k, cos, sin)
         if cache is not None:
             k, v = cache.update(k, v, self.layer_idx)  # (B, nkv, K, hs)
-        y, weights = attention(q, k, v, mask, is_causal=True, scale=self.scaling, softcap=self.softcap,
+        y, weights = attention(q, k, v, mask, is_causal=self.causal, scale=self.scaling, softcap=self.softcap,
                                dropout=self.config.attention_dropout if self.training else 0.0,
                                eager=getattr(self.config, "_attn_implementation", None) == "eager")
         return self.o_proj(y.transpose(1, 2).reshape(b, t, -1)), weights  # (B, T, C)
@@ -210,6 +211,25 @@ def _windowed(mask: torch.Tensor, window: int, query_index: torch.Tensor) -> tor
     return mask.masked_fill(~inside, torch.finfo(mask.dtype).min)
 
 
+def _bidirectional_mask(padding, batch: int, q_len: int, past: int, *, window: int | None, additive: bool, dtype,
+                        device) -> torch.Tensor | None:
+    """EmbeddingGemma's (B, 1, T, K) mask: every key that is not padding, within |q - k| < window on the sliding
+    layers; None when that is every key (SDPA then runs unmasked)."""
+    kv_len = past + q_len
+    if (padding is None or bool(padding.all())) and (window is None or window >= kv_len):
+        return None
+    q_idx = torch.arange(q_len, device=device)[:, None] + past  # (T, 1)
+    k_idx = torch.arange(kv_len, device=device)[None, :]  # (1, K)
+    allowed = torch.ones(q_len, kv_len, dtype=torch.bool, device=device) if window is None else \
+        (q_idx - k_idx).abs() < window
+    allowed = allowed[None, None].expand(batch, 1, q_len, kv_len)  # (B, 1, T, K)
+    if padding is not None:
+        allowed = allowed & padding[:, None, None, :kv_len]
+    if additive:
+        return torch.where(allowed, torch.zeros((), device=device, dtype=dtype), torch.finfo(dtype).min)
+    return allowed
+
+
 class GemmaModel(GemmaPreTrainedModel):
     """The backbone: scaled embed_tokens -> layers -> norm; returns hidden states and the KV cache."""
 
@@ -219,9 +239,10 @@ class GemmaModel(GemmaPreTrainedModel):
     def __init__(self, config):
         super().__init__(config)
         config = self.config
-        if getattr(config, "use_bidirectional_attention", None):
-            raise NotImplementedError(f"{type(self).__name__}: use_bidirectional_attention=True (EmbeddingGemma) is "
-                                      "not implemented by autoload; only causal attention is.")
+        self.bidirectional = bool(getattr(config, "use_bidirectional_attention", None))
+        if self.bidirectional and not isinstance(config, Gemma3TextConfig):
+            raise NotImplementedError(f"{type(self).__name__}: use_bidirectional_attention=True is implemented for "
+                                      "gemma3_text (EmbeddingGemma) only, as the reference's masks are.")
         self.padding_idx = config.pad_token_id
         self.embed_tokens = GemmaScaledEmbedding(config.vocab_size, config.hidden_size, self.padding_idx)
         self.layers = nn.ModuleList([GemmaDecoderLayer(config, i) for i in range(config.num_hidden_layers)])
@@ -273,10 +294,11 @@ class GemmaModel(GemmaPreTrainedModel):
         if given_mask:  # the sliding layers see the given mask cut to their window
             queries = writing if writing is not None else torch.arange(past, past + t, device=device)
             masks = {w: attention_mask if w is None else _windowed(attention_mask, w, queries) for w in windows}
-        else:  # one mask per window size in use (None: full causal)
+        else:  # one mask per window size in use (None: full causal, or all keys when bidirectional)
             padding = None if attention_mask is None else attention_mask.to(device, torch.bool)
-            masks = {w: build_mask(padding, b, t, past, window=w, additive=eager, dtype=inputs_embeds.dtype,
-                                   device=device) for w in windows}
+            build = _bidirectional_mask if self.bidirectional else build_mask
+            masks = {w: build(padding, b, t, past, window=w, additive=eager, dtype=inputs_embeds.dtype,
+                              device=device) for w in windows}
         if output_attentions and not eager and "sdpa" not in _warned:
             _warned.add("sdpa")
             logger.warning("output_attentions=True: sdpa attention returns no weights (an empty tuple, as the "
