@@ -22,7 +22,8 @@ window here (`_windowed`). gemma3: `Gemma3Model`, `Gemma3ForConditionalGeneratio
 `Gemma3ForSequenceClassification` take a gemma3 config and build the text model of its `text_config`; they read
 the multimodal checkpoints' keys (`language_model.model.*` as saved, `model.language_model.*` as the reference
 names them in memory, `language_model.lm_head`), ignore the vision tower and projector, refuse `pixel_values`, and
-save a plain gemma3_text checkpoint. The gemma3_text classes read those checkpoints too.
+save a plain gemma3_text checkpoint. The gemma3_text classes read those checkpoints too. gemma3_text with
+`use_bidirectional_attention` (EmbeddingGemma) attends both ways (`_bidirectional_mask`).
 Checkpoint keys: `model.embed_tokens`, `model.layers.N.self_attn.{q,k,v,o}_proj` (+ `{q,k}_norm`),
 `model.layers.N.mlp.{gate,up,down}_proj`, `model.layers.N.{input,post_attention}_layernorm` (+
 `{pre,post}_feedforward_layernorm`), `model.norm`, `lm_head` (tied by default).
