@@ -38,7 +38,8 @@ def tokenizer_config() -> dict:
 
 
 def test_gemma_tokenizer_matches_the_reference(tmp_path, gemma_json):
-    folder = write_folder(tmp_path / "gemma", {"tokenizer.json": gemma_json, "tokenizer_config.json": tokenizer_config()})
+    folder = write_folder(tmp_path / "gemma", {"tokenizer.json": gemma_json,
+                                               "tokenizer_config.json": tokenizer_config()})
     ours, theirs = GemmaTokenizer.from_pretrained(folder), transformers_auto(folder)
     assert type(theirs).__name__ == "GemmaTokenizer" and ours.padding_side == "left"
     assert ours.pad_token_id == 0 and ours.eos_token_id == 1 and ours.bos_token_id == 2
