@@ -1,9 +1,14 @@
-"""Generation speed: autoload vs transformers on the same ~130M Llama-shaped random checkpoint.
+"""Generation speed: autoload vs transformers on the same random checkpoint.
 
-    python bench/generate.py [--repeat 3] [--new-tokens 64] [--prompt 32] [--quick]
+    python bench/generate.py [--model llama|qwen3_moe] [--repeat 3] [--new-tokens 64] [--prompt 32] [--quick]
 
-The checkpoint (hidden 768, 12 layers, 12 heads, intermediate 2048, vocab 32000, fp32, random weights) is made
-once with transformers into .bench/checkpoints/llama-120m. Each library runs in its own fresh process: for greedy
+The checkpoints (fp32, random weights, made once with transformers under .bench/checkpoints/):
+- llama (default), llama-120m: hidden 768, 12 layers, 12 heads, intermediate 2048, vocab 32000;
+- qwen3_moe, qwen3-moe-140m: Qwen3-MoE-shaped, hidden 512, 8 layers, 8 heads (4 key/value) of 64, q/k norms,
+  32 experts of 256 with 4 per token (norm_topk_prob), vocab 32000: about 140M parameters, 35M active per token.
+  transformers runs its default experts implementation (grouped_mm where torch has it), autoload its grouped
+  experts (nn/moe.py).
+Each library runs in its own fresh process: for greedy
 and sampled decoding (temperature 0.8, top_k 50, top_p 0.95, seeded) at batch 1 and 8, one warm-up call, then
 `--repeat` timed calls of generate(max_new_tokens=N) after a P-token prompt with EOS stopping off (every row makes
 exactly N tokens); the median is reported as new tokens/s. The two libraries' processes alternate for `--rounds`
@@ -32,12 +37,16 @@ from bench.load import ROOT, run  # noqa: E402
 
 SHAPE = dict(vocab_size=32000, hidden_size=768, num_hidden_layers=12, num_attention_heads=12, num_key_value_heads=12,
              intermediate_size=2048, max_position_embeddings=2048)
+MOE_SHAPE = dict(vocab_size=32000, hidden_size=512, num_hidden_layers=8, num_attention_heads=8, num_key_value_heads=4,
+                 head_dim=64, intermediate_size=1536, moe_intermediate_size=256, num_experts=32, num_experts_per_tok=4,
+                 norm_topk_prob=True, max_position_embeddings=2048)
+MODELS = {"llama": ("llama-120m", "Llama", SHAPE), "qwen3_moe": ("qwen3-moe-140m", "Qwen3Moe", MOE_SHAPE)}
 
 MAKE = """
 import torch, transformers
 torch.manual_seed(0)
-config = transformers.LlamaConfig(**{shape!r})
-transformers.LlamaForCausalLM(config).save_pretrained({path!r})
+config = transformers.{prefix}Config(**{shape!r})
+transformers.{prefix}ForCausalLM(config).save_pretrained({path!r})
 """
 
 CHILD = """
@@ -84,18 +93,19 @@ print(json.dumps({{"results": results, "threads": torch.get_num_threads()}}))
 """
 
 
-def checkpoint(quick: bool) -> Path:
-    name = "llama-120m-quick" if quick else "llama-120m"
-    path = ROOT / ".bench" / "checkpoints" / name
+def checkpoint(model: str, quick: bool) -> Path:
+    name, prefix, shape = MODELS[model]
+    path = ROOT / ".bench" / "checkpoints" / (name + ("-quick" if quick else ""))
     if not (path / "config.json").exists():
-        shape = dict(SHAPE, num_hidden_layers=2) if quick else SHAPE
+        shape = dict(shape, num_hidden_layers=2) if quick else shape
         print(f"making {path} with transformers ...", flush=True)
-        run(MAKE.format(shape=shape, path=str(path)))
+        run(MAKE.format(prefix=prefix, shape=shape, path=str(path)))
     return path
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", choices=list(MODELS), default="llama", help="the checkpoint's shape")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--prompt", type=int, default=32)
@@ -103,13 +113,13 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a 2-layer model, 1 timed run, 16 new tokens")
     args = parser.parse_args()
     repeat, new, rounds = (1, 16, 1) if args.quick else (args.repeat, args.new_tokens, args.rounds)
-    path = checkpoint(args.quick)
+    path = checkpoint(args.model, args.quick)
     import torch
     libs = ("transformers", "autoload", "autoload-compiled")
     results, outputs = {lib: {} for lib in libs}, {}
     for _ in range(rounds):  # the libraries alternate; per case, the better round counts (this box is noisy)
         for lib in libs:
-            out = ROOT / ".bench" / f"generate-{lib}.pt"
+            out = ROOT / ".bench" / f"generate-{args.model}-{lib}.pt"
             data = json.loads(run(CHILD.format(lib=lib, path=str(path), prompt=args.prompt, new=new, repeat=repeat,
                                                out=str(out))))
             for case, r in data["results"].items():

@@ -9,8 +9,9 @@ sigmoid(shared_expert_gate(x)) * shared_expert(x).
 
 Grouped experts: the N*k (token, expert) pairs are sorted by expert and each expert runs once, on its contiguous
 rows: `torch.nn.functional.grouped_mm` on CUDA in bf16 (no host sync), else one matmul pair per expert that got
-rows (the counts read once). Under torch.compile that loop is one opaque custom op with a fixed output shape, so
-a decode step compiles to one graph.
+rows (the counts read once). Under torch.compile (inference) the whole grouped computation is one opaque custom
+op with a fixed output shape, run eagerly inside the graph, so a decode step compiles to one graph; the experts'
+matmuls then get none of inductor's prepacked kernels (their weights are picked per token).
 
 Checkpoint layouts. In memory (and in "fused" checkpoints, as transformers 5 holds them and writes them with
 save_original_format=False): `mlp.gate.weight` (E, C), `mlp.experts.gate_up_proj` (E, 2I, C), gate rows first,
@@ -65,7 +66,7 @@ class Experts(nn.Module):
     def forward(self, x: torch.Tensor, experts: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """(N, C) tokens, their (N, k) experts and (N, k) weights -> (N, C): the weighted sum of their outputs."""
         inference = not (torch.is_grad_enabled() and (x.requires_grad or self.gate_up_proj.requires_grad))
-        if _moe_op is not None and inference and _compiling() and not _use_grouped_mm(x):
+        if _moe_op is not None and inference and _compiling():
             y = _moe_op(x, experts, self.gate_up_proj, self.down_proj, self.act)  # (N, k, C), opaque to compile
         else:
             y = grouped_experts(x, experts, self.gate_up_proj, self.down_proj, self.act)  # (N, k, C)
