@@ -408,6 +408,8 @@ class _MoeConfig(_LlamaFamilyConfig):
 
     expert_keys: ClassVar[tuple[str, str, str, str]] = ("mlp", "gate_proj", "up_proj", "down_proj")
     """The one-module-per-expert checkpoint layout: `layers.N.<block>.experts.E.<gate|up|down>.weight`."""
+    experts_first: ClassVar[bool] = False
+    """The sparse block registers `experts` before `gate` (the reference's order, which seeded init follows)."""
 
     @property
     def expert_size(self) -> int:
@@ -528,6 +530,7 @@ class Qwen3MoeConfig(_MoeConfig):
 
     model_type = "qwen3_moe"
     attribute_map = {"num_experts": "num_local_experts"}
+    experts_first = True
     defaults = {
         "vocab_size": 151936, "hidden_size": 2048, "intermediate_size": 6144, "num_hidden_layers": 24,
         "num_attention_heads": 32, "num_key_value_heads": 4, "hidden_act": "silu", "max_position_embeddings": 32768,

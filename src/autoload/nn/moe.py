@@ -134,8 +134,10 @@ class SparseMoeBlock(nn.Module):
 
     def __init__(self, config, shared_expert: nn.Module | None = None):
         super().__init__()
-        self.gate = TopKRouter(config)
-        self.experts = Experts(config)
+        if config.experts_first:  # registration order = the order seeded initialisation draws in
+            self.experts, self.gate = Experts(config), TopKRouter(config)
+        else:
+            self.gate, self.experts = TopKRouter(config), Experts(config)
         self.jitter = getattr(config, "router_jitter_noise", 0.0) or 0.0  # Mixtral, training only
         if shared_expert is not None:
             self.shared_expert = shared_expert
