@@ -45,7 +45,7 @@ class RecordingTrainer(transformers.Trainer):
         return loss
 
 
-def train(model, data, folder, checkpointing: bool):
+def train(model, data, folder, checkpointing: bool, resume=None, **overrides):
     args = transformers.TrainingArguments(
         output_dir=str(folder), use_cpu=True, report_to=[], max_steps=4, per_device_train_batch_size=2,
         # adam_epsilon 1e-3: Adam's first steps move each weight by about ±lr whatever the gradient's size, so a
@@ -53,9 +53,11 @@ def train(model, data, folder, checkpointing: bool):
         learning_rate=1e-2, adam_epsilon=1e-3, seed=0, gradient_checkpointing=checkpointing, save_strategy="no",
         logging_steps=1,
         disable_tqdm=True, dataloader_num_workers=0)
+    for key, value in overrides.items():
+        setattr(args, key, value)
     trainer = RecordingTrainer(model=model, args=args, train_dataset=data)
     trainer.losses = []
-    trainer.train()
+    trainer.train(resume_from_checkpoint=resume)
     return trainer
 
 
@@ -84,6 +86,36 @@ def test_trainer_losses_and_saved_folder(tmp_path, name, checkpointing):
     expected = ref.eval()(**inputs).logits
     assert_close(reloaded_ref(**inputs).logits, expected, atol=1e-4, rtol=0)
     assert_close(reloaded_ours(**inputs).logits, expected, atol=1e-4, rtol=0)
+
+
+def test_trainer_checkpoints_and_resume_with_tied_weights(tmp_path):
+    """A tied-embedding model (lm_head = embed_tokens) under Trainer's default checkpointing, which writes the state
+    dict of a model class it does not know with safetensors' save_file (refusing shared tensors): the checkpoints
+    and save_model are written, the ties survive, and resuming from the step-2 checkpoint ends on the weights of
+    the uninterrupted run."""
+    cfg = transformers.LlamaConfig(**LLAMA, tie_word_embeddings=True)
+    _, ours = model_cases.make_pair(tmp_path / "init", transformers.LlamaForCausalLM, our_llama.LlamaForCausalLM, cfg)
+    fresh = our_llama.LlamaForCausalLM.from_pretrained(tmp_path / "init")
+    assert ours.lm_head.weight is ours.model.embed_tokens.weight
+    data = rows("llama-causal")
+    trainer = train(ours, data, tmp_path / "run", False, save_strategy="steps", save_steps=2)
+    assert (tmp_path / "run" / "checkpoint-2" / "model.safetensors").exists()
+    trainer.save_model(str(tmp_path / "saved"))
+    ours.config.save_pretrained(tmp_path / "saved")
+    reloaded = our_llama.LlamaForCausalLM.from_pretrained(tmp_path / "saved")
+    assert reloaded.lm_head.weight is reloaded.model.embed_tokens.weight
+    state = ours.state_dict()
+    assert state["lm_head.weight"] is not state["model.embed_tokens.weight"]  # a copy, equal: save_file takes it
+    assert torch.equal(state["lm_head.weight"], state["model.embed_tokens.weight"])
+    assert ours.state_dict(keep_vars=True)["lm_head.weight"] is ours.lm_head.weight
+    for key, value in state.items():
+        assert_close(reloaded.state_dict()[key], value, atol=0, rtol=0)
+    resumed = train(fresh, data, tmp_path / "run", False, resume=str(tmp_path / "run" / "checkpoint-2"),
+                    save_strategy="steps", save_steps=2)
+    assert len(resumed.losses) == 2
+    assert_close(torch.tensor(resumed.losses), torch.tensor(trainer.losses[2:]), atol=1e-5, rtol=0)
+    for key, value in fresh.state_dict().items():
+        assert_close(value, state[key], atol=1e-5, rtol=0, msg=lambda m: f"{key}: {m}")
 
 
 def test_trainer_save_model_writes_the_weights(tmp_path):

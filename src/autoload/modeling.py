@@ -115,6 +115,28 @@ class PreTrainedModel(nn.Module):
         for target, source in self.tied_weights().items():
             set_tensor(self, target, get_tensor(self, source))
 
+    def state_dict(self, *args, **kwargs):
+        """torch's state dict (every key, tied ones included, as the reference's), except that an entry which is
+        the very same memory as an earlier one (a tied embedding) comes as a copy, unless keep_vars=True:
+        transformers.Trainer saves a model class it does not know with safetensors' save_file, which refuses
+        shared tensors. Only the outermost call copies (a parent module's traversal gets torch's entries)."""
+        state = super().state_dict(*args, **kwargs)
+        if args or kwargs.get("keep_vars") or kwargs.get("prefix") or kwargs.get("destination") is not None:
+            return state
+        seen = set()
+        for key, tensor in state.items():
+            try:
+                if tensor.device.type == "meta" or tensor.numel() == 0:
+                    continue
+                where = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape),
+                         tensor.stride())
+            except (RuntimeError, NotImplementedError):  # a tensor subclass without plain storage
+                continue
+            if where in seen:
+                state[key] = tensor.clone()
+            seen.add(where)
+        return state
+
     # -- conveniences -----------------------------------------------------------------------------
     @property
     def device(self) -> torch.device:
