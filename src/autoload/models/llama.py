@@ -22,9 +22,10 @@ Their outputs are the Moe* ones: `router_logits` with `output_router_logits`, an
 transformers' save_pretrained) are stacked on load and written back in that layout (`from_checkpoint_layout`,
 `to_checkpoint_layout`).
 
-`head_dim` may differ from hidden/heads (Llama, Mistral and Qwen3 configs carry it). Mistral, Qwen2 and Qwen3
-have the same classes under their own names (thin subclasses at the end that set `config_class`); Mistral's
-question-answering head keeps its backbone under `model`, the others under `transformer`, as the reference.
+`head_dim` may differ from hidden/heads (Llama, Mistral and Qwen3 configs carry it). The other model_types have
+the same classes under their own names (thin subclasses at the end that set `config_class`); the
+question-answering heads of Mistral, Mixtral and Qwen2-MoE keep their backbone under `model`, the others under
+`transformer`, as the reference.
 Checkpoint keys: `model.embed_tokens`, `model.layers.N.self_attn.{q,k,v,o}_proj` (+ `{q,k}_norm`),
 `model.layers.N.mlp.{gate,up,down}_proj`, `model.layers.N.{input,post_attention}_layernorm`, `model.norm`,
 `lm_head`.

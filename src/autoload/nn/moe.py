@@ -83,7 +83,7 @@ def grouped_experts(x: torch.Tensor, experts: torch.Tensor, gate_up: torch.Tenso
     order = flat.argsort(stable=True)  # (S,): the pairs grouped by expert
     rows = x[order // k]  # (S, C)
     counts = torch.bincount(flat, minlength=gate_up.shape[0])  # (E,)
-    if _use_grouped_mm(x):
+    if _use_grouped_mm(x, gate_up):
         offsets = counts.cumsum(0).to(torch.int32)  # (E,) end of each expert's rows
         gate, up = F.grouped_mm(rows, gate_up.transpose(1, 2), offs=offsets).chunk(2, dim=-1)  # (S, I) each
         y = F.grouped_mm(act_fn(gate) * up, down.transpose(1, 2), offs=offsets)  # (S, C)
@@ -93,14 +93,14 @@ def grouped_experts(x: torch.Tensor, experts: torch.Tensor, gate_up: torch.Tenso
             if part.shape[0]:
                 gate, up = F.linear(part, gate_up[e]).chunk(2, dim=-1)  # (S_e, I) each
                 outputs.append(F.linear(act_fn(gate) * up, down[e]))  # (S_e, C)
-        y = torch.cat(outputs)  # (S, C)
+        y = torch.cat(outputs) if outputs else x.new_zeros(0, down.shape[1])  # (S, C)
     back = torch.empty_like(order)
     back[order] = torch.arange(order.numel(), device=order.device)  # the inverse permutation
-    return y[back].view(n, k, -1)  # (N, k, C)
+    return y[back].view(n, k, down.shape[1])  # (N, k, C)
 
 
-def _use_grouped_mm(x: torch.Tensor) -> bool:
-    return x.is_cuda and x.dtype == torch.bfloat16 and hasattr(F, "grouped_mm")
+def _use_grouped_mm(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    return x.is_cuda and x.dtype == weight.dtype == torch.bfloat16 and hasattr(F, "grouped_mm")
 
 
 def _compiling() -> bool:
