@@ -18,7 +18,7 @@ import autoload
 from autoload.generation import generate
 from autoload.models import llama
 from autoload.nn import moe
-from decoder_cases import batch, cached_decode, close, full_forward
+from decoder_cases import batch, cached_decode, close, close_bf16, full_forward
 
 PREFIX = {"mixtral": "Mixtral", "qwen2_moe": "Qwen2Moe", "qwen3_moe": "Qwen3Moe"}
 FAMILIES = list(PREFIX)
@@ -82,6 +82,23 @@ def test_logits_from_both_checkpoint_layouts(tmp_path, family, fused):
         ids, mask = batch(padding=padding)
         with torch.no_grad():
             close(ours(ids, attention_mask=mask).logits, ref(ids, attention_mask=mask).logits)
+
+
+@pytest.mark.parametrize("family,overrides", [
+    ("mixtral", dict(sliding_window=4)),  # every layer
+    ("qwen2_moe", dict(use_sliding_window=True, sliding_window=4, max_window_layers=2, qkv_bias=False)),  # layer 0
+    ("qwen3_moe", dict(use_sliding_window=True, sliding_window=4, attention_bias=True)),  # every layer
+])
+def test_sliding_windows_and_biases(tmp_path, family, overrides):
+    ref, ours = build(tmp_path, family, **overrides)
+    assert [layer.self_attn.sliding_window for layer in ours.model.layers] == \
+        [ours.config.window_of(i) for i in range(ours.config.num_hidden_layers)]
+    assert any(layer.self_attn.sliding_window for layer in ours.model.layers)
+    assert (ours.model.layers[0].self_attn.q_proj.bias is None) == (ref.model.layers[0].self_attn.q_proj.bias is None)
+    ids, mask = batch(padding="left", t=12)
+    with torch.no_grad():
+        close(ours(ids, attention_mask=mask).logits, ref(ids, attention_mask=mask).logits)
+    close(cached_decode(ours, ids, mask, prefill=5), full_forward(ref, ids, mask), mask=mask)
 
 
 def test_sparse_and_dense_layers_follow_the_config(pair):
@@ -149,6 +166,18 @@ def test_compiled_greedy_equals_eager(tmp_path):
     ids, mask = batch(padding="left", t=7)
     options = dict(attention_mask=mask, max_new_tokens=10, eos_token_id=None)
     assert torch.equal(generate(ours, ids, compile=True, **options), generate(ours, ids, **options))
+
+
+def test_bf16(tmp_path):
+    ref, _ = build(tmp_path, "qwen2_moe")
+    ref = ref_class("qwen2_moe").from_pretrained(tmp_path, dtype=torch.bfloat16).eval()
+    ours = our_class("qwen2_moe").from_pretrained(tmp_path, dtype=torch.bfloat16)
+    assert ours.model.layers[0].mlp.experts.gate_up_proj.dtype == torch.bfloat16
+    ids, mask = batch()
+    with torch.no_grad():
+        out = ours(ids, attention_mask=mask, output_router_logits=True)
+        close_bf16(out.logits, ref(ids, attention_mask=mask).logits)
+    assert out.logits.dtype == torch.bfloat16 and out.router_logits[0].dtype == torch.bfloat16
 
 
 @pytest.mark.parametrize("family", FAMILIES)
