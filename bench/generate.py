@@ -1,6 +1,6 @@
 """Generation speed: autoload vs transformers on the same random checkpoint.
 
-    python bench/generate.py [--model llama|qwen3_moe] [--repeat 3] [--new-tokens 64] [--prompt 32] [--quick]
+    python bench/generate.py [--model llama|qwen3_moe|gemma2] [--repeat 3] [--new-tokens 64] [--prompt 32] [--quick]
 
 The checkpoints (fp32, random weights, made once with transformers under .bench/checkpoints/):
 - llama (default), llama-120m: hidden 768, 12 layers, 12 heads, intermediate 2048, vocab 32000;
@@ -8,6 +8,10 @@ The checkpoints (fp32, random weights, made once with transformers under .bench/
   32 experts of 256 with 4 per token (norm_topk_prob), vocab 32000: about 140M parameters, 35M active per token.
   transformers runs its default experts implementation (grouped_mm where torch has it), autoload its grouped
   experts (nn/moe.py).
+- gemma2, gemma2-25m: Gemma-2-shaped, hidden 384, 6 layers, 6 heads (3 key/value) of 64, intermediate 1536,
+  vocab 32000, a sliding window of 32 on every other layer (the prompt and the new tokens outgrow it),
+  query_pre_attn_scalar 64, attention and final soft-capping (50 / 30): about 25M parameters. Both libraries
+  run eager attention (soft-capping; transformers has no sdpa for gemma2), autoload's compile=True included.
 Each library runs in its own fresh process: for greedy
 and sampled decoding (temperature 0.8, top_k 50, top_p 0.95, seeded) at batch 1 and 8, one warm-up call, then
 `--repeat` timed calls of generate(max_new_tokens=N) after a P-token prompt with EOS stopping off (every row makes
@@ -40,7 +44,11 @@ SHAPE = dict(vocab_size=32000, hidden_size=768, num_hidden_layers=12, num_attent
 MOE_SHAPE = dict(vocab_size=32000, hidden_size=512, num_hidden_layers=8, num_attention_heads=8, num_key_value_heads=4,
                  head_dim=64, intermediate_size=1536, moe_intermediate_size=256, num_experts=32, num_experts_per_tok=4,
                  norm_topk_prob=True, max_position_embeddings=2048)
-MODELS = {"llama": ("llama-120m", "Llama", SHAPE), "qwen3_moe": ("qwen3-moe-140m", "Qwen3Moe", MOE_SHAPE)}
+GEMMA2_SHAPE = dict(vocab_size=32000, hidden_size=384, num_hidden_layers=6, num_attention_heads=6,
+                    num_key_value_heads=3, head_dim=64, intermediate_size=1536, sliding_window=32,
+                    query_pre_attn_scalar=64, max_position_embeddings=2048)
+MODELS = {"llama": ("llama-120m", "Llama", SHAPE), "qwen3_moe": ("qwen3-moe-140m", "Qwen3Moe", MOE_SHAPE),
+          "gemma2": ("gemma2-25m", "Gemma2", GEMMA2_SHAPE)}
 
 MAKE = """
 import torch, transformers
