@@ -1,13 +1,14 @@
 """What the task heads of every family share: forward-argument defaults, the positions to score, last-non-pad
-pooling, the question-answering span output, and returning an output object or its tuple. Configs are read
-duck-typed."""
+pooling, the output objects of the causal-LM, classification and question-answering heads (logits in, loss and
+output out), and returning an output object or its tuple. Configs are read duck-typed."""
 
 from __future__ import annotations
 
 import torch
 
-from .losses import qa_span_loss
-from .outputs import QuestionAnsweringModelOutput
+from .losses import causal_lm_loss, cross_entropy, qa_span_loss, sequence_classification_loss
+from .outputs import (CausalLMOutputWithCrossAttentions, CausalLMOutputWithPast, QuestionAnsweringModelOutput,
+                      SequenceClassifierOutputWithPast, TokenClassifierOutput)
 
 
 def forward_options(config, input_ids, inputs_embeds, past_key_values, cache, use_cache, output_attentions,
@@ -65,3 +66,44 @@ def span_output(logits: torch.Tensor, start_positions, end_positions, out) -> Qu
         loss = qa_span_loss(start, end, start_positions, end_positions)
     return QuestionAnsweringModelOutput(loss=loss, start_logits=start, end_logits=end,
                                         hidden_states=out.hidden_states, attentions=out.attentions)
+
+
+def classifier_dropout(config) -> float:
+    """A token-classification head's dropout: classifier_dropout, else hidden_dropout, else 0.1."""
+    p = getattr(config, "classifier_dropout", None)
+    p = getattr(config, "hidden_dropout", None) if p is None else p
+    return 0.1 if p is None else p
+
+
+def causal_lm_output(logits: torch.Tensor, labels, num_items_in_batch, out, output_class=CausalLMOutputWithPast,
+                     **extra):
+    """The causal-LM output of (B, T, V) logits, with the shifted next-token loss when labels are given; the cache,
+    hidden states and attentions come from the backbone's output `out`; `extra` are more fields of output_class."""
+    loss = None if labels is None else causal_lm_loss(logits, labels, num_items_in_batch)
+    return output_class(loss=loss, logits=logits, past_key_values=out.past_key_values,
+                        hidden_states=out.hidden_states, attentions=out.attentions, **extra)
+
+
+def decoder_lm_output(logits: torch.Tensor, labels, out) -> CausalLMOutputWithCrossAttentions:
+    """The output of an encoder-decoder family's decoder used alone as an LM: labels are NOT shifted (labels[t] is
+    the target of logits[t]); cache, hidden states, attentions and cross-attentions come from the decoder's `out`."""
+    loss = None if labels is None else cross_entropy(logits.float(), labels.to(logits.device))
+    return CausalLMOutputWithCrossAttentions(loss=loss, logits=logits, past_key_values=out.past_key_values,
+                                             hidden_states=out.hidden_states, attentions=out.attentions,
+                                             cross_attentions=out.cross_attentions)
+
+
+def last_token_output(config, logits: torch.Tensor, input_ids, labels, out) -> SequenceClassifierOutputWithPast:
+    """Sequence classification from (B, T, N) per-position logits, pooled at each row's last non-pad token
+    (pool_last_token), with the loss config.problem_type picks when labels are given."""
+    pooled = pool_last_token(logits, input_ids, config.pad_token_id)  # (B, N)
+    loss = None if labels is None else sequence_classification_loss(config, pooled, labels.to(pooled.device))
+    return SequenceClassifierOutputWithPast(loss=loss, logits=pooled, past_key_values=out.past_key_values,
+                                            hidden_states=out.hidden_states, attentions=out.attentions)
+
+
+def token_output(logits: torch.Tensor, labels, out) -> TokenClassifierOutput:
+    """Token classification from (B, T, N) logits, with the fp32 cross-entropy when labels are given."""
+    loss = None if labels is None else cross_entropy(logits.float(), labels.to(logits.device))
+    return TokenClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states,
+                                 attentions=out.attentions)
