@@ -44,11 +44,10 @@ from ..modeling import PreTrainedModel
 from ..nn.activations import Activation
 from ..nn.attention import attention
 from ..nn.cache import DynamicCache
-from ..nn.heads import finish, forward_options, keep_positions, pool_last_token
-from ..nn.losses import causal_lm_loss, cross_entropy, sequence_classification_loss
+from ..nn.heads import (causal_lm_output, classifier_dropout, finish, forward_options, keep_positions,
+                        last_token_output, token_output)
 from ..nn.masks import attention_mask as build_mask
-from ..nn.outputs import (BaseModelOutputWithPast, CausalLMOutputWithPast, SequenceClassifierOutputWithPast,
-                          TokenClassifierOutput)
+from ..nn.outputs import BaseModelOutputWithPast
 from ..nn.rope import RotaryEmbedding, apply_rotary
 from .configs import Gemma2Config, Gemma3Config, Gemma3TextConfig, GemmaConfig
 
@@ -363,10 +362,7 @@ class GemmaForCausalLM(GenerationMixin, GemmaPreTrainedModel):
         logits = self.lm_head(keep_positions(out.last_hidden_state, logits_to_keep))  # (B, T, vocab)
         if self.caps_logits:
             logits = softcap(logits, self.config.final_softcap)
-        loss = None if labels is None else causal_lm_loss(logits, labels, num_items_in_batch)
-        return finish(self.config, CausalLMOutputWithPast(
-            loss=loss, logits=logits, past_key_values=out.past_key_values, hidden_states=out.hidden_states,
-            attentions=out.attentions), return_dict)
+        return finish(self.config, causal_lm_output(logits, labels, num_items_in_batch, out), return_dict)
 
 
 class GemmaForSequenceClassification(GemmaPreTrainedModel):
@@ -385,11 +381,7 @@ class GemmaForSequenceClassification(GemmaPreTrainedModel):
         out = _backbone(self, input_ids, attention_mask, position_ids, past_key_values, inputs_embeds, use_cache,
                         output_attentions, output_hidden_states, cache, pixel_values)
         logits = self.score(out.last_hidden_state)  # (B, T, num_labels)
-        pooled = pool_last_token(logits, input_ids, self.config.pad_token_id)  # (B, num_labels)
-        loss = None if labels is None else sequence_classification_loss(self.config, pooled, labels.to(pooled.device))
-        return finish(self.config, SequenceClassifierOutputWithPast(
-            loss=loss, logits=pooled, past_key_values=out.past_key_values, hidden_states=out.hidden_states,
-            attentions=out.attentions), return_dict)
+        return finish(self.config, last_token_output(self.config, logits, input_ids, labels, out), return_dict)
 
 
 class GemmaForTokenClassification(GemmaPreTrainedModel):
@@ -399,9 +391,7 @@ class GemmaForTokenClassification(GemmaPreTrainedModel):
         super().__init__(config)
         self.model = GemmaModel(self.config)
         self.num_labels = self.config.num_labels
-        p = getattr(self.config, "classifier_dropout", None)
-        p = getattr(self.config, "hidden_dropout", None) if p is None else p
-        self.dropout = nn.Dropout(0.1 if p is None else p)
+        self.dropout = nn.Dropout(classifier_dropout(self.config))
         self.score = nn.Linear(self.config.hidden_size, self.config.num_labels)
         self.post_init()
 
@@ -411,9 +401,7 @@ class GemmaForTokenClassification(GemmaPreTrainedModel):
         out = _backbone(self, input_ids, attention_mask, position_ids, past_key_values, inputs_embeds, use_cache,
                         output_attentions, output_hidden_states, cache)
         logits = self.score(self.dropout(out.last_hidden_state))  # (B, T, num_labels)
-        loss = None if labels is None else cross_entropy(logits.float(), labels.to(logits.device))
-        return finish(self.config, TokenClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states,
-                                                         attentions=out.attentions), return_dict)
+        return finish(self.config, token_output(logits, labels, out), return_dict)
 
 
 # -- the other model_types: the same classes under the reference's names, with their config -------------------
