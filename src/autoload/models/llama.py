@@ -46,14 +46,13 @@ from ..modeling import PreTrainedModel
 from ..nn.activations import Activation
 from ..nn.attention import attention
 from ..nn.cache import DynamicCache
-from ..nn.heads import finish, forward_options, keep_positions, pool_last_token, span_output
-from ..nn.losses import causal_lm_loss, cross_entropy, sequence_classification_loss
+from ..nn.heads import (causal_lm_output, classifier_dropout, finish, forward_options, keep_positions,
+                        last_token_output, span_output, token_output)
 from ..nn.masks import attention_mask as build_mask
 from ..nn.masks import packed_segments
 from ..nn.moe import Experts, SparseMoeBlock, TopKRouter, load_balancing_loss, stack_experts, unstack_experts
 from ..nn.norms import RMSNorm
-from ..nn.outputs import (BaseModelOutputWithPast, CausalLMOutputWithPast, MoeCausalLMOutputWithPast,
-                          MoeModelOutputWithPast, SequenceClassifierOutputWithPast, TokenClassifierOutput)
+from ..nn.outputs import BaseModelOutputWithPast, MoeCausalLMOutputWithPast, MoeModelOutputWithPast
 from ..nn.rope import RotaryEmbedding, apply_rotary, head_dim_of
 from .configs import (LlamaConfig, MistralConfig, MixtralConfig, Qwen2Config, Qwen2MoeConfig, Qwen3Config,
                       Qwen3MoeConfig)
@@ -301,21 +300,19 @@ class LlamaForCausalLM(GenerationMixin, LlamaPreTrainedModel):
         out = _backbone(self, input_ids, attention_mask, position_ids, past_key_values, inputs_embeds, use_cache,
                         output_attentions, output_hidden_states, cache, **moe)
         logits = self.lm_head(keep_positions(out.last_hidden_state, logits_to_keep))  # (B, T, vocab)
-        loss = None if labels is None else causal_lm_loss(logits, labels, num_items_in_batch)
-        fields = dict(loss=loss, logits=logits, past_key_values=out.past_key_values, hidden_states=out.hidden_states,
-                      attentions=out.attentions)
         if not moe:
-            return finish(config, CausalLMOutputWithPast(**fields), return_dict)
+            return finish(config, causal_lm_output(logits, labels, num_items_in_batch, out), return_dict)
         aux_loss = None
         if out.router_logits:
             keep = attention_mask if attention_mask is not None and attention_mask.dim() == 2 else None
             if keep is not None and keep.numel() != out.router_logits[0].shape[0]:  # cached: the new tokens' part
                 keep = keep[:, -out.last_hidden_state.shape[1]:]
             aux_loss = load_balancing_loss(out.router_logits, config.num_experts, config.num_experts_per_tok, keep)
-            if loss is not None:
-                fields["loss"] = loss + config.router_aux_loss_coef * aux_loss.to(loss.device)
-        return finish(config, MoeCausalLMOutputWithPast(**fields, aux_loss=aux_loss, router_logits=out.router_logits),
-                      return_dict)
+        result = causal_lm_output(logits, labels, num_items_in_batch, out, MoeCausalLMOutputWithPast,
+                                  aux_loss=aux_loss, router_logits=out.router_logits)
+        if aux_loss is not None and result.loss is not None:
+            result.loss = result.loss + config.router_aux_loss_coef * aux_loss.to(result.loss.device)
+        return finish(config, result, return_dict)
 
 
 class LlamaForSequenceClassification(LlamaPreTrainedModel):
@@ -338,11 +335,7 @@ class LlamaForSequenceClassification(LlamaPreTrainedModel):
             _warned.add("embeds")
             logger.warning("%s will not detect padding tokens in `inputs_embeds`; the last position is used.",
                            type(self).__name__)
-        pooled = pool_last_token(logits, input_ids, self.config.pad_token_id)  # (B, num_labels)
-        loss = None if labels is None else sequence_classification_loss(self.config, pooled, labels.to(pooled.device))
-        return finish(self.config, SequenceClassifierOutputWithPast(
-            loss=loss, logits=pooled, past_key_values=out.past_key_values, hidden_states=out.hidden_states,
-            attentions=out.attentions), return_dict)
+        return finish(self.config, last_token_output(self.config, logits, input_ids, labels, out), return_dict)
 
 
 class LlamaForTokenClassification(LlamaPreTrainedModel):
@@ -352,9 +345,7 @@ class LlamaForTokenClassification(LlamaPreTrainedModel):
         super().__init__(config)
         self.model = LlamaModel(config)
         self.num_labels = config.num_labels
-        p = getattr(config, "classifier_dropout", None)
-        p = getattr(config, "hidden_dropout", None) if p is None else p
-        self.dropout = nn.Dropout(0.1 if p is None else p)
+        self.dropout = nn.Dropout(classifier_dropout(config))
         self.score = nn.Linear(config.hidden_size, config.num_labels,
                                bias=getattr(config, "token_classification_bias", True))
         self.post_init()
@@ -365,9 +356,7 @@ class LlamaForTokenClassification(LlamaPreTrainedModel):
         out = _backbone(self, input_ids, attention_mask, position_ids, past_key_values, inputs_embeds, use_cache,
                         output_attentions, output_hidden_states, cache)
         logits = self.score(self.dropout(out.last_hidden_state))  # (B, T, num_labels)
-        loss = None if labels is None else cross_entropy(logits.float(), labels.to(logits.device))
-        return finish(self.config, TokenClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states,
-                                                         attentions=out.attentions), return_dict)
+        return finish(self.config, token_output(logits, labels, out), return_dict)
 
 
 class LlamaForQuestionAnswering(LlamaPreTrainedModel):
