@@ -24,10 +24,9 @@ from torch import nn
 
 from ..generation.mixin import GenerationMixin
 from ..modeling import PreTrainedModel
-from ..nn.heads import finish, keep_positions
+from ..nn.heads import decoder_lm_output, finish, keep_positions
 from ..nn.losses import cross_entropy, shift_tokens_right
-from ..nn.outputs import (BaseModelOutput, BaseModelOutputWithPastAndCrossAttentions, CausalLMOutputWithCrossAttentions,
-                          Seq2SeqLMOutput, Seq2SeqModelOutput)
+from ..nn.outputs import BaseModelOutput, BaseModelOutputWithPastAndCrossAttentions, Seq2SeqLMOutput, Seq2SeqModelOutput
 from ..nn.seq2seq import (SEQ2SEQ_FIELDS, Seq2SeqDecoderLayer, Seq2SeqEncoderLayer, as_encoder_output, decoder_cache,
                           flag, init_weights, run_decoder, run_encoder)
 from .configs import MarianConfig
@@ -332,7 +331,4 @@ class MarianForCausalLM(GenerationMixin, MarianPreTrainedModel):
                                  past_key_values, inputs_embeds, use_cache, output_attentions, output_hidden_states,
                                  return_dict=True, cache_position=cache_position)
         logits = self.lm_head(keep_positions(out.last_hidden_state, logits_to_keep))  # (B, T', V)
-        loss = None if labels is None else cross_entropy(logits.float(), labels.to(logits.device))
-        return finish(self.config, CausalLMOutputWithCrossAttentions(
-            loss=loss, logits=logits, past_key_values=out.past_key_values, hidden_states=out.hidden_states,
-            attentions=out.attentions, cross_attentions=out.cross_attentions), return_dict)
+        return finish(self.config, decoder_lm_output(logits, labels, out), return_dict)
