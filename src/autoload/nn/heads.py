@@ -1,10 +1,13 @@
 """What the task heads of every family share: forward-argument defaults, the positions to score, last-non-pad
 pooling, the output objects of the causal-LM, classification and question-answering heads (logits in, loss and
-output out), and returning an output object or its tuple. Configs are read duck-typed."""
+output out), returning an output object or its tuple, and the head mixins of the decoder families (a backbone
+`model` of the class's `model_class` plus the task layer, placed before the family's PreTrainedModel, which they
+reach through super()). Configs are read duck-typed."""
 
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 from .losses import causal_lm_loss, cross_entropy, qa_span_loss, sequence_classification_loss
 from .outputs import (CausalLMOutputWithCrossAttentions, CausalLMOutputWithPast, QuestionAnsweringModelOutput,
@@ -107,3 +110,75 @@ def token_output(logits: torch.Tensor, labels, out) -> TokenClassifierOutput:
     loss = None if labels is None else cross_entropy(logits.float(), labels.to(logits.device))
     return TokenClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states,
                                  attentions=out.attentions)
+
+
+# -- head mixins of the decoder families: `class XForY(Mixin, XPreTrainedModel): model_class = XModel` ----------
+# They build the modules in the order and under the names of the checkpoint keys, read `self.config` (the config
+# the PreTrainedModel keeps), and call post_init() last.
+
+class CausalLMHead:
+    """`model` plus `lm_head` (no bias; tied to embed_tokens with tie_word_embeddings). The family writes forward."""
+
+    _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
+    accepts_loss_kwargs = True  # Trainer passes num_items_in_batch (the loss over all accumulated tokens)
+    model_class: type
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.model = self.model_class(self.config)
+        self.vocab_size = self.config.vocab_size
+        self.lm_head = nn.Linear(self.config.hidden_size, self.config.vocab_size, bias=False)
+        self.post_init()
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.lm_head
+
+
+class LastTokenClassifierHead:
+    """`model` plus `score` (no bias) on every position, pooled at each row's right-most token that is not
+    pad_token_id (last_token_output)."""
+
+    model_class: type
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.model = self.model_class(self.config)
+        self.num_labels = self.config.num_labels
+        self.score = nn.Linear(self.config.hidden_size, self.config.num_labels, bias=False)
+        self.post_init()
+
+    def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
+                inputs_embeds=None, labels=None, use_cache=None, output_attentions=None, output_hidden_states=None,
+                return_dict=None, cache=None):
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                         past_key_values=past_key_values, inputs_embeds=inputs_embeds, use_cache=use_cache,
+                         output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+                         return_dict=True, cache=cache)
+        logits = self.score(out.last_hidden_state)  # (B, T, num_labels)
+        return finish(self.config, last_token_output(self.config, logits, input_ids, labels, out), return_dict)
+
+
+class TokenClassifierHead:
+    """`model` plus dropout (classifier_dropout) then `score` on every position; `score` has a bias unless the
+    config's token_classification_bias is False."""
+
+    model_class: type
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.model = self.model_class(self.config)
+        self.num_labels = self.config.num_labels
+        self.dropout = nn.Dropout(classifier_dropout(self.config))
+        self.score = nn.Linear(self.config.hidden_size, self.config.num_labels,
+                               bias=getattr(self.config, "token_classification_bias", True))
+        self.post_init()
+
+    def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
+                inputs_embeds=None, labels=None, use_cache=None, output_attentions=None, output_hidden_states=None,
+                return_dict=None, cache=None):
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                         past_key_values=past_key_values, inputs_embeds=inputs_embeds, use_cache=use_cache,
+                         output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+                         return_dict=True, cache=cache)
+        logits = self.score(self.dropout(out.last_hidden_state))  # (B, T, num_labels)
+        return finish(self.config, token_output(logits, labels, out), return_dict)
