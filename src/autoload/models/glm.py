@@ -30,8 +30,8 @@ from ..modeling import PreTrainedModel
 from ..nn.activations import Activation
 from ..nn.attention import attention
 from ..nn.cache import DynamicCache
-from ..nn.heads import (causal_lm_output, classifier_dropout, finish, forward_options, keep_positions,
-                        last_token_output, token_output)
+from ..nn.heads import (CausalLMHead, LastTokenClassifierHead, TokenClassifierHead, causal_lm_output, finish,
+                        forward_options, keep_positions)
 from ..nn.masks import attention_mask as build_mask
 from ..nn.norms import RMSNorm
 from ..nn.outputs import BaseModelOutputWithPast
@@ -205,22 +205,11 @@ def _backbone(head, input_ids, attention_mask, position_ids, past_key_values, in
                       return_dict=True, cache=cache)
 
 
-class GlmForCausalLM(GenerationMixin, GlmPreTrainedModel):
+class GlmForCausalLM(GenerationMixin, CausalLMHead, GlmPreTrainedModel):
     """Next-token logits: `lm_head` over the final hidden states (tied to embed_tokens with tie_word_embeddings).
     `logits_to_keep` = n keeps the last n positions (0: all), or a tensor of positions."""
 
-    _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
-    accepts_loss_kwargs = True
-
-    def __init__(self, config):
-        super().__init__(config)
-        self.model = GlmModel(config)
-        self.vocab_size = config.vocab_size
-        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
-        self.post_init()
-
-    def get_output_embeddings(self) -> nn.Linear:
-        return self.lm_head
+    model_class = GlmModel
 
     def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
                 inputs_embeds=None, labels=None, use_cache=None, output_attentions=None, output_hidden_states=None,
@@ -231,44 +220,16 @@ class GlmForCausalLM(GenerationMixin, GlmPreTrainedModel):
         return finish(self.config, causal_lm_output(logits, labels, num_items_in_batch, out), return_dict)
 
 
-class GlmForSequenceClassification(GlmPreTrainedModel):
+class GlmForSequenceClassification(LastTokenClassifierHead, GlmPreTrainedModel):
     """`score` (no bias) on every position, pooled at each row's right-most token that is not pad_token_id."""
 
-    def __init__(self, config):
-        super().__init__(config)
-        self.model = GlmModel(config)
-        self.num_labels = config.num_labels
-        self.score = nn.Linear(config.hidden_size, config.num_labels, bias=False)
-        self.post_init()
-
-    def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
-                inputs_embeds=None, labels=None, use_cache=None, output_attentions=None, output_hidden_states=None,
-                return_dict=None, cache=None):
-        out = _backbone(self, input_ids, attention_mask, position_ids, past_key_values, inputs_embeds, use_cache,
-                        output_attentions, output_hidden_states, cache)
-        logits = self.score(out.last_hidden_state)  # (B, T, num_labels)
-        return finish(self.config, last_token_output(self.config, logits, input_ids, labels, out), return_dict)
+    model_class = GlmModel
 
 
-class GlmForTokenClassification(GlmPreTrainedModel):
+class GlmForTokenClassification(TokenClassifierHead, GlmPreTrainedModel):
     """Dropout (classifier_dropout, else hidden_dropout, else 0.1) then `score` (with bias) on every position."""
 
-    def __init__(self, config):
-        super().__init__(config)
-        self.model = GlmModel(config)
-        self.num_labels = config.num_labels
-        self.dropout = nn.Dropout(classifier_dropout(config))
-        self.score = nn.Linear(config.hidden_size, config.num_labels,
-                               bias=getattr(config, "token_classification_bias", True))
-        self.post_init()
-
-    def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
-                inputs_embeds=None, labels=None, use_cache=None, output_attentions=None, output_hidden_states=None,
-                return_dict=None, cache=None):
-        out = _backbone(self, input_ids, attention_mask, position_ids, past_key_values, inputs_embeds, use_cache,
-                        output_attentions, output_hidden_states, cache)
-        logits = self.score(self.dropout(out.last_hidden_state))  # (B, T, num_labels)
-        return finish(self.config, token_output(logits, labels, out), return_dict)
+    model_class = GlmModel
 
 
 # -- glm4: the same classes with Glm4Config (its post_norms hook adds the two branch norms) -------------------
