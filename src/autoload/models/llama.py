@@ -46,8 +46,8 @@ from ..modeling import PreTrainedModel
 from ..nn.activations import Activation
 from ..nn.attention import attention
 from ..nn.cache import DynamicCache
-from ..nn.heads import (causal_lm_output, classifier_dropout, finish, forward_options, keep_positions,
-                        last_token_output, span_output, token_output)
+from ..nn.heads import (CausalLMHead, LastTokenClassifierHead, TokenClassifierHead, causal_lm_output, finish,
+                        forward_options, keep_positions, last_token_output, span_output)
 from ..nn.masks import attention_mask as build_mask
 from ..nn.masks import packed_segments
 from ..nn.moe import Experts, SparseMoeBlock, TopKRouter, load_balancing_loss, stack_experts, unstack_experts
@@ -273,24 +273,13 @@ def _backbone(head, input_ids, attention_mask, position_ids, past_key_values, in
         cache=cache, **moe)
 
 
-class LlamaForCausalLM(GenerationMixin, LlamaPreTrainedModel):
+class LlamaForCausalLM(GenerationMixin, CausalLMHead, LlamaPreTrainedModel):
     """Next-token logits: `lm_head` over the final hidden states (tied to embed_tokens with tie_word_embeddings).
     `logits_to_keep` = n keeps the last n positions (0: all), or a tensor of positions. MoE members: with
     `output_router_logits`, `aux_loss` is the load-balancing loss (padding left out by a (B, T) attention_mask),
     added to the loss times `router_aux_loss_coef`."""
 
-    _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
-    accepts_loss_kwargs = True  # Trainer passes num_items_in_batch (the loss over all accumulated tokens)
-
-    def __init__(self, config):
-        super().__init__(config)
-        self.model = LlamaModel(config)
-        self.vocab_size = config.vocab_size
-        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
-        self.post_init()
-
-    def get_output_embeddings(self) -> nn.Linear:
-        return self.lm_head
+    model_class = LlamaModel
 
     def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
                 inputs_embeds=None, labels=None, use_cache=None, output_attentions=None, output_hidden_states=None,
@@ -315,15 +304,11 @@ class LlamaForCausalLM(GenerationMixin, LlamaPreTrainedModel):
         return finish(config, result, return_dict)
 
 
-class LlamaForSequenceClassification(LlamaPreTrainedModel):
-    """`score` (no bias) on every position, pooled at each row's right-most token that is not pad_token_id."""
+class LlamaForSequenceClassification(LastTokenClassifierHead, LlamaPreTrainedModel):
+    """`score` (no bias) on every position, pooled at each row's right-most token that is not pad_token_id; the
+    forward warns once that padding in `inputs_embeds` is not detected."""
 
-    def __init__(self, config):
-        super().__init__(config)
-        self.model = LlamaModel(config)
-        self.num_labels = config.num_labels
-        self.score = nn.Linear(config.hidden_size, config.num_labels, bias=False)
-        self.post_init()
+    model_class = LlamaModel
 
     def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
                 inputs_embeds=None, labels=None, use_cache=None, output_attentions=None, output_hidden_states=None,
@@ -338,25 +323,10 @@ class LlamaForSequenceClassification(LlamaPreTrainedModel):
         return finish(self.config, last_token_output(self.config, logits, input_ids, labels, out), return_dict)
 
 
-class LlamaForTokenClassification(LlamaPreTrainedModel):
+class LlamaForTokenClassification(TokenClassifierHead, LlamaPreTrainedModel):
     """Dropout then `score` (with bias) on every position."""
 
-    def __init__(self, config):
-        super().__init__(config)
-        self.model = LlamaModel(config)
-        self.num_labels = config.num_labels
-        self.dropout = nn.Dropout(classifier_dropout(config))
-        self.score = nn.Linear(config.hidden_size, config.num_labels,
-                               bias=getattr(config, "token_classification_bias", True))
-        self.post_init()
-
-    def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
-                inputs_embeds=None, labels=None, use_cache=None, output_attentions=None, output_hidden_states=None,
-                return_dict=None, cache=None):
-        out = _backbone(self, input_ids, attention_mask, position_ids, past_key_values, inputs_embeds, use_cache,
-                        output_attentions, output_hidden_states, cache)
-        logits = self.score(self.dropout(out.last_hidden_state))  # (B, T, num_labels)
-        return finish(self.config, token_output(logits, labels, out), return_dict)
+    model_class = LlamaModel
 
 
 class LlamaForQuestionAnswering(LlamaPreTrainedModel):
