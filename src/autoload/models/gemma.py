@@ -44,8 +44,8 @@ from ..modeling import PreTrainedModel
 from ..nn.activations import Activation
 from ..nn.attention import attention
 from ..nn.cache import DynamicCache
-from ..nn.heads import (causal_lm_output, classifier_dropout, finish, forward_options, keep_positions,
-                        last_token_output, token_output)
+from ..nn.heads import (CausalLMHead, LastTokenClassifierHead, causal_lm_output, classifier_dropout, finish,
+                        forward_options, keep_positions, last_token_output, token_output)
 from ..nn.masks import attention_mask as build_mask
 from ..nn.outputs import BaseModelOutputWithPast
 from ..nn.rope import RotaryEmbedding, apply_rotary
@@ -336,23 +336,12 @@ def _backbone(head, input_ids, attention_mask, position_ids, past_key_values, in
                       return_dict=True, cache=cache)
 
 
-class GemmaForCausalLM(GenerationMixin, GemmaPreTrainedModel):
+class GemmaForCausalLM(GenerationMixin, CausalLMHead, GemmaPreTrainedModel):
     """Next-token logits: `lm_head` (tied to embed_tokens by default) over the final hidden states, soft-capped by
     final_logit_softcapping (gemma2/3). `logits_to_keep` = n keeps the last n positions (0: all), or a tensor."""
 
-    _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
-    accepts_loss_kwargs = True  # Trainer passes num_items_in_batch (the loss over all accumulated tokens)
+    model_class = GemmaModel
     caps_logits = True  # final_logit_softcapping applies (not in gemma3's multimodal class, as the reference)
-
-    def __init__(self, config):
-        super().__init__(config)
-        self.model = GemmaModel(self.config)
-        self.vocab_size = self.config.vocab_size
-        self.lm_head = nn.Linear(self.config.hidden_size, self.config.vocab_size, bias=False)
-        self.post_init()
-
-    def get_output_embeddings(self) -> nn.Linear:
-        return self.lm_head
 
     def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
                 inputs_embeds=None, labels=None, use_cache=None, output_attentions=None, output_hidden_states=None,
@@ -365,15 +354,11 @@ class GemmaForCausalLM(GenerationMixin, GemmaPreTrainedModel):
         return finish(self.config, causal_lm_output(logits, labels, num_items_in_batch, out), return_dict)
 
 
-class GemmaForSequenceClassification(GemmaPreTrainedModel):
-    """`score` (no bias) on every position, pooled at each row's right-most token that is not pad_token_id."""
+class GemmaForSequenceClassification(LastTokenClassifierHead, GemmaPreTrainedModel):
+    """`score` (no bias) on every position, pooled at each row's right-most token that is not pad_token_id; the
+    forward takes `pixel_values` too (refused: no vision tower)."""
 
-    def __init__(self, config):
-        super().__init__(config)
-        self.model = GemmaModel(self.config)
-        self.num_labels = self.config.num_labels
-        self.score = nn.Linear(self.config.hidden_size, self.config.num_labels, bias=False)
-        self.post_init()
+    model_class = GemmaModel
 
     def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
                 inputs_embeds=None, labels=None, use_cache=None, output_attentions=None, output_hidden_states=None,
