@@ -31,7 +31,7 @@ from ..nn.activations import Activation
 from ..nn.attention import attention
 from ..nn.cache import DynamicCache
 from ..nn.heads import (CausalLMHead, LastTokenClassifierHead, TokenClassifierHead, causal_lm_output, finish,
-                        forward_options, keep_positions)
+                        forward_options, keep_positions, run_backbone)
 from ..nn.masks import attention_mask as build_mask
 from ..nn.norms import RMSNorm
 from ..nn.outputs import BaseModelOutputWithPast
@@ -197,14 +197,6 @@ class GlmModel(GlmPreTrainedModel):
         return out if return_dict else out.to_tuple()
 
 
-def _backbone(head, input_ids, attention_mask, position_ids, past_key_values, inputs_embeds, use_cache,
-              output_attentions, output_hidden_states, cache) -> BaseModelOutputWithPast:
-    return head.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                      past_key_values=past_key_values, inputs_embeds=inputs_embeds, use_cache=use_cache,
-                      output_attentions=output_attentions, output_hidden_states=output_hidden_states,
-                      return_dict=True, cache=cache)
-
-
 class GlmForCausalLM(GenerationMixin, CausalLMHead, GlmPreTrainedModel):
     """Next-token logits: `lm_head` over the final hidden states (tied to embed_tokens with tie_word_embeddings).
     `logits_to_keep` = n keeps the last n positions (0: all), or a tensor of positions."""
@@ -214,8 +206,8 @@ class GlmForCausalLM(GenerationMixin, CausalLMHead, GlmPreTrainedModel):
     def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
                 inputs_embeds=None, labels=None, use_cache=None, output_attentions=None, output_hidden_states=None,
                 return_dict=None, logits_to_keep=0, cache=None, num_items_in_batch=None):
-        out = _backbone(self, input_ids, attention_mask, position_ids, past_key_values, inputs_embeds, use_cache,
-                        output_attentions, output_hidden_states, cache)
+        out = run_backbone(self.model, input_ids, attention_mask, position_ids, past_key_values, inputs_embeds,
+                           use_cache, output_attentions, output_hidden_states, cache)
         logits = self.lm_head(keep_positions(out.last_hidden_state, logits_to_keep))  # (B, T, vocab)
         return finish(self.config, causal_lm_output(logits, labels, num_items_in_batch, out), return_dict)
 

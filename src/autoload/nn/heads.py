@@ -29,6 +29,15 @@ def forward_options(config, input_ids, inputs_embeds, past_key_values, cache, us
             config.return_dict if return_dict is None else return_dict)
 
 
+def run_backbone(backbone, input_ids, attention_mask, position_ids, past_key_values, inputs_embeds, use_cache,
+                 output_attentions, output_hidden_states, cache, **extra):
+    """A decoder head's backbone run on the head's forward arguments (and `extra` ones): its output object."""
+    return backbone(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                    past_key_values=past_key_values, inputs_embeds=inputs_embeds, use_cache=use_cache,
+                    output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+                    return_dict=True, cache=cache, **extra)
+
+
 def finish(config, out, return_dict: bool | None):
     """The output object, or its tuple of set fields when return_dict (default config.return_dict) is False."""
     return out if (config.return_dict if return_dict is None else return_dict) else out.to_tuple()
@@ -150,10 +159,8 @@ class LastTokenClassifierHead:
     def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
                 inputs_embeds=None, labels=None, use_cache=None, output_attentions=None, output_hidden_states=None,
                 return_dict=None, cache=None):
-        out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                         past_key_values=past_key_values, inputs_embeds=inputs_embeds, use_cache=use_cache,
-                         output_attentions=output_attentions, output_hidden_states=output_hidden_states,
-                         return_dict=True, cache=cache)
+        out = run_backbone(self.model, input_ids, attention_mask, position_ids, past_key_values, inputs_embeds,
+                           use_cache, output_attentions, output_hidden_states, cache)
         logits = self.score(out.last_hidden_state)  # (B, T, num_labels)
         return finish(self.config, last_token_output(self.config, logits, input_ids, labels, out), return_dict)
 
@@ -176,9 +183,7 @@ class TokenClassifierHead:
     def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
                 inputs_embeds=None, labels=None, use_cache=None, output_attentions=None, output_hidden_states=None,
                 return_dict=None, cache=None):
-        out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                         past_key_values=past_key_values, inputs_embeds=inputs_embeds, use_cache=use_cache,
-                         output_attentions=output_attentions, output_hidden_states=output_hidden_states,
-                         return_dict=True, cache=cache)
+        out = run_backbone(self.model, input_ids, attention_mask, position_ids, past_key_values, inputs_embeds,
+                           use_cache, output_attentions, output_hidden_states, cache)
         logits = self.score(self.dropout(out.last_hidden_state))  # (B, T, num_labels)
         return finish(self.config, token_output(logits, labels, out), return_dict)
