@@ -47,7 +47,7 @@ from ..nn.activations import Activation
 from ..nn.attention import attention
 from ..nn.cache import DynamicCache
 from ..nn.heads import (CausalLMHead, LastTokenClassifierHead, TokenClassifierHead, causal_lm_output, finish,
-                        forward_options, keep_positions, last_token_output, span_output)
+                        forward_options, keep_positions, last_token_output, run_backbone, span_output)
 from ..nn.masks import attention_mask as build_mask
 from ..nn.masks import packed_segments
 from ..nn.moe import Experts, SparseMoeBlock, TopKRouter, load_balancing_loss, stack_experts, unstack_experts
@@ -264,13 +264,9 @@ class LlamaModel(LlamaPreTrainedModel):
 
 # -- heads: a LlamaModel under `model` (QA: `transformer`; Mistral's QA: `model`) plus a task layer -------------
 
-def _backbone(head, input_ids, attention_mask, position_ids, past_key_values, inputs_embeds, use_cache,
-              output_attentions, output_hidden_states, cache, **moe) -> BaseModelOutputWithPast:
-    return getattr(head, head.base_model_prefix)(
-        input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-        past_key_values=past_key_values, inputs_embeds=inputs_embeds, use_cache=use_cache,
-        output_attentions=output_attentions, output_hidden_states=output_hidden_states, return_dict=True,
-        cache=cache, **moe)
+def _backbone(head, *args, **moe) -> BaseModelOutputWithPast:
+    """run_backbone on the head's backbone, found under its base_model_prefix (QA: `transformer`)."""
+    return run_backbone(getattr(head, head.base_model_prefix), *args, **moe)
 
 
 class LlamaForCausalLM(GenerationMixin, CausalLMHead, LlamaPreTrainedModel):
