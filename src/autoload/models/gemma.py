@@ -45,7 +45,7 @@ from ..nn.activations import Activation
 from ..nn.attention import attention
 from ..nn.cache import DynamicCache
 from ..nn.heads import (CausalLMHead, LastTokenClassifierHead, causal_lm_output, classifier_dropout, finish,
-                        forward_options, keep_positions, last_token_output, token_output)
+                        forward_options, keep_positions, last_token_output, run_backbone, token_output)
 from ..nn.masks import attention_mask as build_mask
 from ..nn.outputs import BaseModelOutputWithPast
 from ..nn.rope import RotaryEmbedding, apply_rotary
@@ -330,10 +330,8 @@ def _backbone(head, input_ids, attention_mask, position_ids, past_key_values, in
     if pixel_values is not None:
         raise NotImplementedError(f"{type(head).__name__}: autoload implements Gemma 3's language model only; "
                                   "pixel_values (images) need the vision tower, which it does not build.")
-    return head.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                      past_key_values=past_key_values, inputs_embeds=inputs_embeds, use_cache=use_cache,
-                      output_attentions=output_attentions, output_hidden_states=output_hidden_states,
-                      return_dict=True, cache=cache)
+    return run_backbone(head.model, input_ids, attention_mask, position_ids, past_key_values, inputs_embeds,
+                        use_cache, output_attentions, output_hidden_states, cache)
 
 
 class GemmaForCausalLM(GenerationMixin, CausalLMHead, GemmaPreTrainedModel):
