@@ -23,12 +23,12 @@ from torch import nn
 
 from ..generation.mixin import GenerationMixin
 from ..modeling import PreTrainedModel
-from ..nn.heads import decoder_lm_output, finish, keep_positions
+from ..nn.heads import finish
 from ..nn.losses import cross_entropy, qa_span_loss, sequence_classification_loss, shift_tokens_right
 from ..nn.outputs import (BaseModelOutput, BaseModelOutputWithPastAndCrossAttentions, Seq2SeqLMOutput,
                           Seq2SeqModelOutput, Seq2SeqQuestionAnsweringModelOutput, Seq2SeqSequenceClassifierOutput)
-from ..nn.seq2seq import (SEQ2SEQ_FIELDS, Seq2SeqDecoderLayer, Seq2SeqEncoderLayer, as_encoder_output, decoder_cache,
-                          flag, init_weights, run_decoder, run_encoder)
+from ..nn.seq2seq import (SEQ2SEQ_FIELDS, DecoderLMHead, DecoderWrapper, Seq2SeqDecoderLayer, Seq2SeqEncoderLayer,
+                          as_encoder_output, decoder_cache, flag, init_weights, run_decoder, run_encoder)
 from .configs import BartConfig, MBartConfig
 
 
@@ -379,54 +379,18 @@ class BartForQuestionAnswering(_BartHead):
             loss=loss, start_logits=start, end_logits=end, **{k: out.get(k) for k in SEQ2SEQ_FIELDS}), return_dict)
 
 
-class BartDecoderWrapper(BartPreTrainedModel):
+class BartDecoderWrapper(DecoderWrapper, BartPreTrainedModel):
     """The decoder alone under `model.decoder` (BartForCausalLM's checkpoint keys)."""
 
-    def __init__(self, config: BartConfig):
-        super().__init__(config)
-        self.decoder = BartDecoder(config)
-        self.post_init()
-
-    def forward(self, *args, **kwargs):
-        return self.decoder(*args, **kwargs)
+    decoder_class = BartDecoder
 
 
-class BartForCausalLM(GenerationMixin, BartPreTrainedModel):
+class BartForCausalLM(GenerationMixin, DecoderLMHead, BartPreTrainedModel):
     """The decoder as a left-to-right LM (optionally cross-attending to `encoder_hidden_states`); `labels` are NOT
     shifted here (labels[t] is the target of logits[t]), as the reference. The config becomes is_decoder=True,
     is_encoder_decoder=False, as the reference sets it."""
 
-    _tied_weights_keys = {"lm_head.weight": "model.decoder.embed_tokens.weight"}
-
-    def __init__(self, config: BartConfig):
-        config.is_decoder, config.is_encoder_decoder = True, False
-        super().__init__(config)
-        self.model = BartDecoderWrapper(config)
-        self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
-        self.post_init()
-
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.model.decoder.embed_tokens
-
-    def set_input_embeddings(self, value: nn.Embedding) -> None:
-        self.model.decoder.embed_tokens = value
-
-    def get_output_embeddings(self) -> nn.Linear:
-        return self.lm_head
-
-    def get_decoder(self) -> BartDecoder:
-        return self.model.decoder
-
-    def forward(self, input_ids=None, attention_mask=None, encoder_hidden_states=None, encoder_attention_mask=None,
-                past_key_values=None, inputs_embeds=None, labels=None, use_cache=None, output_attentions=None,
-                output_hidden_states=None, return_dict=None, logits_to_keep=0, position_ids=None,
-                cache_position=None):
-        """position_ids are not read: the positions count from the cache length (as the reference)."""
-        out = self.model.decoder(input_ids, attention_mask, encoder_hidden_states, encoder_attention_mask,
-                                 past_key_values, inputs_embeds, use_cache, output_attentions, output_hidden_states,
-                                 return_dict=True, cache_position=cache_position)
-        logits = self.lm_head(keep_positions(out.last_hidden_state, logits_to_keep))  # (B, T', V)
-        return finish(self.config, decoder_lm_output(logits, labels, out), return_dict)
+    wrapper_class = BartDecoderWrapper
 
 
 # -- mBART: the same modules with pre-LN layers (MBartConfig.pre_layer_norm) and its own label shift ----------------

@@ -24,11 +24,11 @@ from torch import nn
 
 from ..generation.mixin import GenerationMixin
 from ..modeling import PreTrainedModel
-from ..nn.heads import decoder_lm_output, finish, keep_positions
+from ..nn.heads import finish
 from ..nn.losses import cross_entropy, shift_tokens_right
 from ..nn.outputs import BaseModelOutput, BaseModelOutputWithPastAndCrossAttentions, Seq2SeqLMOutput, Seq2SeqModelOutput
-from ..nn.seq2seq import (SEQ2SEQ_FIELDS, Seq2SeqDecoderLayer, Seq2SeqEncoderLayer, as_encoder_output, decoder_cache,
-                          flag, init_weights, run_decoder, run_encoder)
+from ..nn.seq2seq import (SEQ2SEQ_FIELDS, DecoderLMHead, DecoderWrapper, Seq2SeqDecoderLayer, Seq2SeqEncoderLayer,
+                          as_encoder_output, decoder_cache, flag, init_weights, run_decoder, run_encoder)
 from .configs import MarianConfig
 
 
@@ -285,50 +285,15 @@ class MarianMTModel(GenerationMixin, MarianPreTrainedModel):
         return shift_tokens_right(labels, self.config.pad_token_id, self.config.decoder_start_token_id)
 
 
-class MarianDecoderWrapper(MarianPreTrainedModel):
+class MarianDecoderWrapper(DecoderWrapper, MarianPreTrainedModel):
     """The decoder alone under `model.decoder` (MarianForCausalLM's checkpoint keys)."""
 
-    def __init__(self, config: MarianConfig):
-        super().__init__(config)
-        self.decoder = MarianDecoder(config)
-        self.post_init()
-
-    def forward(self, *args, **kwargs):
-        return self.decoder(*args, **kwargs)
+    decoder_class = MarianDecoder
 
 
-class MarianForCausalLM(GenerationMixin, MarianPreTrainedModel):
+class MarianForCausalLM(GenerationMixin, DecoderLMHead, MarianPreTrainedModel):
     """The decoder as a left-to-right LM over the target vocabulary; labels are NOT shifted (labels[t] is the
     target of logits[t]), as the reference. The config becomes is_decoder=True, is_encoder_decoder=False."""
 
-    _tied_weights_keys = {"lm_head.weight": "model.decoder.embed_tokens.weight"}
-
-    def __init__(self, config: MarianConfig):
-        config.is_decoder, config.is_encoder_decoder = True, False
-        super().__init__(config)
-        self.model = MarianDecoderWrapper(config)
-        self.lm_head = nn.Linear(config.d_model, config.decoder_vocab_size, bias=False)
-        self.post_init()
-
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.model.decoder.embed_tokens
-
-    def set_input_embeddings(self, value: nn.Embedding) -> None:
-        self.model.decoder.embed_tokens = value
-
-    def get_output_embeddings(self) -> nn.Linear:
-        return self.lm_head
-
-    def get_decoder(self) -> MarianDecoder:
-        return self.model.decoder
-
-    def forward(self, input_ids=None, attention_mask=None, encoder_hidden_states=None, encoder_attention_mask=None,
-                past_key_values=None, inputs_embeds=None, labels=None, use_cache=None, output_attentions=None,
-                output_hidden_states=None, return_dict=None, logits_to_keep=0, position_ids=None,
-                cache_position=None):
-        """position_ids are not read: the positions count from the cache length (as the reference)."""
-        out = self.model.decoder(input_ids, attention_mask, encoder_hidden_states, encoder_attention_mask,
-                                 past_key_values, inputs_embeds, use_cache, output_attentions, output_hidden_states,
-                                 return_dict=True, cache_position=cache_position)
-        logits = self.lm_head(keep_positions(out.last_hidden_state, logits_to_keep))  # (B, T', V)
-        return finish(self.config, decoder_lm_output(logits, labels, out), return_dict)
+    wrapper_class = MarianDecoderWrapper
+    lm_vocab = "decoder_vocab_size"

@@ -23,6 +23,7 @@ from .activations import Activation
 from .attention import attention
 from .cache import DynamicCache, EncoderDecoderCache
 from .encoder import cross_attention_mask
+from .heads import decoder_lm_output, finish, keep_positions
 from .masks import attention_mask as build_mask
 from .outputs import BaseModelOutput
 
@@ -229,3 +230,60 @@ def decoder_cache(decoder, cache, use_cache, encoder_hidden_states, cache_positi
         cache = EncoderDecoderCache() if cross else DynamicCache()
     past = cache.get_seq_length() if cache is not None else 0
     return cache, use_cache, int(cache_position[0]) if cache_position is not None else past
+
+
+# -- the decoder alone as a left-to-right LM (XForCausalLM): mixins placed before the family's PreTrainedModel -------
+
+class DecoderWrapper:
+    """The decoder (the class's `decoder_class`) alone under `decoder`, so that a causal LM holding it as `model`
+    has the checkpoint keys `model.decoder.*`."""
+
+    decoder_class: type
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.decoder = self.decoder_class(config)
+        self.post_init()
+
+    def forward(self, *args, **kwargs):
+        return self.decoder(*args, **kwargs)
+
+
+class DecoderLMHead:
+    """`model` (the class's `wrapper_class`, a DecoderWrapper) plus `lm_head` over `lm_vocab` (a config attribute)
+    outputs; labels are NOT shifted (labels[t] is the target of logits[t]), as the reference. The config becomes
+    is_decoder=True, is_encoder_decoder=False, as the reference sets it."""
+
+    _tied_weights_keys = {"lm_head.weight": "model.decoder.embed_tokens.weight"}
+    wrapper_class: type
+    lm_vocab = "vocab_size"
+
+    def __init__(self, config):
+        config.is_decoder, config.is_encoder_decoder = True, False
+        super().__init__(config)
+        self.model = self.wrapper_class(config)
+        self.lm_head = nn.Linear(config.d_model, getattr(config, self.lm_vocab), bias=False)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.model.decoder.embed_tokens
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.model.decoder.embed_tokens = value
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.lm_head
+
+    def get_decoder(self) -> nn.Module:
+        return self.model.decoder
+
+    def forward(self, input_ids=None, attention_mask=None, encoder_hidden_states=None, encoder_attention_mask=None,
+                past_key_values=None, inputs_embeds=None, labels=None, use_cache=None, output_attentions=None,
+                output_hidden_states=None, return_dict=None, logits_to_keep=0, position_ids=None,
+                cache_position=None):
+        """position_ids are not read: the positions count from the cache length (as the reference)."""
+        out = self.model.decoder(input_ids, attention_mask, encoder_hidden_states, encoder_attention_mask,
+                                 past_key_values, inputs_embeds, use_cache, output_attentions, output_hidden_states,
+                                 return_dict=True, cache_position=cache_position)
+        logits = self.lm_head(keep_positions(out.last_hidden_state, logits_to_keep))  # (B, T', V)
+        return finish(self.config, decoder_lm_output(logits, labels, out), return_dict)
