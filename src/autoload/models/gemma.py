@@ -43,7 +43,6 @@ from ..generation.mixin import GenerationMixin
 from ..modeling import PreTrainedModel
 from ..nn.activations import Activation
 from ..nn.attention import attention
-from ..nn.cache import DynamicCache
 from ..nn.heads import (CausalLMHead, LastTokenClassifierHead, causal_lm_output, classifier_dropout, finish,
                         forward_options, keep_positions, last_token_output, run_backbone, token_output)
 from ..nn.masks import attention_mask as build_mask
@@ -269,15 +268,9 @@ class GemmaModel(GemmaPreTrainedModel):
         `attention_mask` (B, P+T) marks padding with 0, `position_ids` (B, T) default to P..P+T-1. Given
         `inputs_embeds` are used as they are (not scaled), as in the reference."""
         config = self.config
-        cache, use_cache, output_attentions, output_hidden_states, return_dict = forward_options(
-            config, input_ids, inputs_embeds, past_key_values, cache, use_cache, output_attentions,
-            output_hidden_states, return_dict)
-        if self.checkpointing():  # recomputed blocks would write a cache twice
-            use_cache, cache = False, None
-        if inputs_embeds is None:
-            inputs_embeds = self.embed_tokens(input_ids)  # (B, T, C), scaled
-        if use_cache and cache is None:
-            cache = DynamicCache()
+        inputs_embeds, cache, use_cache, output_attentions, output_hidden_states, return_dict = forward_options(
+            self, self.embed_tokens, input_ids, inputs_embeds, past_key_values, cache, use_cache, output_attentions,
+            output_hidden_states, return_dict)  # inputs_embeds (B, T, C), scaled
         b, t = inputs_embeds.shape[:2]
         device = inputs_embeds.device
         given_mask = attention_mask is not None and attention_mask.dim() == 4  # a ready-made mask is used as given

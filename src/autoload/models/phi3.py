@@ -31,7 +31,6 @@ from ..generation.mixin import GenerationMixin
 from ..modeling import PreTrainedModel
 from ..nn.activations import Activation
 from ..nn.attention import attention
-from ..nn.cache import DynamicCache
 from ..nn.heads import (CausalLMHead, LastTokenClassifierHead, TokenClassifierHead, causal_lm_output, finish,
                         forward_options, keep_positions, run_backbone)
 from ..nn.masks import attention_mask as build_mask
@@ -148,15 +147,9 @@ class Phi3Model(Phi3PreTrainedModel):
         """Hidden states (B, T, C) after the final norm; `past_key_values` (alias `cache`) holds earlier tokens,
         `attention_mask` (B, P+T) marks padding with 0, `position_ids` (B, T) default to P..P+T-1."""
         config = self.config
-        cache, use_cache, output_attentions, output_hidden_states, return_dict = forward_options(
-            config, input_ids, inputs_embeds, past_key_values, cache, use_cache, output_attentions,
-            output_hidden_states, return_dict)
-        if self.checkpointing():  # recomputed blocks would write a cache twice
-            use_cache, cache = False, None
-        if inputs_embeds is None:
-            inputs_embeds = self.embed_tokens(input_ids)  # (B, T, C)
-        if use_cache and cache is None:
-            cache = DynamicCache()
+        inputs_embeds, cache, use_cache, output_attentions, output_hidden_states, return_dict = forward_options(
+            self, self.embed_tokens, input_ids, inputs_embeds, past_key_values, cache, use_cache, output_attentions,
+            output_hidden_states, return_dict)  # inputs_embeds (B, T, C)
         b, t = inputs_embeds.shape[:2]
         device = inputs_embeds.device
         given_mask = attention_mask is not None and attention_mask.dim() == 4  # a ready-made mask is used as given

@@ -9,21 +9,32 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .cache import DynamicCache
 from .losses import causal_lm_loss, cross_entropy, qa_span_loss, sequence_classification_loss
 from .outputs import (CausalLMOutputWithCrossAttentions, CausalLMOutputWithPast, QuestionAnsweringModelOutput,
                       SequenceClassifierOutputWithPast, TokenClassifierOutput)
 
 
-def forward_options(config, input_ids, inputs_embeds, past_key_values, cache, use_cache, output_attentions,
-                    output_hidden_states, return_dict):
-    """The checks and config defaults a decoder backbone's forward starts with: returns (cache, use_cache,
-    output_attentions, output_hidden_states, return_dict); the cache comes as `past_key_values` or `cache`."""
+def forward_options(backbone, embed, input_ids, inputs_embeds, past_key_values, cache, use_cache,
+                    output_attentions, output_hidden_states, return_dict):
+    """What a decoder backbone's forward starts with: the argument checks, the config defaults, no cache while
+    gradient checkpointing (recomputed blocks would write it twice), `embed(input_ids)` when no inputs_embeds are
+    given, and a new DynamicCache when one is wanted. The cache comes as `past_key_values` or `cache`. Returns
+    (inputs_embeds (B, T, C), cache, use_cache, output_attentions, output_hidden_states, return_dict)."""
     if (input_ids is None) == (inputs_embeds is None):
         raise ValueError("You must specify exactly one of input_ids or inputs_embeds")
     if past_key_values is not None and cache is not None:
         raise ValueError("Pass the cache once, as past_key_values or as cache.")
+    config = backbone.config
     cache = past_key_values if past_key_values is not None else cache
-    return (cache, config.use_cache if use_cache is None else use_cache,
+    use_cache = config.use_cache if use_cache is None else use_cache
+    if backbone.checkpointing():
+        use_cache, cache = False, None
+    if inputs_embeds is None:
+        inputs_embeds = embed(input_ids)
+    if use_cache and cache is None:
+        cache = DynamicCache()
+    return (inputs_embeds, cache, use_cache,
             config.output_attentions if output_attentions is None else output_attentions,
             config.output_hidden_states if output_hidden_states is None else output_hidden_states,
             config.return_dict if return_dict is None else return_dict)
