@@ -26,9 +26,9 @@ from ..generation.mixin import GenerationMixin
 from ..modeling import PreTrainedModel
 from ..nn.heads import finish
 from ..nn.losses import cross_entropy, shift_tokens_right
-from ..nn.outputs import BaseModelOutput, BaseModelOutputWithPastAndCrossAttentions, Seq2SeqLMOutput, Seq2SeqModelOutput
+from ..nn.outputs import BaseModelOutput, BaseModelOutputWithPastAndCrossAttentions, Seq2SeqLMOutput
 from ..nn.seq2seq import (SEQ2SEQ_FIELDS, DecoderLMHead, DecoderWrapper, Seq2SeqDecoderLayer, Seq2SeqEncoderLayer,
-                          as_encoder_output, decoder_cache, flag, init_weights, run_decoder, run_encoder)
+                          decoder_cache, encode_and_decode, flag, init_weights, run_decoder, run_encoder)
 from .configs import MarianConfig
 
 
@@ -180,19 +180,9 @@ class MarianModel(MarianPreTrainedModel):
                 cache_position=None):
         """attention_mask (B, S) is the encoder's padding mask (also for cross-attention); decoder inputs are
         required (Marian does not derive them from input_ids)."""
-        if encoder_outputs is None:
-            encoder_outputs = self.encoder(input_ids, attention_mask, inputs_embeds, output_attentions,
-                                           output_hidden_states, return_dict=True)
-        encoder_outputs = as_encoder_output(encoder_outputs)
-        dec = self.decoder(decoder_input_ids, decoder_attention_mask, encoder_outputs[0], attention_mask,
-                           past_key_values, decoder_inputs_embeds, use_cache, output_attentions, output_hidden_states,
-                           return_dict=True, cache_position=cache_position)
-        return finish(self.config, Seq2SeqModelOutput(
-            last_hidden_state=dec.last_hidden_state, past_key_values=dec.past_key_values,
-            decoder_hidden_states=dec.hidden_states, decoder_attentions=dec.attentions,
-            cross_attentions=dec.cross_attentions, encoder_last_hidden_state=encoder_outputs.last_hidden_state,
-            encoder_hidden_states=encoder_outputs.hidden_states, encoder_attentions=encoder_outputs.attentions),
-            return_dict)
+        return encode_and_decode(self, input_ids, attention_mask, decoder_input_ids, decoder_attention_mask,
+                                 encoder_outputs, past_key_values, inputs_embeds, decoder_inputs_embeds, use_cache,
+                                 output_attentions, output_hidden_states, return_dict, cache_position)
 
 
 class MarianMTModel(GenerationMixin, MarianPreTrainedModel):

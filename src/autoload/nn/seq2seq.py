@@ -25,7 +25,7 @@ from .cache import DynamicCache, EncoderDecoderCache
 from .encoder import cross_attention_mask
 from .heads import decoder_lm_output, finish, keep_positions
 from .masks import attention_mask as build_mask
-from .outputs import BaseModelOutput
+from .outputs import BaseModelOutput, Seq2SeqModelOutput
 
 SEQ2SEQ_FIELDS = ("past_key_values", "decoder_hidden_states", "decoder_attentions", "cross_attentions",
                   "encoder_last_hidden_state", "encoder_hidden_states", "encoder_attentions")
@@ -214,6 +214,27 @@ def as_encoder_output(encoder_outputs) -> BaseModelOutput:
         return BaseModelOutput(*encoder_outputs[:3])
     raise TypeError("encoder_outputs must be the encoder's output (a BaseModelOutput or a tuple whose first item is "
                     f"the (batch, length, hidden) tensor), got {type(encoder_outputs).__name__}.")
+
+
+def encode_and_decode(model, input_ids, attention_mask, decoder_input_ids, decoder_attention_mask, encoder_outputs,
+                      past_key_values, inputs_embeds, decoder_inputs_embeds, use_cache, output_attentions,
+                      output_hidden_states, return_dict, cache_position):
+    """An encoder-decoder backbone's forward (`model.encoder`, `model.decoder`): the encoder on the source, unless
+    `encoder_outputs` (an output object or a tuple) is given, then the decoder over it; attention_mask (B, S) is
+    the encoder's padding mask, also hiding those keys from cross-attention. A Seq2SeqModelOutput (or its tuple)."""
+    if encoder_outputs is None:
+        encoder_outputs = model.encoder(input_ids, attention_mask, inputs_embeds, output_attentions,
+                                        output_hidden_states, return_dict=True)
+    encoder_outputs = as_encoder_output(encoder_outputs)
+    dec = model.decoder(decoder_input_ids, decoder_attention_mask, encoder_outputs[0], attention_mask,
+                        past_key_values, decoder_inputs_embeds, use_cache, output_attentions, output_hidden_states,
+                        return_dict=True, cache_position=cache_position)
+    return finish(model.config, Seq2SeqModelOutput(
+        last_hidden_state=dec.last_hidden_state, past_key_values=dec.past_key_values,
+        decoder_hidden_states=dec.hidden_states, decoder_attentions=dec.attentions,
+        cross_attentions=dec.cross_attentions, encoder_last_hidden_state=encoder_outputs.last_hidden_state,
+        encoder_hidden_states=encoder_outputs.hidden_states, encoder_attentions=encoder_outputs.attentions),
+        return_dict)
 
 
 def decoder_cache(decoder, cache, use_cache, encoder_hidden_states, cache_position):
