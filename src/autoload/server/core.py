@@ -21,6 +21,7 @@ from typing import Callable
 
 from .faults import Fault
 from .handler import Handler, HTTPServer
+from .history import Store
 from .repos import (CHUNK, COMMIT, LEGACY_ALIASES, LFS_EXTENSIONS, LFS_MIN_SIZE, SHA256, FileEntry, HubError, Repo,
                     Request, Snapshot, has_files, lfs_patterns, listdir, matches, repo_not_found, under)
 
@@ -44,11 +45,16 @@ class HubServer:
     aliases: extra `{alias: canonical_id}` redirects, over LEGACY_ALIASES and hub.json's.
     follow_symlinks_outside: serve what symlinks point to outside `root` (off: such files and folders are absent).
     public_url: the base URL clients reach this server at, for absolute links (default: `url`).
+    writable: accept uploads (docs/hub-server.md, "Writable mode"), from `write_tokens` only: a list of tokens,
+    or {token: user} (the user owns the namespace of a `create_repo` that names none). Written repos live in
+    ROOT/.hub (history.py). max_file_size, max_commit_bytes: upload limits in bytes (413 beyond).
     """
 
     def __init__(self, root: str | os.PathLike, *, host: str = "127.0.0.1", port: int = 0,
                  tokens: list[str] | None = None, page_size: int = 1000, aliases: dict[str, str] | None = None,
-                 follow_symlinks_outside: bool = False, public_url: str | None = None):
+                 follow_symlinks_outside: bool = False, public_url: str | None = None, writable: bool = False,
+                 write_tokens: list[str] | dict[str, str] | None = None, max_file_size: int = 50 * 2**30,
+                 max_commit_bytes: int = 2**30):
         self.root = os.path.abspath(os.fspath(root))
         self.real_root = os.path.realpath(self.root)
         self.follow_symlinks_outside = follow_symlinks_outside
@@ -60,6 +66,20 @@ class HubServer:
         self.page_size = page_size
         self.aliases = dict(aliases or {})
         self.mirror = any(n.startswith(("models--", "datasets--")) for n in listdir(self.root))
+        if isinstance(write_tokens, dict):
+            self.write_tokens = dict(write_tokens)
+        else:
+            self.write_tokens = {t: "user" for t in (write_tokens or [])}
+        if writable and not self.write_tokens:
+            raise ValueError("a writable hub needs at least one write token (--write-token)")
+        if writable and self.mirror:
+            raise ValueError("a huggingface_hub cache (mirror mode) cannot be served writable")
+        if self.tokens is not None and self.tokens & set(self.write_tokens):
+            raise ValueError("a token cannot be both a read token and a write token")
+        self.writable = writable
+        self.max_file_size, self.max_commit_bytes = max_file_size, max_commit_bytes
+        self.store = Store(self.root)
+        self.upload_secret = os.urandom(32)  # signs the LFS upload URLs of this run
         self.fault: Callable[[str, str, dict[str, str]], Fault | None] | None = None
         self.requests: list[Request] = []
         self._lock = threading.Lock()        # guards requests, _connections, _stopped
@@ -199,8 +219,9 @@ class HubServer:
             else:
                 repos.update({f"{org}/{name}": os.path.join(folder, name) for name in listdir(folder)
                               if os.path.isdir(os.path.join(folder, name))})
-        return {repo_id: folder for repo_id, folder in repos.items()
-                if self._inside(folder) and not under(os.path.realpath(folder), hidden)}
+        repos = {repo_id: folder for repo_id, folder in repos.items()
+                 if self._inside(folder) and not under(os.path.realpath(folder), hidden)}
+        return {**repos, **self.store.repos(kind)}  # a written repo shadows a folder of the same id
 
     def lookup(self, kind: str, repo_id: str) -> tuple[Repo | None, str | None]:
         """(repo, None) when `repo_id` is a repo, (None, canonical_id) when it should redirect there
@@ -220,6 +241,13 @@ class HubServer:
 
     def _make_repo(self, kind: str, repo_id: str, folder: str) -> Repo:
         settings = self._config().get("repos", {}).get(repo_id if kind == "model" else f"datasets/{repo_id}", {})
+        if not self.mirror and folder.startswith(self.store.dir + os.sep):
+            refs = self.store.refs(folder)
+            repo = Repo(kind, repo_id, refs={**refs["heads"], **refs["tags"],
+                                             **{f"refs/pr/{n}": c for n, c in refs["prs"].items()}},
+                        tags=set(refs["tags"]), private=bool(self.store.settings(folder).get("private")),
+                        access=settings.get("access"), history=folder)
+            return repo
         repo = Repo(kind, repo_id, refs={} if self.mirror else {"main": folder},
                     private=bool(settings.get("private")), gated=bool(settings.get("gated")),
                     access=settings.get("access"))
@@ -253,6 +281,11 @@ class HubServer:
 
     def snapshot(self, repo: Repo, revision: str) -> Snapshot:
         """The files and commit of `repo` at a branch, tag, PR ref or full commit sha."""
+        if repo.history is not None:
+            commit = self.store.resolve(repo.history, revision)
+            if commit is None:
+                raise HubError(404, "RevisionNotFound", f"Invalid rev id: {revision}")
+            return self.store.snapshot(repo.history, commit)
         folder = repo.refs.get(revision) or repo.commits.get(revision)
         if folder:
             return self._snapshot(repo, folder)
@@ -322,6 +355,8 @@ class HubServer:
         a token of the server's token list; with neither list (the server accepts any token), no token."""
         if token is None:
             return False
+        if token in self.write_tokens:
+            return True
         if repo.access is not None:
             return token in repo.access
         return self.tokens is not None and token in self.tokens

@@ -14,7 +14,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import quote
 
-from . import faults, hf, modelscope
+from . import faults, hf, modelscope, writes
 from .repos import CONTENT_TYPES, FileEntry, HubError, Request
 
 log = logging.getLogger("autoload.server")
@@ -22,6 +22,7 @@ log = logging.getLogger("autoload.server")
 _UNSAFE_IN_HEADER = re.compile(r"[\x00-\x1f\x7f]|[^\x00-\xff]")  # control characters and non-latin-1
 MAX_RANGE = 200            # longer Range values are ignored (the whole file is sent)
 MAX_IGNORED_BODY = 65536   # a GET or HEAD may carry a body this large, read and thrown away
+MAX_DRAINED_BODY = 16 << 20  # a refused upload's body is read (and dropped) up to this size before the answer
 
 
 class HTTPServer(ThreadingHTTPServer):
@@ -84,6 +85,65 @@ class Handler(BaseHTTPRequestHandler):
 
     do_HEAD = do_GET
 
+    def do_POST(self) -> None:
+        """A write (POST, PUT, DELETE): its body is read by the route, through read_body / read_chunk."""
+        hub = self.server.hub
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        self.fault, self.started, self.body_left = None, False, 0
+        hub.record(Request(self.command, self.path, headers))
+        try:
+            lengths = set(self.headers.get_all("Content-Length") or [])
+            if "Transfer-Encoding" in self.headers or len(lengths) > 1:
+                raise HubError(411, "LengthRequired", "Send the body with one Content-Length (no chunked encoding)")
+            length = lengths.pop().strip() if lengths else "0"
+            if not re.fullmatch(r"[0-9]{1,18}", length):
+                raise HubError(400, "BadRequest", "Invalid Content-Length")
+            self.body_left = int(length)
+            self.fault = hub.fault(self.command, self.path, headers) if hub.fault else None
+            if self.fault and self.fault.delay:
+                time.sleep(self.fault.delay)
+            if self.fault and self.fault.status is not None:
+                faults.send_fault(self, self.fault)
+            else:
+                self.query = self.path.partition("?")[2]
+                writes.route(self, self.path.partition("?")[0], headers)
+        except HubError as err:
+            if self.body_left <= MAX_DRAINED_BODY:  # so that the client reads the answer, not a reset
+                self.read_body(None)
+            self.send_hub_error(err)
+        except (ConnectionError, TimeoutError):
+            self.close_connection = True
+        except Exception:
+            log.exception("hub server: %s %s failed", self.command, self.path)
+            self.close_connection = True
+            if not self.started:
+                self.send_hub_error(HubError(500, None, "Internal server error"))
+        if self.body_left:  # an unread body would be parsed as the next request
+            self.close_connection = True
+
+    do_PUT = do_DELETE = do_POST
+
+    def read_chunk(self, n: int = 1 << 20) -> bytes:
+        """Up to `n` bytes of the request body (b"" at its end)."""
+        chunk = self.rfile.read(min(n, self.body_left)) if self.body_left else b""
+        self.body_left -= len(chunk)
+        if not chunk and self.body_left:
+            raise ConnectionError("the client closed the connection mid-body")
+        return chunk
+
+    read_chunk_of = read_chunk
+
+    def read_body(self, limit: int | None) -> bytes:
+        """The whole request body; 413 when it is over `limit` bytes (None: read and drop it)."""
+        if limit is not None and self.body_left > limit:
+            raise HubError(413, "PayloadTooLarge", f"The request body is over {limit} bytes")
+        parts = []
+        while self.body_left:
+            chunk = self.read_chunk()
+            if limit is not None:
+                parts.append(chunk)
+        return b"".join(parts)
+
     def _discard_body(self) -> None:
         """Read and drop a body sent with a GET or HEAD, so it is never parsed as the next request."""
         if "Transfer-Encoding" in self.headers:
@@ -103,6 +163,10 @@ class Handler(BaseHTTPRequestHandler):
         raw_path, _, self.query = self.path.partition("?")
         if raw_path.split("/")[1:3] == ["api", "v1"]:  # ModelScope: its own auth and JSON envelope
             return modelscope.route(self, raw_path)
+        if raw_path == "/api/whoami-v2":
+            return writes.whoami(self, headers)
+        if "xet-write-token" in raw_path.split("/"):
+            return writes.no_xet(self)
         hf.route(self, raw_path, headers)
 
     # ---- answers ----

@@ -80,10 +80,12 @@ def _token(handler, authorization: str | None) -> str | None:
     if authorization is None:
         return None
     scheme, _, token = authorization.partition(" ")
-    tokens = handler.server.hub.tokens
-    if scheme.lower() != "bearer" or not token.strip() or (tokens is not None and token.strip() not in tokens):
+    hub = handler.server.hub
+    token = token.strip()
+    known = hub.tokens is None or token in hub.tokens or token in hub.write_tokens
+    if scheme.lower() != "bearer" or not token or not known:
         raise HubError(401, None, "Invalid credentials in Authorization header")
-    return token.strip()
+    return token
 
 
 def _repo_info(handler, repo: Repo, snap: Snapshot) -> dict:

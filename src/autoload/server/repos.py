@@ -91,6 +91,7 @@ class Repo:
     private: bool = False
     gated: bool = False
     access: list[str] | None = None  # tokens allowed in (None: any valid token)
+    history: str | None = None  # its folder in the history store (written repos; refs then name commits)
 
 
 def git_sha1_of(data: bytes) -> str:
