@@ -50,6 +50,26 @@ class RetryLimitError(HubHTTPError):
     retry budget (AUTOLOAD_MAX_RETRY_WAIT seconds of waiting, AUTOLOAD_MAX_RETRIES tries)."""
 
 
+class AuthenticationError(HubHTTPError):
+    """An upload without a token, or with one the hub does not know (HTTP 401)."""
+
+
+class WriteAccessError(HubHTTPError, PermissionError):
+    """The token may read but not write to this repo or namespace (HTTP 403)."""
+
+
+class CommitConflictError(HubHTTPError):
+    """The branch moved since `parent_commit` (HTTP 412), or the repo, branch or tag already exists (HTTP 409)."""
+
+
+class PayloadTooLargeError(HubHTTPError):
+    """A file or a commit is over the hub's size limit (HTTP 413)."""
+
+
+class QuotaExceededError(HubHTTPError):
+    """The hub refused the upload for a storage or rate quota (HTTP 402, 429 or 507)."""
+
+
 class RepositoryNotFoundError(HubHTTPError):
     """The repo does not exist, is private, or the token has no access to it."""
 
@@ -107,5 +127,6 @@ __all__ = [
     "HubError", "HubHTTPError", "RepositoryNotFoundError", "GatedRepoError", "RevisionNotFoundError",
     "EntryNotFoundError", "LocalEntryNotFoundError", "OfflineModeError", "IncompleteSnapshotError",
     "IntegrityError", "UnsafePathError", "InvalidRepoIdError", "InvalidRevisionError", "MalformedResponseError",
-    "RetryLimitError", "CacheLockTimeoutError",
+    "RetryLimitError", "CacheLockTimeoutError", "AuthenticationError", "WriteAccessError", "CommitConflictError",
+    "PayloadTooLargeError", "QuotaExceededError",
 ]
