@@ -72,7 +72,7 @@ def load_pretrained(cls, name_or_path, model_args: tuple, *, config: PretrainedC
                     torch_dtype, device, device_map, local_files_only: bool, token, cache_dir, endpoint,
                     trust_remote_code, code_revision, ignore_mismatched_sizes: bool, output_loading_info: bool,
                     use_safetensors: bool | None, weights_only: bool, state_dict, attn_implementation, variant,
-                    hub, check_size: bool, kwargs: dict):
+                    hub, check_size: bool, kwargs: dict, tp_plan=None, tp_size: int | None = None):
     """`cls.from_pretrained(...)` (see its docstring): the model, or (model, loading info)."""
     if torch_dtype is not None:
         dtype = torch_dtype if dtype in (None, "auto") else dtype
@@ -117,7 +117,11 @@ def load_pretrained(cls, name_or_path, model_args: tuple, *, config: PretrainedC
     config.dtype = dtype
     with skeleton(dtype):
         model = cls(config, *model_args, **model_kwargs)
-    info = _load_into(model, files, state_dict, dtype, target_device, ignore_mismatched_sizes, weights_only)
+    if tp_plan is not None:  # tensor parallel: each rank reads its slices (distributed/tensor_parallel.py)
+        from .distributed.tensor_parallel import load_sharded
+        info = load_sharded(model, files, state_dict, dtype, tp_plan, tp_size, device, device_map, weights_only)
+    else:
+        info = _load_into(model, files, state_dict, dtype, target_device, ignore_mismatched_sizes, weights_only)
     if device_map == "auto":
         dispatch_auto(model)
     model.eval()

@@ -394,7 +394,8 @@ class PreTrainedModel(nn.Module):
                         ignore_mismatched_sizes: bool = False, output_loading_info: bool = False,
                         use_safetensors: bool | None = None, weights_only: bool = True, state_dict=None,
                         attn_implementation: str | None = None, variant: str | None = None,
-                        hub: str | None = None, check_size: bool = True, **kwargs):
+                        hub: str | None = None, check_size: bool = True, tp_plan: str | dict | None = None,
+                        tp_size: int | None = None, **kwargs):
         """Load a model from a folder or a hub repo id (the steps: see loading.py).
 
         dtype: "auto" (the checkpoint's), a torch.dtype or its name. device / device_map: "cpu", "cuda",
@@ -402,6 +403,8 @@ class PreTrainedModel(nn.Module):
         are config overrides (num_labels=3, ...); an unknown keyword is an error naming the closest valid one.
         check_size=False (or AUTOLOAD_SKIP_SIZE_CHECK=1) skips the parameter estimate that refuses a config far
         larger than this machine's memory or than the checkpoint on disk (`ModelTooLargeError`).
+        tp_plan="auto" (under torchrun or an initialised process group): tensor parallel over `tp_size` ranks
+        (default: all), each rank reading only its slices of the checkpoint (see autoload/distributed/).
         """
         return load_pretrained(cls, name_or_path, model_args, config=config, revision=revision, dtype=dtype,
                                torch_dtype=torch_dtype, device=device, device_map=device_map,
@@ -411,7 +414,7 @@ class PreTrainedModel(nn.Module):
                                output_loading_info=output_loading_info, use_safetensors=use_safetensors,
                                weights_only=weights_only, state_dict=state_dict,
                                attn_implementation=attn_implementation, variant=variant, hub=hub,
-                               check_size=check_size, kwargs=kwargs)
+                               check_size=check_size, kwargs=kwargs, tp_plan=tp_plan, tp_size=tp_size)
 
     def load_extras(self, source) -> None:
         """Called by from_pretrained once the weights are in, with the call's `FileSource`: a mixin reads the

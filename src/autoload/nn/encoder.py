@@ -59,7 +59,7 @@ class EncoderSelfAttention(nn.Module):
         # softmax in the input dtype (as the reference); with no mask a causal decoder uses SDPA's is_causal
         y, weights = attention(q, k, v, mask, is_causal=self.is_causal, eager=eager, softmax_fp32=False,
                                dropout=self.dropout.p if self.training else 0.0)
-        return y.transpose(1, 2).reshape(B, T, H), weights  # (B, T, H)
+        return y.transpose(1, 2).reshape(B, T, -1), weights  # (B, T, H); H / tp under tensor parallelism
 
     def _unpadded(self, rows: torch.Tensor, packing: Packing) -> torch.Tensor:
         """Self-attention over packed real tokens (N, H): q, k, v projected on the rows only, scattered to
