@@ -37,7 +37,11 @@ _EXPORTS: dict[str, str] = {
         "HubError", "HubHTTPError", "RepositoryNotFoundError", "GatedRepoError", "RevisionNotFoundError",
         "EntryNotFoundError", "LocalEntryNotFoundError", "OfflineModeError", "IncompleteSnapshotError",
         "IntegrityError", "UnsafePathError", "InvalidRepoIdError", "InvalidRevisionError",
-        "MalformedResponseError", "RetryLimitError", "CacheLockTimeoutError")},
+        "MalformedResponseError", "RetryLimitError", "CacheLockTimeoutError", "AuthenticationError",
+        "WriteAccessError", "CommitConflictError", "PayloadTooLargeError", "QuotaExceededError")},
+    **{name: "autoload.hub.upload" for name in (
+        "create_repo", "create_branch", "create_commit", "upload_file", "upload_folder", "CommitOperationAdd",
+        "CommitOperationDelete")},
     # concrete classes, as the reference exports them: every config, model and tokenizer class of the registry
     # (registry/table.py's rows and tokenization.TOKENIZER_CLASSES; tests/test_toplevel.py ties this list to them)
     **{f"{name}Config": "autoload.models.configs" for name in (

@@ -15,6 +15,7 @@ import os
 from typing import Any, ClassVar
 
 from .errors import ConfigError, ConfigTypeError
+from .hub.push import push_to_hub as _push_to_hub
 from .jsonfiles import read_json
 
 logger = logging.getLogger("autoload")
@@ -230,6 +231,8 @@ class PretrainedConfig:
 
     def to_json_string(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+    push_to_hub = _push_to_hub  # save_pretrained into a temp folder, then one upload commit (hub/push.py)
 
     def save_pretrained(self, folder: str | os.PathLike) -> str:
         os.makedirs(folder, exist_ok=True)

@@ -14,6 +14,7 @@ import torch.utils.checkpoint
 from torch import nn
 
 from .configuration import PretrainedConfig
+from .hub.push import push_to_hub as _push_to_hub
 from .loading import building, default_dtype, get_tensor, load_pretrained, save_model, set_tensor, to_dtype
 
 
@@ -421,6 +422,8 @@ class PreTrainedModel(nn.Module):
         files it needs next to the weights (GenerationMixin: generation_config.json). Nothing here."""
 
     # -- saving -----------------------------------------------------------------------------------
+    push_to_hub = _push_to_hub  # save_pretrained into a temp folder, then one upload commit (hub/push.py)
+
     def save_pretrained(self, save_directory: str | os.PathLike, is_main_process: bool = True,
                         state_dict: dict | None = None, save_function: Callable = torch.save,
                         max_shard_size: int | str = "5GB", safe_serialization: bool = True) -> None:

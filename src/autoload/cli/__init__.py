@@ -12,7 +12,7 @@ import importlib
 import logging
 import sys
 
-COMMANDS = ("download", "cache", "serve", "run", "chat")  # module names under autoload.cli, in --help order
+COMMANDS = ("download", "upload", "cache", "serve", "run", "chat")  # module names under autoload.cli, in --help order
 
 
 def build_parser() -> argparse.ArgumentParser:

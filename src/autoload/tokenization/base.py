@@ -18,6 +18,7 @@ import os
 from tokenizers import AddedToken, Tokenizer, processors
 
 from . import loading, padding, saving
+from ..hub.push import push_to_hub as _push_to_hub
 from .chat import apply_chat_template, get_chat_template
 from .encoding import BatchEncoding, to_python
 from .padding import VERY_LARGE_INTEGER
@@ -641,6 +642,7 @@ class TokenizersBackend:
     _resolve_strategies = padding.resolve_strategies
     pad = padding.pad
     save_pretrained = saving.save_pretrained
+    push_to_hub = _push_to_hub  # save_pretrained into a temp folder, then one upload commit
     apply_chat_template = apply_chat_template
     get_chat_template = get_chat_template
 
