@@ -112,10 +112,11 @@ class Store:
         crash_point("before-ref")
         _write_atomic(os.path.join(folder, "refs.json"), json.dumps(refs, sort_keys=True).encode())
 
-    def create(self, folder: str, private: bool, files: dict[str, dict], summary: str) -> str:
-        """A new repo with one commit holding `files` (a default .gitattributes, or an imported folder)."""
+    def create(self, folder: str, private: bool, files: dict[str, dict], summary: str, commit: str | None = None) -> str:
+        """A new repo with one commit holding `files` (a default .gitattributes, or an imported folder, then under
+        the folder's own commit id)."""
         _write_atomic(os.path.join(folder, "repo.json"), json.dumps({"private": private}).encode())
-        commit = self.write_commit(folder, [], files, summary, "")
+        commit = self.write_commit(folder, [], files, summary, "", commit)
         self.write_refs(folder, {"heads": {"main": commit}, "tags": {}, "prs": {}})
         return commit
 

@@ -151,7 +151,7 @@ def _repo(handler, kind: str, repo_id: str) -> Repo:
                     with open(entry.disk, "rb") as f:
                         record = hub.store.put_stream(f.read, entry.size)
                     files[path] = {**record, "lfs": entry.lfs}
-                hub.store.create(folder, repo.private, files, "Import of the served folder")
+                hub.store.create(folder, repo.private, files, "Import of the served folder", snap.commit)
         repo = hub.lookup(kind, repo.id)[0]
     return repo
 
