@@ -1,7 +1,7 @@
 """Seq2seq speed: autoload vs transformers on a t5-small shape and a bart-base shape (random weights, fp32).
 
     python bench/seq2seq.py [--repeat 3] [--new-tokens 32] [--source 64] [--rounds 2] [--quick]
-                            [--device cpu|cuda] [--dtype float32|bfloat16|float16]
+                            [--device cpu|cuda] [--dtype float32|bfloat16|float16] [--compile]
 
 The checkpoints are made once with transformers into .bench/checkpoints/ (t5-small: d_model 512, 6+6 layers,
 8 heads, d_ff 2048, vocab 32128; bart-base: d_model 768, 6+6 layers, 12 heads, ffn 3072, vocab 50265). Each library
@@ -10,7 +10,9 @@ beam-4 decoding at batch 1 and 8, one warm-up call and --repeat timed calls of g
 S-token source with EOS stopping off (every row makes exactly N tokens, min_new_tokens=N); the median is
 reported as new tokens/s (per returned sequence). The processes alternate for --rounds rounds; each case keeps
 its better round (the 2-vCPU box is noisy). Ratios are transformers time / autoload time (above 1 = autoload
-faster). The generated ids of both libraries are compared.
+faster). The generated ids of both libraries are compared. --compile adds a third process, autoload's
+generate(compile=True) (greedy only: the decoder step compiled over a static self-attention cache), reported against
+transformers' eager generate and autoload's eager one.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ transformers.{cls}(config).save_pretrained({path!r})
 CHILD = """
 import json, statistics, time, warnings, torch
 warnings.simplefilter("ignore")
-if {lib!r} == "autoload":
+if {lib!r} in ("autoload", "autoload-compiled"):
     import autoload as lib
 else:
     import transformers as lib
@@ -61,6 +63,8 @@ sources = torch.randint(5, vocab, (8, {source}), generator=torch.Generator().man
 sync = torch.cuda.synchronize if {device!r}.startswith("cuda") else (lambda: None)
 common = dict(eos_token_id=None, forced_eos_token_id=None, max_new_tokens={new}, min_new_tokens={new})
 modes = {{"greedy": dict(num_beams=1), "beam-4": dict(num_beams=4, early_stopping=False)}}
+if {lib!r} == "autoload-compiled":  # compile=True decodes greedily or by sampling (beams stay eager)
+    modes = {{"greedy": dict(num_beams=1, compile=True)}}
 
 def timed(ids, options, runs):
     times, out = [], None
@@ -71,13 +75,13 @@ def timed(ids, options, runs):
             out = model.generate(ids, attention_mask=torch.ones_like(ids), **common, **options)
         sync()
         times.append(time.perf_counter() - t)
-    return statistics.median(times[1:]), out
+    return statistics.median(times[1:]), times[0], out
 
 results = {{}}
 for mode, options in modes.items():
     for batch in (1, 8):
-        seconds, out = timed(sources[:batch], options, {repeat})
-        results[f"{{mode}} b{{batch}}"] = dict(seconds=seconds, tokens_per_s=batch * {new} / seconds)
+        seconds, warmup, out = timed(sources[:batch], options, {repeat})
+        results[f"{{mode}} b{{batch}}"] = dict(seconds=seconds, tokens_per_s=batch * {new} / seconds, warmup=warmup)
         torch.save(out.cpu(), {out!r}.replace(".pt", f"-{{mode}}-b{{batch}}.pt"))
 print(json.dumps({{"results": results, "load": statistics.median(loads), "threads": torch.get_num_threads()}}))
 """
@@ -105,10 +109,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="2+2-layer models, 1 timed run, 8 new tokens")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
+    parser.add_argument("--compile", action="store_true",
+                        help="a third process: autoload's generate(compile=True), greedy (beams stay eager)")
     args = parser.parse_args()
     repeat, new, rounds = (1, 8, 1) if args.quick else (args.repeat, args.new_tokens, args.rounds)
     import torch
-    libs = ("transformers", "autoload")
+    libs = ("transformers", "autoload") + (("autoload-compiled",) if args.compile else ())
     for name in args.models.split(","):
         path = checkpoint(name, args.quick)
         results, loads, outputs = {lib: {} for lib in libs}, {lib: [] for lib in libs}, {}
@@ -122,6 +128,8 @@ def main() -> None:
                 for case, r in data["results"].items():
                     best = results[lib].get(case)
                     results[lib][case] = r if best is None or r["seconds"] < best["seconds"] else best
+                    if best is not None:  # the warm-up that compiles is the first round's
+                        results[lib][case]["warmup"] = best["warmup"]
                 outputs[lib] = {case: torch.load(str(out).replace(".pt", f"-{case.replace(' ', '-')}.pt"))
                                 for case in data["results"]}
         print(f"\n{name}: torch {torch.__version__} | {os.cpu_count()} CPUs, {data['threads']} threads | "
@@ -136,6 +144,15 @@ def main() -> None:
             same = torch.equal(outputs["autoload"][case], outputs["transformers"][case])
             print(f"{case:10} {t['tokens_per_s']:19.1f} {a['tokens_per_s']:15.1f} {t['seconds'] / a['seconds']:6.2f}x"
                   f"  {same}")
+        if args.compile:
+            print("autoload generate(compile=True); warm-up = first call of round 1 (compiles, or loads inductor's "
+                  "disk cache)")
+            print(f"{'case':10} {'tokens/s':>9} {'warm-up s':>10} {'vs transformers':>16} {'vs eager':>9}  ids equal")
+            for case, r in results["autoload-compiled"].items():
+                eager, ref = results["autoload"][case], results["transformers"][case]
+                same = torch.equal(outputs["autoload-compiled"][case], outputs["autoload"][case])
+                print(f"{case:10} {r['tokens_per_s']:9.1f} {r['warmup']:10.1f} {ref['seconds'] / r['seconds']:15.2f}x "
+                      f"{eager['seconds'] / r['seconds']:8.2f}x  {same}")
 
 
 if __name__ == "__main__":

@@ -99,13 +99,15 @@ class CompiledSteps:
     buffers through a boolean (B, 1, 1, max_len) mask — True for the keys already written and not padding — so
     every step has the same shapes and the graph compiles once per (batch, max_len)."""
 
-    def __init__(self, model, cache, mask, filled: int, fn):
-        if not (hasattr(cache, "write_positions") and hasattr(cache, "max_cache_len")):
+    def __init__(self, model, cache, mask, filled: int, fn, extra: tuple = ()):
+        static = getattr(cache, "self_attention_cache", cache)  # an encoder-decoder's: its decoder's own cache
+        if not (hasattr(static, "write_positions") and hasattr(static, "max_cache_len")):
             raise ValueError("compile=True needs a StaticCache (cache_implementation='static').")
-        backbone = getattr(model, getattr(model, "base_model_prefix", ""), None)
+        seq2seq = getattr(model.config, "is_encoder_decoder", False)
+        backbone = model.get_decoder() if seq2seq else getattr(model, getattr(model, "base_model_prefix", ""), None)
         if not getattr(backbone, "supports_compiled_decode", False):  # its forward must not read the cache length
-            raise NotImplementedError(f"compile=True supports the Llama-family decoders and ChatGLM only, not "
-                                      f"{type(model).__name__}.")
+            raise NotImplementedError(f"compile=True supports the Llama-family decoders, ChatGLM, T5, BART and "
+                                      f"Marian, not {type(model).__name__}.")
         layers = getattr(backbone, "layers", ())  # the Llama-family backbones: layers[i].self_attn
         # sliding layers need a backbone that cuts the full-cache mask to their window (Gemma's: from the cache's
         # write index, a tensor)
@@ -113,27 +115,27 @@ class CompiledSteps:
                 getattr(layer.self_attn, "sliding_window", None) is not None for layer in layers):
             raise NotImplementedError("compile=True does not support sliding-window attention in "
                                       f"{type(backbone).__name__} yet.")
-        self.model, self.cache = model, cache
+        self.model, self.cache, self.static, self.extra = model, cache, static, extra
         self.step = compiled_decoder(model).step(model, fn)
-        batch, device = cache.keys[0].shape[0], cache.keys[0].device
-        self.keys_ok = torch.zeros(batch, cache.max_cache_len, dtype=torch.bool, device=device)  # (B, max_len)
+        batch, device = static.keys[0].shape[0], static.keys[0].device
+        self.keys_ok = torch.zeros(batch, static.max_cache_len, dtype=torch.bool, device=device)  # (B, max_len)
         self.keys_ok[:, :filled] = True if mask is None else mask.bool()
 
     def __call__(self, tokens: torch.Tensor, position_ids: torch.Tensor) -> torch.Tensor:
         """(B, 1) tokens at (B, 1) positions -> (B, V) fp32 logits; the cache grows by one."""
         import torch._inductor.config as inductor_config  # here: importing inductor costs about a second
-        cache, index = self.cache, self.cache.length
-        if index >= cache.max_cache_len:
-            raise ValueError(f"StaticCache holds {cache.max_cache_len} positions; {index + 1} were asked for.")
+        static, index = self.static, self.static.length
+        if index >= static.max_cache_len:
+            raise ValueError(f"StaticCache holds {static.max_cache_len} positions; {index + 1} were asked for.")
         self.keys_ok[:, index] = True
         mask = self.keys_ok[:, None, None, :]  # (B, 1, 1, max_len), boolean: SDPA and eager attention take it
-        cache.write_positions = torch.tensor([index], device=tokens.device)
+        static.write_positions = torch.tensor([index], device=tokens.device)
         # fresh (B, 1) tensors: views into the growing sequences change strides, and strides are guarded on
         tokens, position_ids = tokens.clone(), position_ids.clone(memory_format=torch.contiguous_format)
         try:
             with inductor_config.patch(STEP_INDUCTOR_CONFIG):
-                logits = self.step(self.model, tokens, mask, position_ids, cache)
+                logits = self.step(self.model, tokens, mask, position_ids, self.cache, *self.extra)
         finally:
-            cache.write_positions = None
-        cache.length = index + 1
+            static.write_positions = None
+        static.length = index + 1
         return logits

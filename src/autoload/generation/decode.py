@@ -121,6 +121,15 @@ def _decode_step(model, tokens, attention_mask, position_ids, cache):
     return _forward(model, tokens, attention_mask, position_ids, cache)[0]  # (B, V)
 
 
+def _seq2seq_decode_step(model, tokens, attention_mask, position_ids, cache, source, source_mask):
+    """`_decode_step` of an encoder-decoder: the decoder's (B, 1) tokens against its static self-attention cache
+    (the (B, 1, 1, max_len) mask) and the cross-attention keys the prompt step cached; `source` (B, S, H) and
+    `source_mask` (B, S) or None are the encoder's output and mask. Positions come from the cache index."""
+    out = model(encoder_outputs=(source,), attention_mask=source_mask, decoder_input_ids=tokens,
+                decoder_attention_mask=attention_mask, past_key_values=cache, use_cache=True, return_dict=True)
+    return out.logits[:, -1].float()  # (B, V)
+
+
 def _keeps_logits(model) -> bool:
     cls = type(model)
     if "_autoload_keeps_logits" not in cls.__dict__:
@@ -272,9 +281,9 @@ def _generate(model, input_ids, attention_mask, call, passed, tokenizer, generat
         attention_mask = _infer_mask(input_ids, pad, eos)
     encoded = None
     if seq2seq:  # the encoder runs once; from here on the loop sees the decoder (seq2seq.DecoderStep)
-        if compile or cfg.cache_implementation == "static" or past is not None:
-            raise ValueError("Encoder-decoder generation uses the dynamic cache: compile=True, "
-                             "cache_implementation='static' and past_key_values are for decoder-only models.")
+        if past is not None:
+            raise ValueError("Encoder-decoder generation starts from the encoder: past_key_values are for "
+                             "decoder-only models.")
         with_outputs = bool(cfg.return_dict_in_generate)
         encoded = encode(model, input_ids, attention_mask, encoder_outputs,
                          with_outputs and bool(cfg.output_attentions), with_outputs and bool(cfg.output_hidden_states))
@@ -353,7 +362,12 @@ def _generate(model, input_ids, attention_mask, call, passed, tokenizer, generat
 
     if max_length > prompt_len:
         # compile=True checks the model before the prompt runs
-        step = CompiledSteps(model, cache, mask, past_len + prompt_len, _decode_step) if compile else None
+        step = None
+        if compile and seq2seq:  # the decoder's step, with the encoder's output and mask as graph inputs
+            step = CompiledSteps(model.model, cache, mask, prompt_len, _seq2seq_decode_step,
+                                 (model.encoder_outputs.last_hidden_state, model.encoder_mask))
+        elif compile:
+            step = CompiledSteps(model, cache, mask, past_len + prompt_len, _decode_step)
         logits, cache = prefill(model, input_ids, mask, positions, cache, record)
         if cfg.repetition_penalty != 1.0:
             seen = seen_tokens(input_ids, logits.shape[-1], mask[:, past_len:] if mask is not None else None)
@@ -546,7 +560,11 @@ def _new_cache(model, cfg: GenerationConfig, batch: int, max_length: int, seq2se
                repeat: int = 1):
     from ..nn.cache import DynamicCache, EncoderDecoderCache, StaticCache
     if seq2seq:  # `repeat`: each encoder row was repeated that many times in a row
-        return EncoderDecoderCache(DynamicCache(), DynamicCache(), source_repeat=max(repeat, 1))
+        own = DynamicCache()
+        if cfg.cache_implementation != "dynamic":
+            layers, heads, head_dim = _decoder_dims(model.config)
+            own = StaticCache(layers, batch, heads, head_dim, max_length, model.dtype, model.device)
+        return EncoderDecoderCache(own, DynamicCache(), source_repeat=max(repeat, 1))
     if cfg.cache_implementation == "dynamic":
         return DynamicCache()
     config = model.config
@@ -554,6 +572,15 @@ def _new_cache(model, cfg: GenerationConfig, batch: int, max_length: int, seq2se
     kv_heads = getattr(config, "num_key_value_heads", None) or heads
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
     return StaticCache(config.num_hidden_layers, batch, kv_heads, head_dim, max_length, model.dtype, model.device)
+
+
+def _decoder_dims(config) -> tuple[int, int, int]:
+    """(layers, heads, head_dim) of an encoder-decoder's decoder self-attention: T5's num_decoder_layers / num_heads
+    / d_kv, else BART's and Marian's decoder_layers / decoder_attention_heads / d_model // heads."""
+    if getattr(config, "d_kv", None) is not None:
+        return config.num_decoder_layers, config.num_heads, config.d_kv
+    heads = config.decoder_attention_heads
+    return config.decoder_layers, heads, config.d_model // heads
 
 
 def _finished(input_ids, scores, eos, stop, criteria) -> torch.Tensor:

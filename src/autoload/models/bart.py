@@ -53,8 +53,9 @@ class BartLearnedPositionalEmbedding(nn.Embedding):
     def __init__(self, num_positions: int, dim: int):
         super().__init__(num_positions + self.offset, dim)
 
-    def forward(self, past: int, length: int) -> torch.Tensor:
-        positions = torch.arange(past, past + length, device=self.weight.device) + self.offset  # (T,)
+    def forward(self, past, length: int) -> torch.Tensor:
+        """`past`: the first position, an int or (compiled decoding) a (1,) tensor."""
+        positions = torch.arange(length, device=self.weight.device) + past + self.offset  # (T,)
         return super().forward(positions)[None]  # (1, T, d)
 
 
@@ -165,6 +166,8 @@ class BartEncoder(_Stack):
 class BartDecoder(_Stack):
     """The decoder: causal self-attention over the decoder tokens (an EncoderDecoderCache while decoding) and
     cross-attention over the encoder output."""
+
+    supports_compiled_decode = True  # generate(compile=True): positions and mask from the static cache's index
 
     def __init__(self, config: BartConfig):
         super().__init__(config, BartDecoderLayer)

@@ -48,7 +48,10 @@ class MarianSinusoidalPositionalEmbedding(nn.Module):
         nn.init.normal_(torch.empty(num_positions, dim))  # the draws of the reference's nn.Embedding (seeded builds)
         self.register_buffer("weight", sinusoidal_table(num_positions, dim), persistent=False)
 
-    def forward(self, past: int, length: int) -> torch.Tensor:
+    def forward(self, past, length: int) -> torch.Tensor:
+        """`past`: the first position, an int or (compiled decoding) a (1,) tensor."""
+        if isinstance(past, torch.Tensor):
+            return self.weight[torch.arange(length, device=past.device) + past][None]  # (1, T, d)
         return self.weight[past:past + length][None]  # (1, T, d)
 
 
@@ -120,6 +123,8 @@ class MarianEncoder(_Stack):
 class MarianDecoder(_Stack):
     """The decoder over its own vocabulary (decoder_vocab_size): causal self-attention (an EncoderDecoderCache while
     decoding) and cross-attention over the encoder output; positions start at the cache length."""
+
+    supports_compiled_decode = True  # generate(compile=True): positions and mask from the static cache's index
 
     def __init__(self, config: MarianConfig):
         super().__init__(config, config.decoder_vocab_size, MarianDecoderLayer, config.decoder_layers)

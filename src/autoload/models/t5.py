@@ -42,6 +42,7 @@ from ..nn.losses import cross_entropy, qa_span_loss, sequence_classification_los
 from ..nn.outputs import (BaseModelOutput, BaseModelOutputWithPastAndCrossAttentions, Seq2SeqLMOutput,
                           Seq2SeqModelOutput, Seq2SeqQuestionAnsweringModelOutput, Seq2SeqSequenceClassifierOutput,
                           TokenClassifierOutput)
+from ..nn.seq2seq import write_index
 from .configs import MT5Config, T5Config
 
 
@@ -295,6 +296,8 @@ class T5PreTrainedModel(PreTrainedModel):
 class T5Stack(T5PreTrainedModel):
     """The encoder (is_decoder False) or the decoder: embed_tokens (tied to `shared`), blocks, final_layer_norm."""
 
+    supports_compiled_decode = True  # the decoder under generate(compile=True): bias and mask from the cache index
+
     def __init__(self, config: T5Config, is_decoder: bool):
         super().__init__(config)
         self.is_decoder = is_decoder
@@ -330,13 +333,20 @@ class T5Stack(T5PreTrainedModel):
             raise TypeError(f"T5's decoder takes an EncoderDecoderCache, got {type(cache).__name__}.")
         h = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds  # (B, T, d_model)
         T = h.shape[1]
-        past = int(cache_position[0]) if cache_position is not None else cache.get_seq_length() if cache is not None else 0
-        K = past + T
+        write = write_index(cache)
+        if write is not None:  # compiled decoding: query at the (1,) cache index, keys over the whole static cache
+            past, K = write, cache.self_attention_cache.max_cache_len
+        else:
+            past = int(cache_position[0]) if cache_position is not None else \
+                cache.get_seq_length() if cache is not None else 0
+            K = past + T
         allowed = None  # (B or 1, 1, T, K) bool, True = attend: causal in the decoder, padding hidden
         if self.is_decoder:
             allowed = torch.arange(K, device=h.device)[None] <= torch.arange(T, device=h.device)[:, None] + past
             allowed = allowed[None, None]
-        if attention_mask is not None:
+        if attention_mask is not None and attention_mask.dim() == 4:  # compiled decoding: (B, 1, T, K) bool
+            allowed = attention_mask if allowed is None else allowed & attention_mask
+        elif attention_mask is not None:
             if attention_mask.shape[-1] < K:
                 raise ValueError(f"attention_mask covers {attention_mask.shape[-1]} positions; {K} keys are attended "
                                  f"(past {past} + new {T}).")

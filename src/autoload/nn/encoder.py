@@ -132,8 +132,11 @@ class EncoderLayer(nn.Module):
 
 
 def cross_attention_mask(encoder_attention_mask: torch.Tensor | None, batch: int, q_len: int) -> torch.Tensor | None:
-    """(B, 1, T, S_enc) bool (True = attend) from a (B, S_enc) encoder mask of 1/0; None when nothing is hidden."""
-    if encoder_attention_mask is None or bool(encoder_attention_mask.all()):
+    """(B, 1, T, S_enc) bool (True = attend) from a (B, S_enc) encoder mask of 1/0; None when nothing is hidden
+    (not checked while compiling: a data-dependent branch would break the graph; generate passes None then)."""
+    if encoder_attention_mask is None:
+        return None
+    if not torch.compiler.is_compiling() and bool(encoder_attention_mask.all()):
         return None
     return encoder_attention_mask[:, None, None, :].bool().expand(batch, 1, q_len, -1)  # (B, 1, T, S_enc)
 

@@ -182,11 +182,14 @@ def run_encoder(owner, layers, x: torch.Tensor, attention_mask: torch.Tensor | N
 def run_decoder(owner, layers, x: torch.Tensor, attention_mask: torch.Tensor | None, encoder_hidden_states,
                 encoder_attention_mask: torch.Tensor | None, cache=None, past: int = 0, layerdrop: float = 0.0):
     """The decoder's layer loop over embedded x (B, T, d) at cache positions past..past+T-1; `attention_mask`
-    (B, past+T) hides decoder padding, `encoder_attention_mask` (B, S) the encoder's. Returns (x, hidden states,
+    (B, past+T) hides decoder padding (a 4-D boolean mask, while compiled decoding, is used as it is), `encoder_attention_mask` (B, S) the encoder's. Returns (x, hidden states,
     self-attention weights, cross-attention weights)."""
     B, T, _ = x.shape
-    padding = None if attention_mask is None else attention_mask[:, -(past + T):].to(x.device, torch.bool)
-    mask = build_mask(padding, B, T, past, causal=True, device=x.device)  # (B, 1, T, past+T) or None
+    if attention_mask is not None and attention_mask.dim() == 4:  # compiled decoding: over the whole static cache
+        mask = attention_mask  # (B, 1, T, max_len) bool
+    else:
+        padding = None if attention_mask is None else attention_mask[:, -(past + T):].to(x.device, torch.bool)
+        mask = build_mask(padding, B, T, past, causal=True, device=x.device)  # (B, 1, T, past+T) or None
     encoder_mask = cross_attention_mask(encoder_attention_mask, B, T)  # (B, 1, T, S) or None
     if encoder_mask is not None:
         encoder_mask = encoder_mask.to(x.device)
@@ -249,8 +252,18 @@ def decoder_cache(decoder, cache, use_cache, encoder_hidden_states, cache_positi
     if use_cache and cache is None:
         cross = encoder_hidden_states is not None or config.is_encoder_decoder
         cache = EncoderDecoderCache() if cross else DynamicCache()
+    write = write_index(cache)
+    if write is not None:  # compiled decoding: the cache index as a (1,) tensor, no Python int
+        return cache, use_cache, write
     past = cache.get_seq_length() if cache is not None else 0
     return cache, use_cache, int(cache_position[0]) if cache_position is not None else past
+
+
+def write_index(cache) -> torch.Tensor | None:
+    """The (1,) cache index the new token is written at while `generate(compile=True)` decodes (the static
+    self-attention cache in its fixed-shape mode, see nn.cache.StaticCache), else None. The decoder's
+    `attention_mask` is then the (B, 1, 1, max_len) boolean mask over the whole cache."""
+    return getattr(getattr(cache, "self_attention_cache", None), "write_positions", None)
 
 
 # -- the decoder alone as a left-to-right LM (XForCausalLM): mixins placed before the family's PreTrainedModel -------
