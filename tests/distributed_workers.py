@@ -1,0 +1,132 @@
+"""The rank side of tests/test_distributed.py: functions torch.multiprocessing.spawn runs in each rank. Kept apart
+from the test module so that a rank imports neither transformers nor pytest (seconds per rank on 2 cores)."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import socket
+from pathlib import Path
+
+import torch
+
+AUTO = {"bert": "AutoModelForMaskedLM"}  # the Auto class of each checkpoint name (default AutoModelForCausalLM)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def spawn(worker, world: int, folders: dict, out_dir, *extra) -> list[dict]:
+    torch.multiprocessing.spawn(worker, args=(world, free_port(), folders, str(out_dir), *extra), nprocs=world)
+    return [json.loads((out_dir / f"rank{r}.json").read_text()) for r in range(world)]
+
+
+def _init(rank: int, world: int, port: int, backend: str = "gloo") -> None:
+    import torch.distributed as dist
+    torch.set_num_threads(1)
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), LOCAL_RANK=str(rank))
+    dist.init_process_group(backend, rank=rank, world_size=world)
+
+
+def _peak_rss_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+
+
+def _ids():
+    return torch.tensor([[5, 7, 9, 11, 3, 4, 8, 6], [12, 4, 6, 8, 10, 13, 21, 30]])
+
+
+def tp_worker(rank, world, port, folders, out_dir, names, tp_size=None, backend="gloo"):
+    """Every family's logits and greedy ids under tensor parallel vs one process, in this rank."""
+    import torch.distributed as dist
+    from torch.distributed.tensor import DTensor
+
+    import autoload
+    from autoload.distributed.tensor_parallel import rank_device
+    _init(rank, world, port, backend)
+    result = {}
+    if "rss" in folders and tp_size is None:  # first, before any other model raises the peak
+        before = _peak_rss_bytes()
+        model = autoload.AutoModelForCausalLM.from_pretrained(folders["rss"], tp_plan="auto")
+        with torch.no_grad():
+            model(_ids())
+        result["rss_growth"] = _peak_rss_bytes() - before
+        result["rss_checkpoint"] = os.path.getsize(os.path.join(folders["rss"], "model.safetensors"))
+        del model
+    device = rank_device()
+    ids = _ids().to(device)
+    mask = torch.ones_like(ids)
+    mask[0, :2] = 0  # left padding in the first row
+    for name in names:
+        auto = getattr(autoload, AUTO.get(name, "AutoModelForCausalLM"))
+        ref = auto.from_pretrained(folders[name], device=device)
+        ours = auto.from_pretrained(folders[name], tp_plan="auto", tp_size=tp_size)
+        split = {n: list(p.to_local().shape) for n, p in ours.named_parameters() if isinstance(p, DTensor)
+                 and p.placements[0].is_shard()}
+        full = {n: list(p.shape) for n, p in ref.named_parameters()}
+        with torch.no_grad():
+            a, b = ref(ids, attention_mask=mask).logits, ours(ids, attention_mask=mask).logits
+        entry = {"logits": (a - b).abs().max().item(), "split": split, "full": full}
+        if name != "bert":
+            kw = dict(attention_mask=mask, max_new_tokens=6, do_sample=False, pad_token_id=0)
+            entry["greedy_equal"] = torch.equal(ref.generate(ids, **kw), ours.generate(ids, **kw))
+        result[name] = entry
+    if "one_kv_head" in folders:
+        result["errors"] = refused(folders)
+    Path(out_dir, f"rank{rank}.json").write_text(json.dumps(result))
+    dist.destroy_process_group()
+
+
+def refused(folders) -> dict:
+    """The errors a rank gets for sizes that do not divide: the world, the kv heads, the (tied) vocabulary; and for
+    tp_plan with device_map."""
+    import autoload
+    errors = {}
+    for case, folder, kw in [("tp_size", folders["llama"], {"tp_size": 3}),
+                             ("kv_heads", folders["one_kv_head"], {}),
+                             ("vocab", folders["odd_vocab"], {}),
+                             ("device_map", folders["llama"], {"device_map": "auto"})]:
+        try:
+            autoload.AutoModelForCausalLM.from_pretrained(folder, tp_plan="auto", **kw)
+            errors[case] = None
+        except Exception as err:  # noqa: BLE001 - the type is checked by the test
+            errors[case] = [type(err).__name__, str(err)]
+    return errors
+
+
+def fsdp_worker(rank, world, port, folders, out_dir, names):
+    """One training step under FSDP2 on this rank's half of the batch vs one process on the whole batch."""
+    import torch.distributed as dist
+
+    import autoload
+    from autoload.distributed import from_pretrained_fsdp
+    _init(rank, world, port)
+    torch.manual_seed(0)
+    ids = torch.randint(3, 96, (2 * world, 8))
+    result = {}
+    for name in names:
+        auto = getattr(autoload, AUTO.get(name, "AutoModelForCausalLM"))
+        ref = auto.from_pretrained(folders[name])  # the checkpoints have no dropout
+        ref.train()
+        ref_loss = ref(input_ids=ids, labels=ids).loss
+        ref_loss.backward()
+        model = from_pretrained_fsdp(auto, folders[name])
+        model.train()
+        part = ids[rank::world]  # each rank its rows: the average of the rank losses is the batch loss
+        loss = model(input_ids=part, labels=part).loss
+        loss.backward()
+        mean = loss.detach().clone()
+        dist.all_reduce(mean)
+        grads = dict(ref.named_parameters())
+        worst, count = 0.0, 0
+        for n, p in model.named_parameters():
+            worst = max(worst, (p.grad.full_tensor() - grads[n].grad).abs().max().item())
+            count += 1
+        result[name] = {"loss": abs(mean.item() / world - ref_loss.item()), "grad": worst, "params": count,
+                        "ref_params": len(grads), "sharded": type(p).__name__}
+    Path(out_dir, f"rank{rank}.json").write_text(json.dumps(result))
+    dist.destroy_process_group()
