@@ -163,6 +163,9 @@ class Handler(BaseHTTPRequestHandler):
         raw_path, _, self.query = self.path.partition("?")
         if raw_path.split("/")[1:3] == ["api", "v1"]:  # ModelScope: its own auth and JSON envelope
             return modelscope.route(self, raw_path)
+        if raw_path == "/openapi/v1/users/me":
+            from . import ms_writes
+            return ms_writes.users_me(self)
         if raw_path == "/api/whoami-v2":
             return writes.whoami(self, headers)
         if "xet-write-token" in raw_path.split("/"):

@@ -93,8 +93,8 @@ def _token(handler) -> str | None:
                 token = value
     if not token:
         return None
-    tokens = handler.server.hub.tokens
-    if tokens is not None and token not in tokens:
+    hub = handler.server.hub
+    if hub.tokens is not None and token not in hub.tokens and token not in hub.write_tokens:
         raise MSError(401, "The authentication token is invalid.", code=10010103)
     return token
 

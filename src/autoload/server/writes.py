@@ -48,6 +48,9 @@ def route(handler, raw_path: str, headers: dict[str, str]) -> None:
     method = handler.command
     if segs[:1] == ["lfs-upload"] and len(segs) in (2, 4):
         return _storage(handler, segs)
+    if segs[:2] == ["api", "v1"]:
+        from . import ms_writes
+        return ms_writes.route(handler, segs[2:])
     if not hub.writable:
         raise HubError(403, "ReadOnly", "This hub is read-only: start it with `autoload serve ROOT --writable "
                                         "--write-token TOKEN` to accept uploads")
@@ -206,15 +209,22 @@ def _create_repo(handler, headers: dict[str, str], token: str) -> None:
     repo_id = f"{namespace}/{name}"
     url = f"{_base(handler, headers)}/{_prefix(kind)}{repo_id}"
     private = bool(body.get("private")) or body.get("visibility") in ("private", "protected")
+    if not create_repo(hub, kind, repo_id, private):
+        return handler.send_answer(409, json.dumps({"error": f"You already created this {kind} repo",
+                                                    "url": url}).encode(), {"Content-Type": "application/json"})
+    handler.send_json({"url": url, "name": repo_id, "id": repo_id})
+
+
+def create_repo(hub, kind: str, repo_id: str, private: bool) -> bool:
+    """Create a written repo whose first commit holds the default .gitattributes; False if the id is taken."""
     folder = hub.store.repo_dir(kind, repo_id)
     with hub.store.lock(folder):
         existing, redirect = hub.lookup(kind, repo_id)
         if existing is not None or redirect is not None:
-            return handler.send_answer(409, json.dumps({"error": f"You already created this {kind} repo",
-                                                        "url": url}).encode(), {"Content-Type": "application/json"})
+            return False
         gitattributes = hub.store.put_bytes(history.DEFAULT_GITATTRIBUTES.encode())
         hub.store.create(folder, private, {".gitattributes": {**gitattributes, "lfs": False}}, "initial commit")
-    handler.send_json({"url": url, "name": repo_id, "id": repo_id})
+    return True
 
 
 # ---- preupload ----
@@ -328,7 +338,7 @@ def _storage(handler, segs: list[str]) -> None:
             hub.store.put_stream(handler.read_chunk_of, size, expected=oid)
         else:
             handler.read_body(None)
-        return handler.send_answer(200, b"", {})
+        return handler.send_json({"Code": 200, "Message": "success", "Success": True})
     if handler.command == "POST":  # multipart completion: {oid, parts: [{partNumber, etag}]}
         body = _json_body(handler)
         folder = os.path.join(hub.store.tmp, f"parts-{oid}-{size}")
@@ -382,6 +392,19 @@ def _commit(handler, headers: dict[str, str], repo: Repo, rev: str) -> None:
     parent = header.get("parentCommit")
     if parent is not None and (not isinstance(parent, str) or not re.fullmatch(r"[0-9a-f]{7,40}", parent)):
         raise HubError(400, "BadRequest", "parentCommit must be a commit id")
+    commit, pr = apply_commit(hub, repo, rev, ops[1:], summary, description, parent, create_pr)
+    url = f"{_base(handler, headers)}/{_prefix(repo.kind)}{repo.id}"
+    answer = {"success": True, "commitOid": commit, "commitUrl": f"{url}/commit/{commit}", "hookOutput": ""}
+    if create_pr:
+        answer["pullRequestUrl"] = f"{url}/discussions/{pr}"
+    handler.send_json(answer)
+
+
+def apply_commit(hub, repo: Repo, rev: str, ops: list[dict], summary: str, description: str = "",
+                 parent: str | None = None, create_pr: bool = False) -> tuple[str, str | None]:
+    """Commit `ops` ({key, value} operations of the NDJSON form) on branch or PR ref `rev`, under the repo's
+    lock, after the parent check; returns (commit id, the new PR's number or None). Shared by both protocols."""
+    store = hub.store
     folder = repo.history
     with store.lock(folder):
         refs = store.refs(folder)
@@ -401,21 +424,18 @@ def _commit(handler, headers: dict[str, str], repo: Repo, rev: str) -> None:
                 raise HubError(412, "PreconditionFailed", "A commit has happened since. Please refresh and try "
                                                           f"again. ({rev} is at {head}, not {parent})")
         files = dict(store.commit(folder, base)["files"])
-        _apply(hub, store, files, ops[1:])
+        _apply(hub, store, files, ops)
         commit = store.write_commit(folder, [base], files, summary, description)
         if create_pr:
             pr = str(1 + max((int(n) for n in refs["prs"] if n.isdigit()), default=0))
             refs["prs"][pr] = commit
         elif pr is not None:
             refs["prs"][pr] = commit
+            pr = None
         else:
             refs["heads"][rev] = commit
         store.write_refs(folder, refs)
-    url = f"{_base(handler, headers)}/{_prefix(repo.kind)}{repo.id}"
-    answer = {"success": True, "commitOid": commit, "commitUrl": f"{url}/commit/{commit}", "hookOutput": ""}
-    if create_pr:
-        answer["pullRequestUrl"] = f"{url}/discussions/{pr}"
-    handler.send_json(answer)
+    return commit, pr
 
 
 def _apply(hub, store: Store, files: dict, ops: list[dict]) -> None:
