@@ -72,7 +72,8 @@ def load_pretrained(cls, name_or_path, model_args: tuple, *, config: PretrainedC
                     torch_dtype, device, device_map, local_files_only: bool, token, cache_dir, endpoint,
                     trust_remote_code, code_revision, ignore_mismatched_sizes: bool, output_loading_info: bool,
                     use_safetensors: bool | None, weights_only: bool, state_dict, attn_implementation, variant,
-                    hub, check_size: bool, kwargs: dict, tp_plan=None, tp_size: int | None = None):
+                    hub, check_size: bool, kwargs: dict, tp_plan=None, tp_size: int | None = None,
+                    gguf_file: str | None = None):
     """`cls.from_pretrained(...)` (see its docstring): the model, or (model, loading info)."""
     if torch_dtype is not None:
         dtype = torch_dtype if dtype in (None, "auto") else dtype
@@ -87,6 +88,9 @@ def load_pretrained(cls, name_or_path, model_args: tuple, *, config: PretrainedC
     name_or_path = with_subfolder(name_or_path, kwargs.pop("subfolder", None))
     source = FileSource(name_or_path, revision=revision, token=token, cache_dir=cache_dir,
                         local_files_only=local_files_only, endpoint=endpoint, hub=hub)
+    if gguf_file is not None:  # config (when not given) and weights from a GGUF file (quant/gguf_load.py)
+        from .quant.gguf_load import read_gguf
+        config, state_dict, kwargs = read_gguf(cls, source, gguf_file, config, dtype, kwargs)
     if config is None:
         data = read_config_dict(source.require("config.json", "(every model needs one)"))
         data.setdefault("_name_or_path", source.name)

@@ -396,7 +396,7 @@ class PreTrainedModel(nn.Module):
                         use_safetensors: bool | None = None, weights_only: bool = True, state_dict=None,
                         attn_implementation: str | None = None, variant: str | None = None,
                         hub: str | None = None, check_size: bool = True, tp_plan: str | dict | None = None,
-                        tp_size: int | None = None, **kwargs):
+                        tp_size: int | None = None, gguf_file: str | None = None, **kwargs):
         """Load a model from a folder or a hub repo id (the steps: see loading.py).
 
         dtype: "auto" (the checkpoint's), a torch.dtype or its name. device / device_map: "cpu", "cuda",
@@ -406,6 +406,7 @@ class PreTrainedModel(nn.Module):
         larger than this machine's memory or than the checkpoint on disk (`ModelTooLargeError`).
         tp_plan="auto" (under torchrun or an initialised process group): tensor parallel over `tp_size` ranks
         (default: all), each rank reading only its slices of the checkpoint (see autoload/distributed/).
+        gguf_file="model.Q4_K_M.gguf": config and weights from that GGUF file of the folder or repo (docs/gguf.md).
         """
         return load_pretrained(cls, name_or_path, model_args, config=config, revision=revision, dtype=dtype,
                                torch_dtype=torch_dtype, device=device, device_map=device_map,
@@ -415,7 +416,8 @@ class PreTrainedModel(nn.Module):
                                output_loading_info=output_loading_info, use_safetensors=use_safetensors,
                                weights_only=weights_only, state_dict=state_dict,
                                attn_implementation=attn_implementation, variant=variant, hub=hub,
-                               check_size=check_size, kwargs=kwargs, tp_plan=tp_plan, tp_size=tp_size)
+                               check_size=check_size, kwargs=kwargs, tp_plan=tp_plan, tp_size=tp_size,
+                               gguf_file=gguf_file)
 
     def load_extras(self, source) -> None:
         """Called by from_pretrained once the weights are in, with the call's `FileSource`: a mixin reads the

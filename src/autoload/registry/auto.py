@@ -83,12 +83,17 @@ def read_source_config(source: FileSource) -> tuple[dict, str]:
     return read_config_dict(path), path
 
 
-def load_config(source: FileSource, *, trust_remote_code=None, code_revision=None, native: bool = True, **kwargs):
+def load_config(source: FileSource, *, trust_remote_code=None, code_revision=None, native: bool = True,
+                gguf_file: str | None = None, **kwargs):
     """(config, unused kwargs) for a source: remote AutoConfig code when trusted, else the registered class.
 
     For model types whose row says `replaces_remote_code` (the repo's code is the architecture autoload
     implements, e.g. chatglm), the built-in class is used even when the code is trusted, unless `native=False`
-    or the built-in class cannot run this config (`unsupported_reason`)."""
+    or the built-in class cannot run this config (`unsupported_reason`). With `gguf_file`, the config comes
+    from that GGUF file's metadata (quant/gguf.py)."""
+    if gguf_file is not None:
+        from ..quant.gguf import config_from_gguf, open_gguf
+        return config_from_gguf(open_gguf(source, gguf_file), **kwargs)
     data, path = read_source_config(source)
     data.setdefault("_name_or_path", source.name)
     auto_map = data.get("auto_map") or {}
@@ -206,13 +211,14 @@ class _AutoModel:
         name_or_path = with_subfolder(name_or_path, kwargs.pop("subfolder", None))
         hub = split_hub_options(kwargs)
         source = FileSource(name_or_path, **hub)
+        gguf = {"gguf_file": kwargs.pop("gguf_file")} if kwargs.get("gguf_file") else {}
         if not isinstance(config, PretrainedConfig):
             config, kwargs = load_config(source, trust_remote_code=trust_remote_code, code_revision=code_revision,
-                                         native=native, **kwargs)
+                                         native=native, **gguf, **kwargs)
         model_class = cls.model_class(config, source, trust_remote_code, code_revision, native)
         if source.commit:
             hub["revision"] = source.commit  # same commit for the weights; cached files cost no request
-        return model_class.from_pretrained(name_or_path, *model_args, config=config, **hub, **kwargs)
+        return model_class.from_pretrained(name_or_path, *model_args, config=config, **gguf, **hub, **kwargs)
 
 
 _AUTO_MODELS = {name: type(name, (_AutoModel,), {"__doc__": f"{name}.from_pretrained(name_or_path, **kwargs): "
@@ -274,6 +280,9 @@ class AutoTokenizer:
                         native: bool = True, **kwargs):
         hub = split_hub_options(kwargs)
         source = FileSource(name_or_path, **hub)
+        if kwargs.get("gguf_file"):  # the vocabulary, merges, special tokens and chat template of a GGUF file
+            from ..tokenization.gguf import tokenizer_from_gguf
+            return tokenizer_from_gguf(source, kwargs.pop("gguf_file"), **kwargs)
         from ..tokenization.loading import TOKENIZER_FILE_PATTERNS
         # one fetch for the class decision and the tokenizer's own files: the later fetch is then free
         found = source.fetch([*TOKENIZER_FILES_FOR_RESOLUTION, *TOKENIZER_FILE_PATTERNS])
