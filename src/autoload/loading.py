@@ -73,7 +73,7 @@ def load_pretrained(cls, name_or_path, model_args: tuple, *, config: PretrainedC
                     trust_remote_code, code_revision, ignore_mismatched_sizes: bool, output_loading_info: bool,
                     use_safetensors: bool | None, weights_only: bool, state_dict, attn_implementation, variant,
                     hub, check_size: bool, kwargs: dict, tp_plan=None, tp_size: int | None = None,
-                    gguf_file: str | None = None):
+                    gguf_file: str | None = None, quantize=None, quantize_group_size: int | None = None):
     """`cls.from_pretrained(...)` (see its docstring): the model, or (model, loading info)."""
     if torch_dtype is not None:
         dtype = torch_dtype if dtype in (None, "auto") else dtype
@@ -88,9 +88,10 @@ def load_pretrained(cls, name_or_path, model_args: tuple, *, config: PretrainedC
     name_or_path = with_subfolder(name_or_path, kwargs.pop("subfolder", None))
     source = FileSource(name_or_path, revision=revision, token=token, cache_dir=cache_dir,
                         local_files_only=local_files_only, endpoint=endpoint, hub=hub)
-    if gguf_file is not None:  # config (when not given) and weights from a GGUF file (quant/gguf_load.py)
+    prepare_gguf = None  # GGUF: config (when not given) and weights from the file (quant/gguf_load.py)
+    if gguf_file is not None:
         from .quant.gguf_load import read_gguf
-        config, state_dict, kwargs = read_gguf(cls, source, gguf_file, config, dtype, kwargs)
+        config, state_dict, prepare_gguf, kwargs = read_gguf(cls, source, gguf_file, config, dtype, kwargs)
     if config is None:
         data = read_config_dict(source.require("config.json", "(every model needs one)"))
         data.setdefault("_name_or_path", source.name)
@@ -121,11 +122,20 @@ def load_pretrained(cls, name_or_path, model_args: tuple, *, config: PretrainedC
     config.dtype = dtype
     with skeleton(dtype):
         model = cls(config, *model_args, **model_kwargs)
+    if prepare_gguf is not None:  # quantized layers in place of the nn.Linear layers the file holds in blocks
+        prepare_gguf(model)
+    quantized_keys: set[str] = set()
+    if quantize is not None or quantize_group_size is not None or getattr(config, "quantization_config", None):
+        from .quant import gptq  # GPTQ/AWQ layers built from their packed tensors; quantize= checked
+        quantized_keys = gptq.before_load(model, config, files, quantize, state_dict, tp_plan)
     if tp_plan is not None:  # tensor parallel: each rank reads its slices (distributed/tensor_parallel.py)
         from .distributed.tensor_parallel import load_sharded
         info = load_sharded(model, files, state_dict, dtype, tp_plan, tp_size, device, device_map, weights_only)
     else:
-        info = _load_into(model, files, state_dict, dtype, target_device, ignore_mismatched_sizes, weights_only)
+        info = _load_into(model, files, state_dict, dtype, target_device, ignore_mismatched_sizes, weights_only,
+                          skip=quantized_keys)
+    if quantize is not None or quantize_group_size is not None or quantized_keys:
+        gptq.after_load(model, quantize, quantize_group_size)  # quantize= float layers; pack int4 for the device
     if device_map == "auto":
         dispatch_auto(model)
     model.eval()
@@ -149,6 +159,11 @@ def save_model(model: nn.Module, folder: str | os.PathLike, *, max_shard_size: i
                state_dict: dict | None, save_function=torch.save) -> None:
     """`model.save_pretrained(...)`: config.json plus model.safetensors (or shards and an index), tied copies
     written once."""
+    if any(getattr(m, "is_quantized", False) for m in model.modules()):
+        from .quant.linear import QuantizedSaveError
+        raise QuantizedSaveError(f"{type(model).__name__} has quantized layers (Int4Linear/Int8Linear): "
+                                 "save_pretrained cannot write them in a format from_pretrained reads back. Save "
+                                 "the float model and pass quantize= when loading, or keep the GPTQ/AWQ/GGUF files.")
     os.makedirs(folder, exist_ok=True)
     model.config.architectures = [type(model).__name__]
     model.config.dtype = model.dtype
@@ -515,7 +530,8 @@ def _target_key(key: str, expected: set[str], prefix: str, renames=()) -> str | 
     return None
 
 
-def _load_into(model: nn.Module, files, state_dict, dtype, device, ignore_mismatched_sizes, weights_only):
+def _load_into(model: nn.Module, files, state_dict, dtype, device, ignore_mismatched_sizes, weights_only,
+               skip=frozenset()):
     expected = dict(model.state_dict(keep_vars=True))
     tied = model.tied_weights()
     loaded: set[str] = set()
@@ -528,6 +544,8 @@ def _load_into(model: nn.Module, files, state_dict, dtype, device, ignore_mismat
     expected_keys = set(expected)
     renames = [(re.compile(p), r) for p, r in getattr(model, "_checkpoint_renames", ())]
     for key, tensor in items:
+        if key in skip:  # read already (the packed tensors of GPTQ/AWQ layers)
+            continue
         target = _target_key(key, expected_keys, model.base_model_prefix, renames)
         if target is None:
             for pattern, replacement in _RENAMES:  # report under the modern name, as the reference does

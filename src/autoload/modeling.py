@@ -396,7 +396,8 @@ class PreTrainedModel(nn.Module):
                         use_safetensors: bool | None = None, weights_only: bool = True, state_dict=None,
                         attn_implementation: str | None = None, variant: str | None = None,
                         hub: str | None = None, check_size: bool = True, tp_plan: str | dict | None = None,
-                        tp_size: int | None = None, gguf_file: str | None = None, **kwargs):
+                        tp_size: int | None = None, gguf_file: str | None = None, quantize: str | None = None,
+                        quantize_group_size: int | None = None, **kwargs):
         """Load a model from a folder or a hub repo id (the steps: see loading.py).
 
         dtype: "auto" (the checkpoint's), a torch.dtype or its name. device / device_map: "cpu", "cuda",
@@ -407,6 +408,9 @@ class PreTrainedModel(nn.Module):
         tp_plan="auto" (under torchrun or an initialised process group): tensor parallel over `tp_size` ranks
         (default: all), each rank reading only its slices of the checkpoint (see autoload/distributed/).
         gguf_file="model.Q4_K_M.gguf": config and weights from that GGUF file of the folder or repo (docs/gguf.md).
+        quantize="int4" | "int8": weight-only quantization of the Linear layers at load (int4: groups of
+        `quantize_group_size`, default 128); GPTQ/AWQ checkpoints (config.json `quantization_config`) load
+        quantized by themselves (docs/quantization.md).
         """
         return load_pretrained(cls, name_or_path, model_args, config=config, revision=revision, dtype=dtype,
                                torch_dtype=torch_dtype, device=device, device_map=device_map,
@@ -417,7 +421,7 @@ class PreTrainedModel(nn.Module):
                                weights_only=weights_only, state_dict=state_dict,
                                attn_implementation=attn_implementation, variant=variant, hub=hub,
                                check_size=check_size, kwargs=kwargs, tp_plan=tp_plan, tp_size=tp_size,
-                               gguf_file=gguf_file)
+                               gguf_file=gguf_file, quantize=quantize, quantize_group_size=quantize_group_size)
 
     def load_extras(self, source) -> None:
         """Called by from_pretrained once the weights are in, with the call's `FileSource`: a mixin reads the

@@ -122,7 +122,7 @@ class Int4Linear(nn.Module):
         self.register_buffer("input_perm", None)  # desc_act: activations are gathered in this order first
         self.bias = nn.Parameter(torch.zeros(out_features, device=device, dtype=dtype), requires_grad=False) \
             if bias else None
-        self._packed: torch.Tensor | None = None  # the device kernel's weight (portable qweight dropped)
+        self.register_buffer("packed", None, persistent=False)  # the device kernel's weight (then qweight is None)
         self._scales_and_zeros: dict[torch.dtype, torch.Tensor] = {}
 
     @classmethod
@@ -164,25 +164,25 @@ class Int4Linear(nn.Module):
         """uint8 codes [out, in] from whichever form is held."""
         if self.qweight is not None:
             return unpack_nibbles(self.qweight, self.in_features)
-        rows, cols = self._padded(self._packed.device)
-        return _unpack(self._packed, rows, cols)[:self.out_features, :self.in_features]
+        rows, cols = self._padded(self.packed.device)
+        return _unpack(self.packed, rows, cols)[:self.out_features, :self.in_features]
 
     def _portable(self) -> None:
         """Hold the portable qweight again (unpacking the device weight exactly), drop the packed one."""
         if self.qweight is None:
             self.qweight = pack_nibbles(self._codes())
-        self._packed = None
+        self.packed = None
         self._scales_and_zeros = {}
 
     def pack(self) -> Int4Linear:
         """Pack for the kernel on the current device now (forward does it on first use); frees the portable
         codes."""
-        if self._packed is None:
+        if self.packed is None:
             device = self.scales.device
             rows, cols = self._padded(device)
             q = F.pad(unpack_nibbles(self.qweight, self.in_features),
                       (0, cols - self.in_features, 0, rows - self.out_features))
-            self._packed = _device_pack(q.to(device))
+            self.packed = _device_pack(q.to(device))
             self.qweight = None
         return self
 
@@ -209,11 +209,11 @@ class Int4Linear(nn.Module):
             x2 = F.pad(x2, (0, cols - self.in_features))
         self.pack()
         if x.device.type == "cuda":  # tinygemm on CUDA: bf16 activations and scales only
-            y = torch.ops.aten._weight_int4pack_mm(x2.to(torch.bfloat16).contiguous(), self._packed,
+            y = torch.ops.aten._weight_int4pack_mm(x2.to(torch.bfloat16).contiguous(), self.packed,
                                                    self.kernel_group, self._kernel_scales(torch.bfloat16))
             y = y.to(x.dtype)
         else:
-            y = torch.ops.aten._weight_int4pack_mm_for_cpu(x2.contiguous(), self._packed, self.kernel_group,
+            y = torch.ops.aten._weight_int4pack_mm_for_cpu(x2.contiguous(), self.packed, self.kernel_group,
                                                            self._kernel_scales(x.dtype))
         if rows != self.out_features:
             y = y[:, :self.out_features]
