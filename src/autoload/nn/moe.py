@@ -9,9 +9,10 @@ sigmoid(shared_expert_gate(x)) * shared_expert(x).
 
 Grouped experts: the N*k (token, expert) pairs are sorted by expert and each expert runs once, on its contiguous
 rows: `torch.nn.functional.grouped_mm` on CUDA in bf16 (no host sync), else one matmul pair per expert that got
-rows (the counts read once). Under torch.compile (inference) the whole grouped computation is one opaque custom
-op with a fixed output shape, run eagerly inside the graph, so a decode step compiles to one graph; the experts'
-matmuls then get none of inductor's prepacked kernels (their weights are picked per token).
+rows (the counts read once). Under torch.compile (inference), a decode step's few (token, expert) pairs (at most
+GATHER_PAIRS) each take their expert's weights by index (`gathered_experts`: fixed shapes, no host sync; inductor
+fuses the pick into the products, so only the chosen experts' weights are read); more pairs run the grouped
+computation as one opaque custom op with a fixed output shape, run eagerly inside the graph.
 
 Checkpoint layouts. In memory (and in "fused" checkpoints, as transformers 5 holds them and writes them with
 save_original_format=False): `mlp.gate.weight` (E, C), `mlp.experts.gate_up_proj` (E, 2I, C), gate rows first,
@@ -66,11 +67,25 @@ class Experts(nn.Module):
     def forward(self, x: torch.Tensor, experts: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """(N, C) tokens, their (N, k) experts and (N, k) weights -> (N, C): the weighted sum of their outputs."""
         inference = not (torch.is_grad_enabled() and (x.requires_grad or self.gate_up_proj.requires_grad))
-        if _moe_op is not None and inference and _compiling():
+        if inference and _compiling() and experts.numel() <= GATHER_PAIRS:  # a decode step: few (token, expert) pairs
+            y = gathered_experts(x, experts, self.gate_up_proj, self.down_proj, self.act)  # (N, k, C)
+        elif _moe_op is not None and inference and _compiling():
             y = _moe_op(x, experts, self.gate_up_proj, self.down_proj, self.act)  # (N, k, C), opaque to compile
         else:
             y = grouped_experts(x, experts, self.gate_up_proj, self.down_proj, self.act)  # (N, k, C)
         return (y * weights.unsqueeze(-1)).sum(dim=1).to(x.dtype)  # (N, C)
+
+
+GATHER_PAIRS = 64  # under torch.compile, up to this many (token, expert) pairs run gathered_experts
+
+
+def gathered_experts(x: torch.Tensor, experts: torch.Tensor, gate_up: torch.Tensor, down: torch.Tensor,
+                     act: str) -> torch.Tensor:
+    """(N, C) tokens and their (N, k) expert ids -> (N, k, C), each pair against its own expert's weights picked by
+    index: fixed shapes and no host sync, so inductor fuses the pick into the products and reads only the chosen
+    experts' weights (a compiled decode step, where N*k is small)."""
+    gate, up = torch.einsum("nc,nkic->nki", x, gate_up[experts]).chunk(2, dim=-1)  # (N, k, I) each
+    return torch.einsum("nki,nkci->nkc", get_activation(act)(gate) * up, down[experts])  # (N, k, C)
 
 
 def grouped_experts(x: torch.Tensor, experts: torch.Tensor, gate_up: torch.Tensor, down: torch.Tensor,
