@@ -218,7 +218,7 @@ class Int4Linear(nn.Module):
         if rows != self.out_features:
             y = y[:, :self.out_features]
         if self.bias is not None:
-            y = y + self.bias
+            y = y + self.bias.to(y.dtype)
         return y.reshape(*lead, self.out_features)
 
     def dequantize(self) -> torch.Tensor:
@@ -326,7 +326,7 @@ class Int8Linear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.group_size is not None:  # no kernel: dequantize into the activation dtype
             y = F.linear(x, self.dequantize().to(x.dtype))
-            return y if self.bias is None else y + self.bias
+            return y if self.bias is None else y + self.bias.to(y.dtype)
         lead = x.shape[:-1]
         x2 = x.reshape(-1, self.in_features)
         dtype = x.dtype
@@ -337,7 +337,7 @@ class Int8Linear(nn.Module):
         y = torch.ops.aten._weight_int8pack_mm(x2.to(dtype).contiguous(), self.qweight, self._kernel_scales[dtype])
         y = y.to(x.dtype)
         if self.bias is not None:
-            y = y + self.bias
+            y = y + self.bias.to(y.dtype)
         return y.reshape(*lead, self.out_features)
 
     def _apply(self, fn, recurse=True):
