@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 
+from .options import HUBS
+
 
 def add_parser(sub):
     p = sub.add_parser("upload", help="upload a folder (or a file) to a hub repo in one commit")
@@ -23,13 +25,14 @@ def add_parser(sub):
     p.add_argument("--commit-description")
     p.add_argument("--endpoint", help="hub URL (default: $HF_ENDPOINT or https://huggingface.co)")
     p.add_argument("--token", help="write token (default: $HF_TOKEN or the token file)")
+    p.add_argument("--hub", choices=HUBS, help="default: $AUTOLOAD_HUB or huggingface (modelscope: models only)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
 
 
 def main(args) -> int:
     from ..hub import upload
-    common = dict(repo_type=args.repo_type, token=args.token, endpoint=args.endpoint)
+    common = dict(repo_type=args.repo_type, token=args.token, endpoint=args.endpoint, hub=args.hub)
     url = upload.create_repo(args.repo_id, private=args.private or None, exist_ok=True, **common)
     options = dict(revision=args.revision, create_pr=args.create_pr, commit_message=args.commit_message,
                    commit_description=args.commit_description, progress=False if args.quiet else None, **common)

@@ -8,6 +8,8 @@ import inspect
 import os
 import tempfile
 
+from . import settings
+
 
 def default_title(obj) -> str:
     """transformers' default commit title, picked by class-name substring."""
@@ -22,20 +24,24 @@ def default_title(obj) -> str:
 def push_to_hub(self, repo_id: str, *, commit_message: str | None = None, commit_description: str | None = None,
                 private: bool | None = None, token: str | bool | None = None, revision: str | None = None,
                 create_pr: bool = False, max_shard_size: int | str | None = None, tags: list[str] | None = None,
-                endpoint: str | None = None):
+                endpoint: str | None = None, hub: str | None = None):
     """Save with `save_pretrained` into a temporary folder and upload it to `repo_id` in one commit (creating
     the repo if needed: a bare name goes to the token owner's namespace). Files the hub already holds are not
-    sent again. A model gets a short model card (README.md) when the repo has none. Returns the CommitInfo
+    sent again. `hub="modelscope"`: to a ModelScope model (a `configuration.json` is added when missing). A model gets a short model card (README.md) when the repo has none. Returns the CommitInfo
     (`.oid` is the commit id, `.pr_url` the pull request's URL with `create_pr=True`)."""
     from . import upload
     from .errors import HubError
-    url = upload.create_repo(repo_id, private=private, exist_ok=True, token=token, endpoint=endpoint)
+    url = upload.create_repo(repo_id, private=private, exist_ok=True, token=token, endpoint=endpoint, hub=hub)
     with tempfile.TemporaryDirectory(prefix="autoload-push-") as folder:
         kwargs = {}
         if max_shard_size is not None and "max_shard_size" in inspect.signature(self.save_pretrained).parameters:
             kwargs["max_shard_size"] = max_shard_size
         self.save_pretrained(folder, **kwargs)
-        if hasattr(self, "state_dict") and not os.path.exists(os.path.join(folder, "README.md")):
+        modelscope = settings.which_hub(hub, "model") == "modelscope"
+        if modelscope and not os.path.exists(os.path.join(folder, "configuration.json")):
+            with open(os.path.join(folder, "configuration.json"), "w", encoding="utf-8") as f:
+                f.write('{"framework": "pytorch"}\n')  # ModelScope's tools expect one
+        if hasattr(self, "state_dict") and not modelscope and not os.path.exists(os.path.join(folder, "README.md")):
             try:
                 remote = upload._list_remote(upload._Repo.make(url.repo_id, "model", endpoint, token), "main")
             except HubError:
@@ -45,7 +51,7 @@ def push_to_hub(self, repo_id: str, *, commit_message: str | None = None, commit
                     f.write(model_card(url.repo_id, tags))
         return upload.upload_folder(url.repo_id, folder, commit_message=commit_message or default_title(self),
                                     commit_description=commit_description, revision=revision, create_pr=create_pr,
-                                    token=token, endpoint=endpoint)
+                                    token=token, endpoint=endpoint, hub=hub)
 
 
 def model_card(repo_id: str, tags: list[str] | None) -> str:

@@ -175,6 +175,7 @@ class _Repo:
     repo_type: str
     endpoint: str
     token: str | None
+    cookie: bool = False  # ModelScope: the token also as the m_session_id cookie (on the endpoint's origin only)
 
     @classmethod
     def make(cls, repo_id, repo_type, endpoint, token) -> "_Repo":
@@ -210,6 +211,8 @@ def _send(method: str, url: str, repo: _Repo, *, what: str, body=None, json_body
                 hop = dict(headers)
                 if token and repo.token and http.origin(target) == hub_origin:
                     hop["authorization"] = f"Bearer {repo.token}"
+                    if repo.cookie:
+                        hop["cookie"] = f"m_session_id={repo.token}"
                 response = http.session().request(method, target, data=data, headers=hop, allow_redirects=False,
                                                   timeout=(10, max(60.0, settings.download_timeout())))
                 if response.status_code in (307, 308) and response.headers.get("Location"):
@@ -279,10 +282,18 @@ def _json(response: requests.Response, repo: _Repo, what: str):
 
 # -- public API -----------------------------------------------------------------------------------
 
+def _modelscope(hub: str | None, repo_type: str) -> bool:
+    return settings.which_hub(hub, repo_type) == "modelscope"
+
+
 def create_repo(repo_id: str, *, repo_type: str = "model", private: bool | None = None, exist_ok: bool = False,
-                token: str | bool | None = None, endpoint: str | None = None) -> RepoUrl:
+                token: str | bool | None = None, endpoint: str | None = None, hub: str | None = None) -> RepoUrl:
     """Create `repo_id` (`namespace/name`; a bare `name` goes to the token owner's namespace). With
-    `exist_ok=True` an existing repo is fine. Returns its RepoUrl (`.repo_id` is the full id)."""
+    `exist_ok=True` an existing repo is fine. Returns its RepoUrl (`.repo_id` is the full id).
+    `hub="modelscope"` (or AUTOLOAD_HUB): a ModelScope model, on MODELSCOPE_ENDPOINT."""
+    if _modelscope(hub, repo_type):
+        from . import ms_upload
+        return ms_upload.create_repo(repo_id, private=private, exist_ok=exist_ok, token=token, endpoint=endpoint)
     name = repo_id.split("/")[-1] if isinstance(repo_id, str) else repo_id
     repo = _Repo.make(repo_id, repo_type, endpoint, token)
     body = {"name": name, "organization": repo_id.split("/")[0] if "/" in repo_id else None}
@@ -333,20 +344,20 @@ def create_branch(repo_id: str, branch: str, *, revision: str | None = None, rep
 def upload_file(path_or_fileobj, path_in_repo: str, repo_id: str, *, repo_type: str = "model",
                 revision: str | None = None, commit_message: str | None = None, commit_description: str | None = None,
                 create_pr: bool = False, parent_commit: str | None = None, token: str | bool | None = None,
-                endpoint: str | None = None, progress: bool | None = None) -> CommitInfo:
+                endpoint: str | None = None, progress: bool | None = None, hub: str | None = None) -> CommitInfo:
     """Upload one file (a path, bytes or a binary file object) as `path_in_repo`, in one commit."""
     operation = CommitOperationAdd(path_in_repo, path_or_fileobj)
     return create_commit(repo_id, [operation], commit_message=commit_message or f"Upload {path_in_repo}",
                          commit_description=commit_description, revision=revision, repo_type=repo_type,
                          create_pr=create_pr, parent_commit=parent_commit, token=token, endpoint=endpoint,
-                         progress=progress)
+                         progress=progress, hub=hub)
 
 
 def upload_folder(repo_id: str, folder_path: str | os.PathLike, *, path_in_repo: str = "", repo_type: str = "model",
                   revision: str | None = None, commit_message: str | None = None,
                   commit_description: str | None = None, create_pr: bool = False, parent_commit: str | None = None,
                   allow_patterns=None, ignore_patterns=None, delete_patterns=None, token: str | bool | None = None,
-                  endpoint: str | None = None, progress: bool | None = None) -> CommitInfo:
+                  endpoint: str | None = None, progress: bool | None = None, hub: str | None = None) -> CommitInfo:
     """Upload a folder's files (filtered by `allow_patterns`/`ignore_patterns`, fnmatch globs on paths
     relative to the folder) under `path_in_repo`, in one commit. Remote files under `path_in_repo` matching
     `delete_patterns` and not re-uploaded are deleted in the same commit. `.git` folders are never uploaded."""
@@ -363,9 +374,13 @@ def upload_folder(repo_id: str, folder_path: str | os.PathLike, *, path_in_repo:
     adds = [CommitOperationAdd(f"{prefix}/{p}" if prefix else p, os.path.join(folder, p)) for p in chosen]
     operations: list = list(adds)
     if delete_patterns is not None:
-        repo = _Repo.make(repo_id, repo_type, endpoint, token)
         kept = {op.path_in_repo for op in adds}
-        remote = _list_remote(repo, _revision(revision, repo_id) if revision else "main")
+        if _modelscope(hub, repo_type):
+            from . import ms_upload
+            remote = list(ms_upload.remote_files(repo_id, revision, endpoint, token))
+        else:
+            remote = _list_remote(_Repo.make(repo_id, repo_type, endpoint, token),
+                                  _revision(revision, repo_id) if revision else "main")
         under = [p[len(prefix) + 1:] if prefix else p for p in remote if not prefix or p.startswith(prefix + "/")]
         for rel in select_files(under, delete_patterns, None):
             path = f"{prefix}/{rel}" if prefix else rel
@@ -374,7 +389,7 @@ def upload_folder(repo_id: str, folder_path: str | os.PathLike, *, path_in_repo:
     return create_commit(repo_id, operations, commit_message=commit_message or "Upload folder using autoload",
                          commit_description=commit_description, revision=revision, repo_type=repo_type,
                          create_pr=create_pr, parent_commit=parent_commit, token=token, endpoint=endpoint,
-                         progress=progress)
+                         progress=progress, hub=hub)
 
 
 def _list_remote(repo: _Repo, revision: str) -> list[str]:
@@ -399,11 +414,19 @@ def _revision(revision, repo_id: str) -> str:
 def create_commit(repo_id: str, operations: list, *, commit_message: str, commit_description: str | None = None,
                   revision: str | None = None, repo_type: str = "model", create_pr: bool = False,
                   parent_commit: str | None = None, token: str | bool | None = None, endpoint: str | None = None,
-                  progress: bool | None = None) -> CommitInfo:
+                  progress: bool | None = None, hub: str | None = None) -> CommitInfo:
     """One commit of `operations` (CommitOperationAdd / CommitOperationDelete) on `revision` (default main; a
-    branch that does not exist yet is created from main), or a pull request against it with `create_pr=True`."""
+    branch that does not exist yet is created from main), or a pull request against it with `create_pr=True`.
+    `hub="modelscope"`: ModelScope's commit API (no pull requests, no parent check; `main` is `master`)."""
     if not commit_message or not commit_message.strip():
         raise ValueError("commit_message must not be empty")
+    if _modelscope(hub, repo_type):
+        if create_pr or parent_commit:
+            raise ValueError("hub='modelscope' uploads support neither create_pr nor parent_commit")
+        from . import ms_upload
+        return ms_upload.create_commit(repo_id, operations, commit_message=commit_message,
+                                       commit_description=commit_description, revision=revision, token=token,
+                                       endpoint=endpoint, progress=progress)
     repo = _Repo.make(repo_id, repo_type, endpoint, token)
     revision = _revision(revision or "main", repo_id)
     if parent_commit is not None and not re.fullmatch(r"[0-9a-f]{7,40}", str(parent_commit)):
@@ -536,11 +559,7 @@ def _upload_lfs(repo: _Repo, ops: list[CommitOperationAdd], ref: str | None, pro
                 todo.append((op, actions))
     if not todo:
         return
-    bar = None
-    if (not settings.progress_disabled()) if progress is None else progress:
-        from tqdm.auto import tqdm
-        bar = tqdm(total=sum(op.size for op, _ in todo), desc=f"Uploading {shown(repo.repo_id)[1:-1]}", unit="B",
-                   unit_scale=True, unit_divisor=1024, dynamic_ncols=True)
+    bar = _progress_bar(repo, sum(op.size for op, _ in todo), progress)
     try:
         with ThreadPoolExecutor(min(PARALLEL_UPLOADS, len(todo))) as pool:
             for future in [pool.submit(_upload_one, repo, op, actions, bar) for op, actions in todo]:
@@ -548,6 +567,15 @@ def _upload_lfs(repo: _Repo, ops: list[CommitOperationAdd], ref: str | None, pro
     finally:
         if bar is not None:
             bar.close()
+
+
+def _progress_bar(repo: _Repo, total: int, progress: bool | None):
+    """A tqdm bar over the bytes to upload (None when bars are off: progress=False, AUTOLOAD/HF_HUB_DISABLE_...)."""
+    if not ((not settings.progress_disabled()) if progress is None else progress):
+        return None
+    from tqdm.auto import tqdm
+    return tqdm(total=total, desc=f"Uploading {shown(repo.repo_id)[1:-1]}", unit="B", unit_scale=True,
+                unit_divisor=1024, dynamic_ncols=True)
 
 
 def _body(op: CommitOperationAdd, offset: int, length: int, bar):
