@@ -76,7 +76,11 @@ def test_autoload_uploads_huggingface_hub_downloads(srv, folder, tmp_path):
     path = snapshot_download("alice/demo", endpoint=srv.url, cache_dir=str(tmp_path / "hf"), token="rtok")
     assert os.path.basename(path) == info.oid
     assert snapshot(path) == local_files(folder, ignore=("skip.tmp",))
-    assert HfApi(endpoint=srv.url, token="rtok").repo_info("alice/demo").sha == info.oid
+    api = HfApi(endpoint=srv.url, token="rtok")
+    assert api.repo_info("alice/demo").sha == info.oid
+    commits = api.list_repo_commits("alice/demo")
+    assert [(c.commit_id, c.title, c.message) for c in commits[:1]] == [(info.oid, "first", "the description")]
+    assert [c.title for c in commits] == ["first", "initial commit"]
     # the LFS decision: the default .gitattributes puts *.safetensors and *.bin in LFS
     puts = [r for r in srv.requests if r.method == "PUT"]
     assert len(puts) == 2 and all("authorization" not in r.headers for r in puts)

@@ -131,8 +131,6 @@ class Handler(BaseHTTPRequestHandler):
             raise ConnectionError("the client closed the connection mid-body")
         return chunk
 
-    read_chunk_of = read_chunk
-
     def read_body(self, limit: int | None) -> bytes:
         """The whole request body; 413 when it is over `limit` bytes (None: read and drop it)."""
         if limit is not None and self.body_left > limit:

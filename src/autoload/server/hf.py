@@ -2,7 +2,8 @@
 the request's `handler` (a `handler.Handler`) and answers through its public `send_*` methods.
 
 Routes (also under /datasets/... and /api/datasets/...): HEAD/GET /{repo}/resolve/{rev}/{path},
-GET /api/models/{repo}[/revision/{rev}], /api/models/{repo}/tree/{rev}[/{path}], /api/models/{repo}/refs.
+GET /api/models/{repo}[/revision/{rev}], /api/models/{repo}/tree/{rev}[/{path}], /api/models/{repo}/refs,
+/api/models/{repo}/commits/{rev}.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def route(handler, raw_path: str, headers: dict[str, str]) -> None:
 
 def _api(handler, kind: str, prefix: str, segs: list[str], token: str | None) -> None:
     def valid(tail: list[str]) -> bool:
-        return (not tail or tail == ["refs"] or (tail[0] == "revision" and len(tail) >= 2)
+        return (not tail or tail == ["refs"] or (tail[0] in ("revision", "commits") and len(tail) >= 2)
                 or (tail[0] == "tree" and len(tail) >= 2))
     candidates = [(segs[:n], segs[n:]) for n in (2, 1) if len(segs) >= n and valid(segs[n:])]
     if not candidates:
@@ -52,6 +53,11 @@ def _api(handler, kind: str, prefix: str, segs: list[str], token: str | None) ->
         return handler.send_json(_refs(handler, repo))
     revision = unquote("/".join(tail[1:]) if tail and tail[0] == "revision" else tail[1] if tail else "main")
     snap = hub.snapshot(repo, revision)
+    if tail and tail[0] == "commits":  # a written repo's history; a folder repo has its one content commit
+        log = hub.store.log(repo.history, snap.commit) if repo.history else [(snap.commit, {
+            "summary": "content of the served folder", "description": "", "time": 0.0})]
+        return handler.send_json([{"id": c, "title": body["summary"], "message": body["description"],
+                                   "authors": [{"user": "autoload"}], "date": _iso(body["time"])} for c, body in log])
     if tail and tail[0] == "tree":
         path = check_path("/".join(unquote(s) for s in tail[2:]).strip("/"))
         return _tree(handler, snap, path)

@@ -187,11 +187,12 @@ class Store:
             return False
         return size is None or st.st_size == size
 
-    def put_stream(self, read, size: int, expected: str | None = None) -> dict:
+    def put_stream(self, read, size: int, expected: str | None = None, blob: bool = True) -> dict:
         """Stream `size` bytes from `read(n)` into the store, hashed on the way; refused (400) when short or
-        not `expected` (sha256). Returns the file record {"sha256", "size", "blob"}."""
+        not `expected` (sha256). Returns the file record {"sha256", "size", "blob"} (`blob`: the git blob sha1,
+        None unless asked: LFS files do not need it)."""
         os.makedirs(self.tmp, exist_ok=True)
-        sha256, sha1 = hashlib.sha256(), hashlib.sha1(b"blob %d\0" % size)
+        sha256, sha1 = hashlib.sha256(), hashlib.sha1(b"blob %d\0" % size) if blob else None
         fd, tmp = tempfile.mkstemp(dir=self.tmp)
         try:
             with os.fdopen(fd, "wb") as f:
@@ -201,7 +202,8 @@ class Store:
                     if not chunk:
                         raise HubError(400, "BadRequest", f"Upload ended after {size - left} of {size} bytes")
                     sha256.update(chunk)
-                    sha1.update(chunk)
+                    if sha1 is not None:
+                        sha1.update(chunk)
                     f.write(chunk)
                     left -= len(chunk)
                 f.flush()
@@ -216,7 +218,7 @@ class Store:
             with _quiet():
                 os.unlink(tmp)
             raise
-        return {"sha256": digest, "size": size, "blob": sha1.hexdigest()}
+        return {"sha256": digest, "size": size, "blob": sha1.hexdigest() if sha1 is not None else None}
 
     def put_bytes(self, data: bytes) -> dict:
         view = memoryview(data)
@@ -228,14 +230,6 @@ class Store:
             pos += len(chunk)
             return chunk
         return self.put_stream(read, len(data))
-
-    def blob_of(self, sha256: str, size: int) -> str:
-        """The git blob sha1 of a stored object (for a regular file referenced by its sha256)."""
-        digest = hashlib.sha1(b"blob %d\0" % size)
-        with open(self.object_path(sha256), "rb") as f:
-            while chunk := f.read(CHUNK):
-                digest.update(chunk)
-        return digest.hexdigest()
 
 
 def lfs_patterns_of(store: Store, files: dict) -> list[str]:

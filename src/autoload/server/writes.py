@@ -152,7 +152,7 @@ def _repo(handler, kind: str, repo_id: str) -> Repo:
                 files = {}
                 for path, entry in snap.files.items():
                     with open(entry.disk, "rb") as f:
-                        record = hub.store.put_stream(f.read, entry.size)
+                        record = hub.store.put_stream(f.read, entry.size, blob=not entry.lfs)
                     files[path] = {**record, "lfs": entry.lfs}
                 hub.store.create(folder, repo.private, files, "Import of the served folder", snap.commit)
         repo = hub.lookup(kind, repo.id)[0]
@@ -335,7 +335,7 @@ def _storage(handler, segs: list[str]) -> None:
             raise HubError(400, "BadRequest", f"Object {oid} must be uploaded with {size} bytes, got "
                                               f"Content-Length {handler.body_left}")
         if not hub.store.has_object(oid, size):
-            hub.store.put_stream(handler.read_chunk_of, size, expected=oid)
+            hub.store.put_stream(handler.read_chunk, size, expected=oid, blob=False)
         else:
             handler.read_body(None)
         return handler.send_json({"Code": 200, "Message": "success", "Success": True})
@@ -359,7 +359,7 @@ def _storage(handler, segs: list[str]) -> None:
                             return chunk
                         index += 1
                     return b""
-                hub.store.put_stream(read, size, expected=oid)
+                hub.store.put_stream(read, size, expected=oid, blob=False)
             finally:
                 for f in files:
                     f.close()
