@@ -27,7 +27,8 @@ ALLOWED: dict[str, set[str]] = {
     "placement": {"errors"},
     "tokenization": {"hub", "configuration", "errors", "jsonfiles"},
     "generation": {"nn", "configuration", "errors", "jsonfiles"},  # the mixin; tokenizers are duck-typed
-    "modeling": {"hub", "nn", "configuration", "errors", "jsonfiles", "placement"},  # base class + loading
+    "quant": {"hub", "errors", "jsonfiles", "configuration"},  # quantized Linear kernels, GPTQ/AWQ, GGUF files
+    "modeling": {"hub", "nn", "configuration", "errors", "jsonfiles", "placement", "quant"},  # base + loading
     "models": {"nn", "configuration", "modeling", "generation", "errors", "jsonfiles"},  # one file per family
     "registry": {"hub", "nn", "configuration", "errors", "jsonfiles", "placement", "tokenization", "generation",
                  "modeling", "models"},  # Auto classes; models resolved from "module:Class" strings
