@@ -1,0 +1,120 @@
+"""Quantized inference: weight-only int4/int8 kernels vs float matmuls (and, to come, real GGUF/GPTQ models).
+
+    python bench/quantized.py kernels [--quick] [--repeat 20] [--threads N] [--device cpu|cuda]
+
+`kernels`: one decode step at batch 1 through a Qwen2.5-0.5B-shaped stack of Linear layers (24 blocks of
+q 896x896, k/v 128x896, o 896x896, gate/up 4864x896, down 896x4864; `--lm-head` adds the 151936x896 output
+layer), each layer called once per step on a (1, in) activation. Variants: fp32 and bf16 `F.linear`, `Int8Linear`
+(per-channel, `_weight_int8pack_mm`), `Int4Linear` with groups of 32/64/128/256 (`_weight_int4pack_mm*`), each
+over fp32 and bf16 activations. Reported: ms per step (median of `--repeat` after 3 warm-ups), the weight bytes
+read per step and the implied GB/s (memory-bound at batch 1: higher is better, the machine's bandwidth is the
+ceiling). `--quick`: 2 blocks of 1/8 width, 3 repeats (a smoke run; numbers mean nothing).
+
+The real-model sections (load time vs transformers' gguf path, decode tokens/s on the two GGUF models, GPTQ)
+are added by the GGUF work (see docs/quantization.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+QWEN05 = dict(hidden=896, kv=128, intermediate=4864, layers=24, vocab=151936)
+
+
+def stack_shapes(quick: bool, lm_head: bool) -> list[tuple[int, int]]:
+    """(out, in) of every Linear a decode step runs through, in order."""
+    s = {k: (v // 8 if quick and k != "layers" else v) for k, v in QWEN05.items()}
+    layers = 2 if quick else s["layers"]
+    h, kv, i = s["hidden"], s["kv"], s["intermediate"]
+    block = [(h, h), (kv, h), (kv, h), (h, h), (i, h), (i, h), (h, i)]
+    return block * layers + ([(s["vocab"], h)] if lm_head else [])
+
+
+def build(variant: str, shapes, device: str) -> list[nn.Module]:
+    from autoload.quant.linear import Int4Linear, Int8Linear, quantize_int4, quantize_int8
+    g = torch.Generator().manual_seed(0)
+    layers = []
+    for out_features, in_features in shapes:
+        w = torch.randn(out_features, in_features, generator=g) * 0.02
+        if variant in ("fp32", "bf16"):
+            layer = nn.Linear(in_features, out_features, bias=False)
+            layer.weight.data = w.to(torch.float32 if variant == "fp32" else torch.bfloat16)
+        elif variant == "int8":
+            layer = Int8Linear.from_symmetric(*quantize_int8(w))
+        else:
+            group = int(variant.split("-g")[1])
+            layer = Int4Linear.from_affine(*quantize_int4(w, group), group)
+        layers.append(layer.to(device))
+    return layers
+
+
+def weight_bytes(layers) -> int:
+    total = 0
+    for layer in layers:
+        if hasattr(layer, "pack"):
+            layer.pack()
+        total += sum(t.numel() * t.element_size() for t in layer.buffers()) + \
+            sum(p.numel() * p.element_size() for p in layer.parameters())
+    return total
+
+
+def time_step(layers, shapes, dtype, device: str, repeat: int) -> float:
+    """Median seconds of one pass over the stack at batch 1 (every layer gets a fresh (1, in) activation)."""
+    xs = {k: torch.randn(1, k, device=device, dtype=dtype) for _, k in shapes}
+    times = []
+    with torch.inference_mode():
+        for i in range(3 + repeat):
+            if device == "cuda":
+                torch.cuda.synchronize()
+            t = time.perf_counter()
+            for layer, (_, k) in zip(layers, shapes):
+                layer(xs[k])
+            if device == "cuda":
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - t)
+    return statistics.median(times[3:])
+
+
+def kernels(args) -> None:
+    shapes = stack_shapes(args.quick, args.lm_head)
+    repeat = 3 if args.quick else args.repeat
+    params = sum(o * i for o, i in shapes)
+    print(f"torch {torch.__version__} | {torch.get_num_threads()} threads | {args.device} | {len(shapes)} Linear "
+          f"layers, {params / 1e6:.1f}M weights | batch 1, median of {repeat}")
+    print(f"\n{'weights':10} {'activations':12} {'ms/step':>9} {'MB read':>9} {'GB/s':>7}")
+    variants = ["fp32", "bf16", "int8", "int4-g32", "int4-g64", "int4-g128", "int4-g256"]
+    for variant in variants:
+        layers = build(variant, shapes, args.device)
+        nbytes = weight_bytes(layers)
+        acts = [torch.bfloat16] if variant == "bf16" else [torch.float32] if variant == "fp32" else \
+            [torch.float32, torch.bfloat16]
+        for dtype in acts:
+            seconds = time_step(layers, shapes, dtype, args.device, repeat)
+            print(f"{variant:10} {str(dtype).replace('torch.', ''):12} {seconds * 1e3:9.2f} {nbytes / 1e6:9.1f} "
+                  f"{nbytes / seconds / 1e9:7.1f}")
+        del layers
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("section", choices=["kernels"], nargs="?", default="kernels")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--lm-head", action="store_true", help="add the 151936 x 896 output layer")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.section == "kernels":
+        kernels(args)
+
+
+if __name__ == "__main__":
+    main()
