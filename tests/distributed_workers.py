@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import socket
 from pathlib import Path
 
@@ -32,8 +31,19 @@ def _init(rank: int, world: int, port: int, backend: str = "gloo") -> None:
     dist.init_process_group(backend, rank=rank, world_size=world)
 
 
-def _peak_rss_bytes() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+def _status(key: str) -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith(key))
+
+
+def _rss_growth(load) -> tuple[int, object]:
+    """(peak resident-set growth in bytes while `load()` runs, what it returned). The peak (VmHWM) is reset first
+    through /proc/self/clear_refs: the process's earlier peak (imports) may be above anything the load reaches."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    before = _status("VmRSS:")
+    kept = load()
+    return _status("VmHWM:") - before, kept
 
 
 def _ids():
@@ -50,13 +60,17 @@ def tp_worker(rank, world, port, folders, out_dir, names, tp_size=None, backend=
     _init(rank, world, port, backend)
     result = {}
     if "rss" in folders and tp_size is None:  # first, before any other model raises the peak
-        before = _peak_rss_bytes()
-        model = autoload.AutoModelForCausalLM.from_pretrained(folders["rss"], tp_plan="auto")
-        with torch.no_grad():
-            model(_ids())
-        result["rss_growth"] = _peak_rss_bytes() - before
+        def load(folder=folders["rss"], **kw):
+            model = autoload.AutoModelForCausalLM.from_pretrained(folder, **kw)
+            with torch.no_grad():
+                model(_ids())
+            return model
+        load(folders["warm"], tp_plan="auto")  # a tiny model first: DTensor's lazy imports and caches
+        # the split model stays alive while the whole one loads: freed memory the allocator kept would hide growth
+        result["rss_tp"], kept = _rss_growth(lambda: load(tp_plan="auto"))
+        result["rss_one"], _ = _rss_growth(load)
+        del kept
         result["rss_checkpoint"] = os.path.getsize(os.path.join(folders["rss"], "model.safetensors"))
-        del model
     device = rank_device()
     ids = _ids().to(device)
     mask = torch.ones_like(ids)

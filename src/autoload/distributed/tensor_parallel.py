@@ -7,9 +7,10 @@ Under torchrun (or any initialised process group) the model is built on the meta
    divide the heads, the kv heads and every split dimension: `TensorParallelError` otherwise) and applied with
    `parallelize_module` while the parameters are still on meta: each planned parameter becomes a meta DTensor
    that knows its placement (Shard(0), Shard(1) or Replicate);
-3. each rank reads from the memory-mapped checkpoint only its slice of every split tensor (safetensors'
-   `get_slice`), and wraps it with `DTensor.from_local`; unsplit tensors are read whole. No rank ever holds
-   a full split tensor.
+3. each rank reads from the checkpoint only its slice of every split tensor, and wraps it with
+   `DTensor.from_local`; unsplit tensors are read whole. Safetensors files are read with positioned reads, not
+   a memory map: a column slice (rowwise layers) is cut from blocks of rows through a small buffer, so no rank's
+   resident set ever holds a full split tensor, not even as mapped file pages.
 
 The forward pass needs no change: the styles' hooks hand plain local tensors to the model code (q_proj's output
 holds the rank's heads, which `view(b, t, -1, hs)` picks up; the KV cache holds the local heads) and all-reduce
@@ -171,9 +172,83 @@ def check_divisible(model: nn.Module, plan: dict[str, str], heads: dict, tp: int
 
 # -- loading the local slices ------------------------------------------------------------------------------
 
+_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+           "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+           "BOOL": torch.bool}
+_BLOCK = 2**20  # bytes read at a time when cutting columns out of a tensor's rows
+
+
+class _SafetensorsFile:
+    """A safetensors file read with positioned reads (`os.pread`), not a memory map: the pages of a tensor this
+    rank only takes a column slice of are read through a small buffer and never become part of the rank's
+    resident set (a memory map would count every touched page of the file in its RSS)."""
+
+    def __init__(self, path: str):
+        import json
+        self.path = path
+        self.fd = os.open(path, os.O_RDONLY)
+        try:
+            size = os.fstat(self.fd).st_size
+            n = int.from_bytes(os.pread(self.fd, 8, 0), "little")
+            if n <= 0 or n > min(size - 8, 100 * 2**20):
+                raise ValueError(f"header length {n}")
+            header = json.loads(os.pread(self.fd, n, 8))
+            self.base = 8 + n
+            self.entries = {k: v for k, v in header.items() if k != "__metadata__"}
+            for key, entry in self.entries.items():
+                start, end = entry["data_offsets"]
+                if entry["dtype"] not in _DTYPES or not 0 <= start <= end or self.base + end > size:
+                    raise ValueError(f"tensor '{key}': {entry}")
+        except (ValueError, KeyError, TypeError) as err:
+            os.close(self.fd)
+            raise OSError(f"{path} is not a valid safetensors file ({err}). It is truncated or corrupt: delete it "
+                          "and download it again.") from None
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+    def _bytes(self, offset: int, length: int) -> bytearray:
+        out = bytearray(length)
+        view, done = memoryview(out), 0
+        while done < length:
+            chunk = os.preadv(self.fd, [view[done:]], offset + done)
+            if chunk <= 0:
+                raise OSError(f"{self.path}: short read at byte {offset + done}; the file is truncated.")
+            done += chunk
+        return out
+
+    def read(self, key: str, dim: int | None = None, start: int = 0, length: int | None = None) -> torch.Tensor:
+        """The tensor, or its slice [start, start + length) along `dim` (0 or 1 of a 2-D tensor, 0 of 1-D)."""
+        entry = self.entries[key]
+        dtype, shape = _DTYPES[entry["dtype"]], list(entry["shape"])
+        offset = self.base + entry["data_offsets"][0]
+        item = dtype.itemsize
+        inner = 1
+        for n in shape[1:]:
+            inner *= n
+        if dim is None:
+            dim, start, length = 0, 0, shape[0] if shape else 1
+        if not shape:
+            return torch.frombuffer(self._bytes(offset, item), dtype=dtype).reshape(())
+        if dim == 0:  # whole rows: one contiguous range
+            data = self._bytes(offset + start * inner * item, length * inner * item)
+            return torch.frombuffer(data, dtype=dtype).reshape([length, *shape[1:]]) if length else \
+                torch.empty([0, *shape[1:]], dtype=dtype)
+        if dim != 1 or len(shape) != 2:
+            raise TensorParallelError(f"{self.path}: '{key}' {shape} cannot be split along dim {dim} here.")
+        rows, cols = shape
+        out = torch.empty(rows, length, dtype=dtype)
+        step = max(1, _BLOCK // max(1, cols * item))
+        for first in range(0, rows, step):  # a block of rows at a time, keeping only this rank's columns
+            n = min(step, rows - first)
+            block = torch.frombuffer(self._bytes(offset + first * cols * item, n * cols * item), dtype=dtype)
+            out[first:first + n] = block.view(n, cols)[:, start:start + length]
+        return out
+
+
 class _Checkpoint:
-    """Read whole tensors or one slice of a tensor by key, over safetensors files (memory-mapped, `get_slice`
-    reads only the slice's bytes) or weights-only `.bin` files (memory-mapped torch.load)."""
+    """Read whole tensors or one slice of a tensor by key: safetensors files with positioned reads (only the
+    slice's bytes end up in memory), weights-only `.bin` files memory-mapped (torch.load), or a state dict."""
 
     def __init__(self, files, state_dict, weights_only: bool):
         self.files, self.state_dict, self.weights_only = files, state_dict, weights_only
@@ -186,9 +261,13 @@ class _Checkpoint:
             return
         for path in self.files:
             if path.endswith(".safetensors"):
-                with loading._open_safetensors(path) as f:
-                    for key in f.keys():
-                        yield key, self._safe_reader(f, key, path)
+                f = _SafetensorsFile(path)
+                try:
+                    for key in f.entries:
+                        yield key, (lambda dim=None, start=0, length=None, key=key, f=f: f.read(key, dim, start,
+                                                                                                length))
+                finally:
+                    f.close()
             else:
                 for key, tensor in loading._load_bin(path, self.weights_only).items():
                     yield key, self._reader(tensor)
@@ -197,21 +276,6 @@ class _Checkpoint:
     def _reader(tensor):
         def read(dim=None, start=0, length=None):
             return tensor if dim is None else tensor.narrow(dim, start, length).clone()
-        return read
-
-    @staticmethod
-    def _safe_reader(f, key, path):
-        def read(dim=None, start=0, length=None):
-            try:
-                if dim is None:
-                    return f.get_tensor(key)
-                part = f.get_slice(key)
-                index = [slice(None)] * len(part.get_shape())
-                index[dim] = slice(start, start + length)
-                return part[tuple(index)]
-            except Exception as err:
-                raise OSError(f"{path}: tensor '{key}' cannot be read ({err}). The file is corrupt: delete it and "
-                              "download it again.") from None
         return read
 
 
