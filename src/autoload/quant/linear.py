@@ -31,6 +31,7 @@ Neither layer saves through `save_pretrained` (a typed error: there is no loader
 
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 import torch
@@ -248,6 +249,12 @@ class Int4Linear(nn.Module):
         super()._save_to_state_dict(destination, prefix, keep_vars)
 
 
+@functools.cache
+def _has_int8_kernel(device_type: str) -> bool:
+    """Whether this torch has `_weight_int8pack_mm` for the device type (CPU always; CUDA only in some builds)."""
+    return torch._C._dispatch_has_kernel_for_dispatch_key("aten::_weight_int8pack_mm", device_type.upper())
+
+
 class Int8Linear(nn.Module):
     """8-bit weight-only Linear. Per output channel (group_size None, no offsets): W = scale[o] * q[o, i] on
     `aten._weight_int8pack_mm`. Groupwise (GGUF Q8_0, GPTQ 8-bit with groups): W = scale[o, i // g] * q + offset,
@@ -326,6 +333,9 @@ class Int8Linear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.group_size is not None:  # no kernel: dequantize into the activation dtype
             y = F.linear(x, self.dequantize().to(x.dtype))
+            return y if self.bias is None else y + self.bias.to(y.dtype)
+        if not _has_int8_kernel(x.device.type):  # no torch kernel on this device: convert the codes per call
+            y = F.linear(x, self.qweight.to(x.dtype)) * self.scales.reshape(-1).to(x.dtype)
             return y if self.bias is None else y + self.bias.to(y.dtype)
         lead = x.shape[:-1]
         x2 = x.reshape(-1, self.in_features)
