@@ -99,7 +99,10 @@ _EXPORTS: dict[str, str] = {
     **{f"{family}{head}": "autoload.models.llama" for family in (
         "Llama", "Mistral", "Qwen2", "Qwen3", "Mixtral", "Qwen2Moe", "Qwen3Moe") for head in (
         "Model", "ForCausalLM", "ForSequenceClassification", "ForTokenClassification", "ForQuestionAnswering")},
-    **{name: "autoload.models.configs" for name in ("Phi3Config", "GlmConfig", "Glm4Config")},
+    **{name: "autoload.models.configs" for name in ("Phi3Config", "GlmConfig", "Glm4Config", "BaichuanConfig",
+                                                    "InternLM2Config")},
+    **{name: "autoload.models.baichuan" for name in ("BaichuanModel", "BaichuanForCausalLM")},
+    **{name: "autoload.models.internlm2" for name in ("InternLM2ForCausalLM", "InternLM2ForSequenceClassification")},
     **{f"Phi3{head}": "autoload.models.phi3" for head in (
         "Model", "ForCausalLM", "ForSequenceClassification", "ForTokenClassification")},
     **{f"{family}{head}": "autoload.models.glm" for family in ("Glm", "Glm4") for head in (
@@ -145,6 +148,8 @@ _EXPORTS: dict[str, str] = {
     "QWenTokenizer": "autoload.tokenization.tiktoken_bpe",
     "ChatGLMTokenizer": "autoload.tokenization.chatglm",
     "ChatGLM4Tokenizer": "autoload.tokenization.chatglm",
+    **{name: "autoload.tokenization.llama_spm" for name in (
+        "BaichuanTokenizer", "BaiChuanTokenizer", "InternLM2Tokenizer", "InternLM2TokenizerFast")},
 }
 # reference names served by another class of their module (v5's Python backend is the tokenizers-backed class)
 _ALIASES = {"PreTrainedTokenizer": "TokenizersBackend", "PythonBackend": "TokenizersBackend"}

@@ -759,6 +759,102 @@ class Glm4Config(GlmConfig):
     post_norms = True
 
 
+class BaichuanConfig(PretrainedConfig):
+    """Baichuan / Baichuan2, 7B and 13B (baichuan-inc's `configuration_baichuan.py` keys and defaults; the repos'
+    auto_map names `modeling_baichuan.BaichuanForCausalLM`, which models/baichuan.py replaces).
+
+    Two things the repos' config.json files do not say (the 7B and 13B repos ship different modeling files) are
+    decided here. Each is an autoload key that wins when given, and is written back only when it differs from
+    what the rule derives:
+    * `position_embedding`: "rope" (rotary, base 10000: the 7B files) or "alibi" (the 13B files). Derived:
+      "alibi" when hidden_size == 5120 and num_hidden_layers == 40 (the shape of Baichuan-13B and
+      Baichuan2-13B), else "rope".
+    * `norm_head`: the lm_head is a NormHead (each row L2-normalised before the product: Baichuan2). Derived:
+      True unless vocab_size == 64000 (Baichuan 1's vocabulary; every Baichuan2 has 125696).
+    `num_key_value_heads` (= num_attention_heads), `head_dim` and `rope_parameters` are derived, never saved.
+    """
+
+    model_type = "baichuan"
+    defaults = {
+        "vocab_size": 125696, "hidden_size": 4096, "intermediate_size": 11008, "num_hidden_layers": 32,
+        "num_attention_heads": 32, "hidden_act": "silu", "max_position_embeddings": 4096, "model_max_length": 4096,
+        "initializer_range": 0.02, "rms_norm_eps": 1e-6, "use_cache": True, "pad_token_id": 0, "bos_token_id": 1,
+        "eos_token_id": 2, "tie_word_embeddings": False, "z_loss_weight": 0.0, "position_embedding": None,
+        "norm_head": None,
+    }
+    POSITION_EMBEDDINGS = ("rope", "alibi")
+
+    def __init__(self, **kwargs):
+        for derived in ("num_key_value_heads", "head_dim", "rope_parameters"):
+            kwargs.pop(derived, None)
+        super().__init__(**kwargs)
+
+    def _post_init(self) -> None:
+        if self.position_embedding is None:
+            self.position_embedding = self.derived_position_embedding()
+        if self.position_embedding not in self.POSITION_EMBEDDINGS:
+            raise ConfigError(f"BaichuanConfig: position_embedding must be 'rope' or 'alibi', "
+                              f"got {self.position_embedding!r}.")
+        if self.norm_head is None:
+            self.norm_head = self.derived_norm_head()
+        if self.norm_head and self.tie_word_embeddings:
+            raise ConfigError("BaichuanConfig: a NormHead (norm_head) cannot be tied to the input embeddings "
+                              "(tie_word_embeddings): no Baichuan checkpoint does that.")
+
+    def derived_position_embedding(self) -> str:
+        """The rule used when `position_embedding` is not given: ALiBi for the 13B shape (5120 x 40 layers)."""
+        return "alibi" if (self.hidden_size, self.num_hidden_layers) == (5120, 40) else "rope"
+
+    def derived_norm_head(self) -> bool:
+        """The rule used when `norm_head` is not given: a NormHead unless Baichuan 1's 64000-token vocabulary."""
+        return self.vocab_size != 64000
+
+    num_key_value_heads = property(lambda self: self.num_attention_heads, doc="No grouped-query attention.")
+    head_dim = property(lambda self: self.hidden_size // self.num_attention_heads)
+    rope_parameters = property(lambda self: {"rope_type": "default", "rope_theta": 10000.0},
+                               doc="The 7B files' fixed rotary base (unused with ALiBi).")
+
+    def to_dict(self) -> dict:
+        out = super().to_dict()
+        if out.get("position_embedding") == self.derived_position_embedding():
+            out.pop("position_embedding")
+        if out.get("norm_head") == self.derived_norm_head():
+            out.pop("norm_head")
+        return out
+
+
+class InternLM2Config(_RopeConfig):
+    """InternLM2 / InternLM2.5 (internlm's `configuration_internlm2.py` keys and defaults; the repos' auto_map names
+    `modeling_internlm2.InternLM2ForCausalLM`, which models/internlm2.py replaces). `bias` puts biases on `wqkv`
+    and `wo` (the class default is True; the released config.json files say false). `rope_theta` and
+    `rope_scaling` ({"type": "dynamic" | "linear", "factor": f}) are read into `rope_parameters` and written back
+    under the repos' names, so the original code can read a saved folder. The files' `attn_implementation`
+    ("eager") is kept as a plain key: autoload runs SDPA unless `attn_implementation="eager"` is passed."""
+
+    model_type = "internlm2"
+    defaults = {
+        "vocab_size": 103168, "hidden_size": 4096, "intermediate_size": 11008, "num_hidden_layers": 32,
+        "num_attention_heads": 32, "num_key_value_heads": None, "hidden_act": "silu", "max_position_embeddings": 2048,
+        "initializer_range": 0.02, "rms_norm_eps": 1e-6, "use_cache": True, "pad_token_id": 0, "bos_token_id": 1,
+        "eos_token_id": 2, "pretraining_tp": 1, "tie_word_embeddings": False, "bias": True, "rope_parameters": None,
+    }
+
+    def _post_init(self) -> None:
+        if self.num_key_value_heads is None:
+            self.num_key_value_heads = self.num_attention_heads
+
+    head_dim = property(lambda self: self.hidden_size // self.num_attention_heads)
+
+    def to_dict(self) -> dict:
+        out = super().to_dict()
+        params = dict(out.pop("rope_parameters") or {})
+        out["rope_theta"] = params.pop("rope_theta", self.default_theta)
+        kind = params.pop("rope_type", "default")
+        params.pop("type", None)
+        out["rope_scaling"] = None if kind == "default" else {"type": kind, **params}
+        return out
+
+
 class RobertaConfig(PretrainedConfig):
     """RoBERTa: BERT's encoder with positions from pad_token_id + 1 (padding skipped) and no NSP; xlm-roberta and
     camembert are the same architecture under their own model_type (classes in models/roberta.py)."""

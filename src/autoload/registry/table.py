@@ -104,6 +104,20 @@ MODEL_TYPES: dict[str, dict] = {
             "": "ChatGLMForConditionalGeneration", "ForCausalLM": "ChatGLMForConditionalGeneration",
             "ForSequenceClassification": "ChatGLMForSequenceClassification"}),
     },
+    "baichuan": {  # Baichuan / Baichuan2 7B (rotary) and 13B (ALiBi); the repos' modeling_baichuan.py, built in
+        "config": "autoload.models.configs:BaichuanConfig",
+        "tokenizer": "BaichuanTokenizer",
+        "replaces_remote_code": True,  # used natively with or without trust_remote_code (native=False opts out)
+        "tasks": _tasks("baichuan", **{"": "BaichuanModel", "ForCausalLM": "BaichuanForCausalLM"}),
+    },
+    "internlm2": {  # InternLM2 / 2.5; AutoModel is the LM class, as the repos' auto_map says
+        "config": "autoload.models.configs:InternLM2Config",
+        "tokenizer": "InternLM2Tokenizer",
+        "replaces_remote_code": True,  # used natively with or without trust_remote_code (native=False opts out)
+        "tasks": _tasks("internlm2", **{
+            "": "InternLM2ForCausalLM", "ForCausalLM": "InternLM2ForCausalLM",
+            "ForSequenceClassification": "InternLM2ForSequenceClassification"}),
+    },
     "llama": {  # the Llama family's file; mistral, qwen2 and qwen3 are rows into it (their "family")
         "config": "autoload.models.configs:LlamaConfig",
         "tokenizer": None,
@@ -328,4 +342,5 @@ AUTO_MODEL_CLASSES = (
 
 # `tokenizer_class` names whose built-in class replaces the repo's own tokenizer code even when it is trusted
 # (when the repo's auto_map names a class of that same name); `native=False` opts back into the repo's code.
-TOKENIZERS_REPLACING_REMOTE_CODE = frozenset({"ChatGLMTokenizer", "ChatGLM4Tokenizer"})
+TOKENIZERS_REPLACING_REMOTE_CODE = frozenset({"ChatGLMTokenizer", "ChatGLM4Tokenizer", "BaichuanTokenizer",
+                                              "BaiChuanTokenizer", "InternLM2Tokenizer"})

@@ -53,6 +53,10 @@ TOKENIZER_CLASSES: dict[str, str] = {
     "QWenTokenizer": "autoload.tokenization.tiktoken_bpe:QWenTokenizer",
     "ChatGLMTokenizer": "autoload.tokenization.chatglm:ChatGLMTokenizer",
     "ChatGLM4Tokenizer": "autoload.tokenization.chatglm:ChatGLM4Tokenizer",
+    "BaichuanTokenizer": "autoload.tokenization.llama_spm:BaichuanTokenizer",
+    "BaiChuanTokenizer": "autoload.tokenization.llama_spm:BaichuanTokenizer",  # Baichuan-7B (v1) spells it so
+    "InternLM2Tokenizer": "autoload.tokenization.llama_spm:InternLM2Tokenizer",
+    "InternLM2TokenizerFast": "autoload.tokenization.llama_spm:InternLM2Tokenizer",
 }
 
 # public name -> module that defines it
@@ -97,6 +101,10 @@ _EXPORTS: dict[str, str] = {
     "QWenTokenizer": "autoload.tokenization.tiktoken_bpe",
     "ChatGLMTokenizer": "autoload.tokenization.chatglm",
     "ChatGLM4Tokenizer": "autoload.tokenization.chatglm",
+    "BaichuanTokenizer": "autoload.tokenization.llama_spm",
+    "BaiChuanTokenizer": "autoload.tokenization.llama_spm",
+    "InternLM2Tokenizer": "autoload.tokenization.llama_spm",
+    "InternLM2TokenizerFast": "autoload.tokenization.llama_spm",
 }
 
 __all__ = ["TOKENIZER_CLASSES", "tokenizer_class", *_EXPORTS]

@@ -1,0 +1,244 @@
+"""Baichuan and Baichuan2, 7B and 13B (model_type "baichuan"; baichuan-inc's `modeling_baichuan.py`), natively:
+the repos' own code is not needed (docs/baichuan-internlm2.md).
+
+Llama's pre-norm block (RMSNorm, SwiGLU MLP, no biases, every head its own keys and values) with one fused
+projection `W_pack`: q | k | v stacked along the output, 3·C rows. Positions, per `config.position_embedding`
+(derived from the shape in configs.py): rotary embeddings with base 10000 (the 7B files) or ALiBi (the 13B
+files), whose bias `nn/alibi.py` builds once per forward for every layer. Baichuan2's `lm_head` is a NormHead
+(`config.norm_head`): logits = h·normalize(W)ᵀ, every vocabulary row of W scaled to unit L2 norm.
+
+Checkpoint keys: `model.embed_tokens`, `model.layers.N.self_attn.{W_pack, o_proj}`,
+`model.layers.N.mlp.{gate_proj, up_proj, down_proj}`, `model.layers.N.{input,post_attention}_layernorm`,
+`model.norm`, `lm_head` (a NormHead keeps the key `lm_head.weight`, holding the raw rows).
+
+Differences from the original code, on purpose: the ALiBi bias is relative to each query's position rather than
+to key index 0 (the same attention; exact in half precision at long range), padding follows the attention mask
+as in every other decoder here, and the cache is autoload's DynamicCache / StaticCache, not tuples.
+
+Shapes: B batch, T new tokens, P cached tokens, K = P + T keys, C hidden size, nh heads, hs head size,
+V vocabulary.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..generation.mixin import GenerationMixin
+from ..modeling import PreTrainedModel
+from ..nn.activations import Activation
+from ..nn.alibi import alibi_bias, alibi_slopes
+from ..nn.attention import attention
+from ..nn.heads import causal_lm_output, finish, forward_options, keep_positions, run_backbone
+from ..nn.masks import attention_mask as build_mask
+from ..nn.masks import packed_segments
+from ..nn.norms import RMSNorm
+from ..nn.outputs import BaseModelOutputWithPast
+from ..nn.rope import RotaryEmbedding, apply_rotary
+from .configs import BaichuanConfig
+
+
+class NormHead(nn.Linear):
+    """Baichuan2's LM head: x·normalize(W)ᵀ, each of the V rows of W (V, C) divided by its L2 norm.
+
+    Training (or whenever gradients reach W) normalises at every call, so the gradient goes through the
+    normalisation. In eval mode without gradients the normalised rows are computed once and put in place of the
+    weight, as the original's eval forward does (normalising twice changes nothing), and again only when the
+    weight has been replaced or written to since."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = False, **kwargs):
+        super().__init__(in_features, out_features, bias=False, **kwargs)
+        self._normalized = None  # (data_ptr, version) of the weight once it holds unit rows
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.weight
+        if self.training or (torch.is_grad_enabled() and w.requires_grad) or torch.compiler.is_compiling():
+            return F.linear(x, F.normalize(w, dim=-1))  # compiled with frozen weights: folded to a constant
+        if self._normalized != (w.data_ptr(), w._version):
+            w.data = F.normalize(w.data, dim=-1)
+            self._normalized = (w.data_ptr(), w._version)
+        return F.linear(x, w)  # (B, T, V)
+
+
+# -- attention, MLP, block ---------------------------------------------------------------------------------------
+
+class BaichuanAttention(nn.Module):
+    """`W_pack` -> q | k | v, RoPE (7B) or nothing (13B: the ALiBi bias comes in with the mask), the cache update,
+    softmax(q·kᵀ/sqrt(hs) + bias + mask)·v, `o_proj`."""
+
+    def __init__(self, config, layer_idx: int):
+        super().__init__()
+        self.config = config
+        self.layer_idx = layer_idx
+        self.head_dim = config.head_dim
+        self.sliding_window = None  # full causal attention (read by generate(compile=True))
+        c = config.hidden_size
+        self.W_pack = nn.Linear(c, 3 * c, bias=False)
+        self.o_proj = nn.Linear(c, c, bias=False)
+
+    def forward(self, x, cos, sin, bias, mask, cache=None):
+        b, t, c = x.shape
+        q, k, v = self.W_pack(x).split(c, dim=-1)  # (B, T, C) each
+        q = q.view(b, t, -1, self.head_dim).transpose(1, 2)  # (B, nh, T, hs)
+        k = k.view(b, t, -1, self.head_dim).transpose(1, 2)
+        v = v.view(b, t, -1, self.head_dim).transpose(1, 2)
+        if cos is not None:
+            q, k = apply_rotary(q, k, cos, sin)
+        if cache is not None:
+            k, v = cache.update(k, v, self.layer_idx)  # (B, nh, K, hs)
+        y, weights = attention(q, k, v, mask, is_causal=True, scale=self.head_dim ** -0.5, bias=bias,
+                               eager=getattr(self.config, "_attn_implementation", None) == "eager")
+        return self.o_proj(y.transpose(1, 2).reshape(b, t, c)), weights  # (B, T, C)
+
+
+class BaichuanMLP(nn.Module):
+    """SwiGLU: down_proj(act(gate_proj(x)) * up_proj(x))."""
+
+    def __init__(self, config):
+        super().__init__()
+        c, i = config.hidden_size, config.intermediate_size
+        self.gate_proj = nn.Linear(c, i, bias=False)
+        self.down_proj = nn.Linear(i, c, bias=False)
+        self.up_proj = nn.Linear(c, i, bias=False)
+        self.act_fn = Activation(config.hidden_act)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(self.act_fn(self.gate_proj(x)) * self.up_proj(x))
+
+
+class BaichuanLayer(nn.Module):
+    """Pre-norm block: h = h + attn(norm(h)); h = h + mlp(norm(h))."""
+
+    def __init__(self, config, layer_idx: int):
+        super().__init__()
+        self.self_attn = BaichuanAttention(config, layer_idx)
+        self.mlp = BaichuanMLP(config)
+        self.input_layernorm = RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+        self.post_attention_layernorm = RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+
+    def forward(self, h, cos, sin, bias, mask, cache=None):
+        y, weights = self.self_attn(self.input_layernorm(h), cos, sin, bias, mask, cache)
+        h = h + y
+        return h + self.mlp(self.post_attention_layernorm(h)), weights  # (B, T, C)
+
+
+# -- backbone ----------------------------------------------------------------------------------------------------
+
+class BaichuanPreTrainedModel(PreTrainedModel):
+    config_class = BaichuanConfig
+    base_model_prefix = "model"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["BaichuanLayer"]
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.model.embed_tokens
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.model.embed_tokens = value
+
+
+class BaichuanModel(BaichuanPreTrainedModel):
+    """embed_tokens -> layers -> norm; hidden states and the KV cache."""
+
+    supports_compiled_decode = True  # forward reads no cache length given a 4-D mask + positions
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.padding_idx = config.pad_token_id
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size, self.padding_idx)
+        self.layers = nn.ModuleList([BaichuanLayer(config, i) for i in range(config.num_hidden_layers)])
+        self.norm = RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+        self.rotary_emb = RotaryEmbedding(config) if config.position_embedding == "rope" else None
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.embed_tokens
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.embed_tokens = value
+
+    def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
+                inputs_embeds=None, use_cache=None, output_attentions=None, output_hidden_states=None,
+                return_dict=None, cache=None):
+        """Hidden states (B, T, C) after the final norm; `past_key_values` (alias `cache`) holds earlier tokens,
+        `attention_mask` (B, P+T) marks padding with 0 (or is a ready-made (B, 1, T, K) mask), `position_ids`
+        (B, T) default to P..P+T-1."""
+        config = self.config
+        inputs_embeds, cache, use_cache, output_attentions, output_hidden_states, return_dict = forward_options(
+            self, self.embed_tokens, input_ids, inputs_embeds, past_key_values, cache, use_cache, output_attentions,
+            output_hidden_states, return_dict)  # inputs_embeds (B, T, C)
+        b, t = inputs_embeds.shape[:2]
+        device = inputs_embeds.device
+        given_mask = attention_mask is not None and attention_mask.dim() == 4  # a ready-made mask is used as given
+        # the cached length is only needed to build the mask or the positions (a compiled step passes both)
+        past = cache.get_seq_length() if cache is not None and not (given_mask and position_ids is not None) else 0
+        segments = None
+        if position_ids is None:
+            position_ids = (torch.arange(t, device=device) + past).unsqueeze(0)  # (1, T)
+        elif attention_mask is None and cache is None:  # training on packed rows: positions restart per sequence
+            segments = packed_segments(position_ids.expand(b, -1))
+        eager = getattr(config, "_attn_implementation", None) == "eager"
+        if given_mask:
+            mask = attention_mask
+        else:
+            padding = None if attention_mask is None else attention_mask.to(device, torch.bool)
+            mask = build_mask(padding, b, t, past, segments=segments, additive=eager, dtype=inputs_embeds.dtype,
+                              device=device)
+
+        h = inputs_embeds
+        cos = sin = bias = None
+        if self.rotary_emb is not None:
+            cos, sin = self.rotary_emb(h, position_ids)  # (B, T, hs) each
+        else:  # ALiBi over the K keys this step attends to
+            kv_len = attention_mask.shape[-1] if given_mask else past + t
+            bias = alibi_bias(alibi_slopes(config.num_attention_heads, device), position_ids, kv_len)
+        hidden_states = [h] if output_hidden_states else None
+        attentions = [] if output_attentions else None
+        for layer in self.layers:
+            h, weights = self.run_layer(layer, h, cos, sin, bias, mask, cache)
+            if output_hidden_states:
+                hidden_states.append(h)
+            if output_attentions and weights is not None:
+                attentions.append(weights)
+        h = self.norm(h)
+        if output_hidden_states:
+            hidden_states[-1] = h  # the last entry is the normed output
+        out = BaseModelOutputWithPast(last_hidden_state=h, past_key_values=cache if use_cache else None,
+                                      hidden_states=tuple(hidden_states) if output_hidden_states else None,
+                                      attentions=tuple(attentions) if output_attentions else None)
+        return out if return_dict else out.to_tuple()
+
+
+# -- the language-model head -------------------------------------------------------------------------------------
+
+class BaichuanForCausalLM(GenerationMixin, BaichuanPreTrainedModel):
+    """`model` plus `lm_head` (a NormHead with `config.norm_head`, else a plain Linear). Labels give the shifted
+    next-token loss, plus `z_loss_weight` x the mean over positions of the squared largest logit when the config
+    sets it (Baichuan2's z-loss; 0 in the released files)."""
+
+    _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
+    accepts_loss_kwargs = True  # Trainer passes num_items_in_batch (the loss over all accumulated tokens)
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.model = BaichuanModel(config)
+        self.vocab_size = config.vocab_size
+        head = NormHead if config.norm_head else nn.Linear
+        self.lm_head = head(config.hidden_size, config.vocab_size, bias=False)
+        self.post_init()
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.lm_head
+
+    def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
+                inputs_embeds=None, labels=None, use_cache=None, output_attentions=None, output_hidden_states=None,
+                return_dict=None, logits_to_keep=0, cache=None, num_items_in_batch=None):
+        out = run_backbone(self.model, input_ids, attention_mask, position_ids, past_key_values, inputs_embeds,
+                           use_cache, output_attentions, output_hidden_states, cache)
+        logits = self.lm_head(keep_positions(out.last_hidden_state, logits_to_keep))  # (B, T, V)
+        result = causal_lm_output(logits, labels, num_items_in_batch, out)
+        if result.loss is not None and self.config.z_loss_weight:
+            z = logits[:, :-1].float().amax(-1) ** 2  # (B, T-1): every shifted position, labelled or not
+            result.loss = result.loss + self.config.z_loss_weight * z.mean()
+        return finish(self.config, result, return_dict)

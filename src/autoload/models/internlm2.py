@@ -1,0 +1,211 @@
+"""InternLM2 and InternLM2.5 (model_type "internlm2"; internlm's `modeling_internlm2.py`), natively: the repos'
+own code is not needed (docs/baichuan-internlm2.md).
+
+Llama's pre-norm block under InternLM's own names: grouped-query attention from one packed projection `wqkv`,
+SwiGLU `feed_forward` (w1 gate, w3 up, w2 down), RMSNorm, rotary embeddings (`rope_theta`; `rope_scaling`
+dynamic NTK or linear). `wqkv` is packed in the grouped layout: its nkv·(g + 2)·hs output rows, g = nh / nkv,
+read as [nkv, g + 2, hs]: for each key-value head, the g query heads that share it, then its key, then its value.
+Biases on `wqkv` and `wo` when `config.bias`.
+
+Checkpoint keys: `model.tok_embeddings`, `model.layers.N.attention.{wqkv, wo}`,
+`model.layers.N.feed_forward.{w1, w3, w2}`, `model.layers.N.{attention_norm, ffn_norm}`, `model.norm`, `output`
+(the LM head; `score` for sequence classification).
+
+Shapes: B batch, T new tokens, P cached tokens, K = P + T keys, C hidden size, nh / nkv query / key-value heads,
+g = nh / nkv, hs head size, I intermediate size, V vocabulary.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..generation.mixin import GenerationMixin
+from ..modeling import PreTrainedModel
+from ..nn.activations import Activation
+from ..nn.attention import attention
+from ..nn.heads import (LastTokenClassifierHead, causal_lm_output, finish, forward_options, keep_positions,
+                        run_backbone)
+from ..nn.masks import attention_mask as build_mask
+from ..nn.masks import packed_segments
+from ..nn.norms import RMSNorm
+from ..nn.outputs import BaseModelOutputWithPast
+from ..nn.rope import RotaryEmbedding, apply_rotary
+from .configs import InternLM2Config
+
+
+class InternLM2Attention(nn.Module):
+    """`wqkv` -> grouped q / k / v, RoPE, the cache update, attention, `wo`."""
+
+    def __init__(self, config, layer_idx: int):
+        super().__init__()
+        self.config = config
+        self.layer_idx = layer_idx
+        self.head_dim = hs = config.head_dim
+        self.num_heads, self.num_kv_heads = config.num_attention_heads, config.num_key_value_heads
+        self.groups = self.num_heads // self.num_kv_heads
+        c = config.hidden_size
+        self.wqkv = nn.Linear(c, (self.num_heads + 2 * self.num_kv_heads) * hs, bias=config.bias)
+        self.wo = nn.Linear(self.num_heads * hs, c, bias=config.bias)
+
+    def forward(self, x, cos, sin, mask, cache=None):
+        b, t, _ = x.shape
+        qkv = self.wqkv(x).view(b, t, self.num_kv_heads, self.groups + 2, self.head_dim)  # (B, T, nkv, g+2, hs)
+        q = qkv[..., :self.groups, :].reshape(b, t, self.num_heads, self.head_dim).transpose(1, 2)  # (B, nh, T, hs)
+        k = qkv[..., -2, :].transpose(1, 2)  # (B, nkv, T, hs)
+        v = qkv[..., -1, :].transpose(1, 2)  # (B, nkv, T, hs)
+        q, k = apply_rotary(q, k, cos, sin)
+        if cache is not None:
+            k, v = cache.update(k, v, self.layer_idx)  # (B, nkv, K, hs)
+        y, weights = attention(q, k, v, mask, is_causal=True, scale=self.head_dim ** -0.5,
+                               eager=getattr(self.config, "_attn_implementation", None) == "eager")
+        return self.wo(y.transpose(1, 2).reshape(b, t, -1)), weights  # (B, T, C)
+
+
+class InternLM2MLP(nn.Module):
+    """SwiGLU: w2(act(w1(x)) * w3(x))."""
+
+    def __init__(self, config):
+        super().__init__()
+        c, i = config.hidden_size, config.intermediate_size
+        self.w1 = nn.Linear(c, i, bias=False)
+        self.w3 = nn.Linear(c, i, bias=False)
+        self.w2 = nn.Linear(i, c, bias=False)
+        self.act_fn = Activation(config.hidden_act)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.w2(self.act_fn(self.w1(x)) * self.w3(x))
+
+
+class InternLM2DecoderLayer(nn.Module):
+    """Pre-norm block: h = h + attention(attention_norm(h)); h = h + feed_forward(ffn_norm(h))."""
+
+    def __init__(self, config, layer_idx: int):
+        super().__init__()
+        self.attention = InternLM2Attention(config, layer_idx)
+        self.feed_forward = InternLM2MLP(config)
+        self.attention_norm = RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+        self.ffn_norm = RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+
+    def forward(self, h, cos, sin, mask, cache=None):
+        y, weights = self.attention(self.attention_norm(h), cos, sin, mask, cache)
+        h = h + y
+        return h + self.feed_forward(self.ffn_norm(h)), weights  # (B, T, C)
+
+
+# -- backbone ----------------------------------------------------------------------------------------------------
+
+class InternLM2PreTrainedModel(PreTrainedModel):
+    config_class = InternLM2Config
+    base_model_prefix = "model"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["InternLM2DecoderLayer"]
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.model.tok_embeddings
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.model.tok_embeddings = value
+
+
+class InternLM2Model(InternLM2PreTrainedModel):
+    """tok_embeddings -> layers -> norm; hidden states and the KV cache."""
+
+    supports_compiled_decode = True  # forward reads no cache length given a 4-D mask + positions
+    compiled_sliding_window = True  # no sliding windows: nothing for generate(compile=True) to check per layer
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.padding_idx = config.pad_token_id
+        self.tok_embeddings = nn.Embedding(config.vocab_size, config.hidden_size, self.padding_idx)
+        self.layers = nn.ModuleList([InternLM2DecoderLayer(config, i) for i in range(config.num_hidden_layers)])
+        self.norm = RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+        self.rotary_emb = RotaryEmbedding(config)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.tok_embeddings
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.tok_embeddings = value
+
+    def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
+                inputs_embeds=None, use_cache=None, output_attentions=None, output_hidden_states=None,
+                return_dict=None, cache=None):
+        """Hidden states (B, T, C) after the final norm; `past_key_values` (alias `cache`) holds earlier tokens,
+        `attention_mask` (B, P+T) marks padding with 0 (or is a ready-made (B, 1, T, K) mask), `position_ids`
+        (B, T) default to P..P+T-1."""
+        config = self.config
+        inputs_embeds, cache, use_cache, output_attentions, output_hidden_states, return_dict = forward_options(
+            self, self.tok_embeddings, input_ids, inputs_embeds, past_key_values, cache, use_cache,
+            output_attentions, output_hidden_states, return_dict)  # inputs_embeds (B, T, C)
+        b, t = inputs_embeds.shape[:2]
+        device = inputs_embeds.device
+        given_mask = attention_mask is not None and attention_mask.dim() == 4  # a ready-made mask is used as given
+        # the cached length is only needed to build the mask or the positions (a compiled step passes both)
+        past = cache.get_seq_length() if cache is not None and not (given_mask and position_ids is not None) else 0
+        segments = None
+        if position_ids is None:
+            position_ids = (torch.arange(t, device=device) + past).unsqueeze(0)  # (1, T)
+        elif attention_mask is None and cache is None:  # training on packed rows: positions restart per sequence
+            segments = packed_segments(position_ids.expand(b, -1))
+        if given_mask:
+            mask = attention_mask
+        else:
+            padding = None if attention_mask is None else attention_mask.to(device, torch.bool)
+            mask = build_mask(padding, b, t, past, segments=segments,
+                              additive=getattr(config, "_attn_implementation", None) == "eager",
+                              dtype=inputs_embeds.dtype, device=device)
+
+        h = inputs_embeds
+        cos, sin = self.rotary_emb(h, position_ids)  # (B, T, hs) each
+        hidden_states = [h] if output_hidden_states else None
+        attentions = [] if output_attentions else None
+        for layer in self.layers:
+            h, weights = self.run_layer(layer, h, cos, sin, mask, cache)
+            if output_hidden_states:
+                hidden_states.append(h)
+            if output_attentions and weights is not None:
+                attentions.append(weights)
+        h = self.norm(h)
+        if output_hidden_states:
+            hidden_states[-1] = h  # the last entry is the normed output
+        out = BaseModelOutputWithPast(last_hidden_state=h, past_key_values=cache if use_cache else None,
+                                      hidden_states=tuple(hidden_states) if output_hidden_states else None,
+                                      attentions=tuple(attentions) if output_attentions else None)
+        return out if return_dict else out.to_tuple()
+
+
+# -- heads -------------------------------------------------------------------------------------------------------
+
+class InternLM2ForCausalLM(GenerationMixin, InternLM2PreTrainedModel):
+    """`model` plus the LM head `output` (tied to tok_embeddings with tie_word_embeddings). What AutoModel returns
+    for internlm2, as the repos' auto_map says."""
+
+    _tied_weights_keys = {"output.weight": "model.tok_embeddings.weight"}
+    accepts_loss_kwargs = True  # Trainer passes num_items_in_batch (the loss over all accumulated tokens)
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.model = InternLM2Model(config)
+        self.vocab_size = config.vocab_size
+        self.output = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.post_init()
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.output
+
+    def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
+                inputs_embeds=None, labels=None, use_cache=None, output_attentions=None, output_hidden_states=None,
+                return_dict=None, logits_to_keep=0, cache=None, num_items_in_batch=None):
+        out = run_backbone(self.model, input_ids, attention_mask, position_ids, past_key_values, inputs_embeds,
+                           use_cache, output_attentions, output_hidden_states, cache)
+        logits = self.output(keep_positions(out.last_hidden_state, logits_to_keep))  # (B, T, V)
+        return finish(self.config, causal_lm_output(logits, labels, num_items_in_batch, out), return_dict)
+
+
+class InternLM2ForSequenceClassification(LastTokenClassifierHead, InternLM2PreTrainedModel):
+    """`score` (no bias) on every position, pooled at each row's last token that is not pad_token_id (the repo's
+    InternLM2ForSequenceClassification)."""
+
+    model_class = InternLM2Model
