@@ -216,6 +216,22 @@ def test_hostile_paths_are_400(srv, path):
     assert not list((Path(srv.root) / ".hub" / "tmp").glob("*"))
 
 
+def test_delete_repo(srv):
+    from huggingface_hub import HfApi
+    create(srv)
+    commit(srv, "alice/demo", [header(), add("a.txt", b"x")])
+    api = HfApi(endpoint=srv.url, token="wtok")
+    api.delete_repo("alice/demo")
+    assert requests.get(f"{srv.url}/api/models/alice/demo", headers=R).status_code == 404
+    assert create(srv).ok  # the name is free again, with a fresh history
+    assert [s["rfilename"] for s in requests.get(f"{srv.url}/api/models/alice/demo", headers=R).json()["siblings"]] \
+        == [".gitattributes"]
+    folder = requests.delete(f"{srv.url}/api/repos/delete", json={"name": "folder", "organization": "org"}, headers=W)
+    assert folder.status_code == 403 and requests.get(f"{srv.url}/api/models/org/folder").ok
+    assert requests.delete(f"{srv.url}/api/repos/delete", json={"name": "folder", "organization": "org"},
+                           headers=R).status_code == 403
+
+
 def test_file_and_folder_of_one_name_and_missing_deletes(srv):
     create(srv)
     commit(srv, "alice/demo", [header(), add("a/b.txt", b"x")])

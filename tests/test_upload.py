@@ -215,3 +215,27 @@ def test_cli_upload(srv, folder, capsys):
     assert main(["upload", "alice/cli", str(folder / "config.json"), "--endpoint", srv.url, "--token", "rtok",
                  "--quiet"]) == 1
     assert "cannot write" in capsys.readouterr().err
+
+
+def test_inline_mode_lets_huggingface_hub_with_xet_push(tmp_path, isolated_env, folder):
+    """Without HF_HUB_DISABLE_XET, huggingface_hub >= 1.20 sends LFS files to Xet; a server with inline_size
+    asks for them inline instead, so a small model folder goes through unchanged."""
+    (tmp_path / "inline").mkdir()
+    with HubServer(tmp_path / "inline", writable=True, write_tokens={TOKEN: "alice"}, inline_size=1 << 20) as srv:
+        code = f"""
+import json, os
+from huggingface_hub import HfApi
+api = HfApi()
+api.create_repo("alice/inline")
+info = api.upload_folder(repo_id="alice/inline", folder_path={str(folder)!r}, ignore_patterns=["*.tmp"])
+print(json.dumps({{"oid": info.oid}}))
+"""
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "AUTOLOAD_"))}
+        env.update(HF_ENDPOINT=srv.url, HF_TOKEN=TOKEN, HF_HOME=str(tmp_path / "hf_sub"),
+                   HF_HUB_DISABLE_PROGRESS_BARS="1", HF_HUB_DISABLE_TELEMETRY="1")
+        result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-3000:]
+        oid = json.loads(result.stdout.strip().splitlines()[-1])["oid"]
+        assert not [r for r in srv.requests if "xet" in r.path or r.method == "PUT"]
+        path = autoload.snapshot_download("alice/inline", endpoint=srv.url)
+        assert os.path.basename(path) == oid and snapshot(path) == local_files(folder, ignore=("skip.tmp",))

@@ -19,6 +19,9 @@ def add_parser(sub):
                    help="token allowed to upload (repeatable; USER owns repos created without a namespace)")
     p.add_argument("--max-upload-size", type=int, default=50 * 2**30, metavar="BYTES",
                    help="largest file accepted (default 50 GiB); a commit's inline body is capped at 1 GiB")
+    p.add_argument("--inline-size", type=int, default=0, metavar="BYTES",
+                   help="files up to this size go inline in the commit, never LFS: huggingface_hub with Xet on "
+                        "(no HF_HUB_DISABLE_XET=1) can then push them (default 0: off)")
     return p
 
 
@@ -30,7 +33,8 @@ def main(args) -> int:
         write_tokens[token] = user or "user"
     srv = HubServer(args.root, host=args.host, port=args.port, tokens=args.tokens,
                     follow_symlinks_outside=args.follow_symlinks_outside, public_url=args.public_url,
-                    writable=args.writable, write_tokens=write_tokens, max_file_size=args.max_upload_size)
+                    writable=args.writable, write_tokens=write_tokens, max_file_size=args.max_upload_size,
+                    inline_size=args.inline_size)
     mode = " (writable)" if args.writable else ""
     print(f"Serving {args.root}{mode} at {srv.url} (Ctrl-C to stop). Point clients at it with HF_ENDPOINT={srv.url}",
           flush=True)

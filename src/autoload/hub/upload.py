@@ -371,7 +371,9 @@ def upload_folder(repo_id: str, folder_path: str | os.PathLike, *, path_in_repo:
         for name in sorted(filenames):
             local.append(os.path.relpath(os.path.join(dirpath, name), folder).replace(os.sep, "/"))
     chosen = select_files(local, allow_patterns, ignore_patterns)
-    adds = [CommitOperationAdd(f"{prefix}/{p}" if prefix else p, os.path.join(folder, p)) for p in chosen]
+    with ThreadPoolExecutor(PARALLEL_UPLOADS) as pool:  # hashing releases the GIL: shards hash side by side
+        adds = list(pool.map(lambda p: CommitOperationAdd(f"{prefix}/{p}" if prefix else p, os.path.join(folder, p)),
+                             chosen))
     operations: list = list(adds)
     if delete_patterns is not None:
         kept = {op.path_in_repo for op in adds}

@@ -47,14 +47,16 @@ class HubServer:
     public_url: the base URL clients reach this server at, for absolute links (default: `url`).
     writable: accept uploads (docs/hub-server.md, "Writable mode"), from `write_tokens` only: a list of tokens,
     or {token: user} (the user owns the namespace of a `create_repo` that names none). Written repos live in
-    ROOT/.hub (history.py). max_file_size, max_commit_bytes: upload limits in bytes (413 beyond).
+    ROOT/.hub (history.py). max_file_size, max_commit_bytes: upload limits in bytes (413 beyond). inline_size:
+    files up to this size are asked inline in the commit, never through LFS ("inline mode": lets huggingface_hub
+    with Xet on push them; 0: the hub's rules).
     """
 
     def __init__(self, root: str | os.PathLike, *, host: str = "127.0.0.1", port: int = 0,
                  tokens: list[str] | None = None, page_size: int = 1000, aliases: dict[str, str] | None = None,
                  follow_symlinks_outside: bool = False, public_url: str | None = None, writable: bool = False,
                  write_tokens: list[str] | dict[str, str] | None = None, max_file_size: int = 50 * 2**30,
-                 max_commit_bytes: int = 2**30):
+                 max_commit_bytes: int = 2**30, inline_size: int = 0):
         self.root = os.path.abspath(os.fspath(root))
         self.real_root = os.path.realpath(self.root)
         self.follow_symlinks_outside = follow_symlinks_outside
@@ -77,7 +79,7 @@ class HubServer:
         if self.tokens is not None and self.tokens & set(self.write_tokens):
             raise ValueError("a token cannot be both a read token and a write token")
         self.writable = writable
-        self.max_file_size, self.max_commit_bytes = max_file_size, max_commit_bytes
+        self.max_file_size, self.max_commit_bytes, self.inline_size = max_file_size, max_commit_bytes, inline_size
         self.store = Store(self.root)
         self.upload_secret = os.urandom(32)  # signs the LFS upload URLs of this run
         self.fault: Callable[[str, str, dict[str, str]], Fault | None] | None = None

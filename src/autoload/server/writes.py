@@ -9,6 +9,7 @@ Routes (models, and datasets under /api/datasets and /datasets/):
     POST|DELETE /api/models/{repo}/branch/{name}   POST /api/models/{repo}/tag/{rev}
     POST /{repo}.git/info/lfs/objects/batch        PUT|POST /lfs-upload/{oid}[/part/{n}]?...&sig=  (signed)
     POST /lfs-verify/{oid}                         GET /api/whoami-v2
+    DELETE /api/repos/delete
 """
 
 from __future__ import annotations
@@ -66,6 +67,8 @@ def route(handler, raw_path: str, headers: dict[str, str]) -> None:
         return handler.send_json({"success": True})
     if segs == ["api", "repos", "create"] and method == "POST":
         return _create_repo(handler, headers, token)
+    if segs == ["api", "repos", "delete"] and method == "DELETE":
+        return _delete_repo(handler, token)
     if segs[:1] == ["api"] and len(segs) >= 5 and segs[1] in ("models", "datasets"):
         kind = segs[1][:-1]
         for n in (2, 1):
@@ -215,6 +218,28 @@ def _create_repo(handler, headers: dict[str, str], token: str) -> None:
     handler.send_json({"url": url, "name": repo_id, "id": repo_id})
 
 
+def _delete_repo(handler, token: str) -> None:
+    """Delete a written repo: its folder moves to .hub/deleted/ (objects stay until cleaned); a folder repo of the
+    served root is never deleted through the API."""
+    hub = handler.server.hub
+    body = _json_body(handler)
+    if not isinstance(body, dict) or not isinstance(body.get("name"), str):
+        raise HubError(400, "BadRequest", "Expected {name, organization, type}")
+    kind = body.get("type") or "model"
+    namespace = body.get("organization") or hub.write_tokens[token]
+    repo_id = f"{namespace}/{body['name']}"
+    repo, _ = hub.lookup(kind, repo_id) if kind in ("model", "dataset") else (None, None)
+    if repo is None or repo.id != repo_id:
+        raise HubError(404, "RepoNotFound", f"Repository not found: {repo_id}")
+    if repo.history is None:
+        raise HubError(403, "ReadOnly", f"{repo_id} is a folder of the served root: delete the folder instead")
+    with hub.store.lock(repo.history):
+        trash = os.path.join(hub.store.dir, "deleted", f"{kind}s--{namespace}--{body['name']}--{time.time_ns()}")
+        os.makedirs(os.path.dirname(trash), exist_ok=True)
+        os.replace(repo.history, trash)
+    handler.send_json({"success": True})
+
+
 def create_repo(hub, kind: str, repo_id: str, private: bool) -> bool:
     """Create a written repo whose first commit holds the default .gitattributes; False if the id is taken."""
     folder = hub.store.repo_dir(kind, repo_id)
@@ -259,7 +284,8 @@ def _preupload(handler, repo: Repo, rev: str) -> None:
             sample = base64.b64decode(item.get("sample") or "", validate=True)
         except ValueError:
             raise HubError(400, "BadRequest", f"The sample of {path!r} is not base64") from None
-        lfs = size > 0 and (size >= LFS_MIN_SIZE or b"\0" in sample or history.is_lfs_path(path, patterns))
+        lfs = size > hub.inline_size and (size >= LFS_MIN_SIZE or b"\0" in sample
+                                          or history.is_lfs_path(path, patterns))
         entry = {"path": path, "uploadMode": "lfs" if lfs else "regular",
                  "shouldIgnore": any(matches(path, p.rstrip("/")) for p in ignored)}
         current = tree.get(path)
