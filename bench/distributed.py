@@ -10,7 +10,8 @@ torch.distributed.run`) for tensor parallel, gloo on the CPU, nccl with one GPU 
 Every process measures for itself and writes JSON:
 - load: `from_pretrained` wall time (tp_plan="auto" on the ranks: the mesh, the plan, the slices), after torch
   and autoload are imported and, on the ranks, after the process group is up and torch's DTensor modules are
-  imported (about 0.1 GB of RSS and a few seconds, paid once per process, left out of both figures);
+  imported (with torch._dynamo, which DTensor pulls in: about 50 MB of RSS and 1-3 s, paid once per
+  process, left out of both figures);
 - peak RSS growth: VmHWM after the load and the decode minus VmRSS before the load (/proc/self/status);
 - tokens/s: greedy decoding of `--new-tokens` tokens after a 16-token prompt (batch 1), after one warm-up call;
   the median of `--repeat` calls.
@@ -65,6 +66,7 @@ def child(args) -> None:
     import autoload
     tp = args.mode == "tp"
     if tp:  # the process group and torch's DTensor modules are set up before anything is measured
+        import torch._dynamo  # noqa: F401 - DTensor's first distribute_tensor imports it (seconds, ~50 MB)
         import torch.distributed.tensor.parallel  # noqa: F401
 
         from autoload.distributed.tensor_parallel import ensure_process_group

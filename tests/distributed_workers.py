@@ -75,10 +75,11 @@ def tp_worker(rank, world, port, folders, out_dir, names, tp_size=None, backend=
     ids = _ids().to(device)
     mask = torch.ones_like(ids)
     mask[0, :2] = 0  # left padding in the first row
-    for name in names:
+    for entry_name in names:  # "llama@2": llama over tensor-parallel groups of 2 ranks (a (dp, tp) mesh)
+        name, _, size = entry_name.partition("@")
         auto = getattr(autoload, AUTO.get(name, "AutoModelForCausalLM"))
         ref = auto.from_pretrained(folders[name], device=device)
-        ours = auto.from_pretrained(folders[name], tp_plan="auto", tp_size=tp_size)
+        ours = auto.from_pretrained(folders[name], tp_plan="auto", tp_size=int(size) if size else tp_size)
         split = {n: list(p.to_local().shape) for n, p in ours.named_parameters() if isinstance(p, DTensor)
                  and p.placements[0].is_shard()}
         full = {n: list(p.shape) for n, p in ref.named_parameters()}
@@ -88,7 +89,7 @@ def tp_worker(rank, world, port, folders, out_dir, names, tp_size=None, backend=
         if name != "bert":
             kw = dict(attention_mask=mask, max_new_tokens=6, do_sample=False, pad_token_id=0)
             entry["greedy_equal"] = torch.equal(ref.generate(ids, **kw), ours.generate(ids, **kw))
-        result[name] = entry
+        result[entry_name] = entry
     if "one_kv_head" in folders:
         result["errors"] = refused(folders)
     Path(out_dir, f"rank{rank}.json").write_text(json.dumps(result))

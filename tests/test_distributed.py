@@ -120,9 +120,9 @@ def test_tp2_peak_rss_per_rank_below_full_checkpoint(tp2):
 # -- 4 ranks, and 2 of 4 ----------------------------------------------------------------------------------------
 
 @pytest.mark.slow
-def test_tp4_logits_and_greedy_equal_one_process(folders, tmp_path_factory):
+def test_tp4_and_2_of_4_logits_and_greedy_equal_one_process(folders, tmp_path_factory):
     four = {"llama": folders["llama_kv4"], "qwen3": folders["qwen3_kv4"], "bert": folders["bert"]}  # 4 kv heads
-    results = spawn(tp_worker, 4, four, tmp_path_factory.mktemp("tp4"), FOUR_RANKS)
+    results = spawn(tp_worker, 4, four, tmp_path_factory.mktemp("tp4"), [*FOUR_RANKS, "llama@2"])
     for rank, result in enumerate(results):
         for name in FOUR_RANKS:
             assert result[name]["logits"] <= TOL, f"{name} rank {rank}: {result[name]['logits']}"
@@ -130,6 +130,10 @@ def test_tp4_logits_and_greedy_equal_one_process(folders, tmp_path_factory):
             q = result[name]["split"]
             key = next(k for k in q if k.endswith(("q_proj.weight", "query.weight")))
             assert q[key][0] * 4 == result[name]["full"][key][0], f"{name}: {key} {q[key]} is not a quarter"
+        two = result["llama@2"]  # tp_size=2 of 4 ranks: halves, on a (dp, tp) mesh
+        assert two["logits"] <= TOL and two["greedy_equal"], f"llama tp_size=2 of 4, rank {rank}: {two}"
+        key = "model.layers.0.self_attn.q_proj.weight"
+        assert two["split"][key][0] * 2 == two["full"][key][0], two["split"][key]
 
 
 # -- failures -----------------------------------------------------------------------------------------------------
