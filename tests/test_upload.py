@@ -86,7 +86,10 @@ def test_autoload_uploads_huggingface_hub_downloads(srv, folder, tmp_path):
     assert len(puts) == 2 and all("authorization" not in r.headers for r in puts)
 
 
-def test_huggingface_hub_uploads_autoload_downloads(srv, folder, tmp_path):
+def test_huggingface_hub_uploads_autoload_downloads(srv, folder, tmp_path, monkeypatch):
+    from autoload.server import writes
+    monkeypatch.setattr(writes, "MULTIPART_THRESHOLD", 100_000)  # model.safetensors (400 kB) goes multipart
+    monkeypatch.setattr(writes, "PART_SIZE", 128 * 1024)
     out = run_hf(f"""
 import json
 from huggingface_hub import HfApi
@@ -98,7 +101,8 @@ dev = api.upload_file(path_or_fileobj=b"on dev", path_in_repo="dev.txt", repo_id
 pr = api.upload_file(path_or_fileobj=b"a pr", path_in_repo="pr.txt", repo_id="alice/theirs", create_pr=True)
 print(json.dumps({{"main": info.oid, "dev": dev.oid, "pr": pr.pr_revision}}))
 """, srv, tmp_path)
-    assert [r for r in srv.requests if r.method == "PUT"], "huggingface_hub sent no LFS object"
+    puts = [r.path for r in srv.requests if r.method == "PUT"]
+    assert len([p for p in puts if "/part/" in p]) == 4 and len(puts) == 5  # 4 parts + data.bin in one PUT
     main = autoload.snapshot_download("alice/theirs", endpoint=srv.url, token="rtok")
     assert os.path.basename(main) == out["main"]
     assert snapshot(main) == local_files(folder, ignore=("skip.tmp",))
