@@ -246,3 +246,19 @@ def test_int8_and_quantize_cuda(checkpoint):
     model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=torch.bfloat16, quantize="int4", device="cuda")
     ids = torch.randint(0, 96, (1, 9), device="cuda")
     assert model.generate(ids, max_new_tokens=4, do_sample=False).shape == (1, 13)
+
+
+def test_compute_dtype_runs_the_bf16_kernels_for_fp32_activations(checkpoint):
+    model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=torch.float32, quantize="int4")
+    twin = dequantized_twin(checkpoint, model)
+    ids = torch.randint(0, 96, (1, 9), generator=torch.Generator().manual_seed(0))
+    ql.set_compute_dtype(model, torch.bfloat16)
+    assert all(m.compute_dtype == torch.bfloat16 for m in model.modules() if getattr(m, "is_quantized", False))
+    with torch.no_grad():
+        logits, twin_logits = model(ids).logits, twin(ids).logits
+    assert logits.dtype == torch.float32 and rel_err(logits, twin_logits) < BF16_REL
+    q, scale = ql.quantize_int8(torch.randn(16, 40))
+    layer = ql.Int8Linear.from_symmetric(q, scale)
+    layer.compute_dtype = torch.bfloat16
+    x = torch.randn(3, 40)
+    assert layer(x).dtype == torch.float32 and rel_err(layer(x), x @ layer.dequantize().T) < BF16_REL
