@@ -10,6 +10,7 @@ tensor is a uint8 view of it, so nothing is read until a tensor is used. The `gg
 
 from __future__ import annotations
 
+import functools
 import mmap
 import os
 import re
@@ -160,8 +161,17 @@ class GGUFFile:
 
 
 def open_gguf(source, gguf_file: str) -> GGUFFile:
-    """The GGUF file `gguf_file` of a folder or repo (downloaded through the hub cache like any other file)."""
-    return GGUFFile(source.require(gguf_file, "(named by gguf_file=)"))
+    """The GGUF file `gguf_file` of a folder or repo (downloaded through the hub cache like any other file).
+    The parsed header is kept for the same unchanged file (AutoConfig, AutoTokenizer and the model read it in
+    turn; a Qwen vocabulary is 150k strings)."""
+    path = os.path.realpath(source.require(gguf_file, "(named by gguf_file=)"))
+    stat = os.stat(path)
+    return _parsed(path, stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=2)
+def _parsed(path: str, size: int, mtime_ns: int) -> GGUFFile:
+    return GGUFFile(path)
 
 
 # -- config from the metadata ----------------------------------------------------------------------------------

@@ -75,12 +75,9 @@ def _nibbles(block: torch.Tensor, start: int, stop: int, chunk: int) -> torch.Te
     0x0F0F... keeps the right nibble of every byte at once (the shift's sign bits land in masked-off bits)."""
     n = block.shape[0]
     width, dtype = next((w, t) for w, t in _WORDS if not (block.shape[1] % w or start % w or chunk // 2 % w))
-    words = block.view(dtype)[:, start // width:stop // width].reshape(n, -1, chunk // 2 // width)
+    words = block.view(dtype)[:, start // width:stop // width].contiguous().reshape(-1, chunk // 2 // width)
     mask = int.from_bytes(b"\x0f" * width, "little") if width < 8 else 0x0F0F0F0F0F0F0F0F
-    out = torch.empty((n, words.shape[1], 2, words.shape[2]), dtype=dtype)
-    torch.bitwise_and(words, mask, out=out[:, :, 0])
-    torch.bitwise_and(words >> 4, mask, out=out[:, :, 1])
-    return out.view(torch.uint8).reshape(n, -1)
+    return torch.cat((words & mask, (words >> 4) & mask), dim=1).view(torch.uint8).reshape(n, -1)
 
 
 def _scale_min_k4(scales: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

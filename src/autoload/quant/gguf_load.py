@@ -2,8 +2,9 @@
 
 `read_gguf` gives the config and a state dict under the model's own keys (the reference's names, llama's q/k
 rows un-permuted, gemma's norms stored as 1 + w brought back to w). With a `dtype` every tensor is
-dequantized (bit-identical to the `gguf` package) and cast once; float tensors of the file (F32 norms) stay
-views of the memory map when no cast is needed.
+dequantized (bit-identical to the `gguf` package) and cast once; without one (the default) the Linear layers
+stay quantized (`quantized_state_dict`). Float tensors of the file (F32 norms) stay views of the memory map
+when no cast is needed.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ logger = logging.getLogger("autoload")
 
 
 def tensors(gf: GGUFFile, config: dict):
-    """Yield (checkpoint key, GGUF name, stored bytes, un-permute heads or None, norm shift) for every tensor
+    """Yield (checkpoint key, GGUF name, TensorInfo, un-permute heads or None, norm shift) for every tensor
     the model loads. Unknown names are an error naming the tensor (a file of a layout autoload does not map)."""
     arch = architecture(gf)
     for name, info in gf.tensors.items():
@@ -35,26 +36,68 @@ def tensors(gf: GGUFFile, config: dict):
         yield key, name, info, permuted_heads(arch, name, config), shift
 
 
+def _floats(gf: GGUFFile, name: str, info, heads: int | None, shift: bool) -> torch.Tensor:
+    """One tensor as float32 in the model's layout (a view of the file for an unshifted F32 tensor)."""
+    weight = gguf_blocks.dequantize(gf.raw(name), info.type_id).reshape(info.shape)
+    if heads is not None:
+        weight = reverse_permute(weight, heads)
+    return weight - 1.0 if shift else weight  # gemma's GGUF norms hold 1 + w; the model adds the 1 itself
+
+
 def dequantized_state_dict(gf: GGUFFile, config: dict, dtype: torch.dtype | None) -> dict[str, torch.Tensor]:
     """Every tensor as floats in `dtype` (None: float32), under the model's keys."""
     state = {}
     for key, name, info, heads, shift in tensors(gf, config):
-        weight = gguf_blocks.dequantize(gf.raw(name), info.type_id).reshape(info.shape)
-        if heads is not None:
-            weight = reverse_permute(weight, heads)
-        if shift:
-            weight = weight - 1.0  # gemma's GGUF norms hold 1 + w; the model adds the 1 itself
+        weight = _floats(gf, name, info, heads, shift)
         state[key] = weight if dtype in (None, torch.float32) else weight.to(dtype)
     return state
 
 
+def quantized_state_dict(gf: GGUFFile, config: dict):
+    """(state dict, prepare(model)) for the default load. `prepare`, called on the model skeleton, replaces each
+    nn.Linear whose weight is stored in blocks by a weight-only quantized layer of quant/linear.py: Q4_0, Q4_1
+    and Q4_K exactly as groupwise int4 (Int4Linear, groups of 32); Q5_0, Q5_K, Q6_K and Q8_0 re-quantized from
+    their exact values to per-channel int8 (Int8Linear, torch's int8 kernel). Block tensors of other modules
+    (the embeddings) become float32; float tensors of the file stay views of it."""
+    blocks, state = {}, {}
+    for key, name, info, heads, shift in tensors(gf, config):
+        if key.endswith(".weight") and gguf_blocks.TYPES[info.type_id][1] > 1:
+            blocks[key[:-len(".weight")]] = (name, info, heads)
+        else:
+            state[key] = _floats(gf, name, info, heads, shift)
+
+    def make(module_name: str, linear: torch.nn.Linear):
+        from .linear import Int4Linear, Int8Linear, quantize_int8
+        if module_name not in blocks:
+            return None
+        name, info, heads = blocks.pop(module_name)
+        bias = state.pop(f"{module_name}.bias", None)
+        if gguf_blocks.type_name(info.type_id) in ("Q4_0", "Q4_1", "Q4_K"):
+            q, scale, offset, group, _ = gguf_blocks.to_affine(gf.raw(name), info.type_id)
+            if heads is not None:  # a row permutation: codes, scales and offsets alike
+                q, scale, offset = (reverse_permute(t, heads) for t in (q, scale, offset))
+            return Int4Linear.from_affine(q, scale, offset, group, bias)
+        q, scale = quantize_int8(_floats(gf, name, info, heads, False))
+        return Int8Linear.from_symmetric(q, scale, bias)
+
+    def prepare(model: torch.nn.Module) -> None:
+        from .linear import replace_linears
+        replace_linears(model, make)
+        for module_name, (name, info, heads) in blocks.items():  # not a Linear in this model: floats
+            state[f"{module_name}.weight"] = _floats(gf, name, info, heads, False)
+
+    return state, prepare
+
+
 def read_gguf(model_class, source, gguf_file: str, config, dtype, overrides: dict):
-    """(config, state dict, unused overrides) for `model_class.from_pretrained(..., gguf_file=...)`."""
+    """(config, state dict, prepare or None, unused overrides) for `model_class.from_pretrained(...,
+    gguf_file=...)`. No dtype (or "auto"): quantized layers (`prepare(model)` installs them on the skeleton);
+    a dtype: everything dequantized to it."""
     gf = open_gguf(source, gguf_file)
     if config is None:
         config, overrides = config_from_gguf(gf, model_class.config_class, **overrides)
-    wanted = None if dtype in (None, "auto") else dtype
-    if isinstance(wanted, str):
-        wanted = getattr(torch, wanted)
-    state = dequantized_state_dict(gf, config.to_dict(), wanted)
-    return config, state, overrides
+    if dtype in (None, "auto"):
+        state, prepare = quantized_state_dict(gf, config.to_dict())
+        return config, state, prepare, overrides
+    wanted = getattr(torch, dtype) if isinstance(dtype, str) else dtype
+    return config, dequantized_state_dict(gf, config.to_dict(), wanted), None, overrides
