@@ -149,7 +149,8 @@ def test_multipart_upload_assembles_and_checks(srv, monkeypatch):
     monkeypatch.setattr(writes, "PART_SIZE", 4000)
     create(srv)
     data = os.urandom(10_000)
-    upload = batch(srv, "alice/demo", [data], transfers=["basic", "multipart"]).json()["objects"][0]["actions"]["upload"]
+    answer = batch(srv, "alice/demo", [data], transfers=["basic", "multipart"]).json()
+    upload = answer["objects"][0]["actions"]["upload"]
     parts = sorted((k, v) for k, v in upload["header"].items() if k.isdigit())
     assert upload["header"]["chunk_size"] == "4000" and [k for k, _ in parts] == ["00001", "00002", "00003"]
     etags = []

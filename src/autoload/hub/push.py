@@ -27,8 +27,9 @@ def push_to_hub(self, repo_id: str, *, commit_message: str | None = None, commit
                 endpoint: str | None = None, hub: str | None = None):
     """Save with `save_pretrained` into a temporary folder and upload it to `repo_id` in one commit (creating
     the repo if needed: a bare name goes to the token owner's namespace). Files the hub already holds are not
-    sent again. `hub="modelscope"`: to a ModelScope model (a `configuration.json` is added when missing). A model gets a short model card (README.md) when the repo has none. Returns the CommitInfo
-    (`.oid` is the commit id, `.pr_url` the pull request's URL with `create_pr=True`)."""
+    sent again. A model gets a short model card (README.md) when the repo has none. `hub="modelscope"`: to a
+    ModelScope model (a `configuration.json` is added when missing, no card). Returns the CommitInfo (`.oid` is
+    the commit id, `.pr_url` the pull request's URL with `create_pr=True`)."""
     from . import upload
     from .errors import HubError
     url = upload.create_repo(repo_id, private=private, exist_ok=True, token=token, endpoint=endpoint, hub=hub)

@@ -28,8 +28,8 @@ import requests
 from . import http, settings
 from .cache import UnsafeValueError, check_revision, shown
 from .errors import (AuthenticationError, CommitConflictError, EntryNotFoundError, HubHTTPError, InvalidRevisionError,
-                     PayloadTooLargeError, QuotaExceededError, RepositoryNotFoundError, RevisionNotFoundError,
-                     UnsafePathError, WriteAccessError)
+                     OfflineModeError, PayloadTooLargeError, QuotaExceededError, RepositoryNotFoundError,
+                     RevisionNotFoundError, UnsafePathError, WriteAccessError)
 from .paths import select_files, validate_repo_id
 
 logger = logging.getLogger("autoload.hub")
@@ -198,6 +198,10 @@ def _send(method: str, url: str, repo: _Repo, *, what: str, body=None, json_body
     """One request with a body. The token only to the endpoint's origin; redirects followed by hand (a 307/308
     keeps the method and body, the token is dropped off-origin); 429/5xx and connection errors retried with
     backoff when `retry` (the body must then be bytes or a callable that reopens it)."""
+    if settings.offline():
+        raise OfflineModeError(f"{what} for '{repo.repo_id}' needs {repo.endpoint}, and offline mode is on "
+                               "(HF_HUB_OFFLINE / AUTOLOAD_OFFLINE): unset it to upload.", repo_id=repo.repo_id,
+                               endpoint=repo.endpoint)
     headers = {"user-agent": http.user_agent(), **(headers or {})}
     if json_body is not None:
         body, headers["content-type"] = json.dumps(json_body).encode(), headers.get("content-type", "application/json")
@@ -238,14 +242,14 @@ def _send(method: str, url: str, repo: _Repo, *, what: str, body=None, json_body
     raise AssertionError("unreachable")
 
 
-def _raise_for_write(response: requests.Response, repo: _Repo, what: str, revision: str | None = None) -> None:
+def _raise_for_write(response: requests.Response, repo: _Repo, what: str) -> None:
     status = response.status_code
     if status < 400:
         return
     code = response.headers.get("X-Error-Code", "")
     server = response.headers.get("X-Error-Message") or http._body_message(response) or ""
     context = dict(repo_id=repo.repo_id, endpoint=repo.endpoint, status=status, server_message=server,
-                   request_id=http.request_id(response), revision=revision)
+                   request_id=http.request_id(response))
     where = f"{repo.repo_type} repo '{repo.repo_id}' on {repo.endpoint}"
     tail = f" Server said: {shown(server, 300)} (HTTP {status}, {response.request.method} {shown(response.url, 200)})"
     if status == 401:
@@ -254,8 +258,7 @@ def _raise_for_write(response: requests.Response, repo: _Repo, what: str, revisi
                                   **context)
     if status == 403:
         raise WriteAccessError(f"{what}: this token cannot write to {where}. Use a token with write access to the "
-                               "namespace (a 'write' token, or ask the hub's admin).{tail}".replace("{tail}", tail),
-                               **context)
+                               f"namespace (a 'write' token, or ask the hub's admin).{tail}", **context)
     if status in (409, 412):
         raise CommitConflictError(f"{what} for {where} conflicts with the hub's state: the branch moved since the "
                                   f"parent commit, or the name already exists. Refresh and try again.{tail}", **context)
@@ -266,7 +269,8 @@ def _raise_for_write(response: requests.Response, repo: _Repo, what: str, revisi
         raise QuotaExceededError(f"{what} for {where} was refused for a quota (storage or rate limit). Wait, free "
                                  f"space, or ask the hub's admin for more.{tail}", **context)
     if code == "RevisionNotFound":
-        raise RevisionNotFoundError(f"{what}: revision '{revision}' does not exist in {where}.{tail}", **context)
+        raise RevisionNotFoundError(f"{what}: the revision does not exist in {where} (a branch is created from main "
+                                    f"only when committing to it).{tail}", **context)
     if code == "EntryNotFound":
         raise EntryNotFoundError(f"{what}: a path does not exist in {where} (a folder needs a trailing '/' or "
                                  f"is_folder=True).{tail}", **context)

@@ -112,7 +112,8 @@ class Store:
         crash_point("before-ref")
         _write_atomic(os.path.join(folder, "refs.json"), json.dumps(refs, sort_keys=True).encode())
 
-    def create(self, folder: str, private: bool, files: dict[str, dict], summary: str, commit: str | None = None) -> str:
+    def create(self, folder: str, private: bool, files: dict[str, dict], summary: str,
+               commit: str | None = None) -> str:
         """A new repo with one commit holding `files` (a default .gitattributes, or an imported folder, then under
         the folder's own commit id)."""
         _write_atomic(os.path.join(folder, "repo.json"), json.dumps({"private": private}).encode())
