@@ -105,6 +105,21 @@ def _unpack(packed: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
     return codes.reshape(rows, cols)
 
 
+class _WeightOnly(torch.autograd.Function):
+    """y = x @ W^T on a quantized layer's kernel, with the gradient to x (the weights are frozen): dx = dy @ W,
+    W dequantized in the backward (the kernels have no derivative). Lets adapters (LoRA) train over quantized
+    layers; the backward costs a dequantization per layer."""
+
+    @staticmethod
+    def forward(ctx, x, layer):
+        ctx.layer = layer
+        return layer._matmul(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad @ ctx.layer.dequantize().to(device=grad.device, dtype=grad.dtype), None
+
+
 class Int4Linear(nn.Module):
     """Groupwise 4-bit weight-only Linear (see the module docstring). Build with `from_affine`."""
 
@@ -202,6 +217,11 @@ class Int4Linear(nn.Module):
         return self._scales_and_zeros[dtype]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = _WeightOnly.apply(x, self) if x.requires_grad and torch.is_grad_enabled() else self._matmul(x)
+        return y if self.bias is None else y + self.bias.to(y.dtype)
+
+    def _matmul(self, x: torch.Tensor) -> torch.Tensor:
+        """x @ W^T on the kernel, in x's dtype (no bias)."""
         lead = x.shape[:-1]
         x2 = x.reshape(-1, self.in_features)  # (M, in)
         if self.input_perm is not None:
@@ -220,8 +240,6 @@ class Int4Linear(nn.Module):
         y = y.to(x.dtype)
         if rows != self.out_features:
             y = y[:, :self.out_features]
-        if self.bias is not None:
-            y = y + self.bias.to(y.dtype)
         return y.reshape(*lead, self.out_features)
 
     def dequantize(self) -> torch.Tensor:
@@ -334,13 +352,16 @@ class Int8Linear(nn.Module):
         return w
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = _WeightOnly.apply(x, self) if x.requires_grad and torch.is_grad_enabled() else self._matmul(x)
+        return y if self.bias is None else y + self.bias.to(y.dtype)
+
+    def _matmul(self, x: torch.Tensor) -> torch.Tensor:
+        """x @ W^T in x's dtype (no bias)."""
         dtype = self.compute_dtype or x.dtype
         if self.group_size is not None:  # no kernel: dequantize into the compute dtype
-            y = F.linear(x.to(dtype), self.dequantize().to(dtype)).to(x.dtype)
-            return y if self.bias is None else y + self.bias.to(y.dtype)
+            return F.linear(x.to(dtype), self.dequantize().to(dtype)).to(x.dtype)
         if not _has_int8_kernel(x.device.type):  # no torch kernel on this device: convert the codes per call
-            y = (F.linear(x.to(dtype), self.qweight.to(dtype)) * self.scales.reshape(-1).to(dtype)).to(x.dtype)
-            return y if self.bias is None else y + self.bias.to(y.dtype)
+            return (F.linear(x.to(dtype), self.qweight.to(dtype)) * self.scales.reshape(-1).to(dtype)).to(x.dtype)
         lead = x.shape[:-1]
         x2 = x.reshape(-1, self.in_features)
         if dtype == torch.bfloat16 and self.in_features % 16 and x.device.type == "cpu":
@@ -348,10 +369,7 @@ class Int8Linear(nn.Module):
         if dtype not in self._kernel_scales:
             self._kernel_scales[dtype] = self.scales.reshape(-1).to(dtype)
         y = torch.ops.aten._weight_int8pack_mm(x2.to(dtype).contiguous(), self.qweight, self._kernel_scales[dtype])
-        y = y.to(x.dtype)
-        if self.bias is not None:
-            y = y + self.bias.to(y.dtype)
-        return y.reshape(*lead, self.out_features)
+        return y.to(x.dtype).reshape(*lead, self.out_features)
 
     def _apply(self, fn, recurse=True):
         """Scales and offsets keep float32 whatever dtype the model is cast to."""
