@@ -20,7 +20,7 @@ import os
 import shutil
 from pathlib import Path
 
-from tokenizers import Tokenizer
+from tokenizers import AddedToken, Tokenizer
 
 from . import loading, saving
 from .base import TokenizersBackend
@@ -45,9 +45,18 @@ class SentencePieceLlamaTokenizer(TokenizersBackend):
             from .sentencepiece import read_model
             from .sentencepiece_bpe import build_tokenizer
             tokenizer_object = build_tokenizer(read_model(vocab_file), vocab_file)
+            declared = {str(token) for token in (kwargs.get("added_tokens_decoder") or {}).values()
+                        if getattr(token, "special", True)}
+            tokenizer_object = _specials_as_written(tokenizer_object, declared)
         self.vocab_file = vocab_file
+        # `<s>`, `</s>`, `<unk>` are SentencePiece control pieces that the slow class splits out before encoding:
+        # matched as written, never through the normaliser (which would also rename them, e.g. to "▁<s>")
+        named = [exact(token) for token in (bos_token, eos_token, unk_token, pad_token)]
+        contents = {str(token) for token in named if token is not None}
+        kwargs["added_tokens_decoder"] = {index: exact(token) if str(token) in contents else token
+                                          for index, token in (kwargs.get("added_tokens_decoder") or {}).items()}
         super().__init__(tokenizer_object, add_bos_token=add_bos_token, add_eos_token=add_eos_token,
-                         bos_token=bos_token, eos_token=eos_token, unk_token=unk_token, pad_token=pad_token, **kwargs)
+                         bos_token=named[0], eos_token=named[1], unk_token=named[2], pad_token=named[3], **kwargs)
 
     @classmethod
     def _from_files(cls, files, kwargs, source):
@@ -79,6 +88,27 @@ class SentencePieceLlamaTokenizer(TokenizersBackend):
                 shutil.copyfile(self.vocab_file, target)
             written += (str(target),)
         return written
+
+
+def _specials_as_written(tokenizer: Tokenizer, declared: set[str]) -> Tokenizer:
+    """The user-defined pieces the config declares special (InternLM2's `<|im_start|>`, ...) re-registered as
+    special tokens matched as written. (Rebuilt from JSON: `tokenizers` keeps the normalised spelling, e.g.
+    "▁<|im_start|>", of a token first added as normalized, and decoding would not skip it.)"""
+    data = json.loads(tokenizer.to_str())
+    entries = [entry for entry in data.get("added_tokens") or [] if entry["content"] in declared]
+    if not entries:
+        return tokenizer
+    for entry in entries:
+        entry.update(normalized=False, special=True)
+    return Tokenizer.from_str(json.dumps(data))
+
+
+def exact(token):
+    """A special token matched as written (an AddedToken with normalized=False, special=True); None stays None."""
+    if not isinstance(token, AddedToken):
+        return token
+    return AddedToken(token.content, single_word=token.single_word, lstrip=token.lstrip, rstrip=token.rstrip,
+                      normalized=False, special=True)
 
 
 class BaichuanTokenizer(SentencePieceLlamaTokenizer):
