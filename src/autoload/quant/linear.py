@@ -31,7 +31,6 @@ Neither layer saves through `save_pretrained` (a typed error: there is no loader
 
 from __future__ import annotations
 
-import functools
 from typing import Callable
 
 import torch
@@ -269,10 +268,16 @@ class Int4Linear(nn.Module):
         super()._save_to_state_dict(destination, prefix, keep_vars)
 
 
-@functools.cache
+_INT8_KERNEL: dict[str, bool] = {}
+
+
 def _has_int8_kernel(device_type: str) -> bool:
-    """Whether this torch has `_weight_int8pack_mm` for the device type (CPU always; CUDA only in some builds)."""
-    return torch._C._dispatch_has_kernel_for_dispatch_key("aten::_weight_int8pack_mm", device_type.upper())
+    """Whether this torch has `_weight_int8pack_mm` for the device type (CPU always; CUDA only in some builds).
+    Asked once per device type, outside any compiled region (at construction and device moves)."""
+    if device_type not in _INT8_KERNEL:
+        _INT8_KERNEL[device_type] = torch._C._dispatch_has_kernel_for_dispatch_key("aten::_weight_int8pack_mm",
+                                                                                   device_type.upper())
+    return _INT8_KERNEL[device_type]
 
 
 class Int8Linear(nn.Module):
@@ -296,6 +301,7 @@ class Int8Linear(nn.Module):
             if bias else None
         self._kernel_scales: dict[torch.dtype, torch.Tensor] = {}
         self.compute_dtype: torch.dtype | None = None  # run the matmul in this dtype (None: the activations')
+        self._int8_kernel = _has_int8_kernel(self.qweight.device.type)  # set again on device moves
 
     @classmethod
     def from_symmetric(cls, q: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None = None) -> Int8Linear:
@@ -360,7 +366,7 @@ class Int8Linear(nn.Module):
         dtype = self.compute_dtype or x.dtype
         if self.group_size is not None:  # no kernel: dequantize into the compute dtype
             return F.linear(x.to(dtype), self.dequantize().to(dtype)).to(x.dtype)
-        if not _has_int8_kernel(x.device.type):  # no torch kernel on this device: convert the codes per call
+        if not self._int8_kernel:  # no torch kernel on this device: convert the codes per call
             return (F.linear(x.to(dtype), self.qweight.to(dtype)) * self.scales.reshape(-1).to(dtype)).to(x.dtype)
         lead = x.shape[:-1]
         x2 = x.reshape(-1, self.in_features)
@@ -378,6 +384,7 @@ class Int8Linear(nn.Module):
         super()._apply(fn, recurse)
         self.scales = scales.to(self.qweight.device)
         self.offsets = None if offsets is None else offsets.to(self.qweight.device)
+        self._int8_kernel = _has_int8_kernel(self.qweight.device.type)
         return self
 
 
