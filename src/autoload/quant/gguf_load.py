@@ -97,7 +97,9 @@ def read_gguf(model_class, source, gguf_file: str, config, dtype, overrides: dic
     if config is None:
         config, overrides = config_from_gguf(gf, model_class.config_class, **overrides)
     if dtype in (None, "auto"):
+        dtype = config._dtype  # AutoModel* hands dtype= over as a config override
+    if dtype in (None, "auto"):
         state, prepare = quantized_state_dict(gf, config.to_dict())
         return config, state, prepare, overrides
-    wanted = getattr(torch, dtype) if isinstance(dtype, str) else dtype
-    return config, dequantized_state_dict(gf, config.to_dict(), wanted), None, overrides
+    from ..loading import to_dtype
+    return config, dequantized_state_dict(gf, config.to_dict(), to_dtype(dtype)), None, overrides

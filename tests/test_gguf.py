@@ -1,0 +1,244 @@
+"""GGUF loading on tiny files written by the `gguf` package (tests/gguf_files.py): block decoding against
+`gguf.quants.dequantize`, config / tokenizer / logits against transformers' own gguf path on the same file,
+the q/k un-permutation against the original weights, the quantized default load, and the failure paths.
+The two real models: tests/test_gguf_models.py."""
+
+from __future__ import annotations
+
+import sys
+
+import gguf
+import numpy as np
+import pytest
+import torch
+import transformers
+from gguf.quants import dequantize as gguf_dequantize
+from gguf.quants import quantize
+
+import autoload
+from autoload.quant import gguf_blocks
+from autoload.quant.gguf import GGUFDependencyError, GGUFError, GGUFFile
+from tests.gguf_files import Q, random_blocks, to_tensor, vocab_size, write_gguf, write_model_gguf
+
+BLOCK_TYPES = ["Q4_0", "Q4_1", "Q5_0", "Q8_0", "Q4_K", "Q5_K", "Q6_K"]
+QUANTIZABLE = ["Q4_0", "Q4_1", "Q5_0", "Q8_0", "BF16"]  # the types gguf.quants.quantize implements
+
+
+def _blocks(type_name: str, rows: int = 6, cols: int = 512, seed: int = 0) -> np.ndarray:
+    if type_name in QUANTIZABLE:
+        x = np.random.default_rng(seed).standard_normal((rows, cols)).astype(np.float32)
+        return quantize(x, Q[type_name]).view(np.uint8)
+    return random_blocks(type_name, rows, cols, seed)
+
+
+@pytest.mark.parametrize("type_name", BLOCK_TYPES + ["F32", "F16", "BF16"])
+def test_dequantize_is_bit_identical_to_gguf(type_name):
+    if type_name in ("F32", "F16"):
+        x = np.random.default_rng(1).standard_normal((6, 64)).astype(np.float32 if type_name == "F32" else np.float16)
+        raw = x.view(np.uint8)
+    else:
+        raw = _blocks(type_name)
+    expected = gguf_dequantize(raw, Q[type_name])
+    got = gguf_blocks.dequantize(to_tensor(raw), Q[type_name].value).numpy()
+    assert got.shape == expected.shape and got.dtype == np.float32
+    assert np.array_equal(got.view(np.uint32), expected.view(np.uint32))
+
+
+@pytest.mark.parametrize("type_name", BLOCK_TYPES)
+def test_affine_form(type_name):
+    """W = scale * q + offset per group: exact for every type but Q6_K (d*sc*q can need 25 bits: 1 ulp)."""
+    raw = _blocks(type_name, seed=2)
+    affine = gguf_blocks.to_affine(to_tensor(raw), Q[type_name].value)
+    expected = torch.from_numpy(gguf_dequantize(raw, Q[type_name]))
+    g = affine.group_size
+    assert affine.scale.shape == (raw.shape[0], expected.shape[1] // g) and affine.scale.dtype == torch.float32
+    assert int(affine.q.min()) >= (-128 if type_name == "Q8_0" else 0)
+    assert int(affine.q.max()) < (128 if type_name == "Q8_0" else 2 ** affine.bits)
+    w = affine.scale.repeat_interleave(g, 1) * affine.q.float()
+    if affine.offset is not None:
+        w = w + affine.offset.repeat_interleave(g, 1)
+    if type_name == "Q6_K":
+        torch.testing.assert_close(w, expected, rtol=1e-6, atol=0)
+    else:
+        assert torch.equal(w, expected)
+    if type_name in ("Q4_0", "Q4_1", "Q4_K"):
+        assert affine.bits == 4 and g == 32 and affine.q.dtype == torch.uint8
+
+
+# -- tiny models of each architecture, against transformers' gguf path ----------------------------------------
+def _tiny(arch: str):
+    common = dict(vocab_size=vocab_size("gpt2"), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128)
+    if arch == "llama":
+        return transformers.LlamaForCausalLM(transformers.LlamaConfig(**common, tie_word_embeddings=False))
+    if arch == "qwen2":
+        return transformers.Qwen2ForCausalLM(transformers.Qwen2Config(**common, tie_word_embeddings=True))
+    if arch == "qwen3":
+        # head_dim 128: transformers' gguf path ignores qwen3.attention.key_length and keeps its default 128
+        return transformers.Qwen3ForCausalLM(transformers.Qwen3Config(**common, head_dim=128))
+    if arch == "gemma2":
+        return transformers.Gemma2ForCausalLM(transformers.Gemma2Config(**common, head_dim=8, sliding_window=16))
+    if arch == "gemma3":
+        return transformers.Gemma3ForCausalLM(transformers.Gemma3TextConfig(**common, head_dim=8,
+                                                                            sliding_window=16))
+    return transformers.Phi3ForCausalLM(transformers.Phi3Config(**common, pad_token_id=0))
+
+
+CONFIG_FIELDS = ["model_type", "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
+                 "num_attention_heads", "num_key_value_heads", "head_dim", "max_position_embeddings", "rms_norm_eps",
+                 "tie_word_embeddings", "bos_token_id", "eos_token_id", "pad_token_id", "sliding_window"]
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2", "qwen3", "gemma2", "gemma3", "phi3"])
+def test_architecture_matches_transformers_gguf(tmp_path, arch):
+    torch.manual_seed(0)
+    write_model_gguf(tmp_path / "m.gguf", arch, _tiny(arch).eval())
+    ours = autoload.AutoConfig.from_pretrained(tmp_path, gguf_file="m.gguf")
+    theirs = transformers.AutoConfig.from_pretrained(tmp_path, gguf_file="m.gguf")
+    for field in CONFIG_FIELDS:  # every field the reference sets (its qwen2/phi3 configs have no head_dim)
+        if getattr(theirs, field, None) is not None:
+            assert getattr(ours, field, None) == getattr(theirs, field), field
+    assert ours.rope_parameters == theirs.rope_parameters
+    ids = torch.tensor([[5, 17, 42, 99, 3, 250, 7]])
+    model = autoload.AutoModelForCausalLM.from_pretrained(tmp_path, gguf_file="m.gguf", dtype=torch.float32)
+    reference = transformers.AutoModelForCausalLM.from_pretrained(tmp_path, gguf_file="m.gguf",
+                                                                  dtype=torch.float32).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids).logits, reference(ids).logits, rtol=1e-4, atol=1e-4)
+
+
+def test_llama_qk_unpermuted_and_mistral_name(tmp_path):
+    """llama.cpp stores llama q/k rows permuted; loading gives the original weights back (not only agreement
+    with transformers). A llama-arch file named Mistral loads as model_type mistral."""
+    torch.manual_seed(0)
+    original = _tiny("llama").eval()
+    write_model_gguf(tmp_path / "m.gguf", "llama", original, name="Mistral Tiny")
+    model = autoload.AutoModelForCausalLM.from_pretrained(tmp_path, gguf_file="m.gguf", dtype=torch.float32)
+    assert model.config.model_type == "mistral"
+    for key in ("model.layers.1.self_attn.q_proj.weight", "model.layers.1.self_attn.k_proj.weight"):
+        assert torch.equal(model.state_dict()[key], original.state_dict()[key])
+    ids = torch.tensor([[1, 2, 3, 4]])
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids).logits, original(ids).logits, rtol=1e-4, atol=1e-4)
+
+
+def test_dtype_bfloat16_and_config_overrides(tmp_path):
+    torch.manual_seed(0)
+    write_model_gguf(tmp_path / "m.gguf", "qwen2", _tiny("qwen2").eval(), linear_type=Q.Q8_0)
+    model = autoload.AutoModelForCausalLM.from_pretrained(tmp_path, gguf_file="m.gguf", dtype=torch.bfloat16,
+                                                          rms_norm_eps=1e-5)
+    assert model.dtype == torch.bfloat16 and model.config.rms_norm_eps == 1e-5
+    reference = autoload.AutoModelForCausalLM.from_pretrained(tmp_path, gguf_file="m.gguf", dtype=torch.float32)
+    key = "model.layers.0.mlp.up_proj.weight"
+    assert torch.equal(model.state_dict()[key], reference.state_dict()[key].to(torch.bfloat16))
+
+
+@pytest.mark.parametrize("linear_type", ["Q4_0", "Q4_1", "Q4_K", "Q8_0", "Q6_K"])
+def test_quantized_default_load(tmp_path, linear_type):
+    """No dtype: Q4_* Linear weights become Int4Linear (exact codes, scales, offsets), the others per-channel
+    Int8Linear; logits stay close to the dequantized float32 model."""
+    from autoload.quant.linear import Int4Linear, Int8Linear
+    torch.manual_seed(0)
+    original = _tiny("llama").eval()
+    tensors_type = Q[linear_type]
+    path = write_model_gguf(tmp_path / "m.gguf", "llama", original, linear_type=Q.F32)
+    if linear_type.endswith("_K"):  # gguf cannot quantize k-quants: swap in random blocks of the right shapes
+        path = _with_random_blocks(tmp_path, linear_type)
+    else:
+        path = write_model_gguf(tmp_path / "m.gguf", "llama", original, linear_type=tensors_type)
+    quantized = autoload.AutoModelForCausalLM.from_pretrained(tmp_path, gguf_file=path.name)
+    floats = autoload.AutoModelForCausalLM.from_pretrained(tmp_path, gguf_file=path.name, dtype=torch.float32)
+    q_proj = quantized.model.layers[0].self_attn.q_proj
+    assert isinstance(q_proj, Int4Linear if linear_type.startswith("Q4") else Int8Linear)
+    if linear_type.startswith("Q4"):
+        torch.testing.assert_close(q_proj.dequantize(), floats.model.layers[0].self_attn.q_proj.weight,
+                                   rtol=1e-6, atol=1e-7)
+    ids = torch.tensor([[5, 17, 42, 99, 3]])
+    with torch.no_grad():
+        a, b = quantized(ids).logits, floats(ids).logits
+    tolerance = 1e-4 if linear_type.startswith("Q4") else 2e-2 * float(b.abs().max())
+    torch.testing.assert_close(a, b, rtol=0, atol=tolerance)
+
+
+def _with_random_blocks(tmp_path, type_name: str):
+    """A llama file whose 2-D projection weights are random blocks of a k-quant (rows of 256 values)."""
+    cfg = dict(hidden=256, ffn=512, heads=4, kv=2, layers=1, vocab=vocab_size("gpt2"))
+    meta = {"llama.context_length": 64, "llama.block_count": 1, "llama.feed_forward_length": cfg["ffn"],
+            "llama.embedding_length": cfg["hidden"], "llama.attention.head_count": 4,
+            "llama.attention.head_count_kv": 2, "llama.attention.layer_norm_rms_epsilon": 1e-5,
+            "llama.rope.freq_base": 10000.0, "llama.rope.dimension_count": 64}
+    rng = np.random.default_rng(0)
+    shapes = {"attn_q": (256, 256), "attn_k": (128, 256), "attn_v": (128, 256), "attn_output": (256, 256),
+              "ffn_gate": (512, 256), "ffn_up": (512, 256), "ffn_down": (256, 512)}
+    tensors = {f"blk.0.{n}.weight": (random_blocks(type_name, *s, seed=i), Q[type_name])
+               for i, (n, s) in enumerate(shapes.items())}
+    tensors.update({"blk.0.attn_norm.weight": (np.ones(256, np.float32), Q.F32),
+                    "blk.0.ffn_norm.weight": (np.ones(256, np.float32), Q.F32),
+                    "output_norm.weight": (np.ones(256, np.float32), Q.F32),
+                    "token_embd.weight": (rng.standard_normal((cfg["vocab"], 256)).astype(np.float32), Q.F32)})
+    return write_gguf(tmp_path / "k.gguf", "llama", meta, tensors)
+
+
+# -- tokenizers -------------------------------------------------------------------------------------------------
+TEXTS = ["hello world", " hello  world\n", "hi 你好 <|im_end|> world<think>", "<s>hello</s> wor", "héllo ll"]
+
+
+@pytest.mark.parametrize("kind,add_bos", [("gpt2", None), ("llama", None), ("llama", False)])
+def test_tokenizer_matches_transformers(tmp_path, kind, add_bos):
+    meta = {"llama.block_count": 1, "llama.embedding_length": 8, "llama.attention.head_count": 1}
+    write_gguf(tmp_path / "t.gguf", "llama", meta, {"output_norm.weight": (np.ones(8, np.float32), Q.F32)},
+               tokenizer=kind, add_bos=add_bos)
+    ours = autoload.AutoTokenizer.from_pretrained(tmp_path, gguf_file="t.gguf")
+    theirs = transformers.AutoTokenizer.from_pretrained(tmp_path, gguf_file="t.gguf")
+    for text in TEXTS:
+        assert ours(text).input_ids == theirs(text).input_ids, text
+        assert ours.decode(ours(text).input_ids) == theirs.decode(theirs(text).input_ids), text
+    for name in ("bos_token", "eos_token", "unk_token", "pad_token", "add_bos_token", "chat_template"):
+        assert getattr(ours, name) == getattr(theirs, name), name
+    messages = [{"role": "user", "content": "你好 hello"}]
+    assert ours.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) == \
+        theirs.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+# -- failure paths ----------------------------------------------------------------------------------------------
+@pytest.fixture()
+def small_file(tmp_path):
+    torch.manual_seed(0)
+    return write_model_gguf(tmp_path / "m.gguf", "qwen2", _tiny("qwen2").eval(), linear_type=Q.Q8_0)
+
+
+def _files(folder):
+    return sorted(p.name for p in folder.rglob("*"))
+
+
+def test_truncated_file(small_file, tmp_path):
+    data = small_file.read_bytes()
+    for size, where in ((len(data) - 100, "runs past the end"), (200, "truncated or corrupt")):
+        (tmp_path / "cut.gguf").write_bytes(data[:size])
+        before = _files(tmp_path)
+        with pytest.raises(GGUFError, match=where) as err:
+            autoload.AutoModelForCausalLM.from_pretrained(tmp_path, gguf_file="cut.gguf", dtype=torch.float32)
+        assert "cut.gguf" in str(err.value) and _files(tmp_path) == before
+
+
+def test_bad_magic_unknown_arch_unsupported_type(small_file, tmp_path):
+    (tmp_path / "bad.gguf").write_bytes(b"GGML" + small_file.read_bytes()[4:])
+    with pytest.raises(GGUFError, match="not a GGUF file.*magic"):
+        autoload.AutoConfig.from_pretrained(tmp_path, gguf_file="bad.gguf")
+    write_gguf(tmp_path / "arch.gguf", "rwkv7", {"rwkv7.block_count": 1}, {})
+    with pytest.raises(GGUFError, match="arch.gguf.*general.architecture is 'rwkv7'"):
+        autoload.AutoConfig.from_pretrained(tmp_path, gguf_file="arch.gguf")
+    meta = {"llama.block_count": 1, "llama.embedding_length": 256, "llama.attention.head_count": 1}
+    q2k = np.zeros((4, gguf.GGML_QUANT_SIZES[Q.Q2_K][1]), np.uint8)
+    write_gguf(tmp_path / "q2.gguf", "llama", meta, {"output.weight": (q2k, Q.Q2_K)})
+    with pytest.raises(GGUFError, match="q2.gguf.*'output.weight'.*Q2_K"):
+        autoload.AutoModelForCausalLM.from_pretrained(tmp_path, gguf_file="q2.gguf", dtype=torch.float32)
+    assert not list(tmp_path.glob("*.partial")) and not list(tmp_path.glob(".*"))
+
+
+def test_missing_file_and_missing_package(small_file, tmp_path, monkeypatch):
+    with pytest.raises(OSError, match="nope.gguf"):
+        autoload.AutoConfig.from_pretrained(tmp_path, gguf_file="nope.gguf")
+    monkeypatch.setitem(sys.modules, "gguf", None)  # `import gguf` now raises ImportError
+    with pytest.raises(GGUFDependencyError, match=r"pip install 'autoload\[gguf\]'"):
+        GGUFFile(small_file)
