@@ -41,7 +41,7 @@ ALLOWED: dict[str, set[str]] = {
     "root": set(),  # autoload/__init__.py: a lazy table of names, resolved by __getattr__
 }
 # autoload.<name> -> layer, where the name is not the layer's own.
-LAYER_OF = {"loading": "modeling"}
+LAYER_OF = {"loading": "modeling", "distributed": "modeling"}  # distributed/: loading under tensor parallel, FSDP2
 # Inside models/: a family file imports no other family; these modules are shared, and these pairs are allowed.
 MODELS_SHARED = {"autoload.models.configs"}
 FAMILY_PAIRS = {("autoload.models.chatglm", "autoload.models.chatglm_chat")}  # the chat layer of its own family

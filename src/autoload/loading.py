@@ -73,8 +73,10 @@ def load_pretrained(cls, name_or_path, model_args: tuple, *, config: PretrainedC
                     trust_remote_code, code_revision, ignore_mismatched_sizes: bool, output_loading_info: bool,
                     use_safetensors: bool | None, weights_only: bool, state_dict, attn_implementation, variant,
                     hub, check_size: bool, kwargs: dict, tp_plan=None, tp_size: int | None = None,
-                    gguf_file: str | None = None, quantize=None, quantize_group_size: int | None = None):
-    """`cls.from_pretrained(...)` (see its docstring): the model, or (model, loading info)."""
+                    gguf_file: str | None = None, quantize=None, quantize_group_size: int | None = None,
+                    load_weights=None):
+    """`cls.from_pretrained(...)` (see its docstring): the model, or (model, loading info). `load_weights`, when
+    given, replaces `_load_into` (same arguments but the device choice; tensor parallel: each rank its slices)."""
     if torch_dtype is not None:
         dtype = torch_dtype if dtype in (None, "auto") else dtype
     token = kwargs.pop("use_auth_token", token)
@@ -128,9 +130,8 @@ def load_pretrained(cls, name_or_path, model_args: tuple, *, config: PretrainedC
     if quantize is not None or quantize_group_size is not None or getattr(config, "quantization_config", None):
         from .quant import gptq  # GPTQ/AWQ layers built from their packed tensors; quantize= checked
         quantized_keys = gptq.before_load(model, config, files, quantize, state_dict, tp_plan)
-    if tp_plan is not None:  # tensor parallel: each rank reads its slices (distributed/tensor_parallel.py)
-        from .distributed.tensor_parallel import load_sharded
-        info = load_sharded(model, files, state_dict, dtype, tp_plan, tp_size, device, device_map, weights_only)
+    if load_weights is not None:  # tensor parallel: each rank reads its slices (distributed/tensor_parallel.py)
+        info = load_weights(model, files, state_dict, dtype, device, device_map, weights_only)
     else:
         info = _load_into(model, files, state_dict, dtype, target_device, ignore_mismatched_sizes, weights_only,
                           skip=quantized_keys)

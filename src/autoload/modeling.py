@@ -421,7 +421,8 @@ class PreTrainedModel(nn.Module):
                                weights_only=weights_only, state_dict=state_dict,
                                attn_implementation=attn_implementation, variant=variant, hub=hub,
                                check_size=check_size, kwargs=kwargs, tp_plan=tp_plan, tp_size=tp_size,
-                               gguf_file=gguf_file, quantize=quantize, quantize_group_size=quantize_group_size)
+                               gguf_file=gguf_file, quantize=quantize, quantize_group_size=quantize_group_size,
+                               load_weights=_tensor_parallel(tp_plan, tp_size))
 
     def load_extras(self, source) -> None:
         """Called by from_pretrained once the weights are in, with the call's `FileSource`: a mixin reads the
@@ -445,6 +446,16 @@ class PreTrainedModel(nn.Module):
             state_dict = {k: v for k, v in self.state_dict().items() if k not in self._keys_to_ignore_on_save}
         save_model(self, save_directory, max_shard_size=max_shard_size, safe_serialization=safe_serialization,
                    state_dict=state_dict, save_function=save_function)
+
+
+def _tensor_parallel(tp_plan, tp_size):
+    """from_pretrained's weight loader for tp_plan (None: the ordinary one)."""
+    if tp_plan is None:
+        if tp_size is not None:
+            raise ValueError("tp_size=... needs tp_plan='auto' (or a plan dict).")
+        return None
+    from .distributed.tensor_parallel import load_sharded
+    return functools.partial(load_sharded, tp_plan=tp_plan, tp_size=tp_size)
 
 
 def _init_added_rows_with_mean(old: torch.Tensor, new: torch.Tensor, added: int) -> None:

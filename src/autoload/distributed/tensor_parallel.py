@@ -287,8 +287,8 @@ def _shard_dim(param) -> int | None:
     return placements[0].dim
 
 
-def load_sharded(model: nn.Module, files, state_dict, dtype, tp_plan, tp_size, device, device_map,
-                 weights_only: bool) -> dict:
+def load_sharded(model: nn.Module, files, state_dict, dtype, device, device_map, weights_only: bool, *, tp_plan,
+                 tp_size) -> dict:
     """The tensor-parallel branch of `loading.load_pretrained`: plan, split on meta, read each rank's slices.
     Returns the loading info of `_load_into` (missing / unexpected / mismatched keys)."""
     from torch.distributed.tensor import DTensor

@@ -1,7 +1,7 @@
 """Tensor-parallel generation and chat under torchrun:
 
-    torchrun --nproc-per-node 2 -m autoload.distributed.generate MODEL --prompt "The capital of France is"
-    torchrun --nproc-per-node 2 -m autoload.distributed.generate MODEL --chat [--system "..."]
+    torchrun --nproc-per-node 2 -m autoload.cli.tp_generate MODEL --prompt "The capital of France is"
+    torchrun --nproc-per-node 2 -m autoload.cli.tp_generate MODEL --chat [--system "..."]
 
 Every rank loads its slices of the model (`tp_plan="auto"`) and runs the same decoding loop (the logits are
 gathered, so each rank picks the same token; every rank seeds the same, so sampling agrees too); rank 0 reads the
@@ -13,11 +13,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..cli.options import add_model_hub_options, model_hub_kwargs
+from .options import add_model_hub_options, model_hub_kwargs
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="torchrun --nproc-per-node N -m autoload.distributed.generate",
+    p = argparse.ArgumentParser(prog="torchrun --nproc-per-node N -m autoload.cli.tp_generate",
                                 description="Tensor-parallel generation or chat with a causal LM.")
     p.add_argument("model", help="repo id or folder")
     p.add_argument("--prompt", action="append", default=[], help="a prompt to continue (repeatable)")
@@ -47,8 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     import torch.distributed as dist
 
+    from ..distributed.tensor_parallel import ensure_process_group, rank_device
     from ..registry.auto import AutoModelForCausalLM, AutoTokenizer
-    from .tensor_parallel import ensure_process_group, rank_device
     ensure_process_group()
     rank = dist.get_rank()
     torch.manual_seed(args.seed)
