@@ -122,8 +122,9 @@ def baichuan7b(tmp_path_factory):
 @pytest.fixture(scope="module")
 def baichuan13b(tmp_path_factory):
     ref = llama_reference(seed=1)
-    folder = write(tmp_path_factory.mktemp("b13") / "Baichuan2-13B-tiny", to_baichuan(ref),
-                   baichuan_config(position_embedding="alibi"), fmt="bin")
+    config = baichuan_config(position_embedding="alibi", gradient_checkpointing=[False])  # as the 13B files
+    del config["max_position_embeddings"]  # the 13B files have none (no rotary table)
+    folder = write(tmp_path_factory.mktemp("b13") / "Baichuan2-13B-tiny", to_baichuan(ref), config, fmt="bin")
     return ref, folder
 
 
@@ -218,6 +219,10 @@ def test_norm_head_follows_its_weight(baichuan7b):
         ours.lm_head.weight.data = raw.clone()  # a replaced tensor: normalised again
         close(ours(ids).logits, first)
     close(ours(ids).logits, first)  # with gradients on: normalised functionally
+    ours.resize_token_embeddings(V + 5)  # the new head is a NormHead too; the old rows keep their logits
+    assert isinstance(ours.lm_head, NormHead) and ours.lm_head.weight.shape == (V + 5, H)
+    with torch.no_grad():
+        close(ours(ids).logits[..., :V], first)
 
 
 def test_baichuan_plain_head_and_backbone(tmp_path):

@@ -231,6 +231,14 @@ class BaichuanForCausalLM(GenerationMixin, BaichuanPreTrainedModel):
     def get_output_embeddings(self) -> nn.Linear:
         return self.lm_head
 
+    def set_output_embeddings(self, value: nn.Linear) -> None:
+        """The new head (resize_token_embeddings builds a plain Linear) stays a NormHead with `norm_head`."""
+        if self.config.norm_head and not isinstance(value, NormHead):
+            head = NormHead(value.in_features, value.out_features, device="meta")
+            head.weight = value.weight
+            value = head
+        self.lm_head = value
+
     def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
                 inputs_embeds=None, labels=None, use_cache=None, output_attentions=None, output_hidden_states=None,
                 return_dict=None, logits_to_keep=0, cache=None, num_items_in_batch=None):
