@@ -23,9 +23,12 @@ FAMILIES = {  # name: (transformers config class, overrides, Auto class name)
     "qwen2": ("Qwen2Config", {}, "AutoModelForCausalLM"),
     "qwen3": ("Qwen3Config", {"head_dim": 8, "tie_word_embeddings": True}, "AutoModelForCausalLM"),
     "gemma": ("GemmaConfig", {"head_dim": 8}, "AutoModelForCausalLM"),
+    "gemma2": ("Gemma2Config", {"head_dim": 8, "sliding_window": 4}, "AutoModelForCausalLM"),
     "phi3": ("Phi3Config", {}, "AutoModelForCausalLM"),
     "glm": ("GlmConfig", {"head_dim": 8}, "AutoModelForCausalLM"),
     "mixtral": ("MixtralConfig", {"num_local_experts": 4, "num_experts_per_tok": 2}, "AutoModelForCausalLM"),
+    "qwen3_moe": ("Qwen3MoeConfig", {"head_dim": 8, "num_experts": 4, "num_experts_per_tok": 2,
+                                     "moe_intermediate_size": 16, "mlp_only_layers": [1]}, "AutoModelForCausalLM"),
     "gpt2": ("GPT2Config", {"n_embd": 32, "n_layer": 2, "n_head": 4, "n_positions": 64, "bos_token_id": 1,
                             "eos_token_id": 2}, "AutoModelForCausalLM"),
     "bert": ("BertConfig", {}, "AutoModelForMaskedLM"),
@@ -106,13 +109,17 @@ def test_tp2_parameters_are_local_slices(tp2, name):
     if name == "bert":
         layer = "bert." + layer
     assert layer in split, f"{name}: {layer} was not split ({sorted(split)[:4]}...)"
+    if name == "qwen3_moe":  # the dense MLP of an mlp_only layer splits; the stacked experts stay whole
+        assert "model.layers.1.mlp.down_proj.weight" in split
+        assert not any("experts" in key for key in split), sorted(split)
 
 
 @pytest.mark.slow
 def test_tp2_peak_rss_per_rank_below_full_checkpoint(tp2):
     for rank, result in enumerate(tp2):
         tp, one, size = result["rss_tp"], result["rss_one"], result["rss_checkpoint"]
-        report = f"rank {rank}: {tp / 1e6:.1f} MB with 2 ranks, {one / 1e6:.1f} MB alone, checkpoint {size / 1e6:.1f} MB"
+        report = f"rank {rank}: {tp / 1e6:.1f} MB with 2 ranks, {one / 1e6:.1f} MB alone, " \
+                 f"checkpoint {size / 1e6:.1f} MB"
         assert tp < 0.7 * size, report
         assert tp < 0.7 * one, report
 
