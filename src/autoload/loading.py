@@ -127,16 +127,18 @@ def load_pretrained(cls, name_or_path, model_args: tuple, *, config: PretrainedC
     if prepare_gguf is not None:  # quantized layers in place of the nn.Linear layers the file holds in blocks
         prepare_gguf(model)
     quantized_keys: set[str] = set()
-    if quantize is not None or quantize_group_size is not None or getattr(config, "quantization_config", None):
+    quantizing = quantize is not None or quantize_group_size is not None  # float weights quantized after loading
+    if quantizing or getattr(config, "quantization_config", None):
         from .quant import gptq  # GPTQ/AWQ layers built from their packed tensors; quantize= checked
         quantized_keys = gptq.before_load(model, config, files, quantize, state_dict, tp_plan)
     if load_weights is not None:  # tensor parallel: each rank reads its slices (distributed/tensor_parallel.py)
         info = load_weights(model, files, state_dict, dtype, device, device_map, weights_only)
     else:
-        info = _load_into(model, files, state_dict, dtype, target_device, ignore_mismatched_sizes, weights_only,
-                          skip=quantized_keys)
-    if quantize is not None or quantize_group_size is not None or quantized_keys:
-        gptq.after_load(model, quantize, quantize_group_size)  # quantize= float layers; pack int4 for the device
+        info = _load_into(model, files, state_dict, dtype, torch.device("cpu") if quantizing else target_device,
+                          ignore_mismatched_sizes, weights_only, skip=quantized_keys)
+    if quantizing or quantized_keys or prepare_gguf is not None:
+        from .quant import gptq  # quantize= on the CPU (the float weights never reach the device), then move, pack
+        gptq.after_load(model, quantize, quantize_group_size, target_device)
     if device_map == "auto":
         dispatch_auto(model)
     model.eval()

@@ -245,11 +245,12 @@ def quantize_bits(quantize) -> int:
                                   "docs/quantization.md).")
 
 
-def after_load(model: nn.Module, quantize, group_size: int | None) -> None:
-    """`quantize=`: round-to-nearest weight-only quantization of the loaded float Linear layers; then every
-    Int4Linear is packed for its device."""
+def after_load(model: nn.Module, quantize, group_size: int | None, device: torch.device) -> None:
+    """`quantize=`: round-to-nearest weight-only quantization of the loaded float Linear layers (loaded on the CPU,
+    memory-mapped), then the model moves to `device`; every Int4Linear is packed for its device."""
     if quantize is not None:
         quantize_model(model, quantize_bits(quantize), group_size or DEFAULT_GROUP_SIZE)
+        model.to(device)
     elif group_size is not None:
         raise QuantizationConfigError("quantize_group_size= needs quantize='int4'.")
     if has_quantized(model):
