@@ -158,6 +158,10 @@ def test_quantized_checkpoint_matches_reference(case, tmp_path):
     assert (ours - theirs).abs().max() < 1e-4
     assert torch.equal(model.generate(ids[:1], max_new_tokens=6, do_sample=False),
                        reference_model.generate(ids[:1], max_new_tokens=6, do_sample=False))
+    model.save_pretrained(tmp_path / "saved")  # autoload's portable layout: the same layers come back
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path / "saved")
+    with torch.no_grad():
+        assert torch.equal(loaded(ids).logits, ours)
 
 
 @pytest.fixture(scope="module")
@@ -185,10 +189,15 @@ def test_unsupported_configs_are_typed_errors(gptq_folder, tmp_path, change, mat
         AutoModelForCausalLM.from_pretrained(tmp_path)
 
 
-def test_quantized_checkpoint_refuses_requantize_and_save(gptq_folder, tmp_path):
+def test_quantized_checkpoint_refuses_requantize_and_saves_in_autoload_format(gptq_folder, tmp_path):
     with pytest.raises(QuantizationConfigError, match="already quantized"):
         AutoModelForCausalLM.from_pretrained(gptq_folder, quantize="int8")
     model = AutoModelForCausalLM.from_pretrained(gptq_folder)
     assert model.dtype == torch.float32  # the activations' dtype: the config's
-    with pytest.raises(NotImplementedError, match="quantized layers"):
-        model.save_pretrained(tmp_path / "out")
+    model.save_pretrained(tmp_path)  # GPTQ in, autoload's portable layout out
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path)
+    layer, again = model.model.layers[1].mlp.down_proj, loaded.model.layers[1].mlp.down_proj
+    assert isinstance(again, Int4Linear) and torch.equal(again.dequantize(), layer.dequantize())
+    ids = torch.randint(0, 96, (1, 7), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        assert torch.equal(loaded(ids).logits, model(ids).logits)

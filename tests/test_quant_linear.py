@@ -7,6 +7,8 @@ bf16 activations (scales and zeros rounded to bf16 too) within 2e-2. A model qua
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 import transformers
@@ -212,9 +214,29 @@ def test_quantize_errors(checkpoint, tmp_path):
     with pytest.raises(QuantizationConfigError, match="quantize_group_size"):
         AutoModelForCausalLM.from_pretrained(checkpoint, quantize_group_size=64)
     model = AutoModelForCausalLM.from_pretrained(checkpoint, quantize="int8")
-    with pytest.raises(ql.QuantizedSaveError, match="quantized layers"):
-        model.save_pretrained(tmp_path / "out")
+    with pytest.raises(ql.QuantizedSaveError, match="safe_serialization=True"):
+        model.save_pretrained(tmp_path / "out", safe_serialization=False)
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("quantize", ["int4", "int8"])
+def test_save_and_load_a_quantized_model(checkpoint, tmp_path, quantize):
+    model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=torch.float32, quantize=quantize,
+                                                 quantize_group_size=32 if quantize == "int4" else None)
+    ids = torch.randint(0, 96, (1, 9), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        before = model(ids).logits
+    model.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())["quantization_config"]
+    assert config["quant_method"] == "autoload" and config["layers"]["lm_head"]["type"] == "int8"
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path)
+    assert {n: type(m) for n, m in loaded.named_modules()} == {n: type(m) for n, m in model.named_modules()}
+    for name, module in model.named_modules():
+        if getattr(module, "is_quantized", False):
+            assert torch.equal(loaded.get_submodule(name).dequantize(), module.dequantize()), name
+    with torch.no_grad():
+        assert torch.equal(loaded(ids).logits, before)
+    assert torch.equal(model(ids).logits, before)  # saving unpacked the layers; they repack and still agree
 
 
 # -- CUDA (run by the lead on a GPU machine) ----------------------------------------------------------

@@ -136,7 +136,7 @@ def load_pretrained(cls, name_or_path, model_args: tuple, *, config: PretrainedC
     else:
         info = _load_into(model, files, state_dict, dtype, torch.device("cpu") if quantizing else target_device,
                           ignore_mismatched_sizes, weights_only, skip=quantized_keys)
-    if quantizing or quantized_keys or prepare_gguf is not None:
+    if quantizing or getattr(config, "quantization_config", None) or prepare_gguf is not None:
         from .quant import gptq  # quantize= on the CPU (the float weights never reach the device), then move, pack
         gptq.after_load(model, quantize, quantize_group_size, target_device)
     if device_map == "auto":
@@ -162,11 +162,12 @@ def save_model(model: nn.Module, folder: str | os.PathLike, *, max_shard_size: i
                state_dict: dict | None, save_function=torch.save) -> None:
     """`model.save_pretrained(...)`: config.json plus model.safetensors (or shards and an index), tied copies
     written once."""
-    if any(getattr(m, "is_quantized", False) for m in model.modules()):
-        from .quant.linear import QuantizedSaveError
-        raise QuantizedSaveError(f"{type(model).__name__} has quantized layers (Int4Linear/Int8Linear): "
-                                 "save_pretrained cannot write them in a format from_pretrained reads back. Save "
-                                 "the float model and pass quantize= when loading, or keep the GPTQ/AWQ/GGUF files.")
+    if any(getattr(m, "is_quantized", False) for m in model.modules()):  # autoload's format (quant/linear.py)
+        from .quant.linear import QuantizedSaveError, quantization_config
+        if not safe_serialization:
+            raise QuantizedSaveError(f"{type(model).__name__} has quantized layers: save it with "
+                                     "safe_serialization=True (autoload reads quantized checkpoints from safetensors).")
+        model.config.quantization_config = quantization_config(model)
     os.makedirs(folder, exist_ok=True)
     model.config.architectures = [type(model).__name__]
     model.config.dtype = model.dtype

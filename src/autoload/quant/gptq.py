@@ -60,7 +60,8 @@ def check_config(qconfig, where: str = "config.json") -> dict:
 
     method = str(q.get("quant_method", "")).lower()
     if method not in ("gptq", "awq"):
-        refuse("quant_method", f"{q.get('quant_method')!r} is not supported (supported: 'gptq', 'awq'; use "
+        refuse("quant_method", f"{q.get('quant_method')!r} is not supported (supported: 'gptq', 'awq', "
+                               "'autoload' (save_pretrained of a quantized model); use "
                                "quantize='int4'/'int8' to quantize a float checkpoint at load).")
     bits = q.get("bits", q.get("w_bit"))
     group_size = q.get("group_size", q.get("q_group_size", DEFAULT_GROUP_SIZE))
@@ -210,6 +211,9 @@ def before_load(model: nn.Module, config, files: list[str], quantize, state_dict
     if tp_plan is not None or state_dict is not None:
         raise QuantizationConfigError("config.json: quantization_config: GPTQ/AWQ checkpoints load from their "
                                       "files, without tp_plan or state_dict=.")
+    if _config_dict(qconfig).get("quant_method") == "autoload":
+        _install_saved_layers(model, _config_dict(qconfig), files)
+        return set()
     settings = check_config(qconfig)
     prefixes = _quantized_prefixes(files)
     if not prefixes:
@@ -234,6 +238,40 @@ def before_load(model: nn.Module, config, files: list[str], quantize, state_dict
         parent, _, attr = name.rpartition(".")
         setattr(model.get_submodule(parent) if parent else model, attr, layer)
     return set(tensors)
+
+
+def _install_saved_layers(model: nn.Module, qconfig: dict, files: list[str]) -> None:
+    """autoload's own format (save_pretrained of a quantized model): empty layers of the recorded kinds and shapes,
+    which the float loading then fills by key (every key is checked to be in the checkpoint first)."""
+    from safetensors import safe_open
+
+    from .linear import FORMAT_VERSION, empty_layer
+    if qconfig.get("version") != FORMAT_VERSION or not isinstance(qconfig.get("layers"), dict):
+        raise QuantizationConfigError(f"config.json: quantization_config.version: {qconfig.get('version')!r} (with "
+                                      f"a 'layers' table) is not autoload's format version {FORMAT_VERSION}.")
+    keys = set()
+    for path in files:
+        if not path.endswith(".safetensors"):
+            raise QuantizationConfigError(f"{path}: quantized checkpoints load from safetensors files only.")
+        with safe_open(path, framework="pt", device="cpu") as f:
+            keys.update(f.keys())
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+    for name, spec in qconfig["layers"].items():
+        try:
+            layer = empty_layer(spec, dtype)
+            linear = model.get_submodule(name)
+        except (AttributeError, KeyError, TypeError, ValueError) as err:
+            raise QuantizationConfigError(f"config.json: quantization_config.layers[{name!r}]: {err}") from None
+        if not isinstance(linear, nn.Linear) or (linear.in_features, linear.out_features) != \
+                (layer.in_features, layer.out_features):
+            raise QuantizationConfigError(f"config.json: quantization_config.layers[{name!r}] does not describe a "
+                                          "Linear layer of this model with those features.")
+        for key in layer.state_dict():
+            if f"{name}.{key}" not in keys:
+                raise QuantizationConfigError(f"{name}.{key} is missing from the checkpoint (config.json's "
+                                              "quantization_config lists the layer).")
+        parent, _, attr = name.rpartition(".")
+        setattr(model.get_submodule(parent) if parent else model, attr, layer)
 
 
 def quantize_bits(quantize) -> int:

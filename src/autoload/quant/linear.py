@@ -41,7 +41,7 @@ KERNEL_GROUP_SIZES = (256, 128, 64, 32)
 
 
 class QuantizedSaveError(NotImplementedError):
-    """save_pretrained of a model with quantized layers: no loader reads such a folder back yet."""
+    """A quantized model that cannot be saved in autoload's format (pickled .bin files)."""
 
 
 def _kernel_group(group_size: int, in_features: int) -> int:
@@ -464,6 +464,45 @@ def quantize_model(model: nn.Module, bits: int, group_size: int = 128, skip: Cal
             and type(model.get_output_embeddings()) is not nn.Linear:
         model.config.tie_word_embeddings = False  # the head is its own quantized copy now; nothing to re-tie
     return replaced
+
+
+# -- autoload's own saved format ---------------------------------------------------------------------------
+# save_pretrained of a quantized model writes each layer's portable tensors (Int4Linear: qweight uint8 [out,
+# ceil(in / 2)], scales and offsets float32 [out, groups], input_perm int64 [in] for act-order; Int8Linear: qweight
+# int8/uint8 [out, in], scales [out, groups], offsets when groupwise-affine) and, in config.json,
+# quantization_config = {"quant_method": "autoload", "version": 1, "layers": {name: spec}} (see layer_spec).
+
+FORMAT_VERSION = 1
+
+
+def layer_spec(module: nn.Module) -> dict:
+    """What `empty_layer` needs to rebuild a quantized layer before its tensors load."""
+    if isinstance(module, Int4Linear):
+        return {"type": "int4", "in_features": module.in_features, "out_features": module.out_features,
+                "group_size": module.group_size, "bias": module.bias is not None,
+                "act_order": module.input_perm is not None}
+    return {"type": "int8", "in_features": module.in_features, "out_features": module.out_features,
+            "group_size": module.group_size, "bias": module.bias is not None, "offsets": module.offsets is not None,
+            "unsigned": module.qweight.dtype == torch.uint8}
+
+
+def quantization_config(model: nn.Module) -> dict:
+    return {"quant_method": "autoload", "version": FORMAT_VERSION,
+            "layers": {name: layer_spec(m) for name, m in model.named_modules() if getattr(m, "is_quantized", False)}}
+
+
+def empty_layer(spec: dict, dtype: torch.dtype) -> nn.Module:
+    """A layer of the spec's shape with zero tensors on the CPU, for the loader to fill by key."""
+    n_in, n_out = spec["in_features"], spec["out_features"]
+    if spec["type"] == "int4":
+        layer = Int4Linear(n_in, n_out, spec["group_size"], spec["bias"], dtype=dtype)
+        if spec.get("act_order"):
+            layer.input_perm = torch.zeros(n_in, dtype=torch.int64)
+        return layer
+    layer = Int8Linear(n_in, n_out, spec["group_size"], spec.get("offsets", False), spec["bias"], dtype=dtype)
+    if spec.get("unsigned"):
+        layer.qweight = layer.qweight.to(torch.uint8)
+    return layer
 
 
 def set_compute_dtype(model: nn.Module, dtype: torch.dtype | None) -> None:
