@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 from . import modelscope
 from .errors import HubHTTPError
-from .upload import (CommitInfo, CommitOperationAdd, CommitOperationDelete, RepoUrl, _json, _Repo, _send,
+from .commits import (CommitInfo, CommitOperationAdd, CommitOperationDelete, RepoUrl, _json, _Repo, _send,
                      _upload_one)
 
 LFS_THRESHOLD = 64 * 1024
@@ -142,7 +142,7 @@ def _upload_blobs(repo: _Repo, ops: list[CommitOperationAdd], progress) -> None:
                 todo.append((op, {"upload": actions["upload"]}))
     if not todo:
         return
-    from .upload import _progress_bar
+    from .commits import _progress_bar
     bar = _progress_bar(repo, sum(op.size for op, _ in todo), progress)
     try:
         for op, actions in todo:

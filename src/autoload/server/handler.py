@@ -12,9 +12,9 @@ import os
 import re
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
-from . import faults, hf, modelscope, writes
+from . import faults, hf, modelscope, ms_writes, writes
 from .repos import CONTENT_TYPES, FileEntry, HubError, Request
 
 log = logging.getLogger("autoload.server")
@@ -105,8 +105,11 @@ class Handler(BaseHTTPRequestHandler):
             if self.fault and self.fault.status is not None:
                 faults.send_fault(self, self.fault)
             else:
-                self.query = self.path.partition("?")[2]
-                writes.route(self, self.path.partition("?")[0], headers)
+                raw_path, _, self.query = self.path.partition("?")
+                if raw_path.split("/")[1:3] == ["api", "v1"]:  # ModelScope's upload API
+                    ms_writes.route(self, [unquote(s) for s in raw_path.split("/")[3:]])
+                else:
+                    writes.route(self, raw_path, headers)
         except HubError as err:
             if self.body_left <= MAX_DRAINED_BODY:  # so that the client reads the answer, not a reset
                 self.read_body(None)
@@ -162,7 +165,6 @@ class Handler(BaseHTTPRequestHandler):
         if raw_path.split("/")[1:3] == ["api", "v1"]:  # ModelScope: its own auth and JSON envelope
             return modelscope.route(self, raw_path)
         if raw_path == "/openapi/v1/users/me":
-            from . import ms_writes
             return ms_writes.users_me(self)
         if raw_path == "/api/whoami-v2":
             return writes.whoami(self, headers)

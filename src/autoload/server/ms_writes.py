@@ -25,7 +25,7 @@ MAX_ACTIONS = 2000
 
 
 def route(handler, segs: list[str]) -> None:
-    """Answer one write under /api/v1 (segs: the path after it)."""
+    """Answer one write under /api/v1 (segs: the decoded path segments after it)."""
     try:
         _route(handler, segs)
     except MSError as err:

@@ -49,9 +49,6 @@ def route(handler, raw_path: str, headers: dict[str, str]) -> None:
     method = handler.command
     if segs[:1] == ["lfs-upload"] and len(segs) in (2, 4):
         return _storage(handler, segs)
-    if segs[:2] == ["api", "v1"]:
-        from . import ms_writes
-        return ms_writes.route(handler, segs[2:])
     if not hub.writable:
         raise HubError(403, "ReadOnly", "This hub is read-only: start it with `autoload serve ROOT --writable "
                                         "--write-token TOKEN` to accept uploads")
@@ -398,7 +395,7 @@ def _storage(handler, segs: list[str]) -> None:
 # ---- commit ----
 
 def _commit(handler, headers: dict[str, str], repo: Repo, rev: str) -> None:
-    hub, store = handler.server.hub, handler.server.hub.store
+    hub = handler.server.hub
     if handler.body_left > hub.max_commit_bytes:
         raise HubError(413, "PayloadTooLarge", f"The commit body of {handler.body_left} bytes is over this hub's "
                                                f"limit of {hub.max_commit_bytes}: upload large files through LFS")
