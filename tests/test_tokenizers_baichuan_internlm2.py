@@ -173,7 +173,8 @@ def test_auto_tokenizer_native_with_or_without_trust(models, tmp_path):
         config = json.loads((folder / "tokenizer_config.json").read_text())
         del config["tokenizer_class"], config["auto_map"]  # resolved from config.json's model_type
         (folder / "tokenizer_config.json").write_text(json.dumps(config))
-        (folder / "config.json").write_text(json.dumps({"model_type": model_type}))
+        (folder / "config.json").write_text(json.dumps({"model_type": model_type, "auto_map": {  # the repo's
+            "AutoConfig": f"configuration_{model_type}.Config", "AutoModelForCausalLM": f"modeling_{model_type}.M"}}))
         assert type(AutoTokenizer.from_pretrained(folder)) is cls
     assert tokenizer_class("BaiChuanTokenizer") is BaichuanTokenizer  # Baichuan-7B (v1) spells it so
     assert tokenizer_class("InternLM2TokenizerFast") is InternLM2Tokenizer
