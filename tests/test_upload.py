@@ -142,6 +142,11 @@ def test_upload_folder_options(srv, folder, tmp_path):
     assert pr.pr_revision == "refs/pr/1" and pr.pr_url.endswith("/alice/opts/discussions/1")
     main = autoload.snapshot_download("alice/opts", endpoint=srv.url, token="rtok")
     assert "pr.txt" not in snapshot(main) and "dev.txt" not in snapshot(main)  # a PR and a branch leave main alone
+    # delete patterns on a branch that does not exist yet: it starts from main
+    upload.upload_file(b"t", "keep.txt", "alice/opts", **kw)
+    fresh = upload.upload_folder("alice/opts", tmp_path / "two", revision="fresh", delete_patterns=["*.txt"], **kw)
+    path = autoload.snapshot_download("alice/opts", revision="fresh", endpoint=srv.url, token="rtok")
+    assert os.path.basename(path) == fresh.oid and set(snapshot(path)) == {"config.json"}
     with pytest.raises(autoload.UnsafePathError):
         upload.upload_file(b"x", "../escape", "alice/opts", **kw)
 

@@ -26,7 +26,7 @@ from .cache import UnsafeValueError, check_revision, shown
 from .commits import (CommitInfo, CommitOperationAdd, CommitOperationDelete, RepoUrl, _json, _progress_bar, _Repo,
                       _send, _upload_one, check_repo_path)
 from .errors import (AuthenticationError, CommitConflictError, HubHTTPError, InvalidRevisionError,
-                     WriteAccessError)
+                     RevisionNotFoundError, WriteAccessError)
 from .paths import select_files
 
 logger = logging.getLogger("autoload.hub")
@@ -139,8 +139,11 @@ def upload_folder(repo_id: str, folder_path: str | os.PathLike, *, path_in_repo:
             from . import ms_upload
             remote = list(ms_upload.remote_files(repo_id, revision, endpoint, token))
         else:
-            remote = _list_remote(_Repo.make(repo_id, repo_type, endpoint, token),
-                                  _revision(revision, repo_id) if revision else "main")
+            repo = _Repo.make(repo_id, repo_type, endpoint, token)
+            try:
+                remote = _list_remote(repo, _revision(revision, repo_id) if revision else "main")
+            except RevisionNotFoundError:  # a new branch: it will start from main
+                remote = _list_remote(repo, "main")
         under = [p[len(prefix) + 1:] if prefix else p for p in remote if not prefix or p.startswith(prefix + "/")]
         for rel in select_files(under, delete_patterns, None):
             path = f"{prefix}/{rel}" if prefix else rel
