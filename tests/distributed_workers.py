@@ -10,7 +10,8 @@ from pathlib import Path
 
 import torch
 
-AUTO = {"bert": "AutoModelForMaskedLM"}  # the Auto class of each checkpoint name (default AutoModelForCausalLM)
+# the Auto class of each checkpoint name (default AutoModelForCausalLM)
+AUTO = {"bert": "AutoModelForMaskedLM", "roberta": "AutoModelForMaskedLM"}
 
 
 def free_port() -> int:
@@ -86,7 +87,12 @@ def tp_worker(rank, world, port, folders, out_dir, names, tp_size=None, backend=
         with torch.no_grad():
             a, b = ref(ids, attention_mask=mask).logits, ours(ids, attention_mask=mask).logits
         entry = {"logits": (a - b).abs().max().item(), "split": split, "full": full}
-        if name != "bert":
+        if name in ("bert", "roberta"):  # the unpadded path too (packed real tokens, nn/packing.py)
+            ref.config.unpad_inputs = ours.config.unpad_inputs = True
+            with torch.no_grad():
+                a, b = ref(ids, attention_mask=mask).logits, ours(ids, attention_mask=mask).logits
+            entry["logits"] = max(entry["logits"], (a - b).abs().max().item())
+        else:
             kw = dict(attention_mask=mask, max_new_tokens=6, do_sample=False, pad_token_id=0)
             entry["greedy_equal"] = torch.equal(ref.generate(ids, **kw), ours.generate(ids, **kw))
         result[entry_name] = entry

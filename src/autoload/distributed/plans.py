@@ -61,7 +61,7 @@ GPT2 = {
     "h.*.mlp.c_proj": "rowwise",
 }
 
-# BERT and the encoders built on nn/encoder.py (no plan in the reference): self-attention and the feed-forward
+# BERT, RoBERTa / XLM-R: the encoders built on nn/encoder.py (no plan in the reference): self-attention and the feed-forward
 # split as Llama's; each attention module's head count becomes the local one.
 BERT = {
     "encoder.layer.*.attention.self.query": "colwise",
@@ -72,23 +72,22 @@ BERT = {
     "encoder.layer.*.output.dense": "rowwise",
 }
 
-# model_type -> (base plan, head plan, local head-count attributes {module pattern: (attribute, ...)},
-#                input embedding path within the backbone)
-PLANS: dict[str, tuple[dict, dict, dict, str | None]] = {
-    "llama": (DECODER, LM_HEAD, {}, "embed_tokens"),
-    "mistral": (DECODER, LM_HEAD, {}, "embed_tokens"),
-    "qwen2": (DECODER, LM_HEAD, {}, "embed_tokens"),
-    "qwen3": (DECODER, LM_HEAD, {}, "embed_tokens"),
-    "mixtral": (MOE, LM_HEAD, {}, "embed_tokens"),
-    "qwen2_moe": (MOE, LM_HEAD, {}, "embed_tokens"),
-    "qwen3_moe": (MOE, LM_HEAD, {}, "embed_tokens"),
-    "gemma": (DECODER, LM_HEAD, {}, "embed_tokens"),
-    "gemma2": (DECODER, LM_HEAD, {}, "embed_tokens"),
-    "gemma3_text": (DECODER, LM_HEAD, {}, "embed_tokens"),
-    "phi3": (PHI3, LM_HEAD, {}, "embed_tokens"),
-    "glm": (GLM, LM_HEAD, {}, "embed_tokens"),
-    "gpt2": (GPT2, LM_HEAD, {}, "wte"),
-    "bert": (BERT, {}, {"encoder.layer.*.attention.self": ("num_heads",)}, None),
-    "roberta": (BERT, {}, {"encoder.layer.*.attention.self": ("num_heads",)}, None),
-    "xlm-roberta": (BERT, {}, {"encoder.layer.*.attention.self": ("num_heads",)}, None),
+# model_type -> (base plan, head plan, local head-count attributes {module pattern: (attribute, ...)})
+PLANS: dict[str, tuple[dict, dict, dict]] = {
+    "llama": (DECODER, LM_HEAD, {}),
+    "mistral": (DECODER, LM_HEAD, {}),
+    "qwen2": (DECODER, LM_HEAD, {}),
+    "qwen3": (DECODER, LM_HEAD, {}),
+    "mixtral": (MOE, LM_HEAD, {}),
+    "qwen2_moe": (MOE, LM_HEAD, {}),
+    "qwen3_moe": (MOE, LM_HEAD, {}),
+    "gemma": (DECODER, LM_HEAD, {}),
+    "gemma2": (DECODER, LM_HEAD, {}),
+    "gemma3_text": (DECODER, LM_HEAD, {}),
+    "phi3": (PHI3, LM_HEAD, {}),
+    "glm": (GLM, LM_HEAD, {}),
+    "gpt2": (GPT2, LM_HEAD, {}),
+    "bert": (BERT, {}, {"encoder.layer.*.attention.self": ("num_heads",)}),
+    "roberta": (BERT, {}, {"encoder.layer.*.attention.self": ("num_heads",)}),
+    "xlm-roberta": (BERT, {}, {"encoder.layer.*.attention.self": ("num_heads",)}),
 }

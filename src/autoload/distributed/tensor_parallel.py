@@ -118,22 +118,22 @@ def resolve_plan(model: nn.Module, tp_plan) -> tuple[dict[str, str], dict[str, t
         if not plan:
             raise TensorParallelError(f"tp_plan {tp_plan} matches no module of {type(model).__name__}.")
     elif tp_plan == "auto":
-        row = getattr(model, "base_model_tp_plan", None) or PLANS.get(config.model_type)
+        row = PLANS.get(config.model_type)
         if row is None:
             raise TensorParallelError(f"{type(model).__name__} (model_type {config.model_type!r}) has no tensor-"
                                       f"parallel plan; families with one: {', '.join(sorted(PLANS))}. Pass tp_plan="
                                       "{module pattern: style} to give one.")
-        base_plan, head_plan, head_attrs, embedding = row
+        base_plan, head_plan, head_attrs = row
         plan = {**_match(model, base_plan, base), **_match(model, head_plan)}
         heads = _match(model, head_attrs, base)
-        for target, source in model.tied_weights().items():  # a tied LM head splits with its embedding
-            head, emb = target.rpartition(".")[0], source.rpartition(".")[0]
-            if head in plan and emb == base + (embedding or "\0"):
-                plan[emb] = "vocab_embedding"
-            elif head in plan:
-                del plan[head]
     else:
         raise TensorParallelError(f"tp_plan={tp_plan!r}: use 'auto' (the family's plan) or a dict {{pattern: style}}.")
+    for target, source in model.tied_weights().items():  # a tied LM head splits with its embedding, or not at all
+        head, emb = target.rpartition(".")[0], source.rpartition(".")[0]
+        if head in plan and isinstance(model.get_submodule(emb), nn.Embedding):
+            plan[emb] = "vocab_embedding"
+        elif head in plan:
+            del plan[head]
     unknown = sorted({s for s in plan.values() if s not in _styles()})
     if unknown:
         raise TensorParallelError(f"tp_plan styles {unknown} are unknown; known: {', '.join(_styles())}.")

@@ -64,11 +64,11 @@ class EncoderSelfAttention(nn.Module):
     def _unpadded(self, rows: torch.Tensor, packing: Packing) -> torch.Tensor:
         """Self-attention over packed real tokens (N, H): q, k, v projected on the rows only, scattered to
         (B, T) for one SDPA call that hides each text's padding keys, then gathered back to (N, H)."""
-        B, T, H = packing.B, packing.T, rows.shape[-1]
+        B, T = packing.B, packing.T
         qkv = packing.unpack(torch.cat([self.query(rows), self.key(rows), self.value(rows)], dim=-1))  # (B, T, 3H)
         q, k, v = (t.view(B, T, self.num_heads, self.head_dim).transpose(1, 2) for t in qkv.chunk(3, dim=-1))
         y, _ = attention(q, k, v, packing.key_mask, dropout=self.dropout.p if self.training else 0.0)  # (B, nh, T, hs)
-        return packing.pack(y.transpose(1, 2).reshape(B, T, H))  # (N, H)
+        return packing.pack(y.transpose(1, 2).reshape(B, T, -1))  # (N, H); H / tp under tensor parallelism
 
 
 class EncoderOutput(nn.Module):
