@@ -31,6 +31,7 @@ Neither layer saves through `save_pretrained` (a typed error: there is no loader
 
 from __future__ import annotations
 
+import threading
 from typing import Callable
 
 import torch
@@ -38,6 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 KERNEL_GROUP_SIZES = (256, 128, 64, 32)
+_PACK_LOCK = threading.Lock()
 
 
 class QuantizedSaveError(NotImplementedError):
@@ -194,12 +196,14 @@ class Int4Linear(nn.Module):
         """Pack for the kernel on the current device now (forward does it on first use); frees the portable
         codes."""
         if self.packed is None:
-            device = self.scales.device
-            rows, cols = self._padded(device)
-            q = F.pad(unpack_nibbles(self.qweight, self.in_features),
-                      (0, cols - self.in_features, 0, rows - self.out_features))
-            self.packed = _device_pack(q.to(device))
-            self.qweight = None
+            with _PACK_LOCK:  # two threads' first forwards: one packs, the other waits
+                if self.packed is None:
+                    device = self.scales.device
+                    rows, cols = self._padded(device)
+                    q = F.pad(unpack_nibbles(self.qweight, self.in_features),
+                              (0, cols - self.in_features, 0, rows - self.out_features))
+                    self.packed = _device_pack(q.to(device))
+                    self.qweight = None
         return self
 
     def _kernel_scales(self, dtype: torch.dtype) -> torch.Tensor:
