@@ -244,6 +244,39 @@ def test_baichuan_plain_head_and_backbone(tmp_path):
     close(lm.lm_head(hidden), expected, mask=mask)
 
 
+class CharTokenizer:
+    """ids 3 + ord(c) % 90, no specials (what Baichuan2's files say: add_bos_token and add_eos_token false)."""
+
+    def encode(self, text: str) -> list[int]:
+        return [3 + ord(c) % 90 for c in text]
+
+    def decode(self, ids, skip_special_tokens: bool = False) -> str:
+        return " ".join(str(int(i)) for i in ids)
+
+
+def test_baichuan2_chat_messages(baichuan7b):
+    """Baichuan2-Chat's chat(tokenizer, messages): its prompt (user 195 / assistant 196 ids; rounds dropped from the
+    front past model_max_length - max_new_tokens), the response, and stream=True's growing texts."""
+    ours = BaichuanForCausalLM.from_pretrained(baichuan7b[1])
+    ours.generation_config.extra.update(user_token_id=97, assistant_token_id=98)  # ids of the tiny vocabulary
+    tok = CharTokenizer()
+    messages = [{"role": "system", "content": "sys"}, {"role": "user", "content": "hi"},
+                {"role": "assistant", "content": "yo"}, {"role": "user", "content": "ok?"}]
+    ids = ours.build_chat_input(tok, messages, max_new_tokens=8)[0].tolist()
+    assert ids == tok.encode("sys") + [97, *tok.encode("hi"), 98, *tok.encode("yo"), 97, *tok.encode("ok?"), 98]
+    assert ours.build_chat_input(tok, messages, max_new_tokens=64 - 12)[0].tolist() == \
+        tok.encode("sys") + [97, *tok.encode("ok?"), 98]  # 12 positions: the first round no longer fits
+    options = {"max_new_tokens": 6, "do_sample": False, "eos_token_id": None}
+    with torch.no_grad():
+        expected = ours.generate(torch.tensor([ids]), **options)[0, len(ids):]
+        response = ours.chat(tok, messages, **options)
+        assert response == tok.decode(expected)
+        streamed = list(ours.chat(tok, messages, stream=True, **options))
+    assert streamed[-1].strip() == response and len(streamed) > 1
+    with pytest.raises(ValueError, match="system"):
+        ours.build_chat_input(tok, messages[1:] + messages[:1])
+
+
 def test_baichuan_config_rules_and_save(baichuan13b, tmp_path):
     assert BaichuanConfig().position_embedding == "rope" and BaichuanConfig().norm_head is True
     thirteen = BaichuanConfig(hidden_size=5120, num_hidden_layers=40, num_attention_heads=40, intermediate_size=13696)

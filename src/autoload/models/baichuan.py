@@ -250,3 +250,61 @@ class BaichuanForCausalLM(GenerationMixin, BaichuanPreTrainedModel):
             z = logits[:, :-1].float().amax(-1) ** 2  # (B, T-1): every shifted position, labelled or not
             result.loss = result.loss + self.config.z_loss_weight * z.mean()
         return finish(self.config, result, return_dict)
+
+    # -- Baichuan2-Chat's chat(tokenizer, messages) ----------------------------------------------------------------
+
+    def chat(self, tokenizer, messages, stream: bool = False, **generation_kwargs):
+        """Baichuan2-Chat's `model.chat(tokenizer, messages)`: `messages` are {"role", "content"} dicts (an optional
+        first "system" one, then user / assistant turns); returns the response text, or with `stream=True` a
+        generator of the response so far, as the repo's method does. Options (`max_new_tokens`, `do_sample`, ...,
+        `generation_config`) default to the model's generation_config (the Chat repos': top_k 5, top_p 0.85,
+        temperature 0.3, repetition_penalty 1.05). A string query (with `history=`) goes through the generic
+        chat-template chat() instead."""
+        if isinstance(messages, str):
+            return super().chat(tokenizer, messages, stream=stream, **generation_kwargs)
+        config = generation_kwargs.get("generation_config") or self.generation_config
+        max_new_tokens = generation_kwargs.get("max_new_tokens") or getattr(config, "max_new_tokens", None) or 2048
+        input_ids = self.build_chat_input(tokenizer, messages, max_new_tokens)
+        if not stream:
+            out = self.generate(input_ids, **generation_kwargs)
+            return tokenizer.decode(out[0, input_ids.shape[1]:], skip_special_tokens=True)
+        return self._stream_chat(tokenizer, input_ids, generation_kwargs)
+
+    def _stream_chat(self, tokenizer, input_ids, generation_kwargs):
+        from ..generation.streamers import BackgroundGeneration, TextIteratorStreamer
+        streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+        text = ""
+        for chunk in BackgroundGeneration(self, streamer, input_ids=input_ids, **generation_kwargs):
+            text += chunk
+            yield text
+
+    def build_chat_input(self, tokenizer, messages: list[dict], max_new_tokens: int = 2048) -> torch.Tensor:
+        """(1, T) ids of the repo's prompt: the system text, then each turn as `user_token_id` (195) or
+        `assistant_token_id` (196; both from generation_config.json) followed by the ids of its text, then the
+        assistant id unless the last turn is the assistant's. Whole rounds (a user turn and what follows it) are
+        dropped from the front so that the prompt fits model_max_length - max_new_tokens."""
+        extra = getattr(self.generation_config, "extra", {}) or {}
+        user, assistant = extra.get("user_token_id", 195), extra.get("assistant_token_id", 196)
+        budget = self.config.model_max_length - max_new_tokens
+        system, rounds = "", []
+        for i, message in enumerate(messages):
+            if message["role"] == "system":
+                if i:
+                    raise ValueError("Baichuan2's chat takes a system message only as the first message.")
+                system = message["content"]
+            elif message["role"] == "user" or not rounds:
+                rounds.append([message])
+            else:
+                rounds[-1].append(message)
+        system_ids = tokenizer.encode(system)
+        history: list[int] = []
+        for turns in reversed(rounds):  # newest first, while they fit
+            ids = [i for m in turns for i in (user if m["role"] == "user" else assistant,
+                                                *tokenizer.encode(m["content"]))]
+            if history and len(history) + len(ids) > budget - len(system_ids):
+                break
+            history = ids + history
+            if len(history) >= budget - len(system_ids):
+                break
+        ids = system_ids + history + ([] if messages[-1]["role"] == "assistant" else [assistant])
+        return torch.tensor([ids[-budget:]], device=self.device)  # (1, T), cut on the left
