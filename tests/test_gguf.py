@@ -133,31 +133,27 @@ def test_dtype_bfloat16_and_config_overrides(tmp_path):
     assert torch.equal(model.state_dict()[key], reference.state_dict()[key].to(torch.bfloat16))
 
 
-@pytest.mark.parametrize("linear_type", ["Q4_0", "Q4_1", "Q4_K", "Q8_0", "Q6_K"])
+@pytest.mark.parametrize("linear_type", ["Q4_0", "Q4_1", "Q4_K", "Q5_0", "Q8_0", "Q6_K"])
 def test_quantized_default_load(tmp_path, linear_type):
-    """No dtype: Q4_* Linear weights become Int4Linear (exact codes, scales, offsets), the others per-channel
-    Int8Linear; logits stay close to the dequantized float32 model."""
+    """No dtype: Linear weights stay quantized with the file's own codes, scales and offsets (Q4_*: Int4Linear,
+    others: groupwise Int8Linear); weights and logits match the dequantized float32 model."""
     from autoload.quant.linear import Int4Linear, Int8Linear
     torch.manual_seed(0)
-    original = _tiny("llama").eval()
-    tensors_type = Q[linear_type]
-    path = write_model_gguf(tmp_path / "m.gguf", "llama", original, linear_type=Q.F32)
-    if linear_type.endswith("_K"):  # gguf cannot quantize k-quants: swap in random blocks of the right shapes
+    if linear_type.endswith("_K"):  # gguf cannot quantize k-quants: random blocks of the right shapes
         path = _with_random_blocks(tmp_path, linear_type)
     else:
-        path = write_model_gguf(tmp_path / "m.gguf", "llama", original, linear_type=tensors_type)
+        path = write_model_gguf(tmp_path / "m.gguf", "llama", _tiny("llama").eval(), linear_type=Q[linear_type])
     quantized = autoload.AutoModelForCausalLM.from_pretrained(tmp_path, gguf_file=path.name)
     floats = autoload.AutoModelForCausalLM.from_pretrained(tmp_path, gguf_file=path.name, dtype=torch.float32)
-    q_proj = quantized.model.layers[0].self_attn.q_proj
-    assert isinstance(q_proj, Int4Linear if linear_type.startswith("Q4") else Int8Linear)
-    if linear_type.startswith("Q4"):
-        torch.testing.assert_close(q_proj.dequantize(), floats.model.layers[0].self_attn.q_proj.weight,
+    for name in ("self_attn.q_proj", "self_attn.k_proj", "mlp.down_proj"):  # q/k: rows un-permuted too
+        layer = quantized.model.layers[0].get_submodule(name)
+        assert isinstance(layer, Int4Linear if linear_type.startswith("Q4") else Int8Linear)
+        torch.testing.assert_close(layer.dequantize(), floats.model.layers[0].get_submodule(name).weight,
                                    rtol=1e-6, atol=1e-7)
     ids = torch.tensor([[5, 17, 42, 99, 3]])
     with torch.no_grad():
         a, b = quantized(ids).logits, floats(ids).logits
-    tolerance = 1e-4 if linear_type.startswith("Q4") else 2e-2 * float(b.abs().max())
-    torch.testing.assert_close(a, b, rtol=0, atol=tolerance)
+    torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4 * float(b.abs().max()))
 
 
 def _with_random_blocks(tmp_path, type_name: str):

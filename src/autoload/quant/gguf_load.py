@@ -55,10 +55,12 @@ def dequantized_state_dict(gf: GGUFFile, config: dict, dtype: torch.dtype | None
 
 def quantized_state_dict(gf: GGUFFile, config: dict):
     """(state dict, prepare(model)) for the default load. `prepare`, called on the model skeleton, replaces each
-    nn.Linear whose weight is stored in blocks by a weight-only quantized layer of quant/linear.py: Q4_0, Q4_1
-    and Q4_K exactly as groupwise int4 (Int4Linear, groups of 32); Q5_0, Q5_K, Q6_K and Q8_0 re-quantized from
-    their exact values to per-channel int8 (Int8Linear, torch's int8 kernel). Block tensors of other modules
-    (the embeddings) become float32; float tensors of the file stay views of it."""
+    nn.Linear whose weight is stored in blocks by a weight-only quantized layer of quant/linear.py holding the
+    file's own codes, scales and offsets (`gguf_blocks.to_affine`): Q4_0, Q4_1 and Q4_K as groupwise int4
+    (Int4Linear, groups of 32, torch's packed-int4 kernel); Q5_0, Q5_K, Q6_K (groups of 16) and Q8_0 as
+    groupwise Int8Linear (codes kept as they are, dequantized on the fly: exact, no torch kernel). Per-channel
+    int8 re-quantization was measured too lossy (Q6_K rows with outliers: 6 % of the output). Block tensors of
+    other modules (the embeddings) become float32; float tensors of the file stay views of it."""
     blocks, state = {}, {}
     for key, name, info, heads, shift in tensors(gf, config):
         if key.endswith(".weight") and gguf_blocks.TYPES[info.type_id][1] > 1:
@@ -67,18 +69,16 @@ def quantized_state_dict(gf: GGUFFile, config: dict):
             state[key] = _floats(gf, name, info, heads, shift)
 
     def make(module_name: str, linear: torch.nn.Linear):
-        from .linear import Int4Linear, Int8Linear, quantize_int8
+        from .linear import Int4Linear, Int8Linear
         if module_name not in blocks:
             return None
         name, info, heads = blocks.pop(module_name)
         bias = state.pop(f"{module_name}.bias", None)
-        if gguf_blocks.type_name(info.type_id) in ("Q4_0", "Q4_1", "Q4_K"):
-            q, scale, offset, group, _ = gguf_blocks.to_affine(gf.raw(name), info.type_id)
-            if heads is not None:  # a row permutation: codes, scales and offsets alike
-                q, scale, offset = (reverse_permute(t, heads) for t in (q, scale, offset))
-            return Int4Linear.from_affine(q, scale, offset, group, bias)
-        q, scale = quantize_int8(_floats(gf, name, info, heads, False))
-        return Int8Linear.from_symmetric(q, scale, bias)
+        q, scale, offset, group, bits = gguf_blocks.to_affine(gf.raw(name), info.type_id)
+        if heads is not None:  # a row permutation: codes, scales and offsets alike
+            q, scale, offset = (None if t is None else reverse_permute(t, heads) for t in (q, scale, offset))
+        layer = Int4Linear if bits == 4 else Int8Linear
+        return layer.from_affine(q.contiguous(), scale.contiguous(), offset, group, bias)
 
     def prepare(model: torch.nn.Module) -> None:
         from .linear import replace_linears
