@@ -127,6 +127,7 @@ CASES = {  # name: (family, quantize_checkpoint keywords, layer class)
     "gptq4-v2-per-row": ("llama", dict(method="gptq", v2=True, group_size=-1), Int4Linear),
     "gptq4-sym-g64": ("qwen2", dict(method="gptq", sym=True, group_size=64), Int4Linear),
     "gptq8-g32": ("llama", dict(method="gptq", bits=8), Int8Linear),
+    "gptq8-act-order-bias": ("qwen2", dict(method="gptq", bits=8, desc_act=True), Int8Linear),
     "gptq8-sym-per-row": ("qwen2", dict(method="gptq", bits=8, sym=True, group_size=-1), Int8Linear),
     "awq-g32": ("llama", dict(method="awq"), Int4Linear),
     "awq-g64-bias": ("qwen2", dict(method="awq", group_size=64), Int4Linear),

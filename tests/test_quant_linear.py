@@ -288,7 +288,7 @@ def test_compute_dtype_runs_the_bf16_kernels_for_fp32_activations(checkpoint):
     assert layer(x).dtype == torch.float32 and rel_err(layer(x), x @ layer.dequantize().T) < BF16_REL
 
 
-@pytest.mark.parametrize("kind", ["int4", "int4-act-order", "int8", "int8-groupwise"])
+@pytest.mark.parametrize("kind", ["int4", "int4-act-order", "int8", "int8-groupwise", "int8-act-order"])
 def test_gradients_reach_the_activations(kind):
     g = torch.Generator().manual_seed(0)
     if kind.startswith("int4"):
@@ -298,8 +298,9 @@ def test_gradients_reach_the_activations(kind):
     elif kind == "int8":
         layer = ql.Int8Linear.from_symmetric(*ql.quantize_int8(torch.randn(32, 96)), torch.randn(32))
     else:
+        perm = torch.randperm(96, generator=g) if kind == "int8-act-order" else None
         layer = ql.Int8Linear.from_affine(torch.randint(0, 256, (32, 96), dtype=torch.uint8, generator=g),
-                                          torch.rand(32, 3), torch.randn(32, 3), 32)
+                                          torch.rand(32, 3), torch.randn(32, 3), 32, input_perm=perm)
     w = layer.dequantize()
     x = torch.randn(2, 5, 96, requires_grad=True)
     dy = torch.randn(2, 5, 32)

@@ -21,7 +21,7 @@ AWQ "gemm" (AutoAWQ; quant_method "awq", 4 bits):
 Conversion is exact: codes are kept, scale = scales and offset = -scales * zeros are exact in float32 (an fp16
 times an integer up to 256), so `Int4Linear.dequantize()` equals the definition evaluated in float32. 4-bit
 layers become `Int4Linear`; 8-bit GPTQ becomes `Int8Linear` (per-channel kernel when it is one symmetric group a
-row, else dequantized on the fly). Sources read for the formats: AutoGPTQ's `qlinear` pack/unpack, GPTQModel's
+row, else dequantized on the fly, act-order included). Sources read for the formats: AutoGPTQ's `qlinear` pack/unpack, GPTQModel's
 v1 <-> v2 zero conversion, AutoAWQ's `pack_awq`/`unpack_awq` (order map [0, 2, 4, 6, 1, 3, 5, 7]) and
 transformers' quantizer configs.
 """
@@ -162,12 +162,10 @@ def quantized_layer(settings: dict, tensors: dict, bias, key: str) -> nn.Module:
                                                 settings["v2"], key)
     if settings["bits"] == 4:
         return Int4Linear.from_affine(q, scale, offset, group, bias, input_perm=perm)
-    if perm is not None:
-        raise QuantizationConfigError(f"{key}.g_idx: 8-bit GPTQ with desc_act (act-order) is not supported.")
     zeros = -offset / torch.where(scale == 0, torch.ones_like(scale), scale)
-    if scale.shape[1] == 1 and bool((zeros == 128).all()):  # symmetric, one group a row: the int8 kernel
+    if perm is None and scale.shape[1] == 1 and bool((zeros == 128).all()):  # symmetric, one group a row: kernel
         return Int8Linear.from_symmetric((q.to(torch.int16) - 128).to(torch.int8), scale.reshape(-1), bias)
-    return Int8Linear.from_affine(q, scale, offset, group, bias)
+    return Int8Linear.from_affine(q, scale, offset, group, bias, input_perm=perm)
 
 
 # -- the hooks from_pretrained calls (loading.py) ---------------------------------------------------------

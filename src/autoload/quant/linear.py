@@ -301,6 +301,7 @@ class Int8Linear(nn.Module):
         self.register_buffer("scales", torch.zeros(out_features, groups, dtype=torch.float32, device=device))
         self.register_buffer("offsets", torch.zeros(out_features, groups, dtype=torch.float32, device=device)
                              if offsets else None)
+        self.register_buffer("input_perm", None)  # groupwise with act-order: activations gathered in this order
         self.bias = nn.Parameter(torch.zeros(out_features, device=device, dtype=dtype), requires_grad=False) \
             if bias else None
         self._kernel_scales: dict[torch.dtype, torch.Tensor] = {}
@@ -324,10 +325,11 @@ class Int8Linear(nn.Module):
 
     @classmethod
     def from_affine(cls, q: torch.Tensor, scale: torch.Tensor, offset: torch.Tensor | None, group_size: int,
-                    bias: torch.Tensor | None = None) -> Int8Linear:
+                    bias: torch.Tensor | None = None, input_perm: torch.Tensor | None = None) -> Int8Linear:
         """W[o, i] = scale[o, i // g] * q[o, i] + offset[o, i // g] (offset None: zero). q int8, or uint8 codes
         0..255 (kept as they are: the dequantization stays exact). Symmetric int8 with one group per row goes to
-        the per-channel kernel; everything else is dequantized on the fly."""
+        the per-channel kernel; everything else is dequantized on the fly. input_perm: y = x[..., perm] @ W^T
+        (GPTQ act-order)."""
         out_features, in_features = q.shape
         groups = -(-in_features // group_size)
         if tuple(scale.shape) != (out_features, groups) or (offset is not None and offset.shape != scale.shape):
@@ -336,10 +338,12 @@ class Int8Linear(nn.Module):
         if q.dtype not in (torch.int8, torch.uint8):
             raise ValueError(f"Int8Linear.from_affine: q must be int8 or uint8, got {q.dtype}.")
         scale = scale.to(torch.float32)
-        if offset is None and groups == 1 and q.dtype == torch.int8:
+        if offset is None and groups == 1 and q.dtype == torch.int8 and input_perm is None:
             return cls.from_symmetric(q, scale.reshape(-1), bias)
         layer = cls(in_features, out_features, group_size, offset is not None, bias is not None, device=q.device,
                     dtype=None if bias is None else bias.dtype)
+        if input_perm is not None:
+            layer.input_perm = input_perm.to(device=q.device, dtype=torch.int64)
         layer.qweight = q.contiguous()
         layer.scales = scale.contiguous()
         if offset is not None:
@@ -353,12 +357,21 @@ class Int8Linear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, {kind}, " \
                f"bias={self.bias is not None}"
 
-    def dequantize(self) -> torch.Tensor:
-        """float32 W [out, in]."""
+    def _stored(self) -> torch.Tensor:
+        """float32 W over the stored input order: scale * q + offset."""
         g = self.group_size or self.in_features
         w = self.qweight.float() * self.scales.repeat_interleave(g, dim=1)[:, :self.in_features]
         if self.offsets is not None:
             w = w + self.offsets.repeat_interleave(g, dim=1)[:, :self.in_features]
+        return w
+
+    def dequantize(self) -> torch.Tensor:
+        """float32 W [out, in], in the input order of forward's x (act-order undone)."""
+        w = self._stored()
+        if self.input_perm is not None:
+            unpermuted = torch.empty_like(w)
+            unpermuted[:, self.input_perm] = w
+            w = unpermuted
         return w
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -369,7 +382,9 @@ class Int8Linear(nn.Module):
         """x @ W^T in x's dtype (no bias)."""
         dtype = self.compute_dtype or x.dtype
         if self.group_size is not None:  # no kernel: dequantize into the compute dtype
-            return F.linear(x.to(dtype), self.dequantize().to(dtype)).to(x.dtype)
+            if self.input_perm is not None:
+                x = x.index_select(-1, self.input_perm)
+            return F.linear(x.to(dtype), self._stored().to(dtype)).to(x.dtype)
         if not self._int8_kernel:  # no torch kernel on this device: convert the codes per call
             return (F.linear(x.to(dtype), self.qweight.to(dtype)) * self.scales.reshape(-1).to(dtype)).to(x.dtype)
         lead = x.shape[:-1]
@@ -487,7 +502,7 @@ def layer_spec(module: nn.Module) -> dict:
                 "act_order": module.input_perm is not None}
     return {"type": "int8", "in_features": module.in_features, "out_features": module.out_features,
             "group_size": module.group_size, "bias": module.bias is not None, "offsets": module.offsets is not None,
-            "unsigned": module.qweight.dtype == torch.uint8}
+            "unsigned": module.qweight.dtype == torch.uint8, "act_order": module.input_perm is not None}
 
 
 def quantization_config(model: nn.Module) -> dict:
@@ -506,6 +521,8 @@ def empty_layer(spec: dict, dtype: torch.dtype) -> nn.Module:
     layer = Int8Linear(n_in, n_out, spec["group_size"], spec.get("offsets", False), spec["bias"], dtype=dtype)
     if spec.get("unsigned"):
         layer.qweight = layer.qweight.to(torch.uint8)
+    if spec.get("act_order"):
+        layer.input_perm = torch.zeros(n_in, dtype=torch.int64)
     return layer
 
 
