@@ -201,3 +201,33 @@ def test_padding_save_and_reload(models, tmp_path):
     assert again.convert_tokens_to_ids("<extra>") == tok.convert_tokens_to_ids("<extra>") == len(sp)
     defaults = BaichuanTokenizer(vocab_file=models["baichuan2"])  # the repo class's defaults: bos yes, eos no
     assert (defaults.add_bos_token, defaults.add_eos_token, defaults.pad_token) == (True, False, None)
+
+
+def test_internlm2_chat_prompt_and_turns(models, tmp_path):
+    """InternLM2-Chat's chat() / stream_chat() on a tiny random model: the repos' prompt (build_inputs), the answer
+    from greedy decoding up to `<|im_end|>`, the (query, response) history."""
+    import torch
+
+    from autoload.models.configs import InternLM2Config
+    from autoload.models.internlm2 import InternLM2ForCausalLM
+    sp = spm.SentencePieceProcessor(model_file=models["internlm2"])
+    tok = InternLM2Tokenizer.from_pretrained(internlm2_repo(tmp_path / "i", models["internlm2"]))
+    torch.manual_seed(0)
+    model = InternLM2ForCausalLM(InternLM2Config(vocab_size=len(sp), hidden_size=32, intermediate_size=48,
+                                                 num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                                 bias=False)).eval()
+    start, end = (sp.piece_to_id(t) for t in USER_DEFINED)
+    history = [("你好", "hello")]
+    ids = model.build_inputs(tok, "world", history, meta_instruction="sys")["input_ids"][0].tolist()
+    turn = [start] + sp.encode("user\n你好") + [end] + sp.encode("\n") + [start] + sp.encode("assistant\nhello")
+    assert ids == ([1, start] + sp.encode("system\nsys") + [end] + sp.encode("\n") + turn + [end] +
+                   sp.encode("\n") + [start] + sp.encode("user\nworld") + [end] + sp.encode("\n") + [start] +
+                   sp.encode("assistant\n"))
+    options = dict(do_sample=False, max_new_tokens=6, meta_instruction="sys")
+    with torch.no_grad():
+        out = model.generate(torch.tensor([ids]), max_new_tokens=6, do_sample=False, eos_token_id=[2, end])
+        response, new_history = model.chat(tok, "world", history, **options)
+        streamed = list(model.stream_chat(tok, "world", history, **options))
+    assert response == tok.decode(out[0, len(ids):], skip_special_tokens=True).split("<|im_end|>")[0]
+    assert new_history == history + [("world", response)] and history == [("你好", "hello")]
+    assert streamed[-1] == (response, new_history)

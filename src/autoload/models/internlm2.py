@@ -178,6 +178,15 @@ class InternLM2Model(InternLM2PreTrainedModel):
 
 # -- heads -------------------------------------------------------------------------------------------------------
 
+# the repos' chat() default system prompt
+META_INSTRUCTION = (
+    "You are an AI assistant whose name is InternLM (书生·浦语).\n"
+    "- InternLM (书生·浦语) is a conversational language model that is developed by Shanghai AI Laboratory "
+    "(上海人工智能实验室). It is designed to be helpful, honest, and harmless.\n"
+    "- InternLM (书生·浦语) can understand and communicate fluently in the language chosen by the user such as "
+    "English and 中文.")
+
+
 class InternLM2ForCausalLM(GenerationMixin, InternLM2PreTrainedModel):
     """`model` plus the LM head `output` (tied to tok_embeddings with tie_word_embeddings). What AutoModel returns
     for internlm2, as the repos' auto_map says."""
@@ -202,6 +211,58 @@ class InternLM2ForCausalLM(GenerationMixin, InternLM2PreTrainedModel):
                            use_cache, output_attentions, output_hidden_states, cache)
         logits = self.output(keep_positions(out.last_hidden_state, logits_to_keep))  # (B, T, V)
         return finish(self.config, causal_lm_output(logits, labels, num_items_in_batch, out), return_dict)
+
+    # -- InternLM2-Chat's chat() / stream_chat(): the repos' prompt and defaults ---------------------------------
+
+    def build_inputs(self, tokenizer, query: str, history: list | None = None, meta_instruction: str = ""):
+        """The repos' prompt, tokenized (a batch of one): `<s>` (written here only when the tokenizer does not add
+        it), the system turn `<|im_start|>system\n{meta_instruction}<|im_end|>\n` when given, each past
+        (query, response) pair as a user and an assistant turn, the query's user turn, `<|im_start|>assistant\n`."""
+        prompt = "" if tokenizer.add_bos_token else tokenizer.bos_token
+        if meta_instruction:
+            prompt += f"<|im_start|>system\n{meta_instruction}<|im_end|>\n"
+        for past_query, past_response in history or []:
+            prompt += (f"<|im_start|>user\n{past_query}<|im_end|>\n"
+                       f"<|im_start|>assistant\n{past_response}<|im_end|>\n")
+        prompt += f"<|im_start|>user\n{query}<|im_end|>\n<|im_start|>assistant\n"
+        return tokenizer([prompt], return_tensors="pt")
+
+    def chat(self, tokenizer, query: str, history: list | None = None, streamer=None, max_new_tokens: int = 1024,
+             do_sample: bool = True, temperature: float = 0.8, top_p: float = 0.8,
+             meta_instruction: str = META_INSTRUCTION, **generation_kwargs):
+        """(response, history + [(query, response)]), as the repos' chat(): their prompt (`build_inputs`), their
+        defaults (sampling, temperature 0.8, top_p 0.8, 1024 new tokens, the InternLM system prompt), the turn
+        ending at `</s>` or `<|im_end|>`."""
+        ids, options = self._chat_call(tokenizer, query, history, meta_instruction, max_new_tokens, do_sample,
+                                       temperature, top_p, generation_kwargs)
+        out = self.generate(ids, streamer=streamer, **options)
+        response = tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True).split("<|im_end|>")[0]
+        return response, list(history or []) + [(query, response)]
+
+    def stream_chat(self, tokenizer, query: str, history: list | None = None, max_new_tokens: int = 1024,
+                    do_sample: bool = True, temperature: float = 0.8, top_p: float = 0.8,
+                    meta_instruction: str = META_INSTRUCTION, **generation_kwargs):
+        """Like chat(), a generator of (response so far, history + [(query, response so far)])."""
+        from ..generation.streamers import BackgroundGeneration, TextIteratorStreamer
+        ids, options = self._chat_call(tokenizer, query, history, meta_instruction, max_new_tokens, do_sample,
+                                       temperature, top_p, generation_kwargs)
+        streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+        text = ""
+        for chunk in BackgroundGeneration(self, streamer, input_ids=ids, **options):
+            text += chunk
+            response = text.split("<|im_end|>")[0]
+            yield response, list(history or []) + [(query, response)]
+
+    def _chat_call(self, tokenizer, query, history, meta_instruction, max_new_tokens, do_sample, temperature, top_p,
+                   generation_kwargs):
+        inputs = self.build_inputs(tokenizer, query, history, meta_instruction)
+        ids = inputs["input_ids"].to(self.device)  # (1, T)
+        end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+        eos = [tokenizer.eos_token_id] + ([end] if end is not None and end != tokenizer.unk_token_id else [])
+        sampling = {"temperature": temperature, "top_p": top_p} if do_sample else {}  # greedy: no sampling options
+        options = {"max_new_tokens": max_new_tokens, "do_sample": do_sample, **sampling, "eos_token_id": eos,
+                   **generation_kwargs}
+        return ids, options
 
 
 class InternLM2ForSequenceClassification(LastTokenClassifierHead, InternLM2PreTrainedModel):
