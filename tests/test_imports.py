@@ -25,13 +25,13 @@ ALLOWED: dict[str, set[str]] = {
     "jsonfiles": {"hub", "errors"},
     "configuration": {"hub", "errors", "jsonfiles"},
     "placement": {"errors"},
-    "tokenization": {"hub", "configuration", "errors", "jsonfiles"},
-    "generation": {"nn", "configuration", "errors", "jsonfiles"},  # the mixin; tokenizers are duck-typed
     "quant": {"hub", "errors", "jsonfiles", "configuration"},  # quantized Linear kernels, GPTQ/AWQ, GGUF files
+    "tokenization": {"hub", "configuration", "errors", "jsonfiles", "quant"},  # quant: a GGUF file's vocabulary
+    "generation": {"nn", "configuration", "errors", "jsonfiles"},  # the mixin; tokenizers are duck-typed
     "modeling": {"hub", "nn", "configuration", "errors", "jsonfiles", "placement", "quant"},  # base + loading
     "models": {"nn", "configuration", "modeling", "generation", "errors", "jsonfiles"},  # one file per family
     "registry": {"hub", "nn", "configuration", "errors", "jsonfiles", "placement", "tokenization", "generation",
-                 "modeling", "models"},  # Auto classes; models resolved from "module:Class" strings
+                 "modeling", "models", "quant"},  # Auto classes; models resolved from "module:Class" strings
     "sentence": {"hub", "nn", "configuration", "errors", "jsonfiles", "placement", "tokenization", "modeling",
                  "models", "registry"},  # SentenceTransformer / CrossEncoder on the Auto classes
     "pipelines": {"hub", "nn", "configuration", "errors", "jsonfiles", "placement", "tokenization", "generation",

@@ -226,13 +226,11 @@ def config_dict(gf: GGUFFile) -> dict:
     return data
 
 
-def config_from_gguf(gf: GGUFFile, config_class=None, **overrides):
-    """(config, unused overrides): the registered config class of the file's architecture, from its metadata."""
+def config_from_gguf(gf: GGUFFile, config_class, **overrides):
+    """(config, unused overrides): `config_class` (the registry's class for `config_dict(gf)["model_type"]`)
+    built from the file's metadata, keyword overrides applied."""
     data = config_dict(gf)
     data["_name_or_path"] = gf.path
-    if config_class is None:
-        from ..registry.auto import AutoConfig
-        config_class = AutoConfig.config_class(data["model_type"], where=gf.path)
     return config_class.from_dict(data, return_unused_kwargs=True, **overrides)
 
 

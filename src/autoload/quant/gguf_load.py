@@ -101,5 +101,5 @@ def read_gguf(model_class, source, gguf_file: str, config, dtype, overrides: dic
     if dtype in (None, "auto"):
         state, prepare = quantized_state_dict(gf, config.to_dict())
         return config, state, prepare, overrides
-    from ..loading import to_dtype
-    return config, dequantized_state_dict(gf, config.to_dict(), to_dtype(dtype)), None, overrides
+    dtype = getattr(torch, dtype.removeprefix("torch.")) if isinstance(dtype, str) else dtype
+    return config, dequantized_state_dict(gf, config.to_dict(), dtype), None, overrides

@@ -92,8 +92,10 @@ def load_config(source: FileSource, *, trust_remote_code=None, code_revision=Non
     or the built-in class cannot run this config (`unsupported_reason`). With `gguf_file`, the config comes
     from that GGUF file's metadata (quant/gguf.py)."""
     if gguf_file is not None:
-        from ..quant.gguf import config_from_gguf, open_gguf
-        return config_from_gguf(open_gguf(source, gguf_file), **kwargs)
+        from ..quant.gguf import config_dict, config_from_gguf, open_gguf
+        gf = open_gguf(source, gguf_file)
+        config_class = AutoConfig.config_class(config_dict(gf)["model_type"], where=gf.path)
+        return config_from_gguf(gf, config_class, **kwargs)
     data, path = read_source_config(source)
     data.setdefault("_name_or_path", source.name)
     auto_map = data.get("auto_map") or {}
