@@ -231,9 +231,12 @@ def test_baichuan_plain_head_and_backbone(tmp_path):
     the backbone."""
     assert BaichuanConfig(vocab_size=64000).norm_head is False
     ref = llama_reference(seed=2)
-    folder = write(tmp_path / "b1", to_baichuan(ref, norm_head=False), baichuan_config(norm_head=False))
-    lm = BaichuanForCausalLM.from_pretrained(folder)
+    state = to_baichuan(ref, norm_head=False)
+    state["model.layers.0.self_attn.rotary_emb.inv_freq"] = torch.rand(HS // 2)  # Baichuan-7B's files have it
+    folder = write(tmp_path / "b1", state, baichuan_config(norm_head=False))
+    lm, info = BaichuanForCausalLM.from_pretrained(folder, output_loading_info=True)
     assert type(lm.lm_head) is torch.nn.Linear
+    assert info["missing_keys"] == info["unexpected_keys"] == []  # the rotary table is ignored
     ids, mask = batch(t=9, padding="left")
     expected = full_forward(ref, ids, mask)
     close(full_forward(lm, ids, mask), expected, mask=mask)

@@ -128,6 +128,7 @@ class BaichuanLayer(nn.Module):
 class BaichuanPreTrainedModel(PreTrainedModel):
     config_class = BaichuanConfig
     base_model_prefix = "model"
+    _keys_to_ignore_on_load_unexpected = [r"rotary_emb\.inv_freq$"]  # Baichuan-7B (v1) files carry the table
     supports_gradient_checkpointing = True
     _no_split_modules = ["BaichuanLayer"]
 
