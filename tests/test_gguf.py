@@ -238,3 +238,21 @@ def test_missing_file_and_missing_package(small_file, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "gguf", None)  # `import gguf` now raises ImportError
     with pytest.raises(GGUFDependencyError, match=r"pip install 'autoload\[gguf\]'"):
         GGUFFile(small_file)
+
+
+def test_repo_id_through_the_hub(tmp_path, hub, hub_root, cache_dir):
+    """A repo id: the .gguf file is downloaded through the cache like any other file, then read in place."""
+    from conftest import write_repo
+    torch.manual_seed(0)
+    path = write_model_gguf(tmp_path / "m.Q8_0.gguf", "qwen2", _tiny("qwen2").eval(), linear_type=Q.Q8_0)
+    write_repo(hub_root / "org" / "tiny-gguf", {"m.Q8_0.gguf": path.read_bytes(), "README.md": "tiny"})
+    config = autoload.AutoConfig.from_pretrained("org/tiny-gguf", gguf_file="m.Q8_0.gguf")
+    tokenizer = autoload.AutoTokenizer.from_pretrained("org/tiny-gguf", gguf_file="m.Q8_0.gguf")
+    model = autoload.AutoModelForCausalLM.from_pretrained("org/tiny-gguf", gguf_file="m.Q8_0.gguf",
+                                                          dtype=torch.float32)
+    local = autoload.AutoModelForCausalLM.from_pretrained(tmp_path, gguf_file="m.Q8_0.gguf", dtype=torch.float32)
+    assert config.model_type == "qwen2" and tokenizer.eos_token == "<|im_end|>"
+    assert str(cache_dir) in model.config.name_or_path or any(cache_dir.rglob("m.Q8_0.gguf"))
+    ids = torch.tensor([[1, 2, 3]])
+    with torch.no_grad():
+        assert torch.equal(model(ids).logits, local(ids).logits)
