@@ -306,3 +306,18 @@ def test_gradients_reach_the_activations(kind):
     dy = torch.randn(2, 5, 32)
     (layer(x) * dy).sum().backward()
     assert rel_err(x.grad, dy @ w) < FP32_REL
+
+
+def test_whole_model_casts_and_moves_after_packing(checkpoint):
+    model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=torch.float32, quantize="int4")
+    ids = torch.randint(0, 96, (1, 7), generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        reference = model(ids).logits
+    model.to(torch.bfloat16)  # every layer unpacks, keeps float32 scales, repacks at its next forward
+    assert model.dtype == torch.bfloat16 and model.model.layers[0].mlp.up_proj.scales.dtype == torch.float32
+    with torch.no_grad():
+        logits = model(ids).logits
+    assert logits.dtype == torch.bfloat16 and rel_err(logits, reference) < 5e-2
+    model.to("cpu").float()
+    with torch.no_grad():
+        assert torch.allclose(model(ids).logits, reference, atol=1e-2)  # the biases/norms went through bf16
