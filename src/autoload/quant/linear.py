@@ -94,11 +94,12 @@ def _unpack(packed: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
     """The codes [rows, cols] a device-packed weight was made from. The kernels' packing only moves nibbles, so
     packing index patterns (4 bits of each position's index per probe) tells where each code went."""
     n = rows * cols
-    index = torch.arange(n, device=packed.device, dtype=torch.int64)
-    where = torch.zeros(n, device=packed.device, dtype=torch.int64)  # slot s holds code number where[s]
+    kind = torch.int32 if n < 2 ** 31 else torch.int64  # 4 bytes a code of temporary memory where it suffices
+    index = torch.arange(n, device=packed.device, dtype=kind)
+    where = torch.zeros(n, device=packed.device, dtype=kind)  # slot s holds code number where[s]
     for shift in range(0, max(n - 1, 1).bit_length(), 4):
-        probe = ((index >> shift) & 15).reshape(rows, cols)
-        where |= _nibble_slots(_device_pack(probe)).to(torch.int64) << shift
+        where |= _nibble_slots(_device_pack(((index >> shift) & 15).reshape(rows, cols))).to(kind) << shift
+    del index
     if not torch.equal(torch.bincount(where, minlength=n), torch.ones(n, dtype=torch.int64, device=where.device)):
         raise RuntimeError("this torch's int4 packing is not a permutation of nibbles; cannot unpack it")
     codes = torch.empty(n, dtype=torch.uint8, device=packed.device)
