@@ -21,12 +21,15 @@ rebuilt exactly from the packed one when needed (`.to(device)`, `dequantize()`, 
 pack function with index patterns (`_unpack`).
 
 `Int8Linear`: per output channel symmetric, W[o, i] = scale[o] * q[o, i], q int8, on `aten._weight_int8pack_mm`
-(CPU and CUDA). With a group size (and optionally offsets: GGUF Q8_0 / Q5_*, GPTQ 8-bit with groups) there is no
-torch kernel: the weight is dequantized on the fly each call (memory stays int8; speed is that of a float matmul
-plus the dequantization, see docs/quantization.md).
+(the CPU; on a device where torch lacks it, CUDA in most builds, the codes are converted per call). With a group
+size (and optionally offsets: GGUF Q8_0 / Q5_*, GPTQ 8-bit with groups) there is no torch kernel: the weight is
+dequantized on the fly each call (memory stays int8; speed is that of a float matmul plus the dequantization,
+see docs/quantization.md).
 
-Neither layer saves through `save_pretrained` (a typed error: there is no loader for the result yet); their
-`state_dict()` holds the portable tensors named above.
+On CPUs, torch 2.13 vectorizes only the bf16 variants of these kernels: `compute_dtype` / `set_compute_dtype`
+run them in bf16 under fp32 activations. Gradients reach the activations (`_WeightOnly`); weights are frozen.
+`state_dict()` holds the portable tensors named above; save_pretrained writes them with a quantization_config
+of quant_method "autoload" (`quantization_config`, `layer_spec`), which quant/gptq.py reads back.
 """
 
 from __future__ import annotations
