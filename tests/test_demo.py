@@ -6,7 +6,7 @@ import pytest
 import demo  # scripts/demo.py (conftest puts scripts/ on sys.path)
 import demo_repos
 
-needs_data = pytest.mark.usefixtures("demo_data")  # fails with the install command when a package is missing
+needs_data = pytest.mark.usefixtures("demo_data", "qwen_gguf_volumes")  # fails with the install command when a package is missing
 
 
 @needs_data
@@ -18,9 +18,13 @@ def test_demo_end_to_end(isolated_env, capsys):
     assert float(row.split()[-3]) > 0.5  # real weights: the two eating sentences are close
     assert "same results offline: True" in out
     assert "google-bert/bert-base-chinese" in out and "links into google-bert/bert-base-chinese" in out
-    # the seed's ChatGLM lines on the built-in implementation: two replies, a history of two pairs
-    assert ">>> response, history = model.chat(tokenizer, \"你好\", history=[]" in out
-    assert "first reply:  '" in out and "history: 2 (query, response) pairs" in out
+    # the seed's chat on the real Qwen GGUF: two real (Chinese) answers, a history of four messages
+    assert ">>> response, history = model.chat(tokenizer, \"你好\", history=[])" in out
+    first = next(line for line in out.splitlines() if "assistant> " in line).split("assistant> ", 1)[1]
+    assert any("\u4e00" <= c <= "\u9fff" for c in first), first
+    second = out.split("user> 晚上睡不着应该怎么办", 1)[1]
+    assert sum("\u4e00" <= c <= "\u9fff" for c in second) > 20, second
+    assert "history: 4 messages" in out
 
 
 @needs_data
