@@ -16,6 +16,7 @@ from torch import nn
 
 from autoload import AutoModelForCausalLM
 from autoload.quant import linear as ql
+from autoload.quant import quantize as qm
 from autoload.quant.gptq import QuantizationConfigError
 
 transformers.logging.set_verbosity_error()
@@ -214,7 +215,7 @@ def test_quantize_errors(checkpoint, tmp_path):
     with pytest.raises(QuantizationConfigError, match="quantize_group_size"):
         AutoModelForCausalLM.from_pretrained(checkpoint, quantize_group_size=64)
     model = AutoModelForCausalLM.from_pretrained(checkpoint, quantize="int8")
-    with pytest.raises(ql.QuantizedSaveError, match="safe_serialization=True"):
+    with pytest.raises(qm.QuantizedSaveError, match="safe_serialization=True"):
         model.save_pretrained(tmp_path / "out", safe_serialization=False)
     assert not (tmp_path / "out").exists()
 
@@ -276,7 +277,7 @@ def test_compute_dtype_runs_the_bf16_kernels_for_fp32_activations(checkpoint):
     model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=torch.float32, quantize="int4")
     twin = dequantized_twin(checkpoint, model)
     ids = torch.randint(0, 96, (1, 9), generator=torch.Generator().manual_seed(0))
-    ql.set_compute_dtype(model, torch.bfloat16)
+    qm.set_compute_dtype(model, torch.bfloat16)
     assert all(m.compute_dtype == torch.bfloat16 for m in model.modules() if getattr(m, "is_quantized", False))
     with torch.no_grad():
         logits, twin_logits = model(ids).logits, twin(ids).logits

@@ -163,7 +163,7 @@ def save_model(model: nn.Module, folder: str | os.PathLike, *, max_shard_size: i
     """`model.save_pretrained(...)`: config.json plus model.safetensors (or shards and an index), tied copies
     written once."""
     if any(getattr(m, "is_quantized", False) for m in model.modules()):  # autoload's format (quant/linear.py)
-        from .quant.linear import QuantizedSaveError, quantization_config
+        from .quant.quantize import QuantizedSaveError, quantization_config
         if not safe_serialization:
             raise QuantizedSaveError(f"{type(model).__name__} has quantized layers: save it with "
                                      "safe_serialization=True (autoload reads quantized checkpoints from safetensors).")

@@ -34,7 +34,8 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from .linear import Int4Linear, Int8Linear, has_quantized, pack_model, quantize_model
+from .linear import Int4Linear, Int8Linear
+from .quantize import has_quantized, pack_model, quantize_model
 
 logger = logging.getLogger("autoload")
 
@@ -243,7 +244,7 @@ def _install_saved_layers(model: nn.Module, qconfig: dict, files: list[str]) -> 
     which the float loading then fills by key (every key is checked to be in the checkpoint first)."""
     from safetensors import safe_open
 
-    from .linear import FORMAT_VERSION, empty_layer
+    from .quantize import FORMAT_VERSION, empty_layer
     if qconfig.get("version") != FORMAT_VERSION or not isinstance(qconfig.get("layers"), dict):
         raise QuantizationConfigError(f"config.json: quantization_config.version: {qconfig.get('version')!r} (with "
                                       f"a 'layers' table) is not autoload's format version {FORMAT_VERSION}.")
