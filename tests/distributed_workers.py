@@ -119,19 +119,22 @@ def refused(folders) -> dict:
     return errors
 
 
-def fsdp_worker(rank, world, port, folders, out_dir, names):
-    """One training step under FSDP2 on this rank's half of the batch vs one process on the whole batch."""
+def fsdp_worker(rank, world, port, folders, out_dir, names, backend="gloo"):
+    """One training step under FSDP2 on this rank's half of the batch vs one process on the whole batch; then,
+    with folders["chat"], the torchrun entry point `autoload.cli.tp_generate` (rank 0's printout)."""
     import torch.distributed as dist
 
     import autoload
     from autoload.distributed import from_pretrained_fsdp
-    _init(rank, world, port)
+    from autoload.distributed.tensor_parallel import rank_device
+    _init(rank, world, port, backend)
+    device = rank_device()
     torch.manual_seed(0)
-    ids = torch.randint(3, 96, (2 * world, 8))
+    ids = torch.randint(3, 96, (2 * world, 8)).to(device)
     result = {}
     for name in names:
         auto = getattr(autoload, AUTO.get(name, "AutoModelForCausalLM"))
-        ref = auto.from_pretrained(folders[name])  # the checkpoints have no dropout
+        ref = auto.from_pretrained(folders[name], device=device)  # the checkpoints have no dropout
         ref.train()
         ref_loss = ref(input_ids=ids, labels=ids).loss
         ref_loss.backward()
@@ -149,5 +152,25 @@ def fsdp_worker(rank, world, port, folders, out_dir, names):
             count += 1
         result[name] = {"loss": abs(mean.item() / world - ref_loss.item()), "grad": worst, "params": count,
                         "ref_params": len(grads), "sharded": type(p).__name__}
+    if "chat" in folders:
+        result["cli"] = cli_generate(folders["chat"])
     Path(out_dir, f"rank{rank}.json").write_text(json.dumps(result))
-    dist.destroy_process_group()
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+CLI_PROMPT, CLI_NEW_TOKENS = "Hello world, this is", 6
+
+
+def cli_generate(folder: str) -> dict:
+    """What `torchrun -m autoload.cli.tp_generate FOLDER --prompt ...` prints on this rank (the test compares rank
+    0's text with one process's generate). The entry point ends the process group."""
+    import contextlib
+    import io
+
+    from autoload.cli import tp_generate
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = tp_generate.main([folder, "--prompt", CLI_PROMPT, "--max-new-tokens", str(CLI_NEW_TOKENS),
+                                 "--dtype", "float32"])
+    return {"code": code, "printed": printed.getvalue()}

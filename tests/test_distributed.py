@@ -9,12 +9,13 @@ Spawns are module-scoped and shared by the tests (each costs a few seconds of im
 
 from __future__ import annotations
 
+import demo_repos  # scripts/demo_repos.py (conftest puts scripts/ on sys.path)
 import pytest
 import torch
 import transformers
 
 from autoload.distributed.tensor_parallel import TensorParallelError
-from distributed_workers import fsdp_worker, spawn, tp_worker
+from distributed_workers import CLI_NEW_TOKENS, CLI_PROMPT, fsdp_worker, spawn, tp_worker
 
 TOL = 1e-5
 FAMILIES = {  # name: (transformers config class, overrides, Auto class name)
@@ -184,15 +185,36 @@ def test_tp_plan_must_be_auto_or_a_dict(folders):
 FSDP_NAMES = ["llama", "gpt2", "bert"]  # bert: a tied embedding kept in the root unit
 
 
+@pytest.fixture(scope="module")
+def fsdp2(folders, tmp_path_factory):
+    chat = tmp_path_factory.mktemp("chat") / "tiny-chat"
+    demo_repos.write_tiny_chat(chat)  # a Qwen2-shaped model with the real Qwen BPE ranks and a ChatML template
+    results = spawn(fsdp_worker, 2, {**folders, "chat": str(chat)}, tmp_path_factory.mktemp("fsdp"), FSDP_NAMES)
+    results[0]["chat_folder"] = str(chat)
+    return results
+
+
 @pytest.mark.slow
-def test_fsdp2_step_equals_one_process(folders, tmp_path_factory):
-    results = spawn(fsdp_worker, 2, folders, tmp_path_factory.mktemp("fsdp"), FSDP_NAMES)
-    for rank, result in enumerate(results):
+def test_fsdp2_step_equals_one_process(fsdp2):
+    for rank, result in enumerate(fsdp2):
         for name in FSDP_NAMES:
             entry = result[name]
             assert entry["sharded"] == "DTensor" and entry["params"] == entry["ref_params"], (name, entry)
             assert entry["loss"] <= TOL, f"{name} rank {rank}: loss differs by {entry['loss']}"
             assert entry["grad"] <= TOL, f"{name} rank {rank}: gradients differ by {entry['grad']}"
+
+
+@pytest.mark.slow
+def test_tp_generate_entry_point_prints_the_one_process_text_on_rank_0(fsdp2, tmp_path_factory):
+    import autoload
+    folder = fsdp2[0]["chat_folder"]
+    tokenizer = autoload.AutoTokenizer.from_pretrained(folder)
+    model = autoload.AutoModelForCausalLM.from_pretrained(folder, dtype="float32")
+    inputs = tokenizer(CLI_PROMPT, return_tensors="pt")
+    out = model.generate(**inputs, max_new_tokens=CLI_NEW_TOKENS, do_sample=False)
+    expected = CLI_PROMPT + tokenizer.decode(out[0, inputs["input_ids"].shape[1]:].tolist(), skip_special_tokens=True)
+    assert fsdp2[0]["cli"] == {"code": 0, "printed": expected + "\n"}
+    assert fsdp2[1]["cli"] == {"code": 0, "printed": ""}  # only rank 0 prints
 
 
 # -- CUDA / nccl (run by the lead on a GPU machine) ----------------------------------------------------------------
@@ -208,3 +230,14 @@ def test_tp_nccl_logits_and_greedy(folders, tmp_path_factory):
         for name in names:
             assert result[name]["logits"] <= 1e-4, f"{name} rank {rank}: {result[name]['logits']}"
             assert result[name].get("greedy_equal", True), f"{name} rank {rank}: greedy ids differ"
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_fsdp2_nccl_step_equals_one_process(folders, tmp_path_factory):
+    world, names = min(2, torch.cuda.device_count()), ["llama", "bert"]
+    results = spawn(fsdp_worker, world, {k: v for k, v in folders.items() if k != "rss"},
+                    tmp_path_factory.mktemp("fsdp-nccl"), names, "nccl")
+    for rank, result in enumerate(results):
+        for name in names:
+            assert result[name]["loss"] <= 1e-4 and result[name]["grad"] <= 1e-4, (name, rank, result[name])
