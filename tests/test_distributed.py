@@ -25,9 +25,13 @@ FAMILIES = {  # name: (transformers config class, overrides, Auto class name)
     "qwen3": ("Qwen3Config", {"head_dim": 8, "tie_word_embeddings": True}, "AutoModelForCausalLM"),
     "gemma": ("GemmaConfig", {"head_dim": 8}, "AutoModelForCausalLM"),
     "gemma2": ("Gemma2Config", {"head_dim": 8, "sliding_window": 4}, "AutoModelForCausalLM"),
+    "gemma3_text": ("Gemma3TextConfig", {"head_dim": 8, "sliding_window": 4}, "AutoModelForCausalLM"),
     "phi3": ("Phi3Config", {}, "AutoModelForCausalLM"),
     "glm": ("GlmConfig", {"head_dim": 8}, "AutoModelForCausalLM"),
+    "glm4": ("Glm4Config", {"head_dim": 8}, "AutoModelForCausalLM"),
     "mixtral": ("MixtralConfig", {"num_local_experts": 4, "num_experts_per_tok": 2}, "AutoModelForCausalLM"),
+    "qwen2_moe": ("Qwen2MoeConfig", {"num_experts": 4, "num_experts_per_tok": 2, "moe_intermediate_size": 16,
+                                     "shared_expert_intermediate_size": 32}, "AutoModelForCausalLM"),
     "qwen3_moe": ("Qwen3MoeConfig", {"head_dim": 8, "num_experts": 4, "num_experts_per_tok": 2,
                                      "moe_intermediate_size": 16, "mlp_only_layers": [1]}, "AutoModelForCausalLM"),
     "gpt2": ("GPT2Config", {"n_embd": 32, "n_layer": 2, "n_head": 4, "n_positions": 64, "bos_token_id": 1,
@@ -115,6 +119,8 @@ def test_tp2_parameters_are_local_slices(tp2, name):
     if name == "qwen3_moe":  # the dense MLP of an mlp_only layer splits; the stacked experts stay whole
         assert "model.layers.1.mlp.down_proj.weight" in split
         assert not any("experts" in key for key in split), sorted(split)
+    if name == "qwen2_moe":  # the shared expert splits as a dense MLP
+        assert "model.layers.0.mlp.shared_expert.down_proj.weight" in split
 
 
 @pytest.mark.slow

@@ -86,6 +86,7 @@ PLANS: dict[str, tuple[dict, dict, dict]] = {
     "gemma3_text": (DECODER, LM_HEAD, {}),
     "phi3": (PHI3, LM_HEAD, {}),
     "glm": (GLM, LM_HEAD, {}),
+    "glm4": (GLM, LM_HEAD, {}),
     "gpt2": (GPT2, LM_HEAD, {}),
     "bert": (BERT, {}, {"encoder.layer.*.attention.self": ("num_heads",)}),
     "roberta": (BERT, {}, {"encoder.layer.*.attention.self": ("num_heads",)}),
