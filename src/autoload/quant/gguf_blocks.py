@@ -67,17 +67,27 @@ def _f16(block: torch.Tensor, start: int) -> torch.Tensor:
 
 
 _WORDS = ((8, torch.int64), (4, torch.int32), (2, torch.int16), (1, torch.uint8))
+_NIBBLE_MASK = 0x0F0F0F0F0F0F0F0F
+# byte value v -> 8 bytes, byte i = bit i of v moved to bit 4 (the fifth bit of a Q5_0 code), as one int64
+_HIGH_BITS = torch.tensor([sum(((v >> i) & 1) << (8 * i + 4) for i in range(8)) for v in range(256)],
+                          dtype=torch.int64)
+
+
+def _slice64(block: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+    """Bytes [start, stop) of each block (stop - start a multiple of 8) as contiguous int64 words: gathered
+    through the widest integer view the block layout allows, so the copy moves words, not single bytes."""
+    width, dtype = next((w, t) for w, t in _WORDS if not (block.shape[1] % w or start % w))
+    words = block.view(dtype)[:, start // width:stop // width].contiguous()
+    return words.view(torch.int64)
 
 
 def _nibbles(block: torch.Tensor, start: int, stop: int, chunk: int) -> torch.Tensor:
     """The 4-bit codes in bytes [start, stop) of each block -> [n, 2 * (stop - start)] uint8: per `chunk / 2`
-    bytes, their low nibbles then their high nibbles (ggml's order). Worked on whole machine words: masking
-    0x0F0F... keeps the right nibble of every byte at once (the shift's sign bits land in masked-off bits)."""
-    n = block.shape[0]
-    width, dtype = next((w, t) for w, t in _WORDS if not (block.shape[1] % w or start % w or chunk // 2 % w))
-    words = block.view(dtype)[:, start // width:stop // width].contiguous().reshape(-1, chunk // 2 // width)
-    mask = int.from_bytes(b"\x0f" * width, "little") if width < 8 else 0x0F0F0F0F0F0F0F0F
-    return torch.cat((words & mask, (words >> 4) & mask), dim=1).view(torch.uint8).reshape(n, -1)
+    bytes, their low nibbles then their high nibbles (ggml's order). Worked on 64-bit words: masking with
+    0x0F0F... keeps the right nibble of all 8 bytes at once (the shift's sign bits land in masked-off bits)."""
+    words = _slice64(block, start, stop).reshape(-1, chunk // 16)
+    return torch.cat((words & _NIBBLE_MASK, (words >> 4) & _NIBBLE_MASK), dim=1).view(torch.uint8) \
+        .reshape(block.shape[0], -1)
 
 
 def _scale_min_k4(scales: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -97,10 +107,10 @@ def codes(raw: torch.Tensor, type_id: int) -> tuple[torch.Tensor, list[torch.Ten
         return _nibbles(b, 2, 18, QK), [_f16(b, 0)]
     if name == "Q4_1":
         return _nibbles(b, 4, 20, QK), [_f16(b, 0), _f16(b, 2)]
-    if name == "Q5_0":
-        qh = b[:, 2:6].contiguous().view(torch.int32).reshape(-1, 1)
-        high = ((qh >> torch.arange(32, dtype=torch.int32)) & 1).to(torch.uint8)
-        return _nibbles(b, 6, 22, QK) | (high << 4), [_f16(b, 0)]
+    if name == "Q5_0":  # bit j of the 32-bit qh is the fifth bit of code j: 8 codes per qh byte, by table
+        high = _HIGH_BITS[b[:, 2:6].long()].reshape(-1, 4)
+        low = _nibbles(b, 6, 22, QK).view(torch.int64)
+        return (low | high).view(torch.uint8), [_f16(b, 0)]
     if name == "Q8_0":
         return b[:, 2:].contiguous().view(torch.int8), [_f16(b, 0)]
     if name in ("Q4_K", "Q5_K"):
