@@ -65,6 +65,24 @@ def test_affine_form(type_name):
         assert affine.bits == 4 and g == 32 and affine.q.dtype == torch.uint8
 
 
+def test_header_reader_matches_gguf_reader(tmp_path):
+    """autoload's struct-based header reader against gguf.GGUFReader: every metadata value, every tensor's
+    name, shape, type and bytes."""
+    torch.manual_seed(0)
+    path = write_model_gguf(tmp_path / "m.gguf", "llama", _tiny("llama").eval(), linear_type=Q.Q4_1,
+                            embed_type=Q.Q8_0, tokenizer="llama")
+    ours, theirs = GGUFFile(path), gguf.GGUFReader(path)
+    assert set(ours.metadata) == set(theirs.fields) - {"GGUF.version", "GGUF.tensor_count", "GGUF.kv_count"}
+    for key, value in ours.metadata.items():
+        expected = theirs.fields[key].contents()
+        assert (list(value) if isinstance(value, np.ndarray) else value) == pytest.approx(expected), key
+    assert list(ours.tensors) == [t.name for t in theirs.tensors]
+    for tensor in theirs.tensors:
+        info = ours.tensors[tensor.name]
+        assert info.shape == tuple(int(d) for d in reversed(tensor.shape)) and info.type_id == tensor.tensor_type
+        assert np.array_equal(ours.raw(tensor.name).numpy().reshape(-1), tensor.data.view(np.uint8).reshape(-1))
+
+
 # -- tiny models of each architecture, against transformers' gguf path ----------------------------------------
 def _tiny(arch: str):
     common = dict(vocab_size=vocab_size("gpt2"), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
