@@ -79,8 +79,9 @@ def tp_worker(rank, world, port, folders, out_dir, names, tp_size=None, backend=
     for entry_name in names:  # "llama@2": llama over tensor-parallel groups of 2 ranks (a (dp, tp) mesh)
         name, _, size = entry_name.partition("@")
         auto = getattr(autoload, AUTO.get(name, "AutoModelForCausalLM"))
-        ref = auto.from_pretrained(folders[name], device=device)
-        ours = auto.from_pretrained(folders[name], tp_plan="auto", tp_size=int(size) if size else tp_size)
+        ref = auto.from_pretrained(folders[name], device=device, dtype=torch.float32)
+        ours = auto.from_pretrained(folders[name], tp_plan="auto", tp_size=int(size) if size else tp_size,
+                                    dtype=torch.float32)
         split = {n: list(p.to_local().shape) for n, p in ours.named_parameters() if isinstance(p, DTensor)
                  and p.placements[0].is_shard()}
         full = {n: list(p.shape) for n, p in ref.named_parameters()}

@@ -18,6 +18,7 @@ from autoload.distributed.tensor_parallel import TensorParallelError
 from distributed_workers import CLI_NEW_TOKENS, CLI_PROMPT, fsdp_worker, spawn, tp_worker
 
 TOL = 1e-5
+TP_ONLY = ["chatglm"]  # checkpoints made by scripts/demo_repos.py, not from FAMILIES
 FAMILIES = {  # name: (transformers config class, overrides, Auto class name)
     "llama": ("LlamaConfig", {"tie_word_embeddings": False}, "AutoModelForCausalLM"),
     "mistral": ("MistralConfig", {"sliding_window": 4}, "AutoModelForCausalLM"),
@@ -81,6 +82,8 @@ def folders(tmp_path_factory):
     for name, config in cases.items():
         transformers.AutoModelForCausalLM.from_config(config).save_pretrained(root / name)
         out[name] = str(root / name)
+    demo_repos.write_chatglm2_tiny(root / "chatglm")  # chatglm2's config keys at a tiny size, fp16 weights
+    out["chatglm"] = str(root / "chatglm")
     out["warm"] = out["qwen3"]  # loaded split once before the RSS measurement: torch's lazy imports and caches
     return out
 
@@ -89,11 +92,11 @@ def folders(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tp2(folders, tmp_path_factory):
-    return spawn(tp_worker, 2, folders, tmp_path_factory.mktemp("tp2"), list(FAMILIES))
+    return spawn(tp_worker, 2, folders, tmp_path_factory.mktemp("tp2"), [*FAMILIES, *TP_ONLY])
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", list(FAMILIES))
+@pytest.mark.parametrize("name", [*FAMILIES, *TP_ONLY])
 def test_tp2_logits_and_greedy_equal_one_process(tp2, name):
     for rank, result in enumerate(tp2):
         entry = result[name]
@@ -103,7 +106,7 @@ def test_tp2_logits_and_greedy_equal_one_process(tp2, name):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", list(FAMILIES))
+@pytest.mark.parametrize("name", [*FAMILIES, *TP_ONLY])
 def test_tp2_parameters_are_local_slices(tp2, name):
     split, full = tp2[0][name]["split"], tp2[0][name]["full"]
     assert split, f"{name}: nothing was split"
@@ -112,7 +115,8 @@ def test_tp2_parameters_are_local_slices(tp2, name):
         assert len(halved) == 1 and 2 * shape[halved[0]] == full[key][halved[0]], f"{name}: {key} {shape} {full[key]}"
     encoder_q = "encoder.layer.0.attention.self.query.weight"
     layer = {"bert": encoder_q, "roberta": encoder_q, "gpt2": "transformer.h.0.mlp.c_fc.weight",
-             "phi3": "model.layers.0.self_attn.qkv_proj.weight"}.get(name, "model.layers.0.self_attn.q_proj.weight")
+             "phi3": "model.layers.0.self_attn.qkv_proj.weight",
+             "chatglm": "transformer.encoder.layers.0.self_attention.query_key_value.weight"}.get(name, "model.layers.0.self_attn.q_proj.weight")
     if name in ("bert", "roberta"):
         layer = f"{name}.{layer}"
     assert layer in split, f"{name}: {layer} was not split ({sorted(split)[:4]}...)"

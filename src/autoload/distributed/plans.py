@@ -53,6 +53,16 @@ GLM = {**{k: v for k, v in DECODER.items() if "mlp" not in k},
        "layers.*.mlp.gate_up_proj": "colwise_gather_output",
        "layers.*.mlp.down_proj": "rowwise_split_input"}
 
+# ChatGLM2/3, GLM-4 (remote-code layout, no plan in the reference): fused query_key_value and dense_h_to_4h as
+# Phi-3's; the output layer lives in the backbone.
+CHATGLM = {
+    "encoder.layers.*.self_attention.query_key_value": "colwise_gather_output",
+    "encoder.layers.*.self_attention.dense": "rowwise_split_input",
+    "encoder.layers.*.mlp.dense_h_to_4h": "colwise_gather_output",
+    "encoder.layers.*.mlp.dense_4h_to_h": "rowwise_split_input",
+    "output_layer": "colwise_gather_output",
+}
+
 # GPT-2 (no plan in the reference): fused c_attn gathered as Phi-3's qkv, the MLP split as Llama's.
 GPT2 = {
     "h.*.attn.c_attn": "colwise_gather_output",
@@ -87,6 +97,7 @@ PLANS: dict[str, tuple[dict, dict, dict]] = {
     "phi3": (PHI3, LM_HEAD, {}),
     "glm": (GLM, LM_HEAD, {}),
     "glm4": (GLM, LM_HEAD, {}),
+    "chatglm": (CHATGLM, {}, {}),
     "gpt2": (GPT2, LM_HEAD, {}),
     "bert": (BERT, {}, {"encoder.layer.*.attention.self": ("num_heads",)}),
     "roberta": (BERT, {}, {"encoder.layer.*.attention.self": ("num_heads",)}),
