@@ -34,7 +34,7 @@ def byte_level_vocab():
 def sentencepiece_vocab():
     """(tokens, scores, types): <unk> <s> </s>, 256 byte-fallback tokens, pieces with scores, no merges."""
     pieces = ["▁", "e", "h", "l", "o", "w", "r", "d", "i", "ll", "▁h", "he", "▁he", "▁hell", "▁hello", "▁w",
-              "or", "▁wor", "▁world", "▁hi", "ld"]
+              "or", "▁wor", "▁world", "▁hi", "ld", "  "]
     tokens = ["<unk>", "<s>", "</s>"] + [f"<0x{i:02X}>" for i in range(256)] + pieces
     scores = [0.0] * 259 + [-float(i) for i in range(len(pieces))]
     types = [2, 3, 3] + [6] * 256 + [1] * len(pieces)

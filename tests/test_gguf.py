@@ -197,10 +197,12 @@ def _with_random_blocks(tmp_path, type_name: str):
 TEXTS = ["hello world", " hello  world\n", "hi 你好 <|im_end|> world<think>", "<s>hello</s> wor", "héllo ll"]
 
 
-@pytest.mark.parametrize("kind,add_bos", [("gpt2", None), ("llama", None), ("llama", False)])
-def test_tokenizer_matches_transformers(tmp_path, kind, add_bos):
-    meta = {"llama.block_count": 1, "llama.embedding_length": 8, "llama.attention.head_count": 1}
-    write_gguf(tmp_path / "t.gguf", "llama", meta, {"output_norm.weight": (np.ones(8, np.float32), Q.F32)},
+@pytest.mark.parametrize("arch,kind,add_bos", [("llama", "gpt2", None), ("qwen2", "gpt2", None),
+                                               ("llama", "llama", None), ("llama", "llama", False),
+                                               ("gemma2", "llama", None), ("phi3", "llama", None)])
+def test_tokenizer_matches_transformers(tmp_path, arch, kind, add_bos):
+    meta = {f"{arch}.block_count": 1, f"{arch}.embedding_length": 8, f"{arch}.attention.head_count": 1}
+    write_gguf(tmp_path / "t.gguf", arch, meta, {"output_norm.weight": (np.ones(8, np.float32), Q.F32)},
                tokenizer=kind, add_bos=add_bos)
     ours = autoload.AutoTokenizer.from_pretrained(tmp_path, gguf_file="t.gguf")
     theirs = transformers.AutoTokenizer.from_pretrained(tmp_path, gguf_file="t.gguf")

@@ -6,15 +6,17 @@ and `tokenizer.chat_template`. The backend is built as transformers' GGUF conver
 - "gpt2": tokens respelled in GPT-2's byte alphabet where needed, the file's merges, GPT2Tokenizer's pipeline;
   a `tokenizer.ggml.pre` with a known split regex (qwen2, llama3...) gets that regex before ByteLevel;
 - "llama": LlamaTokenizer (Metaspace, byte fallback) over the tokens, with the file's merges or, when it has
-  none, merges recovered from the vocabulary ordered by score; add_bos defaults to True.
+  none, merges recovered from the vocabulary ordered by score; add_bos defaults to True. Gemma files get
+  GemmaTokenizer, phi3 files a normalizer-based prefix space (see `_sentencepiece`).
 Tokens typed CONTROL (3) become special tokens, USER_DEFINED (4) plain added tokens.
 """
 
 from __future__ import annotations
 
-from tokenizers import AddedToken, Regex, pre_tokenizers
+from tokenizers import AddedToken, Regex, normalizers, pre_tokenizers
 
 from .base import TokenizersBackend
+from .gemma import GemmaTokenizer
 from .gpt2 import GPT2Tokenizer
 from .llama import LlamaTokenizer
 from .patterns import QWEN2_PATTERN
@@ -58,11 +60,29 @@ def tokenizer_from_gguf(source, gguf_file: str, **overrides) -> TokenizersBacken
                 pre_tokenizers.Split(Regex(split), behavior="isolated"),
                 pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
     else:
-        merges = meta.get("tokenizer.ggml.merges")
-        merges = [tuple(m.split(" ")) for m in merges] if merges is not None else \
-            merges_from_scores(tokens, meta.get("tokenizer.ggml.scores"))
-        tokenizer = LlamaTokenizer(vocab={t: i for i, t in enumerate(tokens)}, merges=merges, **options)
+        tokenizer = _sentencepiece(tokens, meta, options)
     _add_typed_tokens(tokenizer, tokens, types, byte_level=kind == "gpt2")
+    return tokenizer
+
+
+def _sentencepiece(tokens: list[str], meta: dict, options: dict) -> TokenizersBackend:
+    """LlamaTokenizer over the vocabulary; gemma: GemmaTokenizer, tokens of spaces spelled with "▁" and missing
+    merges recovered in file order (its scores do not follow the merge order); phi3: the prefix "▁" and the
+    spaces come from a normalizer (no Metaspace), as its tokenizer.json has them."""
+    arch = meta.get("general.architecture")
+    merges = meta.get("tokenizer.ggml.merges")
+    merges = [tuple(m.split(" ")) for m in merges] if merges is not None else None
+    if arch in ("gemma", "gemma2", "gemma3"):
+        tokens = ["▁" * len(t) if " " in t and not t.strip() else t for t in tokens]
+        return GemmaTokenizer(vocab={t: i for i, t in enumerate(tokens)},
+                              merges=merges if merges is not None else merges_from_scores(tokens, None), **options)
+    if merges is None:
+        merges = merges_from_scores(tokens, meta.get("tokenizer.ggml.scores"))
+    tokenizer = LlamaTokenizer(vocab={t: i for i, t in enumerate(tokens)}, merges=merges, **options)
+    if arch == "phi3":
+        backend = tokenizer.backend_tokenizer
+        backend.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
+        backend.pre_tokenizer = None
     return tokenizer
 
 
