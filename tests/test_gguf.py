@@ -276,3 +276,15 @@ def test_repo_id_through_the_hub(tmp_path, hub, hub_root, cache_dir):
     ids = torch.tensor([[1, 2, 3]])
     with torch.no_grad():
         assert torch.equal(model(ids).logits, local(ids).logits)
+
+
+def test_dequantized_model_saves_and_reloads(tmp_path):
+    """Unlike the reference's gguf path, a dequantized model saves as an ordinary checkpoint."""
+    torch.manual_seed(0)
+    write_model_gguf(tmp_path / "m.gguf", "llama", _tiny("llama").eval(), linear_type=Q.Q4_0)
+    model = autoload.AutoModelForCausalLM.from_pretrained(tmp_path, gguf_file="m.gguf", dtype=torch.float32)
+    model.save_pretrained(tmp_path / "saved")
+    again = autoload.AutoModelForCausalLM.from_pretrained(tmp_path / "saved")
+    ids = torch.tensor([[3, 1, 4, 1, 5]])
+    with torch.no_grad():
+        assert torch.equal(model(ids).logits, again(ids).logits)
