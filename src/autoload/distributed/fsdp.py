@@ -72,6 +72,8 @@ def from_pretrained_fsdp(cls, name_or_path, *, mesh=None, reshard_after_forward:
         raise TensorParallelError("from_pretrained_fsdp shards the model itself: pass neither tp_plan nor device_map.")
     ensure_process_group()
     device = rank_device()
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
     if mesh is None:
         mesh = init_device_mesh(device.type, (dist.get_world_size(),))
     full_state, built = {}, [None, None]

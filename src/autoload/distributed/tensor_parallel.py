@@ -301,6 +301,8 @@ def load_sharded(model: nn.Module, files, state_dict, dtype, device, device_map,
     if device is not None and torch.device(device).type != target.type:
         raise TensorParallelError(f"device={device!r} under tp_plan: the process group's backend "
                                   f"({dist.get_backend()}) puts this rank on {target}.")
+    if target.type == "cuda":
+        torch.cuda.set_device(target)  # nccl's collectives run on the current device
     mesh = tp_mesh(tp_size, target)
     tp, rank = mesh.size(), mesh.get_local_rank()
     plan, heads = resolve_plan(model, tp_plan)
