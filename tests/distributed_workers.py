@@ -98,11 +98,28 @@ def tp_worker(rank, world, port, folders, out_dir, names, tp_size=None, backend=
         else:
             kw = dict(attention_mask=mask, max_new_tokens=6, do_sample=False, pad_token_id=0)
             entry["greedy_equal"] = torch.equal(ref.generate(ids, **kw), ours.generate(ids, **kw))
+        if name in ("llama", "gpt2", "qwen3") and not size:  # gathered and saved by rank 0, read by one process
+            entry["saved"] = saved_equal(ours, ref, ids, mask, Path(out_dir, f"saved-{name}"), auto, device)
         result[entry_name] = entry
     if "one_kv_head" in folders:
         result["errors"] = refused(folders)
     Path(out_dir, f"rank{rank}.json").write_text(json.dumps(result))
     dist.destroy_process_group()
+
+
+def saved_equal(ours, ref, ids, mask, folder: Path, auto, device) -> float:
+    """full_state_dict on every rank, save_pretrained on rank 0, then a one-process load of what it wrote: the
+    largest logit difference with the reference."""
+    import torch.distributed as dist
+
+    from autoload.distributed import full_state_dict
+    state = full_state_dict(ours)
+    if dist.get_rank() == 0:
+        ours.save_pretrained(folder, state_dict=state)
+    dist.barrier()
+    back = auto.from_pretrained(folder, device=device, dtype=torch.float32)
+    with torch.no_grad():
+        return (back(ids, attention_mask=mask).logits - ref(ids, attention_mask=mask).logits).abs().max().item()
 
 
 def refused(folders) -> dict:

@@ -3,6 +3,6 @@
 `torchrun ... -m autoload.cli.tp_generate` is the entry point for tensor-parallel generation and chat."""
 
 from .fsdp import from_pretrained_fsdp
-from .tensor_parallel import TensorParallelError
+from .tensor_parallel import TensorParallelError, full_state_dict
 
-__all__ = ["TensorParallelError", "from_pretrained_fsdp"]
+__all__ = ["TensorParallelError", "from_pretrained_fsdp", "full_state_dict"]

@@ -381,3 +381,11 @@ def load_sharded(model: nn.Module, files, state_dict, dtype, device, device_map,
     model.tie_weights()
     loading._report(model, missing, unexpected, mismatched, files)
     return {"missing_keys": missing, "unexpected_keys": unexpected, "mismatched_keys": [], "error_msgs": []}
+
+
+def full_state_dict(model: nn.Module) -> dict:
+    """The state dict with every split tensor gathered whole: a collective, call it on every rank. Then rank 0
+    saves a checkpoint one process reads: `model.save_pretrained(folder, state_dict=state)`."""
+    from torch.distributed.tensor import DTensor
+    return {key: value.full_tensor() if isinstance(value, DTensor) else value
+            for key, value in model.state_dict().items()}
