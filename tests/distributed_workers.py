@@ -172,11 +172,27 @@ def fsdp_worker(rank, world, port, folders, out_dir, names, backend="gloo"):
             count += 1
         result[name] = {"loss": abs(mean.item() / world - ref_loss.item()), "grad": worst, "params": count,
                         "ref_params": len(grads), "sharded": type(p).__name__}
+        result[name]["saved"] = fsdp_saved_equal(model, ref, ids, Path(out_dir, f"fsdp-{name}"), auto, device)
     if "chat" in folders:
         result["cli"] = cli_generate(folders["chat"])
     Path(out_dir, f"rank{rank}.json").write_text(json.dumps(result))
     if dist.is_initialized():
         dist.destroy_process_group()
+
+
+def fsdp_saved_equal(model, ref, ids, folder: Path, auto, device) -> float:
+    """The FSDP2 model's full state dict (torch.distributed.checkpoint) saved by rank 0 with save_pretrained,
+    reloaded in one process: the largest logit difference with the reference (no optimizer step was taken)."""
+    import torch.distributed as dist
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+    state = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    if dist.get_rank() == 0:
+        model.save_pretrained(folder, state_dict=state)
+    dist.barrier()
+    back = auto.from_pretrained(folder, device=device, dtype=torch.float32).eval()
+    ref.eval()
+    with torch.no_grad():
+        return (back(input_ids=ids).logits - ref(input_ids=ids).logits).abs().max().item()
 
 
 CLI_PROMPT, CLI_NEW_TOKENS = "Hello world, this is", 6
