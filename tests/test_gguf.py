@@ -288,3 +288,21 @@ def test_dequantized_model_saves_and_reloads(tmp_path):
     ids = torch.tensor([[3, 1, 4, 1, 5]])
     with torch.no_grad():
         assert torch.equal(model(ids).logits, again(ids).logits)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("linear_type", ["Q4_0", "Q8_0"])
+def test_cuda_quantized_and_dequantized(tmp_path, linear_type):
+    """On a GPU: the quantized default load (Int4Linear packed for CUDA, groupwise Int8Linear) and the bf16
+    dequantized load against the float32 CPU model."""
+    torch.manual_seed(0)
+    write_model_gguf(tmp_path / "m.gguf", "llama", _tiny("llama").eval(), linear_type=Q[linear_type])
+    cpu = autoload.AutoModelForCausalLM.from_pretrained(tmp_path, gguf_file="m.gguf", dtype=torch.float32)
+    ids = torch.tensor([[5, 17, 42, 99, 3]])
+    with torch.no_grad():
+        expected = cpu(ids).logits
+        for options in ({}, {"dtype": torch.bfloat16}):
+            gpu = autoload.AutoModelForCausalLM.from_pretrained(tmp_path, gguf_file="m.gguf", device="cuda", **options)
+            got = gpu(ids.cuda()).logits.float().cpu()
+            torch.testing.assert_close(got, expected, rtol=0, atol=0.05 * float(expected.abs().max()))
