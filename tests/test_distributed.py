@@ -190,6 +190,8 @@ def test_tp_plan_must_be_auto_or_a_dict(folders):
     plan, _ = resolve_plan(model, "auto")
     assert plan["model.layers.1.self_attn.o_proj"] == "rowwise" and plan["lm_head"] == "colwise_gather_output"
     assert "model.embed_tokens" not in plan  # untied: the embedding stays replicated, as the reference
+    with pytest.raises(ValueError, match="tp_size=... needs tp_plan"):
+        autoload.AutoModelForCausalLM.from_pretrained(folders["llama"], tp_size=2)
 
 
 # -- FSDP2 ----------------------------------------------------------------------------------------------------------
