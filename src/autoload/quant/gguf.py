@@ -15,6 +15,7 @@ import mmap
 import os
 import re
 import struct
+from collections.abc import Sequence
 from typing import NamedTuple
 
 from ..errors import RepoFileError
@@ -41,6 +42,41 @@ def require_gguf():
     except ImportError:
         raise GGUFDependencyError(f"Loading GGUF files needs the optional `gguf` package: {_INSTALL}") from None
     return gguf
+
+
+class StringArray(Sequence):
+    """A metadata array of strings (a vocabulary, merges), decoded from the memory map on first use."""
+
+    def __init__(self, buffer, start: int, count: int, where: str):
+        self._buffer, self._start, self._count, self._items, self._where = buffer, start, count, None, where
+
+    def _decoded(self) -> list[str]:
+        if self._items is None:
+            items, pos, buffer = [], self._start, self._buffer
+            try:
+                for _ in range(self._count):
+                    size = int.from_bytes(buffer[pos:pos + 8], "little")
+                    items.append(buffer[pos + 8:pos + 8 + size].decode("utf-8"))
+                    pos += 8 + size
+            except UnicodeDecodeError as err:
+                raise GGUFError(f"{self._where} holds a string that is not UTF-8 ({err}).") from None
+            self._items = items
+        return self._items
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __getitem__(self, index):
+        return self._decoded()[index]
+
+    def __iter__(self):
+        return iter(self._decoded())
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Sequence) and list(self) == list(other)
+
+    def __repr__(self) -> str:
+        return f"StringArray({self._count} strings)"
 
 
 class TensorInfo(NamedTuple):
@@ -81,13 +117,23 @@ class GGUFFile:
         self._pos += size
         return value
 
+    def _strings(self, count: int) -> StringArray:
+        """An array of strings, skipped over now and decoded on first use (the config needs no vocabulary)."""
+        start, pos, size = self._pos, self._pos, len(self._map)
+        for _ in range(count):
+            pos += 8 + int.from_bytes(self._map[pos:pos + 8], "little")
+            if pos > size:
+                raise struct.error(f"an array of {count} strings runs past the end of the file")
+        self._pos = pos
+        return StringArray(self._map, start, count, f"{self.path}: metadata '{self._current}'")
+
     def _value(self, kind: int):
         if kind == 8:
             return self._string()
         if kind == 9:
             item, count = self._take("<I"), self._take("<Q")
             if item == 8:
-                return [self._string() for _ in range(count)]
+                return self._strings(count)
             if item in _NUMPY:
                 import numpy as np
                 width = np.dtype(_NUMPY[item]).itemsize
