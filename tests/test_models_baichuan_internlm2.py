@@ -472,12 +472,12 @@ def test_cuda_bf16_generate(request, pair):
     folder = request.getfixturevalue(pair)[1]
     ours = autoload.AutoModelForCausalLM.from_pretrained(folder)
     gpu = autoload.AutoModelForCausalLM.from_pretrained(folder, dtype=torch.bfloat16, device="cuda")
-    ids, mask = batch(t=9, padding="left")
+    ids, mask = batch(t=6, padding="left")  # within internlm2's max_position_embeddings (8): generate checks it
     close_bf16(full_forward(gpu, ids.cuda(), mask.cuda()).float().cpu()[mask.bool()],
                full_forward(ours, ids, mask)[mask.bool()])
-    options = dict(attention_mask=mask.cuda(), max_new_tokens=6, eos_token_id=None)
+    options = dict(attention_mask=mask.cuda(), max_new_tokens=2, eos_token_id=None)
     eager = generate(gpu, ids.cuda(), **options)
-    assert eager.shape == (3, 15) and torch.equal(eager[:, :9].cpu(), ids)
+    assert eager.shape == (3, 8) and torch.equal(eager[:, :6].cpu(), ids)
     assert torch.equal(generate(gpu, ids.cuda(), compile=True, **options), eager)
 
 
