@@ -214,6 +214,9 @@ def test_tokenizer_matches_transformers(tmp_path, arch, kind, add_bos):
     messages = [{"role": "user", "content": "你好 hello"}]
     assert ours.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) == \
         theirs.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    ours.save_pretrained(tmp_path / "saved")  # an ordinary tokenizer folder from then on
+    again = autoload.AutoTokenizer.from_pretrained(tmp_path / "saved")
+    assert [again(t).input_ids for t in TEXTS] == [theirs(t).input_ids for t in TEXTS]
 
 
 # -- failure paths ----------------------------------------------------------------------------------------------

@@ -83,6 +83,7 @@ def _sentencepiece(tokens: list[str], meta: dict, options: dict) -> TokenizersBa
         backend = tokenizer.backend_tokenizer
         backend.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
         backend.pre_tokenizer = None
+        tokenizer.saved_class_name = "TokenizersBackend"  # saved, its tokenizer.json is read as it is
     return tokenizer
 
 
