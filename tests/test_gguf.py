@@ -309,3 +309,17 @@ def test_cuda_quantized_and_dequantized(tmp_path, linear_type):
             gpu = autoload.AutoModelForCausalLM.from_pretrained(tmp_path, gguf_file="m.gguf", device="cuda", **options)
             got = gpu(ids.cuda()).logits.float().cpu()
             torch.testing.assert_close(got, expected, rtol=0, atol=0.05 * float(expected.abs().max()))
+
+
+def test_requantize_at_load(tmp_path):
+    """dtype= with quantize="int8": the dequantized weights re-quantized per channel on torch's int8 kernel."""
+    from autoload.quant.linear import Int8Linear
+    torch.manual_seed(0)
+    write_model_gguf(tmp_path / "m.gguf", "qwen2", _tiny("qwen2").eval(), linear_type=Q.Q5_0)
+    floats = autoload.AutoModelForCausalLM.from_pretrained(tmp_path, gguf_file="m.gguf", dtype=torch.float32)
+    model = autoload.AutoModelForCausalLM.from_pretrained(tmp_path, gguf_file="m.gguf", dtype=torch.float32,
+                                                          quantize="int8")
+    layer = model.model.layers[1].mlp.up_proj
+    assert isinstance(layer, Int8Linear) and layer.group_size is None
+    weight = floats.model.layers[1].mlp.up_proj.weight.detach()
+    torch.testing.assert_close(layer.dequantize(), weight, rtol=0, atol=float(weight.abs().max()) / 127)
