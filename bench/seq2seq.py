@@ -11,7 +11,7 @@ S-token source with EOS stopping off (every row makes exactly N tokens, min_new_
 reported as new tokens/s (per returned sequence). The processes alternate for --rounds rounds; each case keeps
 its better round (the 2-vCPU box is noisy). Ratios are transformers time / autoload time (above 1 = autoload
 faster). The generated ids of both libraries are compared. --compile adds a third process, autoload's
-generate(compile=True) (greedy only: the decoder step compiled over a static self-attention cache), reported against
+generate(compile=True) (the decoder step compiled over a static self-attention cache), reported against
 transformers' eager generate and autoload's eager one.
 """
 
@@ -63,8 +63,8 @@ sources = torch.randint(5, vocab, (8, {source}), generator=torch.Generator().man
 sync = torch.cuda.synchronize if {device!r}.startswith("cuda") else (lambda: None)
 common = dict(eos_token_id=None, forced_eos_token_id=None, max_new_tokens={new}, min_new_tokens={new})
 modes = {{"greedy": dict(num_beams=1), "beam-4": dict(num_beams=4, early_stopping=False)}}
-if {lib!r} == "autoload-compiled":  # compile=True decodes greedily or by sampling (beams stay eager)
-    modes = {{"greedy": dict(num_beams=1, compile=True)}}
+if {lib!r} == "autoload-compiled":  # the same cases through generate(compile=True)
+    modes = {{mode: dict(options, compile=True) for mode, options in modes.items()}}
 
 def timed(ids, options, runs):
     times, out = [], None
@@ -110,7 +110,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
     parser.add_argument("--compile", action="store_true",
-                        help="a third process: autoload's generate(compile=True), greedy (beams stay eager)")
+                        help="a third process: autoload's generate(compile=True), greedy and beams")
     args = parser.parse_args()
     repeat, new, rounds = (1, 8, 1) if args.quick else (args.repeat, args.new_tokens, args.rounds)
     import torch

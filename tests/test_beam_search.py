@@ -182,7 +182,6 @@ def test_cache_reorder():
     (dict(num_beams=2, early_stopping="sometimes"), ValueError, "early_stopping must be True, False or 'never'"),
     (dict(num_beams=2, length_penalty="long"), ValueError, "length_penalty must be a number"),
     (dict(no_repeat_ngram_size=-1), ValueError, "no_repeat_ngram_size must be an integer >= 0"),
-    (dict(num_beams=2, compile=True), ValueError, "cannot be used with a streamer, compile=True"),
     (dict(num_beams=2, num_beam_groups=2), NotImplementedError, "num_beam_groups"),
     (dict(num_beam=2), TypeError, "Did you mean 'num_beams'"),
 ])

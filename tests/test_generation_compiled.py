@@ -58,6 +58,12 @@ def test_compile_rejects_other_families(tmp_path):
         generate(gpt2, torch.tensor([[5, 6]]), max_new_tokens=2, compile=True)
 
 
+def test_compiled_beam_search_matches_eager(llama):
+    ids, mask = _prompts()
+    options = dict(attention_mask=mask, max_new_tokens=8, num_beams=3, num_return_sequences=2, eos_token_id=5)
+    assert torch.equal(generate(llama, ids, compile=True, **options), generate(llama, ids, **options))
+
+
 def test_compiled_sampling_matches_eager_with_the_same_seed(llama):
     ids, mask = _prompts()
     options = dict(attention_mask=mask, max_new_tokens=10, eos_token_id=None, do_sample=True, temperature=0.9,
@@ -133,9 +139,11 @@ def test_compiled_chatglm_matches_eager():
 def test_compiled_seq2seq_matches_eager(tmp_path, family):
     """Encoder-decoders: the encoder and the first decoder step run eagerly (filling the cross-attention keys);
     each later decoder step is one compiled graph over the static self-attention cache. Greedy ids equal eager
-    ones (and transformers'), with a padded source batch; a second call reuses the graph; beams are refused."""
+    ones (and transformers'), with a padded source batch; a second call reuses the graph; beam search (the compiled
+    step's key mask reordered with the cache) gives the reference's beams."""
     from test_generation_seq2seq import make_pair as seq2seq_pair, sources
-    ref, ours = seq2seq_pair(tmp_path, family)
+    # T5 at its usual init scale: the suite's 4x scale makes near-certain tokens whose exact ties rounding may break
+    ref, ours = seq2seq_pair(tmp_path, family, **({"initializer_factor": 1.0} if family.startswith("t5") else {}))
     ids, mask = sources(family)
     options = dict(max_new_tokens=9, min_new_tokens=9)
     eager = generate(ours, ids, mask, **options)
@@ -146,5 +154,7 @@ def test_compiled_seq2seq_matches_eager(tmp_path, family):
     assert out.past_key_values.self_attention_cache.write_positions is None
     assert torch.equal(generate(ours, ids, mask, compile=True, **options), eager)
     assert torch.equal(generate(ours, ids[:1], compile=True, **options), generate(ours, ids[:1], **options))
-    with pytest.raises(ValueError, match="Beam search"):
-        generate(ours, ids, mask, compile=True, num_beams=2, **options)
+    beams = dict(options, num_beams=3, num_return_sequences=2)
+    with torch.no_grad():
+        reference = ref.generate(input_ids=ids, attention_mask=mask, **beams)
+    assert torch.equal(generate(ours, ids, mask, compile=True, **beams), reference)

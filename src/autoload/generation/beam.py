@@ -75,13 +75,14 @@ def emptied_cache(cache):
 
 def beam_search(model, input_ids, mask, positions, cache, *, num_beams, max_length, rules, processors, finished,
                 eos, pad, length_penalty, early_stopping, num_return_sequences, output_scores, output_logits,
-                return_dict, forward, seen_mask=None, step_outputs=None):
+                return_dict, forward, seen_mask=None, step_outputs=None, step=None):
     """Beam search from (B*nb, T) prompt rows already repeated nb times (each prompt's beams adjacent).
 
     `forward(ids, mask, positions, cache) -> ((B*nb, V) fp32 logits, cache)`; `finished(ids, scores) -> (N,) bool`
     the EOS / stop-string / custom criteria; `rules` the LogitsRules (no sampling warpers). Returns the (B*n, L')
     ids or a GenerateBeamDecoderOnlyOutput; `step_outputs` (decode.StepOutputs, filled by `forward`) gives its
-    attentions / hidden states."""
+    attentions / hidden states. `step` (compile=True: a compiled.CompiledSteps over the static cache) runs the
+    one-token steps after the prompt; its key mask follows the beams like the cache."""
     flat, prompt_len = input_ids.shape
     batch, device = flat // num_beams, input_ids.device
     keep = max(2, 1 + (eos.numel() if eos is not None else 0)) * num_beams  # K candidates per batch row
@@ -147,7 +148,10 @@ def beam_search(model, input_ids, mask, positions, cache, *, num_beams, max_leng
         worst_done = torch.where(done, beam_scores.min(dim=1, keepdim=True)[0], NEG)
         improvable = improvable & (best_running > worst_done).any(dim=-1, keepdim=True)
         if cache is not None:  # the cache rows follow the beams that go on
-            cache.reorder(running_idx[..., cur - 1 - prompt_len].reshape(flat).long())
+            beam_idx = running_idx[..., cur - 1 - prompt_len].reshape(flat).long()
+            cache.reorder(beam_idx)
+            if step is not None:
+                step.reorder(beam_idx)
         if not (bool(improvable.any()) and not (bool(done.all()) and early_stopping is True)
                 and not bool(ends.all())):
             break
@@ -158,6 +162,10 @@ def beam_search(model, input_ids, mask, positions, cache, *, num_beams, max_leng
             logits, _ = forward(running[:, :, :cur].reshape(flat, cur), mask, positions, None)
         elif stale_cache(model, cache, cur):  # e.g. Phi-3's LongRoPE switch: the whole sequences again
             logits, cache = forward(running[:, :, :cur].reshape(flat, cur), mask, positions, emptied_cache(cache))
+            if step is not None:  # compiled steps mark the slot each one writes: this one was written here
+                step.keys_ok[:, cache.get_seq_length() - 1] = True
+        elif step is not None:
+            logits = step(running[:, :, cur - 1].reshape(flat, 1), positions[:, -1:])
         else:
             logits, cache = forward(running[:, :, cur - 1].reshape(flat, 1), mask, positions[:, -1:], cache)
 

@@ -121,6 +121,10 @@ class CompiledSteps:
         self.keys_ok = torch.zeros(batch, static.max_cache_len, dtype=torch.bool, device=device)  # (B, max_len)
         self.keys_ok[:, :filled] = True if mask is None else mask.bool()
 
+    def reorder(self, beam_idx: torch.Tensor) -> None:
+        """Beam search: the key mask's rows follow the beams, as the cache's do (same shape: no recompile)."""
+        self.keys_ok = self.keys_ok.index_select(0, beam_idx.to(self.keys_ok.device))
+
     def __call__(self, tokens: torch.Tensor, position_ids: torch.Tensor) -> torch.Tensor:
         """(B, 1) tokens at (B, 1) positions -> (B, V) fp32 logits; the cache grows by one."""
         import torch._inductor.config as inductor_config  # here: importing inductor costs about a second

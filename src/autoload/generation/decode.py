@@ -298,9 +298,9 @@ def _generate(model, input_ids, attention_mask, call, passed, tokenizer, generat
     if position_ids is not None:
         position_ids = torch.as_tensor(position_ids, device=device).long().reshape(batch, prompt_len)
     beams = cfg.num_beams > 1
-    if beams and (streamer is not None or compile or past is not None):
-        raise ValueError("Beam search (num_beams > 1) cannot be used with a streamer, compile=True or "
-                         "past_key_values: set num_beams=1 for those.")
+    if beams and (streamer is not None or past is not None):
+        raise ValueError("Beam search (num_beams > 1) cannot be used with a streamer or past_key_values: set "
+                         "num_beams=1 for those.")
     n = cfg.num_beams if beams else cfg.num_return_sequences
     if n > 1:  # each prompt repeated n times in a row, as the reference's _expand_inputs_for_generation
         if past is not None:
@@ -345,6 +345,13 @@ def _generate(model, input_ids, attention_mask, call, passed, tokenizer, generat
         static = cfg.cache_implementation == "static" and cfg.use_cache and past is None
         record = StepOutputs(bool(cfg.output_attentions), bool(cfg.output_hidden_states),
                              max_length - 1 if static else None)
+    step = None
+    if compile and max_length > prompt_len:  # checks the model before the prompt runs
+        if seq2seq:  # the decoder's step, with the encoder's output and mask as graph inputs
+            step = CompiledSteps(model.model, cache, mask, prompt_len, _seq2seq_decode_step,
+                                 (model.encoder_outputs.last_hidden_state, model.encoder_mask))
+        else:
+            step = CompiledSteps(model, cache, mask, past_len + prompt_len, _decode_step)
     if beams and max_length > prompt_len:
         out = beam_search(
             model, input_ids, mask, positions, cache, num_beams=cfg.num_beams, max_length=max_length, rules=rules,
@@ -353,7 +360,7 @@ def _generate(model, input_ids, attention_mask, call, passed, tokenizer, generat
             num_return_sequences=cfg.num_return_sequences, output_scores=cfg.output_scores,
             output_logits=cfg.output_logits, return_dict=cfg.return_dict_in_generate,
             forward=lambda ids, m, pos, c: _forward(model, ids, m, pos, c, record), seen_mask=mask,
-            step_outputs=record)
+            step_outputs=record, step=step)
         return dict_output(out, encoded, record) if seq2seq and cfg.return_dict_in_generate else out
     scores_out = [] if cfg.output_scores else None
     logits_out = [] if cfg.output_logits else None
@@ -361,13 +368,6 @@ def _generate(model, input_ids, attention_mask, call, passed, tokenizer, generat
     seen = None
 
     if max_length > prompt_len:
-        # compile=True checks the model before the prompt runs
-        step = None
-        if compile and seq2seq:  # the decoder's step, with the encoder's output and mask as graph inputs
-            step = CompiledSteps(model.model, cache, mask, prompt_len, _seq2seq_decode_step,
-                                 (model.encoder_outputs.last_hidden_state, model.encoder_mask))
-        elif compile:
-            step = CompiledSteps(model, cache, mask, past_len + prompt_len, _decode_step)
         logits, cache = prefill(model, input_ids, mask, positions, cache, record)
         if cfg.repetition_penalty != 1.0:
             seen = seen_tokens(input_ids, logits.shape[-1], mask[:, past_len:] if mask is not None else None)
