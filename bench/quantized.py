@@ -1,6 +1,6 @@
 """Quantized inference: weight-only int4/int8 kernels vs float matmuls (and, to come, real GGUF/GPTQ models).
 
-    python bench/quantized.py kernels [--quick] [--repeat 20] [--threads N] [--device cpu|cuda]
+    python bench/quantized.py kernels [--quick] [--repeat 20] [--threads N] [--device cpu|cuda] [--lm-head]
 
 `kernels`: one decode step at batch 1 through a Qwen2.5-0.5B-shaped stack of Linear layers (24 blocks of
 q 896x896, k/v 128x896, o 896x896, gate/up 4864x896, down 896x4864; `--lm-head` adds the 151936x896 output
@@ -10,8 +10,13 @@ over fp32 and bf16 activations. Reported: ms per step (median of `--repeat` afte
 read per step and the implied GB/s (memory-bound at batch 1: higher is better, the machine's bandwidth is the
 ceiling). `--quick`: 2 blocks of 1/8 width, 3 repeats (a smoke run; numbers mean nothing).
 
-The real-model sections (load time vs transformers' gguf path, decode tokens/s on the two GGUF models, GPTQ)
-are added by the GGUF work (see docs/quantization.md).
+`models`: the two real GGUF files (SmolLM2-135M-Instruct Q4_1, Qwen2.5-Coder-0.5B-Instruct Q4_K_M; pinned data
+packages, see tests/gguf_data.py), each variant in its own process: transformers' gguf path (dequantized to
+fp32) vs autoload's default load, `dtype=float32`, `dtype=bfloat16` and float32 + `quantize="int4"` (bf16 int4
+matmuls): load time and batch-1 greedy decode tokens/s, with ratios to transformers and whether the generated
+ids equal transformers'. llama.cpp is not included: llama-cpp-python is a source package that was not built here.
+
+    python bench/quantized.py models [--threads 2] [--new-tokens 32] [--quick]
 """
 
 from __future__ import annotations
@@ -101,9 +106,74 @@ def kernels(args) -> None:
         del layers
 
 
+MODEL_CHILD = """
+import json, statistics, sys, time, warnings, torch
+warnings.simplefilter("ignore")
+torch.set_num_threads({threads})
+path, variant = {path!r}, {variant!r}
+if variant == "transformers":
+    import transformers as lib
+    lib.logging.set_verbosity_error()
+    kwargs = dict(dtype=torch.float32)
+else:
+    import autoload as lib
+    from autoload.quant.quantize import set_compute_dtype
+    kwargs = dict(default={{}}, fp32=dict(dtype=torch.float32), bf16=dict(dtype=torch.bfloat16),
+                  int4=dict(dtype=torch.float32, quantize="int4"))[variant]
+folder, name = path.rsplit("/", 1)
+t = time.perf_counter()
+model = lib.AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, **kwargs).eval()
+load = time.perf_counter() - t
+if variant == "int4":
+    set_compute_dtype(model, torch.bfloat16)  # torch's fast CPU int4 kernel is its bf16 one
+ids = torch.tensor([[9707, 11, 1879, 0, 220, 109, 13, 576, 358]])
+options = dict(max_new_tokens={new}, min_new_tokens={new}, do_sample=False)
+with torch.inference_mode():
+    out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=2, do_sample=False)
+    times = []
+    for _ in range({repeat}):
+        t = time.perf_counter()
+        out = model.generate(ids, attention_mask=torch.ones_like(ids), **options)
+        times.append(time.perf_counter() - t)
+print(json.dumps(dict(load=load, tokens_per_s={new} / statistics.median(times), ids=out[0, -{new}:].tolist())))
+"""
+
+
+def models(args) -> None:
+    """Load time and batch-1 decode tokens/s on the two real GGUF files, each variant in its own process:
+    transformers' gguf path (dequantized to fp32) vs autoload's default load, dtype=float32, dtype=bfloat16,
+    and float32 + quantize="int4" with bf16 int4 matmuls."""
+    import json
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    sys.path[:0] = [str(root), str(root / "tests")]
+    from bench.load import run
+    from gguf_data import qwen_gguf, smollm2_gguf  # the pinned data packages, sha256-checked
+    threads = args.threads or torch.get_num_threads()
+    new = 8 if args.quick else args.new_tokens
+    repeat = 1 if args.quick else 3
+    for path in (smollm2_gguf(), qwen_gguf()):
+        print(f"\n{path.name}: torch {torch.__version__}, {threads} threads, prompt 9, {new} new tokens (greedy), "
+              f"median of {repeat}")
+        print(f"{'variant':28} {'load s':>8} {'tokens/s':>9} {'load vs tf':>11} {'tok/s vs tf fp32':>17}  ids = tf")
+        results = {}
+        for variant in ("transformers", "default", "fp32", "bf16", "int4"):
+            results[variant] = json.loads(run(MODEL_CHILD.format(threads=threads, path=str(path), variant=variant,
+                                                                 new=new, repeat=repeat)))
+            r, ref = results[variant], results["transformers"]
+            label = {"transformers": "transformers (fp32)", "default": "autoload default",
+                     "fp32": "autoload dtype=float32", "bf16": "autoload dtype=bfloat16",
+                     "int4": "autoload quantize='int4'"}[variant]
+            print(f"{label:28} {r['load']:8.2f} {r['tokens_per_s']:9.1f} {ref['load'] / r['load']:10.1f}x "
+                  f"{r['tokens_per_s'] / ref['tokens_per_s']:16.2f}x  {r['ids'] == ref['ids']}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("section", choices=["kernels"], nargs="?", default="kernels")
+    parser.add_argument("section", choices=["kernels", "models"], nargs="?", default="kernels")
+    parser.add_argument("--new-tokens", type=int, default=32, help="models: new tokens per call")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--threads", type=int, default=None)
@@ -114,6 +184,8 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     if args.section == "kernels":
         kernels(args)
+    else:
+        models(args)
 
 
 if __name__ == "__main__":

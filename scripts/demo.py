@@ -36,7 +36,7 @@ def _similarities(embed) -> list[str]:
     return lines
 
 
-def _steps(endpoint: str | None, cache: str, verbose: bool) -> dict:
+def _steps(endpoint: str | None, cache: str, verbose: bool, max_new_tokens: int = MAX_NEW_TOKENS) -> dict:
     """The three uses of the demo; returns what they produced (compared across the online and offline runs)."""
     def say(*lines: str) -> None:
         if verbose:
@@ -51,13 +51,13 @@ def _steps(endpoint: str | None, cache: str, verbose: bool) -> dict:
     answers = fill("巴黎是[MASK]国的首都。", top_k=3)
     say("      fill-mask '巴黎是[MASK]国的首都。' (RANDOM weights: the real ones are not on PyPI, so the answers are "
         "noise):", *(f"        {a['token_str']}  {a['score']:.4f}" for a in answers))
-    replies = _chat(hub, say, verbose)
+    replies = _chat(hub, say, verbose, max_new_tokens)
     return {"similarities": lines, "fill": [a["token_str"] for a in answers], "chat": replies}
 
 
-def _chat(hub: dict, say, verbose: bool) -> list:
-    """The seed's chat on the real Qwen2.5-Coder-0.5B-Instruct (GGUF Q4_K_M, run quantized), greedy as its
-    generation settings say; the second answer streamed."""
+def _chat(hub: dict, say, verbose: bool, max_new_tokens: int) -> list:
+    """The seed's chat on the real Qwen2.5-Coder-0.5B-Instruct (GGUF Q4_K_M: its 4-bit layers stay quantized, its
+    5/6/8-bit ones become float32, see docs/gguf.md), greedy; the second answer streamed."""
     import time
 
     from autoload import AutoModelForCausalLM, AutoTokenizer
@@ -66,7 +66,7 @@ def _chat(hub: dict, say, verbose: bool) -> list:
     model = AutoModelForCausalLM.from_pretrained(QWEN_GGUF_REPO, gguf_file=QWEN_GGUF_FILE, **hub).eval()
     say(f"      chat with the real Qwen2.5-Coder-0.5B-Instruct (GGUF Q4_K_M, loaded in "
         f"{time.perf_counter() - start:.1f} s):", *(f"        >>> {line}" for line in CHAT_SEED))
-    options = dict(max_new_tokens=MAX_NEW_TOKENS, do_sample=False)
+    options = dict(max_new_tokens=max_new_tokens, do_sample=False)
     response, history = model.chat(tokenizer, "你好", history=[], **options)
     first = response
     say("        user> 你好", f"        assistant> {response}", "        user> 晚上睡不着应该怎么办")
@@ -82,7 +82,7 @@ def _chat(hub: dict, say, verbose: bool) -> list:
     return [first, response, [list(pair) for pair in history]]
 
 
-def run(cache_dir: str | None = None) -> int:
+def run(cache_dir: str | None = None, max_new_tokens: int = MAX_NEW_TOKENS) -> int:
     from autoload.hub.manage import scan_cache
     from autoload.server import HubServer
 
@@ -97,7 +97,7 @@ def run(cache_dir: str | None = None) -> int:
         with HubServer(root, follow_symlinks_outside=True) as srv:  # our own root; MiniLM links out of it
             say(f"[2/4] local hub at {srv.url} serving:", *(f"      {r}  ({what})" for r, what in repos.items()))
             say("      downloading by id (bert-base-chinese is a short id: google-bert/bert-base-chinese) ...")
-            online = _steps(srv.url, cache, verbose=True)
+            online = _steps(srv.url, cache, verbose=True, max_new_tokens=max_new_tokens)
             served = len(srv.requests)
         say(f"[3/4] cache {cache} after {served} requests:")
         for repo in scan_cache(cache):
@@ -107,7 +107,7 @@ def run(cache_dir: str | None = None) -> int:
         previous = os.environ.get("HF_HUB_OFFLINE")
         os.environ["HF_HUB_OFFLINE"] = "1"
         try:
-            offline = _steps(None, cache, verbose=False)
+            offline = _steps(None, cache, verbose=False, max_new_tokens=max_new_tokens)
         finally:
             if previous is None:
                 os.environ.pop("HF_HUB_OFFLINE")
@@ -122,7 +122,9 @@ def run(cache_dir: str | None = None) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run the end-to-end demo on a built-in local hub.")
     parser.add_argument("--cache-dir", help="cache to use (default: a fresh temporary folder)")
-    return run(cache_dir=parser.parse_args(argv).cache_dir)
+    parser.add_argument("--max-new-tokens", type=int, default=MAX_NEW_TOKENS, help="per chat answer")
+    args = parser.parse_args(argv)
+    return run(cache_dir=args.cache_dir, max_new_tokens=args.max_new_tokens)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ needs_data = pytest.mark.usefixtures("demo_data", "qwen_gguf_volumes")  # fails 
 
 @needs_data
 def test_demo_end_to_end(isolated_env, capsys):
-    assert demo.run(cache_dir=str(isolated_env / "demo-cache")) == 0
+    assert demo.run(cache_dir=str(isolated_env / "demo-cache"), max_new_tokens=24) == 0  # short answers: CI time
     out = capsys.readouterr().out
     assert "[0] A man is eating food." in out
     row = next(line for line in out.splitlines() if "[0] A man is eating food." in line)
@@ -23,7 +23,7 @@ def test_demo_end_to_end(isolated_env, capsys):
     first = next(line for line in out.splitlines() if "assistant> " in line).split("assistant> ", 1)[1]
     assert any("\u4e00" <= c <= "\u9fff" for c in first), first
     second = out.split("user> 晚上睡不着应该怎么办", 1)[1]
-    assert sum("\u4e00" <= c <= "\u9fff" for c in second) > 20, second
+    assert sum("\u4e00" <= c <= "\u9fff" for c in second) > 10, second
     assert "history: 4 messages" in out
 
 

@@ -18,6 +18,7 @@ from .gguf import (IGNORED, GGUFError, GGUFFile, architecture, checkpoint_name, 
                    open_gguf, permuted_heads, reverse_permute)
 
 logger = logging.getLogger("autoload")
+FOUR_BIT = ("Q4_0", "Q4_1", "Q4_K")  # the block types the default load keeps quantized (Int4Linear)
 
 
 def tensors(gf: GGUFFile, config: dict):
@@ -55,12 +56,14 @@ def dequantized_state_dict(gf: GGUFFile, config: dict, dtype: torch.dtype | None
 
 def quantized_state_dict(gf: GGUFFile, config: dict):
     """(state dict, prepare(model)) for the default load. `prepare`, called on the model skeleton, replaces each
-    nn.Linear whose weight is stored in blocks by a weight-only quantized layer of quant/linear.py holding the
-    file's own codes, scales and offsets (`gguf_blocks.to_affine`): Q4_0, Q4_1 and Q4_K as groupwise int4
-    (Int4Linear, groups of 32, torch's packed-int4 kernel); Q5_0, Q5_K, Q6_K (groups of 16) and Q8_0 as
-    groupwise Int8Linear (codes kept as they are, dequantized on the fly: exact, no torch kernel). Per-channel
-    int8 re-quantization was measured too lossy (Q6_K rows with outliers: 6 % of the output). Block tensors of
-    other modules (the embeddings) become float32; float tensors of the file stay views of it."""
+    nn.Linear whose weight is stored in 4-bit blocks (Q4_0, Q4_1, Q4_K) by an Int4Linear holding the file's own
+    codes, scales and offsets (`gguf_blocks.to_affine`, groups of 32), its matmul on torch's packed-int4 kernel
+    in bf16 (`compute_dtype`: on the CPU torch 2.13 vectorizes only the bf16 kernel; the fp32 one is ~25x
+    slower, see docs/quantization.md). 5/6/8-bit blocks (Q5_0, Q5_K, Q6_K, Q8_0) have no fast exact kernel
+    (dequantizing their groups on every call is ~5x slower than a float matmul; per-channel int8 re-quantization
+    was measured too lossy: Q6_K rows with outliers lose 6 % of the output), so they are dequantized once to
+    float32, exactly. Block tensors of other modules (the embeddings) become float32 too; float tensors of the
+    file stay views of it."""
     blocks, state = {}, {}
     for key, name, info, heads, shift in tensors(gf, config):
         if key.endswith(".weight") and gguf_blocks.TYPES[info.type_id][1] > 1:
@@ -69,21 +72,22 @@ def quantized_state_dict(gf: GGUFFile, config: dict):
             state[key] = _floats(gf, name, info, heads, shift)
 
     def make(module_name: str, linear: torch.nn.Linear):
-        from .linear import Int4Linear, Int8Linear
-        if module_name not in blocks:
-            return None
+        from .linear import Int4Linear
+        if module_name not in blocks or gguf_blocks.type_name(blocks[module_name][1].type_id) not in FOUR_BIT:
+            return None  # not in blocks, or 5/6/8-bit: float32 (prepare below)
         name, info, heads = blocks.pop(module_name)
         bias = state.pop(f"{module_name}.bias", None)
         q, scale, offset, group, bits = gguf_blocks.to_affine(gf.raw(name), info.type_id)
         if heads is not None:  # a row permutation: codes, scales and offsets alike
             q, scale, offset = (None if t is None else reverse_permute(t, heads) for t in (q, scale, offset))
-        layer = Int4Linear if bits == 4 else Int8Linear
-        return layer.from_affine(q.contiguous(), scale.contiguous(), offset, group, bias)
+        layer = Int4Linear.from_affine(q.contiguous(), scale.contiguous(), offset, group, bias)
+        layer.compute_dtype = torch.bfloat16  # the fast kernel (see the docstring); CUDA's is bf16-only anyway
+        return layer
 
     def prepare(model: torch.nn.Module) -> None:
         from .linear import replace_linears
         replace_linears(model, make)
-        for module_name, (name, info, heads) in blocks.items():  # not a Linear in this model: floats
+        for module_name, (name, info, heads) in blocks.items():  # 5/6/8-bit, or not a Linear in this model
             state[f"{module_name}.weight"] = _floats(gf, name, info, heads, False)
 
     return state, prepare
