@@ -151,12 +151,14 @@ def test_dtype_bfloat16_and_config_overrides(tmp_path):
     assert torch.equal(model.state_dict()[key], reference.state_dict()[key].to(torch.bfloat16))
 
 
-@pytest.mark.parametrize("linear_type", ["Q4_0", "Q4_1", "Q4_K", "Q5_0", "Q8_0", "Q6_K"])
+@pytest.mark.parametrize("linear_type", ["Q4_0", "Q4_1", "Q4_K", "Q5_0", "Q5_K", "Q8_0", "Q6_K"])
 def test_quantized_default_load(tmp_path, linear_type):
-    """No dtype: 4-bit Linear weights stay quantized with the file's own codes, scales and offsets (Int4Linear,
-    bf16 matmuls); 5/6/8-bit ones are dequantized to float32 exactly; weights equal the dequantized float32
-    model's, and logits match it (exactly for float layers, to bf16 precision for int4 ones)."""
+    """No dtype: Linear weights in groups of 32 stay quantized with the file's own codes, scales and offsets
+    (Int4Linear, bf16 matmuls; 5- and 8-bit codes split into nibbles, twice as wide); Q6_K's groups of 16 are
+    dequantized to float32 exactly; weights equal the dequantized float32 model's, and logits match it (exactly
+    for float layers, to bf16 precision with bf16 matmuls, to 1e-4 with fp32 ones)."""
     from autoload.quant.linear import Int4Linear
+    kept = linear_type != "Q6_K"
     torch.manual_seed(0)
     if linear_type.endswith("_K"):  # gguf cannot quantize k-quants: random blocks of the right shapes
         path = _with_random_blocks(tmp_path, linear_type)
@@ -167,20 +169,40 @@ def test_quantized_default_load(tmp_path, linear_type):
     for name in ("self_attn.q_proj", "self_attn.k_proj", "mlp.down_proj"):  # q/k: rows un-permuted too
         layer = quantized.model.layers[0].get_submodule(name)
         expected = floats.model.layers[0].get_submodule(name).weight
-        if linear_type.startswith("Q4"):
+        if kept:
             assert isinstance(layer, Int4Linear) and layer.compute_dtype == torch.bfloat16
+            assert layer.in_features == expected.shape[1] * (1 if linear_type.startswith("Q4") else 2)
             torch.testing.assert_close(layer.dequantize(), expected, rtol=1e-6, atol=1e-7)
         else:
             assert type(layer) is torch.nn.Linear and torch.equal(layer.weight, expected)
     ids = torch.tensor([[5, 17, 42, 99, 3]])
     with torch.no_grad():
         a, b = quantized(ids).logits, floats(ids).logits
-        tolerance = 2e-2 if linear_type.startswith("Q4") else 1e-6  # bf16 activations in the int4 matmuls
+        tolerance = 2e-2 if kept else 1e-6  # bf16 activations in the int4 matmuls
         torch.testing.assert_close(a, b, rtol=tolerance, atol=tolerance * float(b.abs().max()))
-        if linear_type.startswith("Q4"):  # exact in fp32 compute (the kernel's slow fp32 variant)
+        if kept:  # to fp32 precision with fp32 matmuls (the kernel's slow fp32 variant)
             from autoload.quant.quantize import set_compute_dtype
             set_compute_dtype(quantized, None)
             torch.testing.assert_close(quantized(ids).logits, b, rtol=1e-4, atol=1e-4 * float(b.abs().max()))
+
+
+def test_quantized_default_saves_and_reloads(tmp_path):
+    """A default GGUF load (Q5_0: nibble-split Int4Linear layers) saved in autoload's quantized format and read
+    back: the same layers, weights and logits."""
+    torch.manual_seed(0)
+    write_model_gguf(tmp_path / "m.gguf", "qwen2", _tiny("qwen2").eval(), linear_type=Q.Q5_0)
+    model = autoload.AutoModelForCausalLM.from_pretrained(tmp_path, gguf_file="m.gguf")
+    ids = torch.tensor([[5, 17, 42, 99, 3]])
+    with torch.no_grad():
+        before = model(ids).logits
+    model.save_pretrained(tmp_path / "saved")
+    loaded = autoload.AutoModelForCausalLM.from_pretrained(tmp_path / "saved")
+    layer = loaded.model.layers[1].mlp.up_proj
+    torch.testing.assert_close(layer.dequantize(), model.model.layers[1].mlp.up_proj.dequantize(), rtol=0, atol=0)
+    from autoload.quant.quantize import set_compute_dtype
+    set_compute_dtype(loaded, torch.bfloat16)  # a runtime choice, not saved
+    with torch.no_grad():
+        assert torch.equal(loaded(ids).logits, before)
 
 
 def _with_random_blocks(tmp_path, type_name: str):
@@ -306,8 +328,8 @@ def test_dequantized_model_saves_and_reloads(tmp_path):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("linear_type", ["Q4_0", "Q8_0"])
 def test_cuda_quantized_and_dequantized(tmp_path, linear_type):
-    """On a GPU: the default load (Int4Linear packed for CUDA, or float32 for Q8_0) and the bf16 dequantized load
-    against the float32 CPU model."""
+    """On a GPU: the default load (Int4Linear packed for CUDA; Q8_0's codes split into nibbles) and the bf16
+    dequantized load against the float32 CPU model."""
     torch.manual_seed(0)
     write_model_gguf(tmp_path / "m.gguf", "llama", _tiny("llama").eval(), linear_type=Q[linear_type])
     cpu = autoload.AutoModelForCausalLM.from_pretrained(tmp_path, gguf_file="m.gguf", dtype=torch.float32)

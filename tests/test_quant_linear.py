@@ -100,6 +100,25 @@ def test_int4_act_order_permutation():
     assert rel_err(x @ layer.dequantize().T, ref) < FP32_REL  # dequantize() is in x's own order
 
 
+@pytest.mark.parametrize("bits", [5, 8])
+def test_split_wide_codes_is_exact(bits):
+    """5- to 8-bit groupwise codes as one int4 layer twice as wide ([lo | hi] nibbles over [x | x]): the same
+    weight, bit for bit in fp32, and the same products; act-order style gathers with repeats dequantize by sum."""
+    g = torch.Generator().manual_seed(3)
+    out_features, in_features, group = 48, 96, 32
+    q = torch.randint(0, 2 ** bits, (out_features, in_features), generator=g, dtype=torch.int16)
+    scale = torch.rand(out_features, in_features // group, generator=g) * 0.01 + 1e-3
+    offset = -scale * (2 ** (bits - 1))
+    layer = ql.split_wide_codes(q.to(torch.uint8), scale, offset, group)
+    expected = q.float() * scale.repeat_interleave(group, 1) + offset.repeat_interleave(group, 1)
+    assert layer.in_features == 2 * in_features
+    torch.testing.assert_close(layer.dequantize(), expected, rtol=1e-6, atol=1e-7)
+    x = torch.randn(3, in_features, generator=g)
+    assert rel_err(layer(x), x @ expected.T) < FP32_REL
+    with pytest.raises(ValueError, match="multiple of the group size"):
+        ql.split_wide_codes(q[:, :40].to(torch.uint8), scale[:, :2], offset[:, :2], group)
+
+
 def test_int4_rejects_bad_inputs():
     with pytest.raises(ValueError, match="group size 48"):
         ql.Int4Linear.from_affine(*affine_int4(16, 128, 48), 48)

@@ -18,7 +18,7 @@ from .gguf import (IGNORED, GGUFError, GGUFFile, architecture, checkpoint_name, 
                    open_gguf, permuted_heads, reverse_permute)
 
 logger = logging.getLogger("autoload")
-FOUR_BIT = ("Q4_0", "Q4_1", "Q4_K")  # the block types the default load keeps quantized (Int4Linear)
+KEPT = ("Q4_0", "Q4_1", "Q4_K", "Q5_0", "Q5_K", "Q8_0")  # the block types the default load keeps quantized
 
 
 def tensors(gf: GGUFFile, config: dict):
@@ -56,14 +56,15 @@ def dequantized_state_dict(gf: GGUFFile, config: dict, dtype: torch.dtype | None
 
 def quantized_state_dict(gf: GGUFFile, config: dict):
     """(state dict, prepare(model)) for the default load. `prepare`, called on the model skeleton, replaces each
-    nn.Linear whose weight is stored in 4-bit blocks (Q4_0, Q4_1, Q4_K) by an Int4Linear holding the file's own
-    codes, scales and offsets (`gguf_blocks.to_affine`, groups of 32), its matmul on torch's packed-int4 kernel
-    in bf16 (`compute_dtype`: on the CPU torch 2.13 vectorizes only the bf16 kernel; the fp32 one is ~25x
-    slower, see docs/quantization.md). 5/6/8-bit blocks (Q5_0, Q5_K, Q6_K, Q8_0) have no fast exact kernel
-    (dequantizing their groups on every call is ~5x slower than a float matmul; per-channel int8 re-quantization
-    was measured too lossy: Q6_K rows with outliers lose 6 % of the output), so they are dequantized once to
-    float32, exactly. Block tensors of other modules (the embeddings) become float32 too; float tensors of the
-    file stay views of it."""
+    nn.Linear whose weight is stored in blocks of groups of 32 by an Int4Linear holding the file's own codes,
+    scales and offsets (`gguf_blocks.to_affine`): Q4_0, Q4_1 and Q4_K directly; Q5_0, Q5_K and Q8_0 as one int4
+    layer twice as wide, their codes split into low and high nibbles (`split_wide_codes`, exact). The matmuls
+    run on torch's packed-int4 kernel in bf16 (`compute_dtype`: on the CPU torch 2.13 vectorizes only the bf16
+    kernel; the fp32 one is ~25x slower, see docs/quantization.md). Q6_K's groups of 16 are below the kernel's
+    smallest group (32): dequantized once to float32, exactly (dequantizing on every call is ~5x slower than a
+    float matmul; per-channel int8 re-quantization was measured too lossy: Q6_K rows with outliers lose 6 % of
+    the output). Block tensors of other modules (the embeddings) become float32 too; float tensors of the file
+    stay views of it."""
     blocks, state = {}, {}
     for key, name, info, heads, shift in tensors(gf, config):
         if key.endswith(".weight") and gguf_blocks.TYPES[info.type_id][1] > 1:
@@ -72,15 +73,19 @@ def quantized_state_dict(gf: GGUFFile, config: dict):
             state[key] = _floats(gf, name, info, heads, shift)
 
     def make(module_name: str, linear: torch.nn.Linear):
-        from .linear import Int4Linear
-        if module_name not in blocks or gguf_blocks.type_name(blocks[module_name][1].type_id) not in FOUR_BIT:
-            return None  # not in blocks, or 5/6/8-bit: float32 (prepare below)
+        from .linear import Int4Linear, split_wide_codes
+        if module_name not in blocks or gguf_blocks.type_name(blocks[module_name][1].type_id) not in KEPT:
+            return None  # not in blocks, or Q6_K (groups of 16): float32 (prepare below)
         name, info, heads = blocks.pop(module_name)
         bias = state.pop(f"{module_name}.bias", None)
         q, scale, offset, group, bits = gguf_blocks.to_affine(gf.raw(name), info.type_id)
+        if offset is None:  # Q8_0's signed codes: shifted to 0..255
+            q, offset = (q.to(torch.int16) + 128).to(torch.uint8), scale * -128.0
         if heads is not None:  # a row permutation: codes, scales and offsets alike
-            q, scale, offset = (None if t is None else reverse_permute(t, heads) for t in (q, scale, offset))
-        layer = Int4Linear.from_affine(q.contiguous(), scale.contiguous(), offset, group, bias)
+            q, scale, offset = (reverse_permute(t, heads) for t in (q, scale, offset))
+        q, scale = q.contiguous(), scale.contiguous()
+        layer = Int4Linear.from_affine(q, scale, offset, group, bias) if bits == 4 else \
+            split_wide_codes(q, scale, offset, group, bias)
         layer.compute_dtype = torch.bfloat16  # the fast kernel (see the docstring); CUDA's is bf16-only anyway
         return layer
 

@@ -262,7 +262,7 @@ def _install_saved_layers(model: nn.Module, qconfig: dict, files: list[str]) -> 
         except (AttributeError, KeyError, TypeError, ValueError) as err:
             raise QuantizationConfigError(f"config.json: quantization_config.layers[{name!r}]: {err}") from None
         if not isinstance(linear, nn.Linear) or (linear.in_features, linear.out_features) != \
-                (layer.in_features, layer.out_features):
+                (spec.get("inputs", layer.in_features), layer.out_features):
             raise QuantizationConfigError(f"config.json: quantization_config.layers[{name!r}] does not describe a "
                                           "Linear layer of this model with those features.")
         for key in layer.state_dict():

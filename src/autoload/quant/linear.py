@@ -149,7 +149,9 @@ class Int4Linear(nn.Module):
         """W[o, i] = scale[o, i // group_size] * q[o, i] + offset[o, i // group_size].
 
         q: integer codes 0..15 [out, in]; scale, offset: [out, ceil(in / group_size)] (offset None: zero);
-        input_perm: optional long [in], meaning y = x[..., input_perm] @ W^T (GPTQ act-order)."""
+        input_perm: optional long [in], meaning y = x[..., input_perm] @ W^T (GPTQ act-order). An index may
+        repeat (`split_wide_codes`: the activations' columns gathered twice), so the layer's `in_features` is
+        the length of input_perm and x's last dimension may be shorter."""
         out_features, in_features = q.shape
         groups = -(-in_features // group_size)
         if tuple(scale.shape) != (out_features, groups) or (offset is not None and offset.shape != scale.shape):
@@ -226,7 +228,7 @@ class Int4Linear(nn.Module):
     def _matmul(self, x: torch.Tensor) -> torch.Tensor:
         """x @ W^T on the kernel, in x's dtype (no bias)."""
         lead = x.shape[:-1]
-        x2 = x.reshape(-1, self.in_features)  # (M, in)
+        x2 = x.reshape(-1, x.shape[-1])  # (M, in), or fewer columns gathered by input_perm into in
         if self.input_perm is not None:
             x2 = x2.index_select(-1, self.input_perm)
         rows, cols = self._padded(x.device)
@@ -250,10 +252,8 @@ class Int4Linear(nn.Module):
         g = self.group_size
         w = self._codes().float() * self.scales.repeat_interleave(g, dim=1)[:, :self.in_features] \
             + self.offsets.repeat_interleave(g, dim=1)[:, :self.in_features]
-        if self.input_perm is not None:  # y = x[perm] @ W^T = x @ W'^T with W'[:, perm] = W
-            unpermuted = torch.empty_like(w)
-            unpermuted[:, self.input_perm] = w
-            w = unpermuted
+        if self.input_perm is not None:  # y = x[perm] @ W^T = x @ W'^T with W'[:, j] = sum of W[:, perm == j]
+            w = w.new_zeros(w.shape[0], int(self.input_perm.max()) + 1).index_add_(1, self.input_perm, w)
         return w
 
     # -- device moves and state ----------------------------------------------------------------------
@@ -282,6 +282,25 @@ def _has_int8_kernel(device_type: str) -> bool:
         _INT8_KERNEL[device_type] = torch._C._dispatch_has_kernel_for_dispatch_key("aten::_weight_int8pack_mm",
                                                                                    device_type.upper())
     return _INT8_KERNEL[device_type]
+
+
+def split_wide_codes(q: torch.Tensor, scale: torch.Tensor, offset: torch.Tensor | None, group_size: int,
+                     bias: torch.Tensor | None = None) -> Int4Linear:
+    """An exact Int4Linear for codes of 5 to 8 bits (uint8 0..255 [out, in]; in a multiple of group_size):
+    W = scale * q + offset = (scale * lo + offset) + (16 * scale) * hi with lo = q & 15, hi = q >> 4, i.e. one
+    int4 layer twice as wide, [lo | hi] against the activations gathered twice ([x | x], input_perm); one
+    kernel call on 1 byte per weight (GGUF Q5_0, Q5_K, Q8_0)."""
+    out_features, in_features = q.shape
+    if in_features % group_size:
+        raise ValueError(f"split_wide_codes: in_features {in_features} must be a multiple of the group size "
+                         f"{group_size}.")
+    q = q.to(torch.int16)
+    codes = torch.cat([q & 15, q >> 4], dim=1).to(torch.uint8)  # [out, 2 * in]
+    zero = torch.zeros_like(scale)
+    offsets = torch.cat([zero if offset is None else offset, zero], dim=1)
+    columns = torch.arange(in_features, device=q.device)
+    return Int4Linear.from_affine(codes, torch.cat([scale, 16 * scale], dim=1), offsets, group_size, bias,
+                                  input_perm=torch.cat([columns, columns]))
 
 
 class Int8Linear(nn.Module):

@@ -63,9 +63,12 @@ def quantize_model(model: nn.Module, bits: int, group_size: int = 128, skip: Cal
 def layer_spec(module: nn.Module) -> dict:
     """What `empty_layer` needs to rebuild a quantized layer before its tensors load."""
     if isinstance(module, Int4Linear):
-        return {"type": "int4", "in_features": module.in_features, "out_features": module.out_features,
+        spec = {"type": "int4", "in_features": module.in_features, "out_features": module.out_features,
                 "group_size": module.group_size, "bias": module.bias is not None,
                 "act_order": module.input_perm is not None}
+        if module.input_perm is not None and int(module.input_perm.max()) + 1 != module.in_features:
+            spec["inputs"] = int(module.input_perm.max()) + 1  # split_wide_codes: the activations gathered twice
+        return spec
     return {"type": "int8", "in_features": module.in_features, "out_features": module.out_features,
             "group_size": module.group_size, "bias": module.bias is not None, "offsets": module.offsets is not None,
             "unsigned": module.qweight.dtype == torch.uint8, "act_order": module.input_perm is not None}
