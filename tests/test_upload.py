@@ -212,6 +212,26 @@ def test_multipart_retries_a_failed_part_and_shows_progress(srv, tmp_path, monke
     assert Path(got).read_bytes() == data
 
 
+def test_multipart_from_a_file_object_sends_parts_in_order(srv, tmp_path, monkeypatch):
+    """Parts of a file on disk go side by side (PARALLEL_PARTS); a caller's file object has one position, so its
+    parts go one after another, and the bytes arrive intact either way."""
+    from autoload.server import writes
+    monkeypatch.setattr(writes, "MULTIPART_THRESHOLD", 100_000)
+    monkeypatch.setattr(writes, "PART_SIZE", 64 * 1024)
+    kw = dict(endpoint=srv.url, token=TOKEN)
+    upload.create_repo("alice/fileobj", **kw)
+    data = os.urandom(300_000)
+    (tmp_path / "f.bin").write_bytes(data)
+    with open(tmp_path / "f.bin", "rb") as f:
+        f.seek(1000)  # the upload reads from the start whatever the caller's position
+        info = upload.upload_file(f, "f.bin", "alice/fileobj", progress=False, **kw)
+        assert not f.closed  # the caller's object stays open
+    puts = [r.path for r in srv.requests if r.method == "PUT"]
+    assert [int(p.split("/part/")[1].split("?")[0]) for p in puts] == [1, 2, 3, 4, 5]
+    got = autoload.hub_download("alice/fileobj", "f.bin", revision=info.oid, endpoint=srv.url, token="rtok")
+    assert Path(got).read_bytes() == data
+
+
 def test_cli_upload(srv, folder, capsys):
     from autoload.cli import main
     assert main(["upload", "alice/cli", str(folder), "weights", "--exclude", "*.tmp", "--endpoint", srv.url,

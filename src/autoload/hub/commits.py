@@ -12,6 +12,7 @@ import logging
 import os
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from urllib.parse import urljoin
 
@@ -27,6 +28,7 @@ from .paths import validate_repo_id
 logger = logging.getLogger("autoload.hub")
 
 CHUNK = 1 << 20
+PARALLEL_PARTS = 4  # multipart parts in flight at once for one file
 SAMPLE = 512
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _TYPES = {"model": ("models", ""), "dataset": ("datasets", "datasets/")}
@@ -336,8 +338,7 @@ def _upload_one(repo: _Repo, op: CommitOperationAdd, actions: dict, bar) -> None
         if chunk <= 0 or len(parts) != -(-op.size // chunk):
             raise http.malformed("a multipart answer whose parts do not cover the file", endpoint=repo.endpoint,
                                  repo_id=repo.repo_id)
-        etags = []
-        for number, part_url in parts:
+        def put_part(number: int, part_url: str) -> dict:
             offset = (number - 1) * chunk
             body = _body(op, offset, min(chunk, op.size - offset), bar)
             # storage URLs are pre-signed: no token, whatever their host
@@ -345,7 +346,12 @@ def _upload_one(repo: _Repo, op: CommitOperationAdd, actions: dict, bar) -> None
             etag = response.headers.get("ETag")
             if not etag:
                 raise http.malformed(f"no ETag for part {number}", endpoint=repo.endpoint, repo_id=repo.repo_id)
-            etags.append({"partNumber": number, "etag": etag})
+            return {"partNumber": number, "etag": etag}
+        # parts of a file on disk (or bytes) go side by side, each from its own handle; a caller's file object
+        # has one position, so its parts go one after another
+        workers = PARALLEL_PARTS if isinstance(op.path_or_fileobj, (str, bytes)) else 1
+        with ThreadPoolExecutor(min(workers, len(parts))) as pool:
+            etags = list(pool.map(lambda item: put_part(*item), parts))
         _send("POST", href, repo, what=f"{what} (completing)", json_body={"oid": op.sha256, "parts": etags},
               token=False, headers={"accept": "application/vnd.git-lfs+json",
                                     "content-type": "application/vnd.git-lfs+json"})
