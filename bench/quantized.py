@@ -14,7 +14,8 @@ ceiling). `--quick`: 2 blocks of 1/8 width, 3 repeats (a smoke run; numbers mean
 packages, see tests/gguf_data.py), each variant in its own process: transformers' gguf path (dequantized to
 fp32) vs autoload's default load, `dtype=float32`, `dtype=bfloat16` and float32 + `quantize="int4"` (bf16 int4
 matmuls): load time and batch-1 greedy decode tokens/s, with ratios to transformers and whether the generated
-ids equal transformers'. llama.cpp is not included: llama-cpp-python is a source package that was not built here.
+ids equal transformers'. When llama-cpp-python is installed (a source package: `pip install llama-cpp-python`
+builds llama.cpp), llama.cpp runs the same file with the same thread count as the physical anchor.
 
     python bench/quantized.py models [--threads 2] [--new-tokens 32] [--quick]
 """
@@ -22,6 +23,7 @@ ids equal transformers'. llama.cpp is not included: llama-cpp-python is a source
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import statistics
 import time
 
@@ -139,6 +141,36 @@ print(json.dumps(dict(load=load, tokens_per_s={new} / statistics.median(times), 
 """
 
 
+LLAMA_CPP_CHILD = """
+import json, statistics, time
+import llama_cpp
+path, threads, new, repeat = {path!r}, {threads}, {new}, {repeat}
+t = time.perf_counter()
+llm = llama_cpp.Llama(model_path=path, n_threads=threads, n_threads_batch=threads, n_ctx=256, verbose=False)
+load = time.perf_counter() - t
+prompt = [9707, 11, 1879, 0, 220, 109, 13, 576, 358]
+
+
+def greedy(count):
+    llm.reset()
+    out = []
+    for token in llm.generate(prompt, top_k=1, top_p=1.0, min_p=0.0, temp=0.0, repeat_penalty=1.0, reset=True):
+        out.append(int(token))
+        if len(out) == count:
+            return out
+
+
+greedy(2)
+times = []
+for _ in range(repeat):
+    t = time.perf_counter()
+    ids = greedy(new)
+    times.append(time.perf_counter() - t)
+print(json.dumps(dict(load=load, tokens_per_s=new / statistics.median(times), ids=ids,
+                      version=llama_cpp.__version__)))
+"""
+
+
 def models(args) -> None:
     """Load time and batch-1 decode tokens/s on the two real GGUF files, each variant in its own process:
     transformers' gguf path (dequantized to fp32) vs autoload's default load, dtype=float32, dtype=bfloat16,
@@ -159,15 +191,26 @@ def models(args) -> None:
               f"median of {repeat}")
         print(f"{'variant':28} {'load s':>8} {'tokens/s':>9} {'load vs tf':>11} {'tok/s vs tf fp32':>17}  ids = tf")
         results = {}
-        for variant in ("transformers", "default", "fp32", "bf16", "int4"):
-            results[variant] = json.loads(run(MODEL_CHILD.format(threads=threads, path=str(path), variant=variant,
-                                                                 new=new, repeat=repeat)))
+        variants = ["transformers", "default", "fp32", "bf16", "int4"]
+        if importlib.util.find_spec("llama_cpp") is not None:
+            variants.append("llama.cpp")
+        for variant in variants:
+            child = LLAMA_CPP_CHILD if variant == "llama.cpp" else MODEL_CHILD
+            results[variant] = json.loads(run(child.format(threads=threads, path=str(path), variant=variant,
+                                                           new=new, repeat=repeat)))
             r, ref = results[variant], results["transformers"]
             label = {"transformers": "transformers (fp32)", "default": "autoload default",
                      "fp32": "autoload dtype=float32", "bf16": "autoload dtype=bfloat16",
-                     "int4": "autoload quantize='int4'"}[variant]
+                     "int4": "autoload quantize='int4'"}.get(variant, f"llama.cpp {r.get('version', '')}")
             print(f"{label:28} {r['load']:8.2f} {r['tokens_per_s']:9.1f} {ref['load'] / r['load']:10.1f}x "
                   f"{r['tokens_per_s'] / ref['tokens_per_s']:16.2f}x  {r['ids'] == ref['ids']}", flush=True)
+        if "llama.cpp" not in results:
+            print("llama.cpp: not measured (llama-cpp-python is not installed; `pip install llama-cpp-python` builds "
+                  "it from source)")
+        else:
+            default, cpp = results["default"], results["llama.cpp"]
+            print(f"autoload default vs llama.cpp: load {cpp['load'] / default['load']:.2f}x, "
+                  f"tokens/s {default['tokens_per_s'] / cpp['tokens_per_s']:.2f}x")
 
 
 def main() -> None:

@@ -102,8 +102,9 @@ def test_greedy_generation_matches_transformers_float32(case):
 
 
 def test_quantized_default_load(path):
-    """No dtype: the 4-bit Linear layers hold the file's codes (bf16 matmuls), the others float32; logits close
-    to the float32 model's (bf16 precision; exact when the int4 matmuls run in fp32)."""
+    """No dtype: the Linear layers hold the file's codes (bf16 matmuls; Q6_K re-quantized to 8 bits); logits close
+    to the float32 model's (bf16 precision; with fp32 matmuls, exact on the layers' own weights, and within the
+    re-quantization's error of the file's)."""
     start = time.perf_counter()
     model = autoload.AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name)
     print(f"\nautoload quantized load of {path.name}: {time.perf_counter() - start:.1f} s")
@@ -117,4 +118,12 @@ def test_quantized_default_load(path):
         assert float((a.argmax(-1) == b.argmax(-1)).float().mean()) >= 0.7
         from autoload.quant.quantize import set_compute_dtype
         set_compute_dtype(model, None)
-        torch.testing.assert_close(model(ids).logits, b, rtol=1e-3, atol=1e-3 * float(b.abs().max()))
+        c = model(ids).logits
+        # fp32 matmuls: the file's own weights, except Q6_K's re-quantized ones (Qwen's ffn_down in 12 layers)
+        print(f"{path.name}: logits' relative error with fp32 matmuls {float((c - b).norm() / b.norm()):.2e}")
+        assert float((c - b).norm() / b.norm()) < 0.08  # Qwen 0.046 (its bf16 matmuls alone: 0.12); SmolLM2 4e-5
+        for name, layer in model.named_modules():  # the float model on the quantized layers' own weights
+            if getattr(layer, "is_quantized", False):
+                floats.get_submodule(name).weight.data = layer.dequantize()
+        b = floats(ids).logits
+        torch.testing.assert_close(c, b, rtol=1e-3, atol=1e-3 * float(b.abs().max()))

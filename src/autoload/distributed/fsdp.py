@@ -61,10 +61,13 @@ def _memory_layout(model: nn.Module, full_state: dict):
             module._state_dict_hooks, module._load_state_dict_pre_hooks = saving, loading_hooks
 
 
-def from_pretrained_fsdp(cls, name_or_path, *, mesh=None, reshard_after_forward: bool = True, mp_policy=None,
-                         **kwargs) -> nn.Module:
+def from_pretrained_fsdp(cls, name_or_path, *, mesh=None, reshard_after_forward: bool | None = None,
+                         mp_policy=None, **kwargs) -> nn.Module:
     """A model sharded with FSDP2 over `mesh` (default: all ranks), its weights read once by rank 0 and broadcast.
-    `cls` is a model class or an Auto class; `kwargs` go to rank 0's `from_pretrained` (dtype, revision, ...)."""
+    `cls` is a model class or an Auto class; `kwargs` go to rank 0's `from_pretrained` (dtype, revision, ...).
+    reshard_after_forward: None (default) leaves torch's choice: the blocks free their gathered parameters after
+    forward, the root keeps its own (embeddings, head) for the backward that follows at once; True / False set it
+    for every unit, the root included."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import fully_shard
@@ -93,11 +96,14 @@ def from_pretrained_fsdp(cls, name_or_path, *, mesh=None, reshard_after_forward:
                                                         requires_grad=param.requires_grad)
     model.tie_weights()  # post_init skips tying while building a skeleton
     kept = {name: buf.clone() for name, buf in model.named_buffers()}  # real buffers survive to_empty
-    fsdp_kwargs = {"mesh": mesh, "reshard_after_forward": reshard_after_forward}
+    fsdp_kwargs = {"mesh": mesh}
     if mp_policy is not None:
         fsdp_kwargs["mp_policy"] = mp_policy
     for unit in fsdp_units(model):
-        fully_shard(unit, **fsdp_kwargs)
+        fully_shard(unit, reshard_after_forward=True if reshard_after_forward is None else reshard_after_forward,
+                    **fsdp_kwargs)
+    if reshard_after_forward is not None:
+        fsdp_kwargs["reshard_after_forward"] = reshard_after_forward
     fully_shard(model, **fsdp_kwargs)
     model.to_empty(device=device)
     with torch.no_grad():

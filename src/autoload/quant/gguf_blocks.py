@@ -19,6 +19,8 @@ so its result is bit-identical to `gguf.quants.dequantize` (tests/test_gguf.py c
 `to_affine` gives the integer codes with a float32 scale and offset per group; for Q4_0, Q4_1, Q4_K, Q5_0,
 Q5_K and Q8_0 `scale * q + offset` equals the dequantized value exactly (each product is exact in float32);
 for Q6_K the product d*sc*q can need 25 bits, so the affine form may differ in the last bit.
+`q6_k_as_8bit` re-quantizes Q6_K's groups of 16 into 8-bit codes over groups of 32, the smallest group the
+int4 kernels take (see its docstring for the error bound).
 """
 
 from __future__ import annotations
@@ -175,3 +177,25 @@ def to_affine(raw: torch.Tensor, type_id: int) -> Affine:
         scale = (d * sc).reshape(rows, -1)
         return Affine(q, scale, scale * -32.0, 16, 6)
     raise ValueError(f"ggml type {name} is stored as plain floats; it has no affine form")
+
+
+def q6_k_as_8bit(q: torch.Tensor, scale: torch.Tensor) -> Affine:
+    """Q6_K (W = scale * (q - 32), q 0..63, a scale per 16 values) as 8-bit codes with one scale and offset per
+    32: W' = step * c + offset, c in 0..255. Each group of 32 holds two of Q6_K's groups, with scales s1, s2;
+    step = max(|s1|, |s2|) / 4, so the half with the larger scale keeps its codes exactly (4 * (q - 32), from
+    128, or 127 when that scale is negative; its values equal to float32 rounding, as Q6_K's own affine form);
+    the other half is rounded to the nearest step: |W' - W| <= step / 2, an eighth of that group's largest Q6_K
+    step (a full step at the one clamped code when |s1| = |s2| with opposite signs). Both halves keep their
+    codes when s1 = s2. q: uint8 [rows, in]; scale: float32 [rows, in / 16]."""
+    rows, cols = q.shape
+    s = scale.reshape(rows, -1, 2)  # the two 16-value scales of each group of 32
+    larger = s.abs().argmax(-1, keepdim=True)
+    top = s.gather(-1, larger)  # the larger scale, signed
+    step = top.abs() / 4
+    base = torch.where(top < 0, 127.0, 128.0)  # -4 * (q - 32) reaches +128, 4 * (q - 32) reaches -128
+    w = s.unsqueeze(-1) * (q.reshape(rows, -1, 2, 16).float() - 32.0)
+    step4 = step.unsqueeze(-1)  # [rows, groups, 1, 1] against w's [rows, groups, 2, 16]
+    c = torch.where(step4 > 0, w / step4.where(step4 > 0, 1.0), 0.0).round() + base.unsqueeze(-1)
+    codes = c.clamp(0, 255).to(torch.uint8).reshape(rows, cols)
+    step = step.reshape(rows, -1)
+    return Affine(codes, step, -base.reshape(rows, -1) * step, QK, 8)

@@ -18,7 +18,7 @@ from .gguf import (IGNORED, GGUFError, GGUFFile, architecture, checkpoint_name, 
                    open_gguf, permuted_heads, reverse_permute)
 
 logger = logging.getLogger("autoload")
-KEPT = ("Q4_0", "Q4_1", "Q4_K", "Q5_0", "Q5_K", "Q8_0")  # the block types the default load keeps quantized
+KEPT = ("Q4_0", "Q4_1", "Q4_K", "Q5_0", "Q5_K", "Q6_K", "Q8_0")  # the block types the default load keeps quantized
 
 
 def tensors(gf: GGUFFile, config: dict):
@@ -61,9 +61,9 @@ def quantized_state_dict(gf: GGUFFile, config: dict):
     layer twice as wide, their codes split into low and high nibbles (`split_wide_codes`, exact). The matmuls
     run on torch's packed-int4 kernel in bf16 (`compute_dtype`: on the CPU torch 2.13 vectorizes only the bf16
     kernel; the fp32 one is ~25x slower, see docs/quantization.md). Q6_K's groups of 16 are below the kernel's
-    smallest group (32): dequantized once to float32, exactly (dequantizing on every call is ~5x slower than a
-    float matmul; per-channel int8 re-quantization was measured too lossy: Q6_K rows with outliers lose 6 % of
-    the output). Block tensors of other modules (the embeddings) become float32 too; float tensors of the file
+    smallest group (32): re-quantized to 8-bit codes in groups of 32 (`gguf_blocks.q6_k_as_8bit`: the half of
+    each group with the larger scale exact, the other within an eighth of its Q6_K step), then split the same
+    way. Block tensors of other modules (the embeddings) become float32; float tensors of the file
     stay views of it."""
     blocks, state = {}, {}
     for key, name, info, heads, shift in tensors(gf, config):
@@ -75,12 +75,14 @@ def quantized_state_dict(gf: GGUFFile, config: dict):
     def make(module_name: str, linear: torch.nn.Linear):
         from .linear import Int4Linear, split_wide_codes
         if module_name not in blocks or gguf_blocks.type_name(blocks[module_name][1].type_id) not in KEPT:
-            return None  # not in blocks, or Q6_K (groups of 16): float32 (prepare below)
+            return None  # not in blocks, or a type not kept: float32 (prepare below)
         name, info, heads = blocks.pop(module_name)
         bias = state.pop(f"{module_name}.bias", None)
         q, scale, offset, group, bits = gguf_blocks.to_affine(gf.raw(name), info.type_id)
-        if offset is None:  # Q8_0's signed codes: shifted to 0..255
-            q, offset = (q.to(torch.int16) + 128).to(torch.uint8), scale * -128.0
+        if offset is None:  # Q8_0's signed codes: shifted to 0..255 (flipping the sign bit adds 128)
+            q, offset = q.view(torch.uint8) ^ 0x80, scale * -128.0
+        if bits == 6:  # Q6_K's groups of 16: re-quantized to 8-bit codes in groups of 32 (gguf_blocks)
+            q, scale, offset, group, bits = gguf_blocks.q6_k_as_8bit(q, scale)
         if heads is not None:  # a row permutation: codes, scales and offsets alike
             q, scale, offset = (reverse_permute(t, heads) for t in (q, scale, offset))
         q, scale = q.contiguous(), scale.contiguous()
@@ -92,7 +94,7 @@ def quantized_state_dict(gf: GGUFFile, config: dict):
     def prepare(model: torch.nn.Module) -> None:
         from .linear import replace_linears
         replace_linears(model, make)
-        for module_name, (name, info, heads) in blocks.items():  # 5/6/8-bit, or not a Linear in this model
+        for module_name, (name, info, heads) in blocks.items():  # not a Linear in this model (embeddings)
             state[f"{module_name}.weight"] = _floats(gf, name, info, heads, False)
 
     return state, prepare

@@ -80,7 +80,41 @@ def _device_pack(q: torch.Tensor) -> torch.Tensor:
         inner = 8 if q.shape[1] % 256 == 0 else 4 if q.shape[1] % 128 == 0 else 2
         q = q.to(torch.uint8)
         return torch.ops.aten._convert_weight_to_int4pack((q[:, 0::2] << 4) | q[:, 1::2], inner)
+    block = _cpu_pack_block()
+    if block and q.shape[0] >= block:  # whole row blocks packed in uint8; the rest by torch
+        full = q.shape[0] // block * block
+        head = q[:full].to(torch.uint8).reshape(-1, 2, block // 2, q.shape[1]).permute(0, 3, 2, 1)
+        head = (head[..., 0] | (head[..., 1] << 4)).contiguous().reshape(full, -1)
+        if full == q.shape[0]:
+            return head
+        return torch.cat([head, _cpu_pack_torch(q[full:])])
+    return _cpu_pack_torch(q)
+
+
+def _cpu_pack_torch(q: torch.Tensor) -> torch.Tensor:
     return torch.ops.aten._convert_weight_to_int4pack_for_cpu(q.to(torch.int32), 2)
+
+
+_CPU_PACK_BLOCK: list[int] = []
+
+
+def _cpu_pack_block() -> int:
+    """The CPU packer lays each block of B rows out as [K, B / 2] bytes, row n in the low nibble and row n + B/2 in
+    the high one (B = 64 with AVX-512). Doing that in uint8 avoids the int32 copy torch's packer takes (4 bytes a
+    code; most of a GGUF load). B is found once per process by comparing with torch's own packer on random codes
+    (rows past the last whole block stay with torch); 0 when no B matches, and torch packs everything."""
+    if not _CPU_PACK_BLOCK:
+        g = torch.Generator().manual_seed(0)
+        probe = torch.randint(0, 16, (208, 96), generator=g, dtype=torch.int32)  # 3 blocks of 64 + 16 rows
+        expected = _cpu_pack_torch(probe)
+        found = 0
+        for block in (64, 32, 16):
+            _CPU_PACK_BLOCK[:] = [block]
+            if torch.equal(_device_pack(probe), expected):
+                found = block
+                break
+        _CPU_PACK_BLOCK[:] = [found]
+    return _CPU_PACK_BLOCK[0]
 
 
 def _nibble_slots(packed: torch.Tensor) -> torch.Tensor:
@@ -91,7 +125,18 @@ def _nibble_slots(packed: torch.Tensor) -> torch.Tensor:
 
 def _unpack(packed: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
     """The codes [rows, cols] a device-packed weight was made from. The kernels' packing only moves nibbles, so
-    packing index patterns (4 bits of each position's index per probe) tells where each code went."""
+    packing index patterns (4 bits of each position's index per probe) tells where each code went; on the CPU
+    the whole row blocks of the known layout (`_cpu_pack_block`) are read back directly."""
+    block = _cpu_pack_block() if packed.device.type == "cpu" else 0
+    if block and rows >= block:
+        full = rows // block * block
+        head = packed[:full].reshape(-1, cols, block // 2)  # [blocks, K, B / 2]: rows n | n + B/2 << 4
+        head = torch.stack([head & 0x0F, head >> 4], dim=1).permute(0, 1, 3, 2).contiguous().reshape(full, cols)
+        return head if full == rows else torch.cat([head, _unpack_probed(packed[full:], rows - full, cols)])
+    return _unpack_probed(packed, rows, cols)
+
+
+def _unpack_probed(packed: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
     n = rows * cols
     kind = torch.int32 if n < 2 ** 31 else torch.int64  # 4 bytes a code of temporary memory where it suffices
     index = torch.arange(n, device=packed.device, dtype=kind)
@@ -294,8 +339,8 @@ def split_wide_codes(q: torch.Tensor, scale: torch.Tensor, offset: torch.Tensor 
     if in_features % group_size:
         raise ValueError(f"split_wide_codes: in_features {in_features} must be a multiple of the group size "
                          f"{group_size}.")
-    q = q.to(torch.int16)
-    codes = torch.cat([q & 15, q >> 4], dim=1).to(torch.uint8)  # [out, 2 * in]
+    q = q.to(torch.uint8)
+    codes = torch.cat([q & 15, q >> 4], dim=1)  # [out, 2 * in]
     zero = torch.zeros_like(scale)
     offsets = torch.cat([zero if offset is None else offset, zero], dim=1)
     columns = torch.arange(in_features, device=q.device)
