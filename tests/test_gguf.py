@@ -220,6 +220,42 @@ def test_q6_k_as_8bit():
     assert torch.equal(codes4.float()[2:], torch.where(top[2:] < 0, 127 - 4 * (q4[2:] - 32), 128 + 4 * (q4[2:] - 32)))
 
 
+@pytest.mark.parametrize("arch, embed_type", [("qwen2", "Q5_0"), ("llama", "Q8_0")])
+def test_block_embeddings_stay_in_the_file(tmp_path, arch, embed_type):
+    """Default load of a file whose token embeddings are in blocks: a GGUFEmbedding decodes the looked-up rows
+    from the memory map (equal to the dequantized table); a head tied to them (qwen2 here) becomes its own
+    Int4Linear on the same codes; state_dict() holds the decoded table, so the model saves and reloads;
+    .to(bfloat16) gives bf16 rows."""
+    from autoload.quant.gguf_load import GGUFEmbedding
+    from autoload.quant.linear import Int4Linear
+    torch.manual_seed(0)
+    path = write_model_gguf(tmp_path / "m.gguf", arch, _tiny(arch).eval(), linear_type=Q.Q8_0,
+                            embed_type=Q[embed_type])
+    model = autoload.AutoModelForCausalLM.from_pretrained(tmp_path, gguf_file=path.name)
+    floats = autoload.AutoModelForCausalLM.from_pretrained(tmp_path, gguf_file=path.name, dtype=torch.float32)
+    embed = model.get_input_embeddings()
+    assert isinstance(embed, GGUFEmbedding) and isinstance(model.lm_head, Int4Linear)
+    assert model.config.tie_word_embeddings is False and not list(embed.parameters())
+    table = floats.get_input_embeddings().weight
+    assert torch.equal(embed.weight, table)
+    ids = torch.tensor([[5, 17, 42, 99, 3], [0, 1, 2, 3, 4]])
+    assert torch.equal(embed(ids), table[ids])
+    torch.testing.assert_close(model.lm_head.dequantize(), floats.lm_head.weight, rtol=1e-6, atol=1e-7)
+    with torch.no_grad():
+        before, expected = model(ids).logits, floats(ids).logits
+    torch.testing.assert_close(before, expected, rtol=2e-2, atol=2e-2 * float(expected.abs().max()))
+    assert torch.equal(model.state_dict()["model.embed_tokens.weight"], table)
+    assert "model.embed_tokens.weight" not in model.state_dict(keep_vars=True)
+    model.save_pretrained(tmp_path / "saved")
+    loaded = autoload.AutoModelForCausalLM.from_pretrained(tmp_path / "saved")
+    assert type(loaded.get_input_embeddings()) is torch.nn.Embedding
+    from autoload.quant.quantize import set_compute_dtype
+    set_compute_dtype(loaded, torch.bfloat16)  # a runtime choice, not saved
+    with torch.no_grad():
+        assert torch.equal(loaded(ids).logits, before)
+    assert model.to(torch.bfloat16).get_input_embeddings()(ids).dtype == torch.bfloat16
+
+
 def test_quantized_default_saves_and_reloads(tmp_path):
     """A default GGUF load (Q5_0: nibble-split Int4Linear layers) saved in autoload's quantized format and read
     back: the same layers, weights and logits."""

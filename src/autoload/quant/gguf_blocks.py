@@ -79,7 +79,9 @@ def _slice64(block: torch.Tensor, start: int, stop: int) -> torch.Tensor:
     """Bytes [start, stop) of each block (stop - start a multiple of 8) as contiguous int64 words: gathered
     through the widest integer view the block layout allows, so the copy moves words, not single bytes."""
     width, dtype = next((w, t) for w, t in _WORDS if not (block.shape[1] % w or start % w))
-    words = block.view(dtype)[:, start // width:stop // width].contiguous()
+    words = block.view(dtype)[:, start // width:stop // width]
+    if not words.is_contiguous() or words.storage_offset() * width % 8:  # a copy (one block: already contiguous,
+        words = words.clone(memory_format=torch.contiguous_format)      # but maybe not 8-byte aligned)
     return words.view(torch.int64)
 
 

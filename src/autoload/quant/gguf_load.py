@@ -93,11 +93,62 @@ def quantized_state_dict(gf: GGUFFile, config: dict):
 
     def prepare(model: torch.nn.Module) -> None:
         from .linear import replace_linears
+        names = {id(module): name for name, module in model.named_modules()}
+        embed = model.get_input_embeddings()
+        head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+        embed_name, head_name = names.get(id(embed)), names.get(id(head))
+        if getattr(model.config, "tie_word_embeddings", False) and embed_name in blocks and head_name \
+                and head_name not in blocks and type(head) is torch.nn.Linear:
+            blocks[head_name] = blocks[embed_name]  # the tied head: its own quantized layer on the same codes
+            model.config.tie_word_embeddings = False  # nothing to re-tie: the table and the head read the file
         replace_linears(model, make)
-        for module_name, (name, info, heads) in blocks.items():  # not a Linear in this model (embeddings)
+        if embed_name in blocks and type(embed) is torch.nn.Embedding:  # rows decoded from the file on lookup
+            name, info, heads = blocks.pop(embed_name)
+            parent, _, attr = embed_name.rpartition(".")
+            setattr(model.get_submodule(parent) if parent else model, attr,
+                    GGUFEmbedding(gf.raw(name), info.type_id, embed.padding_idx))
+        for module_name, (name, info, heads) in blocks.items():  # anything else in blocks: float32
             state[f"{module_name}.weight"] = _floats(gf, name, info, heads, False)
 
     return state, prepare
+
+
+class GGUFEmbedding(torch.nn.Module):
+    """An embedding table left in the file's blocks (a view of the memory map, no copy): a lookup decodes only the
+    rows it reads, bit-identically to `gguf.quants.dequantize` (float32), then casts them to the dtype and device
+    the model was moved to (`.to()` / `.half()` / `.cuda()` move no table: the blocks stay in the file's memory
+    map on the CPU, and only the looked-up rows travel). `weight` decodes the whole table, and so does
+    `state_dict()`, which therefore saves a plain embedding. The module has no parameters or persistent buffers
+    (`state_dict(keep_vars=True)` lists none): frozen, for inference."""
+
+    def __init__(self, blocks: torch.Tensor, type_id: int, padding_idx: int | None = None):
+        super().__init__()
+        self.blocks = blocks  # uint8 [V, bytes per row], a plain attribute: never moved or cast
+        self.type_id, self.padding_idx = type_id, padding_idx
+        self.num_embeddings = blocks.shape[0]
+        self.embedding_dim = gguf_blocks.dequantize(blocks[:1], type_id).shape[1]
+        self.output = torch.empty(0)  # the dtype and device of what forward returns (float32 on the CPU)
+
+    def _apply(self, fn, recurse=True):
+        self.output = fn(self.output)  # what a float tensor of the model becomes
+        return self
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        rows = self.blocks.index_select(0, input_ids.reshape(-1).cpu())
+        rows = gguf_blocks.dequantize(rows, self.type_id).to(device=self.output.device, dtype=self.output.dtype)
+        return rows.reshape(*input_ids.shape, self.embedding_dim)
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return gguf_blocks.dequantize(self.blocks, self.type_id).to(device=self.output.device,
+                                                                     dtype=self.output.dtype)
+
+    def extra_repr(self) -> str:
+        return f"{self.num_embeddings}, {self.embedding_dim}, {gguf_blocks.type_name(self.type_id)} blocks"
+
+    def _save_to_state_dict(self, destination, prefix, keep_vars):
+        if not keep_vars:
+            destination[prefix + "weight"] = self.weight
 
 
 def read_gguf(model_class, source, gguf_file: str, config, dtype, overrides: dict):
