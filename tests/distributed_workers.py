@@ -162,6 +162,11 @@ def fsdp_worker(rank, world, port, folders, out_dir, names, backend="gloo"):
         model.train()
         part = ids[rank::world]  # each rank its rows: the average of the rank losses is the batch loss
         loss = model(input_ids=part, labels=part).loss
+        from torch.distributed.fsdp import FSDPModule
+        # between forward and backward: the blocks resharded, the root (embeddings, head) still gathered (torch's
+        # rule for the root; passing reshard_after_forward=True to it broke the backward over nccl)
+        block = next(m for m in model.modules() if isinstance(m, FSDPModule) and m is not model)
+        between = [type(model.get_input_embeddings().weight).__name__, type(next(block.parameters())).__name__]
         loss.backward()
         mean = loss.detach().clone()
         dist.all_reduce(mean)
@@ -171,7 +176,7 @@ def fsdp_worker(rank, world, port, folders, out_dir, names, backend="gloo"):
             worst = max(worst, (p.grad.full_tensor() - grads[n].grad).abs().max().item())
             count += 1
         result[name] = {"loss": abs(mean.item() / world - ref_loss.item()), "grad": worst, "params": count,
-                        "ref_params": len(grads), "sharded": type(p).__name__}
+                        "ref_params": len(grads), "sharded": type(p).__name__, "between": between}
         result[name]["saved"] = fsdp_saved_equal(model, ref, ids, Path(out_dir, f"fsdp-{name}"), auto, device)
     if "chat" in folders:
         result["cli"] = cli_generate(folders["chat"])

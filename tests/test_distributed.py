@@ -214,6 +214,7 @@ def test_fsdp2_step_equals_one_process(fsdp2):
         for name in FSDP_NAMES:
             entry = result[name]
             assert entry["sharded"] == "DTensor" and entry["params"] == entry["ref_params"], (name, entry)
+            assert entry["between"] == ["Parameter", "DTensor"], (name, entry["between"])
             assert entry["loss"] <= TOL, f"{name} rank {rank}: loss differs by {entry['loss']}"
             assert entry["grad"] <= TOL, f"{name} rank {rank}: gradients differ by {entry['grad']}"
             assert entry["saved"] == 0.0, f"{name} rank {rank}: the saved model's logits differ by {entry['saved']}"
