@@ -5,6 +5,7 @@ The two real models: tests/test_gguf_models.py."""
 
 from __future__ import annotations
 
+import json
 import sys
 
 import gguf
@@ -249,8 +250,7 @@ def test_block_embeddings_stay_in_the_file(tmp_path, arch, embed_type):
     model.save_pretrained(tmp_path / "saved")
     loaded = autoload.AutoModelForCausalLM.from_pretrained(tmp_path / "saved")
     assert type(loaded.get_input_embeddings()) is torch.nn.Embedding
-    from autoload.quant.quantize import set_compute_dtype
-    set_compute_dtype(loaded, torch.bfloat16)  # a runtime choice, not saved
+    assert loaded.lm_head.compute_dtype == torch.bfloat16  # saved with the layer
     with torch.no_grad():
         assert torch.equal(loaded(ids).logits, before)
     assert model.to(torch.bfloat16).get_input_embeddings()(ids).dtype == torch.bfloat16
@@ -269,10 +269,16 @@ def test_quantized_default_saves_and_reloads(tmp_path):
     loaded = autoload.AutoModelForCausalLM.from_pretrained(tmp_path / "saved")
     layer = loaded.model.layers[1].mlp.up_proj
     torch.testing.assert_close(layer.dequantize(), model.model.layers[1].mlp.up_proj.dequantize(), rtol=0, atol=0)
-    from autoload.quant.quantize import set_compute_dtype
-    set_compute_dtype(loaded, torch.bfloat16)  # a runtime choice, not saved
+    assert layer.compute_dtype == torch.bfloat16  # the layers' compute dtype is saved with them
     with torch.no_grad():
         assert torch.equal(loaded(ids).logits, before)
+    config = json.loads((tmp_path / "saved" / "config.json").read_text())
+    name = next(iter(config["quantization_config"]["layers"]))
+    config["quantization_config"]["layers"][name]["compute_dtype"] = "float8"  # a hostile or damaged config
+    (tmp_path / "saved" / "config.json").write_text(json.dumps(config))
+    from autoload.quant.gptq import QuantizationConfigError
+    with pytest.raises(QuantizationConfigError, match="compute_dtype 'float8'"):
+        autoload.AutoModelForCausalLM.from_pretrained(tmp_path / "saved")
 
 
 def _with_random_blocks(tmp_path, type_name: str):

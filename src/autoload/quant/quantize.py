@@ -60,8 +60,19 @@ def quantize_model(model: nn.Module, bits: int, group_size: int = 128, skip: Cal
 
 # -- autoload's own saved format ---------------------------------------------------------------------------
 
+COMPUTE_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
 def layer_spec(module: nn.Module) -> dict:
-    """What `empty_layer` needs to rebuild a quantized layer before its tensors load."""
+    """What `empty_layer` needs to rebuild a quantized layer before its tensors load (with its compute dtype, so
+    a reloaded GGUF model keeps the fast bf16 kernel)."""
+    spec = _shape_spec(module)
+    if module.compute_dtype is not None:
+        spec["compute_dtype"] = str(module.compute_dtype).removeprefix("torch.")
+    return spec
+
+
+def _shape_spec(module: nn.Module) -> dict:
     if isinstance(module, Int4Linear):
         spec = {"type": "int4", "in_features": module.in_features, "out_features": module.out_features,
                 "group_size": module.group_size, "bias": module.bias is not None,
@@ -81,6 +92,15 @@ def quantization_config(model: nn.Module) -> dict:
 
 def empty_layer(spec: dict, dtype: torch.dtype) -> nn.Module:
     """A layer of the spec's shape with zero tensors on the CPU, for the loader to fill by key."""
+    layer = _empty_layer(spec, dtype)
+    if "compute_dtype" in spec:
+        if spec["compute_dtype"] not in COMPUTE_DTYPES:
+            raise ValueError(f"compute_dtype {str(spec['compute_dtype'])[:40]!r} is not one of {sorted(COMPUTE_DTYPES)}")
+        layer.compute_dtype = COMPUTE_DTYPES[spec["compute_dtype"]]
+    return layer
+
+
+def _empty_layer(spec: dict, dtype: torch.dtype) -> nn.Module:
     n_in, n_out = spec["in_features"], spec["out_features"]
     if spec["type"] == "int4":
         layer = Int4Linear(n_in, n_out, spec["group_size"], spec["bias"], dtype=dtype)
