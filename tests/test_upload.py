@@ -188,14 +188,20 @@ def test_token_stays_on_the_endpoint_origin(srv, monkeypatch):
     assert redirected and all("authorization" not in r.headers for r in redirected)
 
 
-def test_multipart_retries_a_failed_part_and_shows_progress(srv, tmp_path, monkeypatch, capsys):
+def _multipart_file(srv, monkeypatch, repo: str, path: Path) -> tuple[dict, bytes]:
+    """A server that answers 64 KiB multipart parts above 100 kB, a fresh repo, and a 300 kB file (5 parts)."""
     from autoload.server import writes
     monkeypatch.setattr(writes, "MULTIPART_THRESHOLD", 100_000)
     monkeypatch.setattr(writes, "PART_SIZE", 64 * 1024)
     kw = dict(endpoint=srv.url, token=TOKEN)
-    upload.create_repo("alice/parts", **kw)
+    upload.create_repo(repo, **kw)
     data = os.urandom(300_000)
-    (tmp_path / "w.bin").write_bytes(data)
+    path.write_bytes(data)
+    return kw, data
+
+
+def test_multipart_retries_a_failed_part_and_shows_progress(srv, tmp_path, monkeypatch, capsys):
+    kw, data = _multipart_file(srv, monkeypatch, "alice/parts", tmp_path / "w.bin")
     failed = []
 
     def fault(method, path, headers):
@@ -215,13 +221,7 @@ def test_multipart_retries_a_failed_part_and_shows_progress(srv, tmp_path, monke
 def test_multipart_from_a_file_object_sends_parts_in_order(srv, tmp_path, monkeypatch):
     """Parts of a file on disk go side by side (PARALLEL_PARTS); a caller's file object has one position, so its
     parts go one after another, and the bytes arrive intact either way."""
-    from autoload.server import writes
-    monkeypatch.setattr(writes, "MULTIPART_THRESHOLD", 100_000)
-    monkeypatch.setattr(writes, "PART_SIZE", 64 * 1024)
-    kw = dict(endpoint=srv.url, token=TOKEN)
-    upload.create_repo("alice/fileobj", **kw)
-    data = os.urandom(300_000)
-    (tmp_path / "f.bin").write_bytes(data)
+    kw, data = _multipart_file(srv, monkeypatch, "alice/fileobj", tmp_path / "f.bin")
     with open(tmp_path / "f.bin", "rb") as f:
         f.seek(1000)  # the upload reads from the start whatever the caller's position
         info = upload.upload_file(f, "f.bin", "alice/fileobj", progress=False, **kw)
