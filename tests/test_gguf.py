@@ -404,10 +404,12 @@ def test_dequantized_model_saves_and_reloads(tmp_path):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("linear_type", ["Q4_0", "Q8_0"])
 def test_cuda_quantized_and_dequantized(tmp_path, linear_type):
-    """On a GPU: the default load (Int4Linear packed for CUDA; Q8_0's codes split into nibbles) and the bf16
-    dequantized load against the float32 CPU model."""
+    """On a GPU: the default load (Int4Linear packed for CUDA; Q8_0's codes split into nibbles; the Q8_0 embedding
+    table left on the CPU, its rows sent to the GPU) and the bf16 dequantized load against the float32 CPU
+    model."""
     torch.manual_seed(0)
-    write_model_gguf(tmp_path / "m.gguf", "llama", _tiny("llama").eval(), linear_type=Q[linear_type])
+    write_model_gguf(tmp_path / "m.gguf", "llama", _tiny("llama").eval(), linear_type=Q[linear_type],
+                     embed_type=Q.Q8_0)
     cpu = autoload.AutoModelForCausalLM.from_pretrained(tmp_path, gguf_file="m.gguf", dtype=torch.float32)
     ids = torch.tensor([[5, 17, 42, 99, 3]])
     with torch.no_grad():
