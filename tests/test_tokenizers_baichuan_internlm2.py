@@ -6,9 +6,7 @@ and save / reload."""
 
 from __future__ import annotations
 
-import io
 import json
-import random
 import re
 
 import pytest
@@ -16,6 +14,7 @@ import sentencepiece as spm
 
 from autoload import AutoTokenizer
 from autoload.tokenization import BaichuanTokenizer, InternLM2Tokenizer, tokenizer_class
+from spm_models import random_texts, train_sentencepiece
 from tokenizer_cases import write_folder
 
 CORPUS = [
@@ -30,40 +29,12 @@ PIECES = ["你好", "世界", "hello", "world", " Hello", "12", "345", "今天",
           ".", "，", "。", "'s", "don't", "<|im_start|>", "<|im_end|>", "<", "s>", "</"]
 SPACES = [" ", "  ", "    ", "\t", "\n", "\n\n", " \n ", "\r\n"]
 USER_DEFINED = ["<|im_start|>", "<|im_end|>"]
-
-
-def random_texts(count: int, seed: int = 0) -> list[str]:
-    rng = random.Random(seed)
-    texts = []
-    for _ in range(count):
-        parts = []
-        for _ in range(rng.randrange(0, 8)):
-            kind = rng.random()
-            if kind < 0.3:
-                line = rng.choice(CORPUS)
-                start = rng.randrange(len(line))
-                parts.append(line[start:start + rng.randrange(1, 25)])
-            elif kind < 0.6:
-                parts.append(rng.choice(PIECES))
-            elif kind < 0.85:
-                parts.append(rng.choice(SPACES))
-            else:
-                parts.append(str(rng.randrange(10 ** rng.randrange(1, 6))))
-        text = "".join(parts)
-        texts.append(text.replace("<s>", "<t>").replace("</s>", "</t>"))  # the specials' strings: tested apart
-    return texts
-
-
-TEXTS = random_texts(300)
+TEXTS = [text.replace("<s>", "<t>").replace("</s>", "</t>")  # the specials' strings: tested apart
+         for text in random_texts(300, CORPUS, PIECES, SPACES)]
 
 
 def train(path, **options) -> str:
-    model = io.BytesIO()
-    spm.SentencePieceTrainer.train(sentence_iterator=iter(CORPUS * 20), model_writer=model, vocab_size=400,
-                                   model_type="bpe", character_coverage=1.0, byte_fallback=True, minloglevel=2,
-                                   **options)
-    path.write_bytes(model.getvalue())
-    return str(path)
+    return train_sentencepiece(path, CORPUS, 400, model_type="bpe", **options)
 
 
 @pytest.fixture(scope="module")

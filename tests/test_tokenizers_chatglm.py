@@ -6,9 +6,7 @@ position_ids, decoding per variant, build_prompt / build_chat_input, chat templa
 from __future__ import annotations
 
 import base64
-import io
 import json
-import random
 
 import pytest
 import sentencepiece as spm
@@ -21,6 +19,7 @@ from autoload.tokenization.chatglm import GLM4_PATTERN, GLM4_SPECIAL_TOKENS, _ra
 from autoload.tokenization.sentencepiece import read_model
 from autoload.tokenization.sentencepiece_bpe import build_tokenizer
 from autoload.tokenization.tiktoken_ranks import bytes_to_unicode
+from spm_models import random_texts, train_sentencepiece
 from tokenizer_cases import write_folder
 
 CORPUS = [
@@ -37,48 +36,17 @@ PIECES = ["你好", "世界", "hello", "world", "Hello", "12", "345", "今天", 
           "①", "Ａ", "\u3000", "\u00a0", "sop", "eop", "[gMASK]", "<|user|>", "<|assistant|>", "<sop>", "▁", "</s>",
           "<unk>", ".", "，", "。", "'s", "don't", "问：", "答：", "[Round 1]"]
 SPACES = [" ", "  ", "    ", "\t", "\t\t", "\n", "\n\n", " \n ", "\r\n"]
-
-
-def random_texts(count: int, seed: int = 0) -> list[str]:
-    """Mixes of corpus slices, words, digits, whitespace runs, emoji, accents and special-token lookalikes."""
-    rng = random.Random(seed)
-    texts = []
-    for _ in range(count):
-        parts = []
-        for _ in range(rng.randrange(0, 9)):
-            kind = rng.random()
-            if kind < 0.25:
-                line = rng.choice(CORPUS)
-                start = rng.randrange(len(line))
-                parts.append(line[start:start + rng.randrange(1, 30)])
-            elif kind < 0.55:
-                parts.append(rng.choice(PIECES))
-            elif kind < 0.8:
-                parts.append(rng.choice(SPACES))
-            else:
-                parts.append(str(rng.randrange(10 ** rng.randrange(1, 7))))
-        texts.append("".join(parts))
-    return texts
-
-
-TEXTS = random_texts(1000)
-
-
-def train_sentencepiece(path, vocab_size: int = 520, **options) -> str:
-    model = io.BytesIO()
-    spm.SentencePieceTrainer.train(sentence_iterator=iter(CORPUS * 20), model_writer=model, vocab_size=vocab_size,
-                                   character_coverage=1.0, byte_fallback=True, minloglevel=2, **options)
-    path.write_bytes(model.getvalue())
-    return str(path)
+TEXTS = random_texts(1000, CORPUS, PIECES, SPACES)
 
 
 @pytest.fixture(scope="module")
 def sp_files(tmp_path_factory):
     """{"identity": chatglm2-like model (dummy prefix, whitespace kept), "nfkc": the trainer's defaults}."""
     folder = tmp_path_factory.mktemp("sp")
-    return {"identity": train_sentencepiece(folder / "identity.model", model_type="bpe", add_dummy_prefix=True,
-                                            remove_extra_whitespaces=False, normalization_rule_name="identity"),
-            "nfkc": train_sentencepiece(folder / "nfkc.model", model_type="bpe")}
+    return {"identity": train_sentencepiece(folder / "identity.model", CORPUS, 520, model_type="bpe",
+                                            add_dummy_prefix=True, remove_extra_whitespaces=False,
+                                            normalization_rule_name="identity"),
+            "nfkc": train_sentencepiece(folder / "nfkc.model", CORPUS, 520, model_type="bpe")}
 
 
 def chatglm_repo(folder, model_file: str, name: str = "THUDM/chatglm2-6b", **config):
@@ -164,7 +132,7 @@ def test_model_proto_fields(sp_files, tmp_path):
     assert (identity.normalizer_name, identity.precompiled_charsmap, identity.add_dummy_prefix,
             identity.remove_extra_whitespaces) == ("identity", b"", True, False)
     assert nfkc.normalizer_name == "nmt_nfkc" and nfkc.precompiled_charsmap and nfkc.remove_extra_whitespaces
-    unigram = train_sentencepiece(tmp_path / "unigram.model", vocab_size=440, model_type="unigram")
+    unigram = train_sentencepiece(tmp_path / "unigram.model", CORPUS, 440, model_type="unigram")
     with pytest.raises(ValueError, match=r"unigram\.model is a SentencePiece UNIGRAM model; only BPE"):
         ChatGLMTokenizer(vocab_file=unigram)
     (tmp_path / "junk.model").write_bytes(b"\x0a\xff\xff")

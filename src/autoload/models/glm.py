@@ -20,25 +20,19 @@ hs head size, rd rotated dims, I intermediate size.
 
 from __future__ import annotations
 
-import logging
-
 import torch
 from torch import nn
 
 from ..generation.mixin import GenerationMixin
 from ..modeling import PreTrainedModel
 from ..nn.activations import Activation
-from ..nn.attention import attention
+from ..nn.decoder import attend, is_eager, positions_and_masks, run_layers, split_heads, warn_no_weights
 from ..nn.heads import (CausalLMHead, LastTokenClassifierHead, TokenClassifierHead, causal_lm_output, finish,
                         forward_options, keep_positions, run_backbone)
-from ..nn.masks import attention_mask as build_mask
 from ..nn.norms import RMSNorm
 from ..nn.outputs import BaseModelOutputWithPast
 from ..nn.rope import RotaryEmbedding, apply_interleaved_rotary, head_dim_of
 from .configs import Glm4Config, GlmConfig
-
-logger = logging.getLogger("autoload")
-_warned: set[str] = set()
 
 
 class GlmAttention(nn.Module):
@@ -59,17 +53,12 @@ class GlmAttention(nn.Module):
         self.o_proj = nn.Linear(nh * hs, c, bias=False)
 
     def forward(self, x, cos, sin, mask, cache=None):
-        b, t, _ = x.shape
-        q = self.q_proj(x).view(b, t, -1, self.head_dim).transpose(1, 2)  # (B, nh, T, hs)
-        k = self.k_proj(x).view(b, t, -1, self.head_dim).transpose(1, 2)  # (B, nkv, T, hs)
-        v = self.v_proj(x).view(b, t, -1, self.head_dim).transpose(1, 2)  # (B, nkv, T, hs)
+        q = split_heads(self.q_proj(x), self.head_dim)  # (B, nh, T, hs)
+        k = split_heads(self.k_proj(x), self.head_dim)  # (B, nkv, T, hs)
+        v = split_heads(self.v_proj(x), self.head_dim)  # (B, nkv, T, hs)
         q, k = apply_interleaved_rotary(q, cos, sin), apply_interleaved_rotary(k, cos, sin)
-        if cache is not None:
-            k, v = cache.update(k, v, self.layer_idx)  # (B, nkv, K, hs)
-        y, weights = attention(q, k, v, mask, is_causal=True, scale=self.head_dim ** -0.5,
-                               dropout=self.config.attention_dropout if self.training else 0.0,
-                               eager=getattr(self.config, "_attn_implementation", None) == "eager")
-        return self.o_proj(y.transpose(1, 2).reshape(b, t, -1)), weights  # (B, T, C)
+        return attend(q, k, v, None, None, mask, cache, self.layer_idx, self.o_proj, scale=self.head_dim ** -0.5,
+                      eager=is_eager(self.config), dropout=self.config.attention_dropout if self.training else 0.0)
 
 
 class GlmMLP(nn.Module):
@@ -148,45 +137,18 @@ class GlmModel(GlmPreTrainedModel):
                 return_dict=None, cache=None):
         """Hidden states (B, T, C) after the final norm; `past_key_values` (alias `cache`) holds earlier tokens,
         `attention_mask` (B, P+T) marks padding with 0, `position_ids` (B, T) default to P..P+T-1."""
-        config = self.config
         inputs_embeds, cache, use_cache, output_attentions, output_hidden_states, return_dict = forward_options(
             self, self.embed_tokens, input_ids, inputs_embeds, past_key_values, cache, use_cache, output_attentions,
             output_hidden_states, return_dict)  # inputs_embeds (B, T, C)
-        b, t = inputs_embeds.shape[:2]
-        device = inputs_embeds.device
-        given_mask = attention_mask is not None and attention_mask.dim() == 4  # a ready-made mask is used as given
-        past = cache.get_seq_length() if cache is not None and not (given_mask and position_ids is not None) else 0
-        if position_ids is None:
-            position_ids = (torch.arange(t, device=device) + past).unsqueeze(0)  # (1, T)
-        eager = getattr(config, "_attn_implementation", None) == "eager"
-        if given_mask:
-            mask = attention_mask
-        else:
-            padding = None if attention_mask is None else attention_mask.to(device, torch.bool)
-            mask = build_mask(padding, b, t, past, additive=eager, dtype=inputs_embeds.dtype, device=device)
-        if output_attentions and not eager and "sdpa" not in _warned:
-            _warned.add("sdpa")
-            logger.warning("output_attentions=True: sdpa attention returns no weights (an empty tuple, as the "
-                           "reference); load with attn_implementation='eager' to get them.")
-
-        h = inputs_embeds
-        cos, sin = self.rotary_emb(h, position_ids)  # (B, T, rd) each, angle i in columns i and rd/2 + i
+        eager = is_eager(self.config)
+        _, position_ids, masks = positions_and_masks(inputs_embeds, attention_mask, position_ids, cache, eager=eager)
+        warn_no_weights(output_attentions, eager)
+        cos, sin = self.rotary_emb(inputs_embeds, position_ids)  # (B, T, rd) each, angle i in columns i and rd/2 + i
         rd = cos.shape[-1]
         cos, sin = cos[..., :rd // 2], sin[..., :rd // 2]  # (B, T, rd/2): one angle per interleaved pair
-        hidden_states = [h] if output_hidden_states else None
-        attentions = [] if output_attentions else None
-        for layer in self.layers:
-            h, weights = self.run_layer(layer, h, cos, sin, mask, cache)
-            if output_hidden_states:
-                hidden_states.append(h)
-            if output_attentions and weights is not None:
-                attentions.append(weights)
-        h = self.norm(h)
-        if output_hidden_states:
-            hidden_states[-1] = h  # the last entry is the normed output, as the reference returns
-        out = BaseModelOutputWithPast(last_hidden_state=h, past_key_values=cache if use_cache else None,
-                                      hidden_states=tuple(hidden_states) if output_hidden_states else None,
-                                      attentions=tuple(attentions) if output_attentions else None)
+        fields, _ = run_layers(self, inputs_embeds, lambda layer: (cos, sin, masks[None], cache), cache, use_cache,
+                               output_attentions, output_hidden_states)
+        out = BaseModelOutputWithPast(**fields)
         return out if return_dict else out.to_tuple()
 
 

@@ -23,14 +23,12 @@ from torch import nn
 from ..generation.mixin import GenerationMixin
 from ..modeling import PreTrainedModel
 from ..nn.activations import Activation
-from ..nn.attention import attention
+from ..nn.decoder import attend, is_eager, positions_and_masks, run_layers
 from ..nn.heads import (LastTokenClassifierHead, causal_lm_output, finish, forward_options, keep_positions,
                         run_backbone)
-from ..nn.masks import attention_mask as build_mask
-from ..nn.masks import packed_segments
 from ..nn.norms import RMSNorm
 from ..nn.outputs import BaseModelOutputWithPast
-from ..nn.rope import RotaryEmbedding, apply_rotary
+from ..nn.rope import RotaryEmbedding
 from .configs import InternLM2Config
 
 
@@ -54,12 +52,8 @@ class InternLM2Attention(nn.Module):
         q = qkv[..., :self.groups, :].reshape(b, t, self.num_heads, self.head_dim).transpose(1, 2)  # (B, nh, T, hs)
         k = qkv[..., -2, :].transpose(1, 2)  # (B, nkv, T, hs)
         v = qkv[..., -1, :].transpose(1, 2)  # (B, nkv, T, hs)
-        q, k = apply_rotary(q, k, cos, sin)
-        if cache is not None:
-            k, v = cache.update(k, v, self.layer_idx)  # (B, nkv, K, hs)
-        y, weights = attention(q, k, v, mask, is_causal=True, scale=self.head_dim ** -0.5,
-                               eager=getattr(self.config, "_attn_implementation", None) == "eager")
-        return self.wo(y.transpose(1, 2).reshape(b, t, -1)), weights  # (B, T, C)
+        return attend(q, k, v, cos, sin, mask, cache, self.layer_idx, self.wo, scale=self.head_dim ** -0.5,
+                      eager=is_eager(self.config))  # (B, T, C), weights
 
 
 class InternLM2MLP(nn.Module):
@@ -135,44 +129,15 @@ class InternLM2Model(InternLM2PreTrainedModel):
         """Hidden states (B, T, C) after the final norm; `past_key_values` (alias `cache`) holds earlier tokens,
         `attention_mask` (B, P+T) marks padding with 0 (or is a ready-made (B, 1, T, K) mask), `position_ids`
         (B, T) default to P..P+T-1."""
-        config = self.config
         inputs_embeds, cache, use_cache, output_attentions, output_hidden_states, return_dict = forward_options(
             self, self.tok_embeddings, input_ids, inputs_embeds, past_key_values, cache, use_cache,
             output_attentions, output_hidden_states, return_dict)  # inputs_embeds (B, T, C)
-        b, t = inputs_embeds.shape[:2]
-        device = inputs_embeds.device
-        given_mask = attention_mask is not None and attention_mask.dim() == 4  # a ready-made mask is used as given
-        # the cached length is only needed to build the mask or the positions (a compiled step passes both)
-        past = cache.get_seq_length() if cache is not None and not (given_mask and position_ids is not None) else 0
-        segments = None
-        if position_ids is None:
-            position_ids = (torch.arange(t, device=device) + past).unsqueeze(0)  # (1, T)
-        elif attention_mask is None and cache is None:  # training on packed rows: positions restart per sequence
-            segments = packed_segments(position_ids.expand(b, -1))
-        if given_mask:
-            mask = attention_mask
-        else:
-            padding = None if attention_mask is None else attention_mask.to(device, torch.bool)
-            mask = build_mask(padding, b, t, past, segments=segments,
-                              additive=getattr(config, "_attn_implementation", None) == "eager",
-                              dtype=inputs_embeds.dtype, device=device)
-
-        h = inputs_embeds
-        cos, sin = self.rotary_emb(h, position_ids)  # (B, T, hs) each
-        hidden_states = [h] if output_hidden_states else None
-        attentions = [] if output_attentions else None
-        for layer in self.layers:
-            h, weights = self.run_layer(layer, h, cos, sin, mask, cache)
-            if output_hidden_states:
-                hidden_states.append(h)
-            if output_attentions and weights is not None:
-                attentions.append(weights)
-        h = self.norm(h)
-        if output_hidden_states:
-            hidden_states[-1] = h  # the last entry is the normed output
-        out = BaseModelOutputWithPast(last_hidden_state=h, past_key_values=cache if use_cache else None,
-                                      hidden_states=tuple(hidden_states) if output_hidden_states else None,
-                                      attentions=tuple(attentions) if output_attentions else None)
+        _, position_ids, masks = positions_and_masks(inputs_embeds, attention_mask, position_ids, cache,
+                                                     eager=is_eager(self.config), packed=True)
+        cos, sin = self.rotary_emb(inputs_embeds, position_ids)  # (B, T, hs) each
+        fields, _ = run_layers(self, inputs_embeds, lambda layer: (cos, sin, masks[None], cache), cache, use_cache,
+                               output_attentions, output_hidden_states)
+        out = BaseModelOutputWithPast(**fields)
         return out if return_dict else out.to_tuple()
 
 

@@ -44,15 +44,13 @@ from torch import nn
 from ..generation.mixin import GenerationMixin
 from ..modeling import PreTrainedModel
 from ..nn.activations import Activation
-from ..nn.attention import attention
+from ..nn.decoder import attend, is_eager, positions_and_masks, run_layers, split_heads, warn_no_weights
 from ..nn.heads import (CausalLMHead, LastTokenClassifierHead, TokenClassifierHead, causal_lm_output, finish,
                         forward_options, keep_positions, last_token_output, run_backbone, span_output)
-from ..nn.masks import attention_mask as build_mask
-from ..nn.masks import packed_segments
 from ..nn.moe import Experts, SparseMoeBlock, TopKRouter, load_balancing_loss, stack_experts, unstack_experts
 from ..nn.norms import RMSNorm
 from ..nn.outputs import BaseModelOutputWithPast, MoeCausalLMOutputWithPast, MoeModelOutputWithPast
-from ..nn.rope import RotaryEmbedding, apply_rotary, head_dim_of
+from ..nn.rope import RotaryEmbedding, head_dim_of
 from .configs import (LlamaConfig, MistralConfig, MixtralConfig, Qwen2Config, Qwen2MoeConfig, Qwen3Config,
                       Qwen3MoeConfig)
 
@@ -91,14 +89,9 @@ class LlamaAttention(nn.Module):
         if self.qk_norm:
             q, k = self.q_norm(q), self.k_norm(k)
         q, k = q.transpose(1, 2), k.transpose(1, 2)  # (B, nh, T, hs), (B, nkv, T, hs)
-        v = self.v_proj(x).view(b, t, -1, self.head_dim).transpose(1, 2)  # (B, nkv, T, hs)
-        q, k = apply_rotary(q, k, cos, sin)
-        if cache is not None:
-            k, v = cache.update(k, v, self.layer_idx)  # (B, nkv, K, hs)
-        y, weights = attention(q, k, v, mask, is_causal=True, scale=self.scaling,
-                               dropout=self.config.attention_dropout if self.training else 0.0,
-                               eager=getattr(self.config, "_attn_implementation", None) == "eager")
-        return self.o_proj(y.transpose(1, 2).reshape(b, t, -1)), weights  # (B, T, C)
+        v = split_heads(self.v_proj(x), self.head_dim)  # (B, nkv, T, hs)
+        return attend(q, k, v, cos, sin, mask, cache, self.layer_idx, self.o_proj, scale=self.scaling,
+                      eager=is_eager(self.config), dropout=self.config.attention_dropout if self.training else 0.0)
 
 
 class LlamaMLP(nn.Module):
@@ -202,52 +195,19 @@ class LlamaModel(LlamaPreTrainedModel):
         inputs_embeds, cache, use_cache, output_attentions, output_hidden_states, return_dict = forward_options(
             self, self.embed_tokens, input_ids, inputs_embeds, past_key_values, cache, use_cache, output_attentions,
             output_hidden_states, return_dict)  # inputs_embeds (B, T, C)
-        b, t = inputs_embeds.shape[:2]
-        device = inputs_embeds.device
-        given_mask = attention_mask is not None and attention_mask.dim() == 4  # a ready-made mask is used as given
-        # the cached length is only needed to build the mask or the positions (a compiled step passes both)
-        past = cache.get_seq_length() if cache is not None and not (given_mask and position_ids is not None) else 0
-        segments = None
-        if position_ids is None:
-            position_ids = (torch.arange(t, device=device) + past).unsqueeze(0)  # (1, T)
-        elif attention_mask is None and cache is None:  # training on packed rows: positions restart per sequence
-            segments = packed_segments(position_ids.expand(b, -1))
-
-        eager = getattr(config, "_attn_implementation", None) == "eager"
-        if given_mask:
-            masks = {layer.self_attn.sliding_window: attention_mask for layer in self.layers}
-        else:  # one mask per window size in use (None: full causal)
-            padding = None if attention_mask is None else attention_mask.to(device, torch.bool)
-            masks = {w: build_mask(padding, b, t, past, window=w, segments=segments, additive=eager,
-                                   dtype=inputs_embeds.dtype, device=device)
-                     for w in {layer.self_attn.sliding_window for layer in self.layers}}
-        if output_attentions and not eager and "sdpa" not in _warned:
-            _warned.add("sdpa")
-            logger.warning("output_attentions=True: sdpa attention returns no weights (an empty tuple, as the "
-                           "reference); load with attn_implementation='eager' to get them.")
+        eager = is_eager(config)
+        windows = {layer.self_attn.sliding_window for layer in self.layers}  # one mask per window (None: full)
+        _, position_ids, masks = positions_and_masks(inputs_embeds, attention_mask, position_ids, cache, windows,
+                                                     eager=eager, packed=True)
+        warn_no_weights(output_attentions, eager)
 
         moe = isinstance(config, MOE_CONFIGS)
         if output_router_logits is None:
             output_router_logits = moe and config.output_router_logits
-        h = inputs_embeds
-        cos, sin = self.rotary_emb(h, position_ids)  # (B, T, hs) each
-        hidden_states = [h] if output_hidden_states else None
-        attentions = [] if output_attentions else None
-        router_logits = []
-        for layer in self.layers:
-            h, weights, logits = self.run_layer(layer, h, cos, sin, masks[layer.self_attn.sliding_window], cache)
-            if output_hidden_states:
-                hidden_states.append(h)
-            if output_attentions and weights is not None:
-                attentions.append(weights)
-            if logits is not None:
-                router_logits.append(logits)
-        h = self.norm(h)
-        if output_hidden_states:
-            hidden_states[-1] = h  # the last entry is the normed output, as the reference returns
-        fields = dict(last_hidden_state=h, past_key_values=cache if use_cache else None,
-                      hidden_states=tuple(hidden_states) if output_hidden_states else None,
-                      attentions=tuple(attentions) if output_attentions else None)
+        cos, sin = self.rotary_emb(inputs_embeds, position_ids)  # (B, T, hs) each
+        fields, router_logits = run_layers(
+            self, inputs_embeds, lambda layer: (cos, sin, masks[layer.self_attn.sliding_window], cache), cache,
+            use_cache, output_attentions, output_hidden_states)
         if moe:
             out = MoeModelOutputWithPast(**fields, router_logits=tuple(router_logits) if output_router_logits else None)
         else:
