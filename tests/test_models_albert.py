@@ -15,7 +15,7 @@ import autoload
 import model_cases
 from autoload.models import albert
 from autoload.models.configs import AlbertConfig
-from model_cases import assert_outputs_close
+from model_cases import assert_outputs_close, perturb_
 
 transformers.logging.set_verbosity_error()
 transformers.utils.logging.disable_progress_bar()
@@ -33,14 +33,6 @@ HEADS = ["AlbertModel", "AlbertForPreTraining", "AlbertForMaskedLM", "AlbertForS
 KEYS = model_cases.TENSOR_KEYS + ("sop_logits",)
 
 
-def perturb_(model: torch.nn.Module, seed: int = 0, scale: float = 0.1) -> None:
-    """Move every parameter (tied ones once) off its init, so LayerNorm 1/0 and zero biases are tested too."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn(p.shape, generator=g) * scale)
-
-
 def make_pair(folder, cls_name="AlbertForMaskedLM", attn="sdpa", seed=0, **overrides):
     config = transformers.AlbertConfig(**{**TINY, **overrides})
     return model_cases.make_pair(folder, getattr(transformers, cls_name), getattr(albert, cls_name), config,
@@ -49,36 +41,19 @@ def make_pair(folder, cls_name="AlbertForMaskedLM", attn="sdpa", seed=0, **overr
 
 def make_batch(cls_name="AlbertModel", B=3, T=9, seed=1):
     """Ids with right padding (id 0) in rows 2 and 3, the mask, segment ids A then B; (B, 2, T) for multiple choice."""
-    g = torch.Generator().manual_seed(seed)
-    shape = (B, 2, T) if cls_name == "AlbertForMultipleChoice" else (B, T)
-    ids = torch.randint(3, 99, shape, generator=g)
-    mask = torch.ones(shape, dtype=torch.long)
-    mask[1, ..., T - 3:] = 0
-    mask[2, ..., T - 6:] = 0
-    types = torch.zeros(shape, dtype=torch.long)
-    types[..., T // 2:] = 1
-    return {"input_ids": ids.masked_fill(mask == 0, 0), "attention_mask": mask, "token_type_ids": types}
+    inputs = model_cases.encoder_batch(cls_name, True, B, T, 99, seed)
+    inputs["token_type_ids"] = torch.zeros_like(inputs["input_ids"])
+    inputs["token_type_ids"][..., T // 2:] = 1
+    return inputs
 
 
 def labels_for(cls_name, inputs, num_labels=2, seed=2):
-    g = torch.Generator().manual_seed(seed)
     ids = inputs["input_ids"]
-    B, T = ids.shape[0], ids.shape[-1]
-    if cls_name in ("AlbertForMaskedLM", "AlbertForPreTraining"):
-        keep = torch.rand(ids.shape, generator=g) < 0.35
-        labels = {"labels": ids.masked_fill(~keep | (ids == 0), -100)}
-        if cls_name == "AlbertForPreTraining":
-            labels["sentence_order_label"] = torch.tensor([0, 1, 1])[:B]
-        return labels
-    if cls_name == "AlbertForSequenceClassification":
-        return {"labels": torch.randint(0, num_labels, (B,), generator=g)}
-    if cls_name == "AlbertForTokenClassification":
-        return {"labels": torch.randint(0, num_labels, (B, T), generator=g).masked_fill(ids == 0, -100)}
-    if cls_name == "AlbertForQuestionAnswering":
-        return {"start_positions": torch.tensor([1, T + 3, 2])[:B], "end_positions": torch.tensor([4, 5, T])[:B]}
-    if cls_name == "AlbertForMultipleChoice":
-        return {"labels": torch.tensor([0, 1, 1])[:B]}
-    return {}
+    task = "AlbertForMaskedLM" if cls_name == "AlbertForPreTraining" else cls_name  # the MLM labels, then SOP's
+    labels = model_cases.labels_for(task, ids, (ids != 0).long(), num_labels, seed)
+    if cls_name == "AlbertForPreTraining":
+        labels["sentence_order_label"] = torch.tensor([0, 1, 1])[:ids.shape[0]]
+    return labels
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
@@ -86,13 +61,7 @@ def labels_for(cls_name, inputs, num_labels=2, seed=2):
 def test_head_matches_reference_with_padding_and_labels(tmp_path, cls_name, variant):
     ref, ours = make_pair(tmp_path, cls_name, **VARIANTS[variant])
     inputs = make_batch(cls_name)
-    labels = labels_for(cls_name, inputs)
-    with torch.no_grad():
-        for kwargs in ({}, labels):
-            got, expected = ours(**inputs, **kwargs), ref(**inputs, **kwargs)
-            assert_outputs_close(got, expected, keys=KEYS)
-    if labels:
-        assert got.loss is not None and torch.isfinite(got.loss)
+    model_cases.assert_head_close(ours, ref, inputs, labels_for(cls_name, inputs), keys=KEYS)
 
 
 def test_padding_only_hides_the_padded_keys(tmp_path):

@@ -14,7 +14,7 @@ import model_cases
 from autoload.models import bert
 from autoload.models.configs import BertConfig
 from autoload.nn.cache import DynamicCache
-from model_cases import assert_outputs_close
+from model_cases import assert_outputs_close, perturb_
 
 transformers.logging.set_verbosity_error()
 transformers.utils.logging.disable_progress_bar()
@@ -32,14 +32,6 @@ HEADS = ["BertModel", "BertForPreTraining", "BertForMaskedLM", "BertLMHeadModel"
          "BertForMultipleChoice"]
 
 
-def perturb_(model: torch.nn.Module, seed: int = 0, scale: float = 0.1) -> None:
-    """Move every parameter (tied ones once) off its init, so LayerNorm 1/0 and zero biases are tested too."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn(p.shape, generator=g) * scale)
-
-
 def make_pair(folder, cls_name="BertForMaskedLM", attn="sdpa", dtype=torch.float32, seed=0, **overrides):
     """A random reference model (perturbed) saved to `folder`, loaded back by the reference and by autoload."""
     config = transformers.BertConfig(**{**TINY, **overrides})
@@ -51,17 +43,9 @@ def make_pair(folder, cls_name="BertForMaskedLM", attn="sdpa", dtype=torch.float
 def make_batch(cls_name="BertModel", padding=True, token_types=True, B=3, T=9, vocab=99, type_vocab=2, seed=1):
     """Model inputs: token ids (right padding with id 0 in rows 2 and 3), a mask, segment ids A then B. Multiple
     choice gets a (B, 2, T) layout."""
-    g = torch.Generator().manual_seed(seed)
-    shape = (B, 2, T) if cls_name == "BertForMultipleChoice" else (B, T)
-    ids = torch.randint(3, vocab, shape, generator=g)
-    mask = torch.ones(shape, dtype=torch.long)
-    mask[1, ..., T - 3:] = 0
-    mask[2, ..., T - 6:] = 0
-    inputs = {"input_ids": ids.masked_fill(mask == 0, 0)}
-    if padding:
-        inputs["attention_mask"] = mask
+    inputs = model_cases.encoder_batch(cls_name, padding, B, T, vocab, seed)
     if token_types:
-        types = torch.zeros(shape, dtype=torch.long)
+        types = torch.zeros_like(inputs["input_ids"])
         types[..., T // 2:] = 1
         types[..., -1] = type_vocab - 1
         inputs["token_type_ids"] = types
@@ -69,28 +53,15 @@ def make_batch(cls_name="BertModel", padding=True, token_types=True, B=3, T=9, v
 
 
 def labels_for(cls_name, inputs, num_labels=2, problem="single", seed=2):
-    g = torch.Generator().manual_seed(seed)
     ids = inputs["input_ids"]
-    B, T = ids.shape[0], ids.shape[-1]
-    pad = ids == 0
-    if cls_name in ("BertForMaskedLM", "BertForPreTraining"):  # predict about a third of the tokens
-        keep = torch.rand(ids.shape, generator=g) < 0.35
-        labels = {"labels": ids.masked_fill(~keep | pad, -100)}
-        labels["labels"][0, 0] = 5  # at least one label
-        if cls_name == "BertForPreTraining":
-            labels["next_sentence_label"] = torch.tensor([0, 1, 1][:B])
-        return labels
+    B = ids.shape[0]
     if cls_name == "BertForNextSentencePrediction":
         return {"labels": torch.tensor([1, 0, 1][:B])}
-    if cls_name == "BertForSequenceClassification":
-        if problem == "regression":
-            return {"labels": torch.randn(B, generator=g)}
-        if problem == "multi":
-            return {"labels": torch.randint(0, 2, (B, num_labels), generator=g).float()}
-        return {"labels": torch.randint(0, num_labels, (B,), generator=g)}
-    if cls_name == "BertForMultipleChoice":
-        return {"labels": torch.tensor([1, 0, 1][:B])}
-    return model_cases.labels_for(cls_name, ids, (~pad).long(), num_labels, seed)
+    task = "BertForMaskedLM" if cls_name == "BertForPreTraining" else cls_name  # the MLM labels, then NSP's
+    labels = model_cases.labels_for(task, ids, (ids != 0).long(), num_labels, seed, problem)
+    if cls_name == "BertForPreTraining":
+        labels["next_sentence_label"] = torch.tensor([0, 1, 1][:B])
+    return labels
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -124,10 +95,7 @@ def test_sequence_classification_problem_types(tmp_path, problem, num_labels):
     ref, ours = make_pair(tmp_path, "BertForSequenceClassification", num_labels=num_labels)
     inputs = make_batch()
     labels = labels_for("BertForSequenceClassification", inputs, num_labels, problem)
-    with torch.no_grad():
-        expected, got = ref(**inputs, **labels), ours(**inputs, **labels)
-    assert_outputs_close(got, expected)
-    assert ours.config.problem_type == ref.config.problem_type
+    model_cases.assert_head_close(ours, ref, inputs, labels)
     assert ours.config.problem_type == {"regression": "regression", "single": "single_label_classification",
                                         "multi": "multi_label_classification"}[problem]
 

@@ -14,7 +14,7 @@ import autoload
 import model_cases
 from autoload.models import distilbert
 from autoload.models.configs import DistilBertConfig
-from model_cases import assert_outputs_close
+from model_cases import assert_outputs_close, perturb_
 
 transformers.logging.set_verbosity_error()
 
@@ -27,14 +27,6 @@ HEADS = ["DistilBertModel", "DistilBertForMaskedLM", "DistilBertForSequenceClass
          "DistilBertForTokenClassification", "DistilBertForQuestionAnswering", "DistilBertForMultipleChoice"]
 
 
-def perturb_(model: torch.nn.Module, seed: int = 0, scale: float = 0.1) -> None:
-    """Move every parameter (tied ones once) off its init, so LayerNorm 1/0 and zero biases are tested too."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn(p.shape, generator=g) * scale)
-
-
 def make_pair(folder, cls_name="DistilBertForMaskedLM", attn="sdpa", seed=0, **overrides):
     config = transformers.DistilBertConfig(**{**TINY, **overrides})
     return model_cases.make_pair(folder, getattr(transformers, cls_name), getattr(distilbert, cls_name), config,
@@ -43,36 +35,12 @@ def make_pair(folder, cls_name="DistilBertForMaskedLM", attn="sdpa", seed=0, **o
 
 def make_batch(cls_name="DistilBertModel", padding=True, B=3, T=9, vocab=99, seed=1):
     """input_ids with right padding (id 0) in rows 2 and 3 and its mask; multiple choice gets (B, 2, T)."""
-    g = torch.Generator().manual_seed(seed)
-    shape = (B, 2, T) if cls_name == "DistilBertForMultipleChoice" else (B, T)
-    ids = torch.randint(3, vocab, shape, generator=g)
-    mask = torch.ones(shape, dtype=torch.long)
-    mask[1, ..., T - 3:] = 0
-    mask[2, ..., T - 6:] = 0
-    inputs = {"input_ids": ids.masked_fill(mask == 0, 0)}
-    if padding:
-        inputs["attention_mask"] = mask
-    return inputs
+    return model_cases.encoder_batch(cls_name, padding, B, T, vocab, seed)
 
 
 def labels_for(cls_name, inputs, num_labels=2, problem="single", seed=2):
-    g = torch.Generator().manual_seed(seed)
     ids = inputs["input_ids"]
-    B = ids.shape[0]
-    if cls_name == "DistilBertForMaskedLM":
-        keep = torch.rand(ids.shape, generator=g) < 0.35
-        labels = ids.masked_fill(~keep | (ids == 0), -100)
-        labels[0, 0] = 5
-        return {"labels": labels}
-    if cls_name == "DistilBertForSequenceClassification":
-        if problem == "regression":
-            return {"labels": torch.randn(B, generator=g)}
-        if problem == "multi":
-            return {"labels": torch.randint(0, 2, (B, num_labels), generator=g).float()}
-        return {"labels": torch.randint(0, num_labels, (B,), generator=g)}
-    if cls_name == "DistilBertForMultipleChoice":
-        return {"labels": torch.tensor([1, 0, 1][:B])}
-    return model_cases.labels_for(cls_name, ids, (ids != 0).long(), num_labels, seed)
+    return model_cases.labels_for(cls_name, ids, (ids != 0).long(), num_labels, seed, problem)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -81,14 +49,7 @@ def test_every_head_matches_the_reference(tmp_path, cls_name, variant):
     ref, ours = make_pair(tmp_path, cls_name, **VARIANTS[variant])
     for padding in (False, True):
         inputs = make_batch(cls_name, padding)
-        with torch.no_grad():
-            assert_outputs_close(ours(**inputs), ref(**inputs))
-        labels = labels_for(cls_name, inputs)
-        if labels:
-            with torch.no_grad():
-                got, expected = ours(**inputs, **labels), ref(**inputs, **labels)
-            assert_outputs_close(got, expected)
-            assert got.loss is not None
+        model_cases.assert_head_close(ours, ref, inputs, labels_for(cls_name, inputs))
 
 
 @pytest.mark.parametrize("problem,num_labels", [("regression", 1), ("single", 4), ("multi", 4)])
@@ -96,10 +57,7 @@ def test_sequence_classification_problem_types(tmp_path, problem, num_labels):
     ref, ours = make_pair(tmp_path, "DistilBertForSequenceClassification", num_labels=num_labels)
     inputs = make_batch()
     labels = labels_for("DistilBertForSequenceClassification", inputs, num_labels, problem)
-    with torch.no_grad():
-        expected, got = ref(**inputs, **labels), ours(**inputs, **labels)
-    assert_outputs_close(got, expected)
-    assert ours.config.problem_type == ref.config.problem_type
+    model_cases.assert_head_close(ours, ref, inputs, labels)
 
 
 @pytest.mark.parametrize("attn", ["eager", "sdpa"])

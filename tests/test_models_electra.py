@@ -17,7 +17,7 @@ import autoload
 import model_cases
 from autoload.models import electra
 from autoload.models.configs import ElectraConfig
-from model_cases import assert_outputs_close
+from model_cases import assert_outputs_close, perturb_
 
 transformers.logging.set_verbosity_error()
 
@@ -34,14 +34,6 @@ HEADS = ["ElectraModel", "ElectraForPreTraining", "ElectraForMaskedLM", "Electra
          "ElectraForMultipleChoice"]
 
 
-def perturb_(model: torch.nn.Module, seed: int = 0, scale: float = 0.1) -> None:
-    """Move every parameter (tied ones once) off its init, so LayerNorm 1/0 and zero biases are tested too."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn(p.shape, generator=g) * scale)
-
-
 def make_pair(folder, cls_name="ElectraForMaskedLM", attn="sdpa", seed=0, **overrides):
     config = transformers.ElectraConfig(**{**TINY, **overrides})
     config.is_decoder = config.is_decoder or cls_name == "ElectraForCausalLM"
@@ -51,42 +43,19 @@ def make_pair(folder, cls_name="ElectraForMaskedLM", attn="sdpa", seed=0, **over
 
 def make_batch(cls_name="ElectraModel", padding=True, token_types=True, B=3, T=9, vocab=99, seed=1):
     """ids with right padding (id 0) in rows 2 and 3, the mask, segments A then B; multiple choice (B, 2, T)."""
-    g = torch.Generator().manual_seed(seed)
-    shape = (B, 2, T) if cls_name == "ElectraForMultipleChoice" else (B, T)
-    ids = torch.randint(3, vocab, shape, generator=g)
-    mask = torch.ones(shape, dtype=torch.long)
-    mask[1, ..., T - 3:] = 0
-    mask[2, ..., T - 6:] = 0
-    inputs = {"input_ids": ids.masked_fill(mask == 0, 0)}
-    if padding:
-        inputs["attention_mask"] = mask
+    inputs = model_cases.encoder_batch(cls_name, padding, B, T, vocab, seed)
     if token_types:
-        types = torch.zeros(shape, dtype=torch.long)
+        types = torch.zeros_like(inputs["input_ids"])
         types[..., T // 2:] = 1
         inputs["token_type_ids"] = types
     return inputs
 
 
 def labels_for(cls_name, inputs, num_labels=2, problem="single", seed=2):
-    g = torch.Generator().manual_seed(seed)
     ids = inputs["input_ids"]
-    B = ids.shape[0]
     if cls_name == "ElectraForPreTraining":  # 1 = replaced token
-        return {"labels": torch.randint(0, 2, ids.shape, generator=g)}
-    if cls_name == "ElectraForMaskedLM":
-        keep = torch.rand(ids.shape, generator=g) < 0.35
-        labels = ids.masked_fill(~keep | (ids == 0), -100)
-        labels[0, 0] = 5
-        return {"labels": labels}
-    if cls_name == "ElectraForSequenceClassification":
-        if problem == "regression":
-            return {"labels": torch.randn(B, generator=g)}
-        if problem == "multi":
-            return {"labels": torch.randint(0, 2, (B, num_labels), generator=g).float()}
-        return {"labels": torch.randint(0, num_labels, (B,), generator=g)}
-    if cls_name == "ElectraForMultipleChoice":
-        return {"labels": torch.tensor([1, 0, 1][:B])}
-    return model_cases.labels_for(cls_name, ids, (ids != 0).long(), num_labels, seed)
+        return {"labels": torch.randint(0, 2, ids.shape, generator=torch.Generator().manual_seed(seed))}
+    return model_cases.labels_for(cls_name, ids, (ids != 0).long(), num_labels, seed, problem)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -96,14 +65,7 @@ def test_every_head_matches_the_reference(tmp_path, cls_name, variant):
     assert hasattr(ours.base_model, "embeddings_project") == (variant == "projected_16_to_24")
     for padding, token_types in ((False, False), (True, True)):
         inputs = make_batch(cls_name, padding, token_types)
-        with torch.no_grad():
-            assert_outputs_close(ours(**inputs), ref(**inputs))
-        labels = labels_for(cls_name, inputs)
-        if labels:
-            with torch.no_grad():
-                got, expected = ours(**inputs, **labels), ref(**inputs, **labels)
-            assert_outputs_close(got, expected)
-            assert got.loss is not None
+        model_cases.assert_head_close(ours, ref, inputs, labels_for(cls_name, inputs))
 
 
 def test_discriminator_loss_counts_only_real_tokens(tmp_path):
@@ -123,10 +85,7 @@ def test_sequence_classification_problem_types(tmp_path, problem, num_labels):
     ref, ours = make_pair(tmp_path, "ElectraForSequenceClassification", num_labels=num_labels)
     inputs = make_batch()
     labels = labels_for("ElectraForSequenceClassification", inputs, num_labels, problem)
-    with torch.no_grad():
-        expected, got = ref(**inputs, **labels), ours(**inputs, **labels)
-    assert_outputs_close(got, expected)
-    assert ours.config.problem_type == ref.config.problem_type
+    model_cases.assert_head_close(ours, ref, inputs, labels)
 
 
 @pytest.mark.parametrize("attn", ["eager", "sdpa"])

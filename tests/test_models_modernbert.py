@@ -16,7 +16,7 @@ from torch.testing import assert_close
 import autoload
 import model_cases
 from autoload.models import modernbert
-from model_cases import assert_outputs_close
+from model_cases import assert_outputs_close, perturb_
 
 transformers.logging.set_verbosity_error()
 transformers.utils.logging.disable_progress_bar()
@@ -35,14 +35,6 @@ VARIANTS = {  # layers: (global, local, global) and (global, local, local)
 HEADS = ["ModernBertModel", "ModernBertForMaskedLM", "ModernBertForSequenceClassification",
          "ModernBertForTokenClassification", "ModernBertForQuestionAnswering", "ModernBertForMultipleChoice"]
 PADS = [0, 3, 7]  # padding tokens per row: row 2's last queries see only padding in a window of 2 each side
-
-
-def perturb_(model: torch.nn.Module, seed: int = 0, scale: float = 0.1) -> None:
-    """Move every parameter (tied ones once) off its init, so LayerNorm 1/0 and zero biases are tested too."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn(p.shape, generator=g) * scale)
 
 
 def reference_config(**overrides):
@@ -65,14 +57,7 @@ def make_batch(cls_name, padding, choices=2):
 
 
 def labels_for(cls_name, inputs, num_labels=2):
-    ids, mask = inputs["input_ids"], inputs["attention_mask"]
-    if cls_name == "ModernBertForMaskedLM":  # about a third of the real tokens
-        keep = (torch.rand(ids.shape, generator=torch.Generator().manual_seed(2)) < 0.35) & (mask == 1)
-        keep[0, 0] = True
-        return {"labels": ids.masked_fill(~keep, -100)}
-    if cls_name == "ModernBertForMultipleChoice":
-        return {"labels": torch.tensor([1, 0, 1])}
-    return model_cases.labels_for(cls_name, ids, mask, num_labels)
+    return model_cases.labels_for(cls_name, inputs["input_ids"], inputs["attention_mask"], num_labels)
 
 
 def as_list(value):

@@ -18,7 +18,7 @@ from transformers.models.mpnet.modeling_mpnet import MPNetEncoder
 import autoload
 from autoload.models import mpnet
 from autoload.models.configs import MPNetConfig
-from model_cases import assert_outputs_close, labels_for
+from model_cases import assert_head_close, assert_outputs_close, labels_for
 
 transformers.logging.set_verbosity_error()
 transformers.utils.logging.disable_progress_bar()
@@ -78,22 +78,8 @@ def make_batch(cls_name="MPNetModel", padding="right", B=3, T=10, vocab=99, seed
 
 
 def mpnet_labels(cls_name, inputs, num_labels=2, problem="single", seed=2):
-    g = torch.Generator().manual_seed(seed)
     ids = inputs["input_ids"]
-    B, pad = ids.shape[0], ids == PAD
-    if cls_name == "MPNetForMaskedLM":  # about a third of the real tokens
-        labels = ids.masked_fill((torch.rand(ids.shape, generator=g) > 0.35) | pad, -100)
-        labels[0, 0] = 5
-        return {"labels": labels}
-    if cls_name == "MPNetForSequenceClassification":
-        if problem == "regression":
-            return {"labels": torch.randn(B, generator=g)}
-        if problem == "multi":
-            return {"labels": torch.randint(0, 2, (B, num_labels), generator=g).float()}
-        return {"labels": torch.randint(0, num_labels, (B,), generator=g)}
-    if cls_name == "MPNetForMultipleChoice":
-        return {"labels": torch.tensor([1, 0, 1][:B])}
-    return labels_for(cls_name, ids, (~pad).long(), num_labels, seed)
+    return labels_for(cls_name, ids, (ids != PAD).long(), num_labels, seed, problem)
 
 
 def assert_states_close(got, expected):
@@ -169,10 +155,7 @@ def test_sequence_classification_problem_types(tmp_path, problem, num_labels):
     ref, ours = make_pair(tmp_path, "MPNetForSequenceClassification", num_labels=num_labels)
     inputs = make_batch()
     labels = mpnet_labels("MPNetForSequenceClassification", inputs, num_labels, problem)
-    with torch.no_grad():
-        expected, got = ref(**inputs, **labels), ours(**inputs, **labels)
-    assert_outputs_close(got, expected)
-    assert ours.config.problem_type == ref.config.problem_type
+    assert_head_close(ours, ref, inputs, labels)
 
 
 def test_inputs_embeds_and_position_ids(tmp_path):

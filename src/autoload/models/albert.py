@@ -16,51 +16,27 @@ Attention runs through SDPA; `config._attn_implementation == "eager"` computes t
 
 from __future__ import annotations
 
-import logging
-
 import torch
 from torch import nn
 
 from ..modeling import PreTrainedModel
 from ..nn.activations import Activation
 from ..nn.attention import attention
-from ..nn.heads import finish, span_output
+from ..nn.encoder import EncoderEmbeddings, WordEmbeddingsMixin, check_mask, encoder_options, warn_no_weights
+from ..nn.heads import finish, flat_choices, head_output, span_output
 from ..nn.losses import cross_entropy, sequence_classification_loss
 from ..nn.masks import attention_mask as build_mask
 from ..nn.outputs import (AlbertForPreTrainingOutput, BaseModelOutputWithPooling, MaskedLMOutput,
                           MultipleChoiceModelOutput, SequenceClassifierOutput, TokenClassifierOutput)
 from .configs import AlbertConfig
 
-logger = logging.getLogger("autoload")
-_warned: set[str] = set()
 
-
-class AlbertEmbeddings(nn.Module):
-    """Word, token-type and absolute position embeddings of size embedding_size, summed, LayerNorm, dropout."""
+class AlbertEmbeddings(EncoderEmbeddings):
+    """Word, token-type and absolute position embeddings of size embedding_size, summed, LayerNorm, dropout: the
+    shared block of nn.encoder under the reference's name."""
 
     def __init__(self, config: AlbertConfig):
-        super().__init__()
-        E = config.embedding_size
-        self.word_embeddings = nn.Embedding(config.vocab_size, E, padding_idx=config.pad_token_id)
-        self.position_embeddings = nn.Embedding(config.max_position_embeddings, E)
-        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, E)
-        self.LayerNorm = nn.LayerNorm(E, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
-        positions = torch.arange(config.max_position_embeddings, dtype=torch.long)[None]  # (1, P)
-        self.register_buffer("position_ids", positions, persistent=False)
-        self.register_buffer("token_type_ids", torch.zeros_like(positions), persistent=False)
-
-    def forward(self, input_ids=None, token_type_ids=None, position_ids=None, inputs_embeds=None):
-        B, T = input_ids.shape if input_ids is not None else inputs_embeds.shape[:2]
-        if position_ids is None:
-            position_ids = self.position_ids[:, :T]  # (1, T)
-        if token_type_ids is None:
-            token_type_ids = self.token_type_ids[:, :T].expand(B, T)  # (B, T) all segment A
-        if inputs_embeds is None:
-            inputs_embeds = self.word_embeddings(input_ids)  # (B, T, E)
-        x = inputs_embeds + self.token_type_embeddings(token_type_ids)  # (B, T, E)
-        x = x + self.position_embeddings(position_ids)  # (B, T, E)
-        return self.dropout(self.LayerNorm(x))
+        super().__init__(config, config.embedding_size)
 
 
 class AlbertAttention(nn.Module):
@@ -157,7 +133,7 @@ class AlbertPreTrainedModel(PreTrainedModel):
         self.predictions.bias = new_embeddings.bias
 
 
-class AlbertModel(AlbertPreTrainedModel):
+class AlbertModel(WordEmbeddingsMixin, AlbertPreTrainedModel):
     """The bare encoder: last hidden states and (with `add_pooling_layer`) tanh(pooler(h[:, 0]))."""
 
     def __init__(self, config: AlbertConfig, add_pooling_layer: bool = True):
@@ -168,34 +144,21 @@ class AlbertModel(AlbertPreTrainedModel):
         self.pooler_activation = nn.Tanh() if add_pooling_layer else None
         self.post_init()
 
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.embeddings.word_embeddings
-
-    def set_input_embeddings(self, value: nn.Embedding) -> None:
-        self.embeddings.word_embeddings = value
-
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
                 inputs_embeds=None, output_attentions=None, output_hidden_states=None, return_dict=None):
         """input_ids (B, T) or inputs_embeds (B, T, E); attention_mask (B, T), 1 = token, 0 = padding;
         token_type_ids (B, T) default 0; position_ids default 0..T-1."""
         config = self.config
-        if (input_ids is None) == (inputs_embeds is None):
-            raise ValueError("Pass exactly one of input_ids and inputs_embeds.")
-        output_attentions = config.output_attentions if output_attentions is None else output_attentions
-        output_hidden_states = config.output_hidden_states if output_hidden_states is None else output_hidden_states
-        if attention_mask is not None and attention_mask.dim() != 2:
-            raise ValueError(f"attention_mask must be 2-D (batch, keys) with 1 = attend and 0 = padding, got shape "
-                             f"{tuple(attention_mask.shape)}.")
+        output_attentions, output_hidden_states, return_dict = encoder_options(
+            config, input_ids, inputs_embeds, output_attentions, output_hidden_states, return_dict)
+        check_mask(attention_mask)
         e = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds)  # (B, T, E)
         x = self.encoder.embedding_hidden_mapping_in(e)  # (B, T, H)
         B, T, _ = x.shape
         # (B, 1, T, T) bool, True = attend (padding keys hidden); None when there is no padding
         padding = None if attention_mask is None else attention_mask.to(x.device, torch.bool)
         mask = build_mask(padding, B, T, 0, causal=False, device=x.device)
-        if output_attentions and getattr(config, "_attn_implementation", None) != "eager" and "sdpa" not in _warned:
-            _warned.add("sdpa")
-            logger.warning("output_attentions=True with sdpa attention returns no weights (as transformers does); "
-                           "load with attn_implementation='eager' to get them.")
+        warn_no_weights(config, output_attentions)
         hidden_states, attentions = [x], []
         for layer in self.encoder.layers(config):
             x, weights = self.run_layer(layer, x, mask)  # (B, T, H)
@@ -289,8 +252,7 @@ class AlbertForMaskedLM(AlbertPreTrainedModel):
                         output_attentions, output_hidden_states)
         logits = self.predictions(out.last_hidden_state)  # (B, T, V)
         loss = cross_entropy(logits, labels) if labels is not None else None
-        return finish(self.config, MaskedLMOutput(loss=loss, logits=logits, hidden_states=out.hidden_states,
-                                                   attentions=out.attentions), return_dict)
+        return head_output(self.config, MaskedLMOutput, loss, logits, out, return_dict)
 
 
 class _AlbertClassifier(AlbertPreTrainedModel):
@@ -314,19 +276,14 @@ class _AlbertClassifier(AlbertPreTrainedModel):
                 inputs_embeds=None, labels=None, output_attentions=None, output_hidden_states=None,
                 return_dict=None):
         C = (input_ids if input_ids is not None else inputs_embeds).shape[1]
-
-        def flat(t):  # multiple choice: (B, C, T, ...) -> (B*C, T, ...)
-            return t.reshape(-1, *t.shape[2:]) if t is not None and self.choices else t
-
-        out = _backbone(self, flat(input_ids), flat(attention_mask), flat(token_type_ids), flat(position_ids),
-                        flat(inputs_embeds), output_attentions, output_hidden_states)
+        out = _backbone(self, *flat_choices(self.choices, input_ids, attention_mask, token_type_ids, position_ids,
+                                            inputs_embeds), output_attentions, output_hidden_states)
         h = out.pooler_output if self.pooled else out.last_hidden_state  # (B, H) or (B, T, H)
         logits = self.classifier(self.dropout(h))  # (B, labels), (B, T, labels) or (B*C, 1)
         if self.choices:
             logits = logits.view(-1, C)  # (B, C)
         loss = None if labels is None else self._loss(logits, labels)
-        return finish(self.config, self.output_class(
-            loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions), return_dict)
+        return head_output(self.config, self.output_class, loss, logits, out, return_dict)
 
     def _loss(self, logits, labels):
         return cross_entropy(logits, labels)

@@ -21,10 +21,10 @@ from torch import nn
 from ..generation.mixin import GenerationMixin
 from ..modeling import PreTrainedModel
 from ..nn.activations import Activation
-from ..nn.cache import DynamicCache
-from ..nn.encoder import EncoderLayer, run_stack, unpad_of
-from ..nn.heads import finish, keep_positions, span_output
-from ..nn.losses import causal_lm_loss, cross_entropy, sequence_classification_loss
+from ..nn.encoder import (EncoderEmbeddings, EncoderLayer, WordEmbeddingsMixin, decoder_cache, encoder_options,
+                          run_stack, unpad_of, warn_no_weights)
+from ..nn.heads import causal_lm_output, finish, flat_choices, head_output, keep_positions, span_output
+from ..nn.losses import cross_entropy, sequence_classification_loss
 from ..nn.outputs import (BaseModelOutputWithPoolingAndCrossAttentions, BertForPreTrainingOutput,
                           CausalLMOutputWithCrossAttentions, MaskedLMOutput, MultipleChoiceModelOutput,
                           NextSentencePredictorOutput, SequenceClassifierOutput, TokenClassifierOutput)
@@ -33,34 +33,9 @@ from .configs import BertConfig
 logger = logging.getLogger("autoload")
 
 
-_warned: set[str] = set()
-
-
-class BertEmbeddings(nn.Module):
-    """Sum of word, token-type (segment) and absolute position embeddings, then LayerNorm and dropout."""
-
-    def __init__(self, config: BertConfig):
-        super().__init__()
-        self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
-        self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
-        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
-        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
-        positions = torch.arange(config.max_position_embeddings, dtype=torch.long)[None]  # (1, P)
-        self.register_buffer("position_ids", positions, persistent=False)
-        self.register_buffer("token_type_ids", torch.zeros_like(positions), persistent=False)
-
-    def forward(self, input_ids=None, token_type_ids=None, position_ids=None, inputs_embeds=None, past_length=0):
-        B, T = input_ids.shape if input_ids is not None else inputs_embeds.shape[:2]
-        if position_ids is None:  # positions continue after the cached ones; padding is not skipped (right padding)
-            position_ids = self.position_ids[:, past_length:past_length + T]  # (1, T)
-        if token_type_ids is None:
-            token_type_ids = self.token_type_ids[:, :T].expand(B, T)  # (B, T) all segment A
-        if inputs_embeds is None:
-            inputs_embeds = self.word_embeddings(input_ids)  # (B, T, H)
-        x = inputs_embeds + self.token_type_embeddings(token_type_ids)  # (B, T, H)
-        x = x + self.position_embeddings(position_ids)  # (B, T, H)
-        return self.dropout(self.LayerNorm(x))
+class BertEmbeddings(EncoderEmbeddings):
+    """Sum of word, token-type (segment) and absolute position embeddings, then LayerNorm and dropout: the shared
+    block of nn.encoder under the reference's name (for _no_split_modules)."""
 
 
 class BertLayer(EncoderLayer):
@@ -120,7 +95,7 @@ class BertPreTrainedModel(PreTrainedModel):
         self.cls.predictions.bias = new_embeddings.bias
 
 
-class BertModel(BertPreTrainedModel):
+class BertModel(WordEmbeddingsMixin, BertPreTrainedModel):
     """The bare encoder: last hidden states and (with `add_pooling_layer`) the pooled [CLS] output."""
 
     def __init__(self, config: BertConfig, add_pooling_layer: bool = True):
@@ -131,12 +106,6 @@ class BertModel(BertPreTrainedModel):
         self.pooler = BertPooler(config) if add_pooling_layer else None
         self.post_init()
 
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.embeddings.word_embeddings
-
-    def set_input_embeddings(self, value: nn.Embedding) -> None:
-        self.embeddings.word_embeddings = value
-
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
                 inputs_embeds=None, encoder_hidden_states=None, encoder_attention_mask=None, past_key_values=None,
                 use_cache=None, output_attentions=None, output_hidden_states=None, return_dict=None, cache=None,
@@ -146,24 +115,11 @@ class BertModel(BertPreTrainedModel):
         `past_key_values` (used only when config.is_decoder). unpad (default `config.unpad_inputs`, False): run
         the layers on the real tokens only (nn/packing.py); outputs at padded positions are then zeros."""
         config = self.config
-        if (input_ids is None) == (inputs_embeds is None):
-            raise ValueError("Pass exactly one of input_ids and inputs_embeds.")
-        output_attentions = config.output_attentions if output_attentions is None else output_attentions
-        output_hidden_states = config.output_hidden_states if output_hidden_states is None else output_hidden_states
-        return_dict = config.return_dict if return_dict is None else return_dict
-        cache = past_key_values if past_key_values is not None else cache
-        use_cache = bool(config.is_decoder and (config.use_cache if use_cache is None else use_cache))
-        if self.checkpointing():  # recomputed blocks would write a cache twice
-            use_cache, cache = False, None
-        if use_cache and cache is None:
-            cache = DynamicCache(config)
-        past = cache.get_seq_length() if cache is not None else 0
-
+        output_attentions, output_hidden_states, return_dict = encoder_options(
+            config, input_ids, inputs_embeds, output_attentions, output_hidden_states, return_dict)
+        cache, use_cache, past = decoder_cache(self, past_key_values, cache, use_cache)
         x = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds, past)  # (B, T, H)
-        if output_attentions and getattr(config, "_attn_implementation", None) != "eager" and "sdpa" not in _warned:
-            _warned.add("sdpa")
-            logger.warning("output_attentions=True with sdpa attention returns no weights (as transformers does); "
-                           "load with attn_implementation='eager' to get them.")
+        warn_no_weights(config, output_attentions)
 
         x, hidden_states, attentions, cross_attentions = run_stack(
             self, self.encoder.layer, x, attention_mask, past=past, cache=cache, causal=config.is_decoder,
@@ -238,10 +194,8 @@ class BertLMHeadModel(GenerationMixin, _BertWithMLMHead):
                         False if labels is not None else use_cache, output_attentions, output_hidden_states,
                         return_dict=True, cache=cache)
         logits = self.cls.predictions(keep_positions(out.last_hidden_state, logits_to_keep))  # (B, T', V)
-        loss = None if labels is None else causal_lm_loss(logits, labels)
-        return finish(self.config, CausalLMOutputWithCrossAttentions(
-            loss=loss, logits=logits, past_key_values=out.past_key_values, hidden_states=out.hidden_states,
-            attentions=out.attentions, cross_attentions=out.cross_attentions), return_dict)
+        return finish(self.config, causal_lm_output(logits, labels, None, out, CausalLMOutputWithCrossAttentions,
+                                                    cross_attentions=out.cross_attentions), return_dict)
 
 
 class BertForMaskedLM(_BertWithMLMHead):
@@ -260,8 +214,7 @@ class BertForMaskedLM(_BertWithMLMHead):
                         output_hidden_states=output_hidden_states, return_dict=True)
         logits = self.cls.predictions(out.last_hidden_state)  # (B, T, V)
         loss = cross_entropy(logits, labels) if labels is not None else None
-        return finish(self.config, MaskedLMOutput(loss=loss, logits=logits, hidden_states=out.hidden_states,
-                                                   attentions=out.attentions), return_dict)
+        return head_output(self.config, MaskedLMOutput, loss, logits, out, return_dict)
 
 
 class BertForNextSentencePrediction(BertPreTrainedModel):
@@ -282,8 +235,7 @@ class BertForNextSentencePrediction(BertPreTrainedModel):
                         return_dict=True)
         logits = self.cls.seq_relationship(out.pooler_output)  # (B, 2)
         loss = cross_entropy(logits, labels) if labels is not None else None
-        return finish(self.config, NextSentencePredictorOutput(
-            loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions), return_dict)
+        return head_output(self.config, NextSentencePredictorOutput, loss, logits, out, return_dict)
 
 
 class _BertClassifier(BertPreTrainedModel):
@@ -306,20 +258,15 @@ class _BertClassifier(BertPreTrainedModel):
                 inputs_embeds=None, labels=None, output_attentions=None, output_hidden_states=None,
                 return_dict=None):
         C = (input_ids if input_ids is not None else inputs_embeds).shape[1]
-
-        def flat(t):  # multiple choice: (B, C, T, ...) -> (B*C, T, ...)
-            return t.reshape(-1, *t.shape[2:]) if t is not None and self.choices else t
-
-        out = self.bert(flat(input_ids), flat(attention_mask), flat(token_type_ids), flat(position_ids),
-                        flat(inputs_embeds), output_attentions=output_attentions,
+        out = self.bert(*flat_choices(self.choices, input_ids, attention_mask, token_type_ids, position_ids,
+                                      inputs_embeds), output_attentions=output_attentions,
                         output_hidden_states=output_hidden_states, return_dict=True)
         h = out.pooler_output if self.pooled else out.last_hidden_state  # (B, H) or (B, T, H)
         logits = self.classifier(self.dropout(h))  # (B, labels), (B, T, labels) or (B*C, 1)
         if self.choices:
             logits = logits.view(-1, C)  # (B, C)
         loss = None if labels is None else self._loss(logits, labels)
-        return finish(self.config, self.output_class(
-            loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions), return_dict)
+        return head_output(self.config, self.output_class, loss, logits, out, return_dict)
 
     def _loss(self, logits, labels):
         return cross_entropy(logits, labels)

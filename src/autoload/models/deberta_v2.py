@@ -20,8 +20,8 @@ from torch import nn
 from ..modeling import PreTrainedModel
 from ..nn.activations import Activation
 from ..nn.attention import attention
-from ..nn.encoder import EncoderIntermediate, EncoderOutput
-from ..nn.heads import finish, span_output
+from ..nn.encoder import EncoderIntermediate, EncoderOutput, WordEmbeddingsMixin, check_mask, encoder_options
+from ..nn.heads import finish, flat_choices, head_output, span_output
 from ..nn.losses import cross_entropy, sequence_classification_loss
 from ..nn.outputs import (BaseModelOutput, MaskedLMOutput, MultipleChoiceModelOutput, SequenceClassifierOutput,
                           TokenClassifierOutput)
@@ -218,31 +218,21 @@ class DebertaV2PreTrainedModel(PreTrainedModel):
             module.bias.data.zero_()
 
 
-class DebertaV2Model(DebertaV2PreTrainedModel):
+class DebertaV2Model(WordEmbeddingsMixin, DebertaV2PreTrainedModel):
     def __init__(self, config: DebertaV2Config):
         super().__init__(config)
         self.embeddings = DebertaV2Embeddings(config)
         self.encoder = DebertaV2Encoder(config)
         self.post_init()
 
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.embeddings.word_embeddings
-
-    def set_input_embeddings(self, value: nn.Embedding) -> None:
-        self.embeddings.word_embeddings = value
-
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
                 inputs_embeds=None, output_attentions=None, output_hidden_states=None, return_dict=None, **kwargs):
         """input_ids (B, T) or inputs_embeds (B, T, E); attention_mask (B, T), 1 = token, 0 = padding;
         token_type_ids (B, T) default 0; position_ids (absolute, used with position_biased_input) default 0..T-1."""
         config = self.config
-        if (input_ids is None) == (inputs_embeds is None):
-            raise ValueError("Pass exactly one of input_ids and inputs_embeds.")
-        output_attentions = config.output_attentions if output_attentions is None else output_attentions
-        output_hidden_states = config.output_hidden_states if output_hidden_states is None else output_hidden_states
-        if attention_mask is not None and attention_mask.dim() != 2:
-            raise ValueError(f"attention_mask must be 2-D (batch, tokens) with 1 = token and 0 = padding, got shape "
-                             f"{tuple(attention_mask.shape)}.")
+        output_attentions, output_hidden_states, return_dict = encoder_options(
+            config, input_ids, inputs_embeds, output_attentions, output_hidden_states, return_dict)
+        check_mask(attention_mask)
         x = self.embeddings(input_ids, token_type_ids, position_ids, attention_mask, inputs_embeds)  # (B, T, H)
         B, T, _ = x.shape
         keep = mask = pad_query = None
@@ -318,19 +308,15 @@ class _DebertaV2Head(DebertaV2PreTrainedModel):
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
                 inputs_embeds=None, labels=None, output_attentions=None, output_hidden_states=None,
                 return_dict=None, **kwargs):
-        def flat(t):  # multiple choice: (B, C, T, ...) -> (B*C, T, ...)
-            return t.reshape(-1, *t.shape[2:]) if t is not None and self.choices else t
-
-        out = self.deberta(flat(input_ids), flat(attention_mask), flat(token_type_ids), flat(position_ids),
-                           flat(inputs_embeds), output_attentions, output_hidden_states, return_dict=True)
+        out = self.deberta(*flat_choices(self.choices, input_ids, attention_mask, token_type_ids, position_ids,
+                                         inputs_embeds), output_attentions, output_hidden_states, return_dict=True)
         logits = self.logits(out.last_hidden_state)  # (B, T, V), (B, labels), (B, T, labels) or (B*C, 1)
         if self.choices:
             logits = logits.view(-1, (input_ids if input_ids is not None else inputs_embeds).shape[1])  # (B, C)
         loss = None
         if labels is not None:
             loss, logits = self._loss(logits, labels)
-        return finish(self.config, self.output_class(
-            loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions), return_dict)
+        return head_output(self.config, self.output_class, loss, logits, out, return_dict)
 
     def build_head(self, config):  # the ContextPooler classifier; `cls_dropout`, else hidden_dropout_prob
         self.pooler = ContextPooler(config)

@@ -20,7 +20,8 @@ from torch import nn
 from ..modeling import PreTrainedModel
 from ..nn.activations import Activation
 from ..nn.attention import attention
-from ..nn.heads import finish, span_output
+from ..nn.encoder import WordEmbeddingsMixin, encoder_options
+from ..nn.heads import finish, flat_choices, head_output, span_output
 from ..nn.losses import cross_entropy, sequence_classification_loss
 from ..nn.masks import attention_mask as build_mask
 from ..nn.outputs import (BaseModelOutput, MaskedLMOutput, MultipleChoiceModelOutput, SequenceClassifierOutput,
@@ -132,7 +133,7 @@ class DistilBertPreTrainedModel(PreTrainedModel):
             weight.data.copy_(sinusoidal_positions(*weight.shape))
 
 
-class DistilBertModel(DistilBertPreTrainedModel):
+class DistilBertModel(WordEmbeddingsMixin, DistilBertPreTrainedModel):
     """The bare encoder: last hidden states (B, T, dim), no pooler."""
 
     def __init__(self, config: DistilBertConfig):
@@ -142,12 +143,6 @@ class DistilBertModel(DistilBertPreTrainedModel):
         self.transformer.layer = nn.ModuleList(TransformerBlock(config) for _ in range(config.n_layers))
         self.post_init()
 
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.embeddings.word_embeddings
-
-    def set_input_embeddings(self, value: nn.Embedding) -> None:
-        self.embeddings.word_embeddings = value
-
     def get_position_embeddings(self) -> nn.Embedding:
         return self.embeddings.position_embeddings
 
@@ -155,10 +150,8 @@ class DistilBertModel(DistilBertPreTrainedModel):
                 output_attentions=None, output_hidden_states=None, return_dict=None):
         """input_ids (B, T) or inputs_embeds (B, T, dim); attention_mask (B, T), 1 = token, 0 = padding."""
         config = self.config
-        if (input_ids is None) == (inputs_embeds is None):
-            raise ValueError("You must specify exactly one of input_ids or inputs_embeds")
-        output_attentions = config.output_attentions if output_attentions is None else output_attentions
-        output_hidden_states = config.output_hidden_states if output_hidden_states is None else output_hidden_states
+        output_attentions, output_hidden_states, return_dict = encoder_options(
+            config, input_ids, inputs_embeds, output_attentions, output_hidden_states, return_dict)
         x = self.embeddings(input_ids, inputs_embeds, position_ids)  # (B, T, D)
         B, T, _ = x.shape
         padding = None if attention_mask is None else attention_mask.to(x.device, torch.bool)  # (B, T)
@@ -201,8 +194,7 @@ class DistilBertForMaskedLM(DistilBertPreTrainedModel):
         x = self.vocab_layer_norm(self.activation(self.vocab_transform(out.last_hidden_state)))  # (B, T, D)
         logits = self.vocab_projector(x)  # (B, T, V)
         loss = cross_entropy(logits, labels) if labels is not None else None
-        return finish(self.config, MaskedLMOutput(loss=loss, logits=logits, hidden_states=out.hidden_states,
-                                                   attentions=out.attentions), return_dict)
+        return head_output(self.config, MaskedLMOutput, loss, logits, out, return_dict)
 
 
 class _DistilBertClassifier(DistilBertPreTrainedModel):
@@ -228,11 +220,7 @@ class _DistilBertClassifier(DistilBertPreTrainedModel):
     def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None, labels=None, position_ids=None,
                 output_attentions=None, output_hidden_states=None, return_dict=None):
         C = (input_ids if input_ids is not None else inputs_embeds).shape[1]
-
-        def flat(t):  # multiple choice: (B, C, T, ...) -> (B*C, T, ...)
-            return t.reshape(-1, *t.shape[2:]) if t is not None and self.choices else t
-
-        out = self.distilbert(flat(input_ids), flat(attention_mask), flat(inputs_embeds), flat(position_ids),
+        out = self.distilbert(*flat_choices(self.choices, input_ids, attention_mask, inputs_embeds, position_ids),
                               output_attentions, output_hidden_states, return_dict=True)
         h = out.last_hidden_state  # (B, T, D)
         if self.per_token:
@@ -243,8 +231,7 @@ class _DistilBertClassifier(DistilBertPreTrainedModel):
         if self.choices:
             logits = logits.view(-1, C)  # (B, C)
         loss = None if labels is None else self._loss(logits, labels)
-        return finish(self.config, self.output_class(
-            loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions), return_dict)
+        return head_output(self.config, self.output_class, loss, logits, out, return_dict)
 
     def _loss(self, logits, labels):
         return cross_entropy(logits, labels)

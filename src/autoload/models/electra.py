@@ -20,17 +20,16 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..generation.mixin import GenerationMixin
 from ..modeling import PreTrainedModel
 from ..nn.activations import Activation
-from ..nn.cache import DynamicCache
-from ..nn.encoder import EncoderLayer, run_stack, unpad_of
-from ..nn.heads import finish, keep_positions, span_output
-from ..nn.losses import causal_lm_loss, cross_entropy, sequence_classification_loss
+from ..nn.encoder import (EncoderEmbeddings, EncoderLayer, WordEmbeddingsMixin, decoder_cache, encoder_options,
+                          run_stack, unpad_of)
+from ..nn.heads import causal_lm_output, finish, flat_choices, head_output, keep_positions, span_output
+from ..nn.losses import cross_entropy, sequence_classification_loss
 from ..nn.outputs import (CausalLMOutputWithCrossAttentions, MaskedLMOutput, ModelOutput, MultipleChoiceModelOutput,
                           SequenceClassifierOutput, TokenClassifierOutput)
 from .configs import ElectraConfig
@@ -55,31 +54,12 @@ class ElectraForPreTrainingOutput(ModelOutput):
     attentions: Any = None
 
 
-class ElectraEmbeddings(nn.Module):
-    """Sum of word, token-type and absolute position embeddings (width embedding_size), LayerNorm and dropout."""
+class ElectraEmbeddings(EncoderEmbeddings):
+    """Sum of word, token-type and absolute position embeddings (width embedding_size), LayerNorm and dropout: the
+    shared block of nn.encoder under the reference's name."""
 
     def __init__(self, config: ElectraConfig):
-        super().__init__()
-        E = config.embedding_size
-        self.word_embeddings = nn.Embedding(config.vocab_size, E, padding_idx=config.pad_token_id)
-        self.position_embeddings = nn.Embedding(config.max_position_embeddings, E)
-        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, E)
-        self.LayerNorm = nn.LayerNorm(E, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
-        positions = torch.arange(config.max_position_embeddings, dtype=torch.long)[None]  # (1, P)
-        self.register_buffer("position_ids", positions, persistent=False)
-        self.register_buffer("token_type_ids", torch.zeros_like(positions), persistent=False)
-
-    def forward(self, input_ids=None, token_type_ids=None, position_ids=None, inputs_embeds=None, past_length=0):
-        B, T = input_ids.shape if input_ids is not None else inputs_embeds.shape[:2]
-        if position_ids is None:  # positions continue after the cached ones
-            position_ids = self.position_ids[:, past_length:past_length + T]  # (1, T)
-        if token_type_ids is None:
-            token_type_ids = self.token_type_ids[:, :T].expand(B, T)  # (B, T) all segment A
-        if inputs_embeds is None:
-            inputs_embeds = self.word_embeddings(input_ids)  # (B, T, E)
-        x = inputs_embeds + self.token_type_embeddings(token_type_ids) + self.position_embeddings(position_ids)
-        return self.dropout(self.LayerNorm(x))  # (B, T, E)
+        super().__init__(config, config.embedding_size)
 
 
 class ElectraLayer(EncoderLayer):
@@ -128,7 +108,7 @@ class ElectraPreTrainedModel(PreTrainedModel):
         self.generator_lm_head = new_embeddings
 
 
-class ElectraModel(ElectraPreTrainedModel):
+class ElectraModel(WordEmbeddingsMixin, ElectraPreTrainedModel):
     """The bare encoder (no pooler): last hidden states (B, T, H)."""
 
     def __init__(self, config: ElectraConfig):
@@ -140,12 +120,6 @@ class ElectraModel(ElectraPreTrainedModel):
         self.encoder.layer = nn.ModuleList(ElectraLayer(config, i) for i in range(config.num_hidden_layers))
         self.post_init()
 
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.embeddings.word_embeddings
-
-    def set_input_embeddings(self, value: nn.Embedding) -> None:
-        self.embeddings.word_embeddings = value
-
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
                 inputs_embeds=None, encoder_hidden_states=None, encoder_attention_mask=None, past_key_values=None,
                 use_cache=None, output_attentions=None, output_hidden_states=None, return_dict=None, cache=None,
@@ -154,19 +128,9 @@ class ElectraModel(ElectraPreTrainedModel):
         token_type_ids default 0; position_ids default past..past+T-1. `cache` is an alias of `past_key_values`
         (used only when config.is_decoder)."""
         config = self.config
-        if (input_ids is None) == (inputs_embeds is None):
-            raise ValueError("You must specify exactly one of input_ids or inputs_embeds")
-        output_attentions = config.output_attentions if output_attentions is None else output_attentions
-        output_hidden_states = config.output_hidden_states if output_hidden_states is None else output_hidden_states
-        return_dict = config.return_dict if return_dict is None else return_dict
-        cache = past_key_values if past_key_values is not None else cache
-        use_cache = bool(config.is_decoder and (config.use_cache if use_cache is None else use_cache))
-        if self.checkpointing():  # recomputed blocks would write a cache twice
-            use_cache, cache = False, None
-        if use_cache and cache is None:
-            cache = DynamicCache(config)
-        past = cache.get_seq_length() if cache is not None else 0
-
+        output_attentions, output_hidden_states, return_dict = encoder_options(
+            config, input_ids, inputs_embeds, output_attentions, output_hidden_states, return_dict)
+        cache, use_cache, past = decoder_cache(self, past_key_values, cache, use_cache)
         x = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds, past)  # (B, T, E)
         if hasattr(self, "embeddings_project"):
             x = self.embeddings_project(x)  # (B, T, H)
@@ -201,19 +165,14 @@ class _ElectraHead(ElectraPreTrainedModel):
                 inputs_embeds=None, labels=None, output_attentions=None, output_hidden_states=None,
                 return_dict=None):
         C = (input_ids if input_ids is not None else inputs_embeds).shape[1]
-
-        def flat(t):  # multiple choice: (B, C, T, ...) -> (B*C, T, ...)
-            return t.reshape(-1, *t.shape[2:]) if t is not None and self.choices else t
-
-        out = self.electra(flat(input_ids), flat(attention_mask), flat(token_type_ids), flat(position_ids),
-                           flat(inputs_embeds), output_attentions=output_attentions,
+        out = self.electra(*flat_choices(self.choices, input_ids, attention_mask, token_type_ids, position_ids,
+                                         inputs_embeds), output_attentions=output_attentions,
                            output_hidden_states=output_hidden_states, return_dict=True)
         logits = self._score(out.last_hidden_state)  # (B, T), (B, T, V), (B, labels), (B, T, labels), (B*C, 1)
         if self.choices:
             logits = logits.view(-1, C)  # (B, C)
         loss = None if labels is None else self._loss(logits, labels, attention_mask)
-        return finish(self.config, self.output_class(
-            loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions), return_dict)
+        return head_output(self.config, self.output_class, loss, logits, out, return_dict)
 
     def _loss(self, logits, labels, attention_mask):
         return cross_entropy(logits, labels)
@@ -276,10 +235,8 @@ class ElectraForCausalLM(GenerationMixin, ElectraPreTrainedModel):
                            False if labels is not None else use_cache, output_attentions, output_hidden_states,
                            return_dict=True, cache=cache)
         logits = self._score(keep_positions(out.last_hidden_state, logits_to_keep))  # (B, T', V)
-        loss = None if labels is None else causal_lm_loss(logits, labels)
-        return finish(self.config, CausalLMOutputWithCrossAttentions(
-            loss=loss, logits=logits, past_key_values=out.past_key_values, hidden_states=out.hidden_states,
-            attentions=out.attentions, cross_attentions=out.cross_attentions), return_dict)
+        return finish(self.config, causal_lm_output(logits, labels, None, out, CausalLMOutputWithCrossAttentions,
+                                                    cross_attentions=out.cross_attentions), return_dict)
 
 
 class ElectraForSequenceClassification(_ElectraHead):

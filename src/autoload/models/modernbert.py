@@ -32,7 +32,8 @@ from torch import nn
 from ..modeling import PreTrainedModel
 from ..nn.activations import Activation
 from ..nn.attention import attention
-from ..nn.heads import finish, span_output
+from ..nn.encoder import encoder_options, unpad_of
+from ..nn.heads import finish, flat_choices, head_output, span_output
 from ..nn.losses import cross_entropy, sequence_classification_loss
 from ..nn.outputs import (BaseModelOutput, MaskedLMOutput, MultipleChoiceModelOutput, SequenceClassifierOutput,
                           TokenClassifierOutput)
@@ -210,19 +211,15 @@ class ModernBertModel(ModernBertPreTrainedModel):
         position_ids (B, T) default 0..T-1 (padding included, as the reference). unpad: the unpadded path for
         this call (default `config.unpad_inputs`)."""
         config = self.config
-        if (input_ids is None) == (inputs_embeds is None):
-            raise ValueError("Pass exactly one of input_ids and inputs_embeds.")
-        output_attentions = config.output_attentions if output_attentions is None else output_attentions
-        output_hidden_states = config.output_hidden_states if output_hidden_states is None else output_hidden_states
-        return_dict = config.return_dict if return_dict is None else return_dict
+        output_attentions, output_hidden_states, return_dict = encoder_options(
+            config, input_ids, inputs_embeds, output_attentions, output_hidden_states, return_dict)
         x = self.embeddings(input_ids, inputs_embeds)  # (B, T, H)
         B, T, H = x.shape
         if position_ids is None:
             position_ids = torch.arange(T, device=x.device)[None]  # (1, T)
         position_ids = position_ids.expand(B, T)  # (B, T)
         padding = None if attention_mask is None else attention_mask.to(x.device, torch.bool)  # (B, T)
-        unpad = getattr(config, "unpad_inputs", False) if unpad is None else unpad
-        unpad = bool(unpad) and padding is not None and not bool(padding.all())
+        unpad = unpad_of(config, unpad) and padding is not None and not bool(padding.all())
         windows = {"full_attention": None, "sliding_attention": config.local_attention // 2}
 
         if unpad:  # the real tokens of every row, one after another: (1, N, H)
@@ -295,8 +292,7 @@ class ModernBertForMaskedLM(ModernBertPreTrainedModel):
             h, labels = h.reshape(labels.shape[0], -1)[keep], labels[keep]  # (M, H), (M,)
         logits = self.decoder(self.head(h))  # (B, T, V) or (M, V)
         loss = None if labels is None else cross_entropy(logits.float(), labels, num_items_in_batch=num_items_in_batch)
-        return finish(self.config, MaskedLMOutput(loss=loss, logits=logits, hidden_states=out.hidden_states,
-                                                   attentions=out.attentions), return_dict)
+        return head_output(self.config, MaskedLMOutput, loss, logits, out, return_dict)
 
 
 class _ModernBertClassifier(ModernBertPreTrainedModel):
@@ -336,8 +332,7 @@ class ModernBertForSequenceClassification(_ModernBertClassifier):
                          output_hidden_states, return_dict=True)
         logits = self.classify(self.pool(out.last_hidden_state, attention_mask, first_token=False))  # (B, labels)
         loss = None if labels is None else sequence_classification_loss(self.config, logits, labels)
-        return finish(self.config, SequenceClassifierOutput(
-            loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions), return_dict)
+        return head_output(self.config, SequenceClassifierOutput, loss, logits, out, return_dict)
 
 
 class ModernBertForTokenClassification(_ModernBertClassifier):
@@ -349,8 +344,7 @@ class ModernBertForTokenClassification(_ModernBertClassifier):
                          output_hidden_states, return_dict=True)
         logits = self.classify(out.last_hidden_state)  # (B, T, labels)
         loss = None if labels is None else cross_entropy(logits, labels)
-        return finish(self.config, TokenClassifierOutput(
-            loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions), return_dict)
+        return head_output(self.config, TokenClassifierOutput, loss, logits, out, return_dict)
 
 
 class ModernBertForQuestionAnswering(_ModernBertClassifier):
@@ -375,14 +369,10 @@ class ModernBertForMultipleChoice(_ModernBertClassifier):
     def forward(self, input_ids=None, attention_mask=None, position_ids=None, inputs_embeds=None, labels=None,
                 output_attentions=None, output_hidden_states=None, return_dict=None):
         C = (input_ids if input_ids is not None else inputs_embeds).shape[1]
-
-        def flat(t):  # (B, C, T, ...) -> (B*C, T, ...)
-            return None if t is None else t.reshape(-1, *t.shape[2:])
-
-        attention_mask = flat(attention_mask)
-        out = self.model(flat(input_ids), attention_mask, flat(position_ids), flat(inputs_embeds),
-                         output_attentions, output_hidden_states, return_dict=True)
+        input_ids, attention_mask, position_ids, inputs_embeds = flat_choices(
+            True, input_ids, attention_mask, position_ids, inputs_embeds)  # (B*C, T, ...)
+        out = self.model(input_ids, attention_mask, position_ids, inputs_embeds, output_attentions,
+                         output_hidden_states, return_dict=True)
         logits = self.classify(self.pool(out.last_hidden_state, attention_mask, first_token=True)).view(-1, C)
         loss = None if labels is None else cross_entropy(logits, labels)  # logits (B, C)
-        return finish(self.config, MultipleChoiceModelOutput(
-            loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions), return_dict)
+        return head_output(self.config, MultipleChoiceModelOutput, loss, logits, out, return_dict)

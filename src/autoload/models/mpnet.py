@@ -25,7 +25,8 @@ from torch.nn import functional as F
 from ..modeling import PreTrainedModel
 from ..nn.activations import Activation
 from ..nn.attention import attention
-from ..nn.heads import finish, span_output
+from ..nn.encoder import WordEmbeddingsMixin, check_mask, encoder_options, unpad_of
+from ..nn.heads import finish, flat_choices, head_output, span_output
 from ..nn.losses import cross_entropy, sequence_classification_loss
 from ..nn.masks import attention_mask as build_mask
 from ..nn.outputs import (BaseModelOutputWithPooling, MaskedLMOutput, MultipleChoiceModelOutput,
@@ -237,7 +238,7 @@ class MPNetPreTrainedModel(PreTrainedModel):
         self.lm_head.bias = new_embeddings.bias
 
 
-class MPNetModel(MPNetPreTrainedModel):
+class MPNetModel(WordEmbeddingsMixin, MPNetPreTrainedModel):
     """The bare encoder: last hidden states and (with `add_pooling_layer`) the pooled <s> output."""
 
     def __init__(self, config: MPNetConfig, add_pooling_layer: bool = True):
@@ -247,12 +248,6 @@ class MPNetModel(MPNetPreTrainedModel):
         self.pooler = MPNetPooler(config) if add_pooling_layer else None
         self.post_init()
 
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.embeddings.word_embeddings
-
-    def set_input_embeddings(self, value: nn.Embedding) -> None:
-        self.embeddings.word_embeddings = value
-
     def forward(self, input_ids=None, attention_mask=None, position_ids=None, inputs_embeds=None,
                 output_attentions=None, output_hidden_states=None, return_dict=None, unpad: bool | None = None):
         """input_ids (B, T) or inputs_embeds (B, T, H); attention_mask (B, T), 1 = token, 0 = padding;
@@ -260,22 +255,15 @@ class MPNetModel(MPNetPreTrainedModel):
         `config.unpad_inputs`, False): the layers run on the real tokens only (nn/packing.py), outputs at padded
         positions are then zeros; not with output_attentions."""
         config = self.config
-        if (input_ids is None) == (inputs_embeds is None):
-            raise ValueError("Pass exactly one of input_ids and inputs_embeds.")
-        output_attentions = config.output_attentions if output_attentions is None else output_attentions
-        output_hidden_states = config.output_hidden_states if output_hidden_states is None else output_hidden_states
-        return_dict = config.return_dict if return_dict is None else return_dict
-        if attention_mask is not None and attention_mask.dim() != 2:
-            raise ValueError(f"attention_mask must be 2-D (batch, keys) with 1 = attend and 0 = padding, got shape "
-                             f"{tuple(attention_mask.shape)}.")
-
+        output_attentions, output_hidden_states, return_dict = encoder_options(
+            config, input_ids, inputs_embeds, output_attentions, output_hidden_states, return_dict)
+        check_mask(attention_mask)
         x = self.embeddings(input_ids, position_ids, inputs_embeds)  # (B, T, H)
         B, T, _ = x.shape
         padding = None if attention_mask is None else attention_mask.to(x.device, torch.bool)  # (B, T)
         mask = build_mask(padding, B, T, causal=False, device=x.device)  # (B, 1, T, T) bool, or None: no padding
         bias = self.encoder.position_bias(T, x.device)  # (1, nh, T, T), once for every layer
-        unpad = bool(getattr(config, "unpad_inputs", False)) if unpad is None else unpad
-        packing = packing_for(padding, unpad, weights=output_attentions)
+        packing = packing_for(padding, unpad_of(config, unpad), weights=output_attentions)
         if packing is not None:
             x, mask = packing.pack(x), packing  # (N, H): the layers see real tokens only
 
@@ -313,8 +301,7 @@ class MPNetForMaskedLM(MPNetPreTrainedModel):
                          output_hidden_states, return_dict=True)
         logits = self.lm_head(out.last_hidden_state)  # (B, T, V)
         loss = cross_entropy(logits, labels) if labels is not None else None
-        return finish(self.config, MaskedLMOutput(loss=loss, logits=logits, hidden_states=out.hidden_states,
-                                                   attentions=out.attentions), return_dict)
+        return head_output(self.config, MaskedLMOutput, loss, logits, out, return_dict)
 
 
 class MPNetForSequenceClassification(MPNetPreTrainedModel):
@@ -334,8 +321,7 @@ class MPNetForSequenceClassification(MPNetPreTrainedModel):
                          output_hidden_states, return_dict=True)
         logits = self.classifier(out.last_hidden_state)  # (B, labels)
         loss = None if labels is None else sequence_classification_loss(self.config, logits, labels)
-        return finish(self.config, SequenceClassifierOutput(
-            loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions), return_dict)
+        return head_output(self.config, SequenceClassifierOutput, loss, logits, out, return_dict)
 
 
 class MPNetForTokenClassification(MPNetPreTrainedModel):
@@ -354,8 +340,7 @@ class MPNetForTokenClassification(MPNetPreTrainedModel):
                          output_hidden_states, return_dict=True)
         logits = self.classifier(self.dropout(out.last_hidden_state))  # (B, T, labels)
         loss = cross_entropy(logits, labels) if labels is not None else None
-        return finish(self.config, TokenClassifierOutput(
-            loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions), return_dict)
+        return head_output(self.config, TokenClassifierOutput, loss, logits, out, return_dict)
 
 
 class MPNetForMultipleChoice(MPNetPreTrainedModel):
@@ -372,16 +357,11 @@ class MPNetForMultipleChoice(MPNetPreTrainedModel):
     def forward(self, input_ids=None, attention_mask=None, position_ids=None, inputs_embeds=None, labels=None,
                 output_attentions=None, output_hidden_states=None, return_dict=None):
         C = (input_ids if input_ids is not None else inputs_embeds).shape[1]
-
-        def flat(t):  # (B, C, T, ...) -> (B*C, T, ...)
-            return t.reshape(-1, *t.shape[2:]) if t is not None else None
-
-        out = self.mpnet(flat(input_ids), flat(attention_mask), flat(position_ids), flat(inputs_embeds),
+        out = self.mpnet(*flat_choices(True, input_ids, attention_mask, position_ids, inputs_embeds),
                          output_attentions, output_hidden_states, return_dict=True)
         logits = self.classifier(self.dropout(out.pooler_output)).view(-1, C)  # (B, C)
         loss = cross_entropy(logits, labels) if labels is not None else None
-        return finish(self.config, MultipleChoiceModelOutput(
-            loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions), return_dict)
+        return head_output(self.config, MultipleChoiceModelOutput, loss, logits, out, return_dict)
 
 
 class MPNetForQuestionAnswering(MPNetPreTrainedModel):

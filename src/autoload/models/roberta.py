@@ -19,10 +19,9 @@ from torch import nn
 from ..generation.mixin import GenerationMixin
 from ..modeling import PreTrainedModel
 from ..nn.activations import get_activation
-from ..nn.cache import DynamicCache
-from ..nn.encoder import EncoderLayer, run_stack, unpad_of
-from ..nn.heads import finish, keep_positions, span_output
-from ..nn.losses import causal_lm_loss, cross_entropy, sequence_classification_loss
+from ..nn.encoder import EncoderLayer, WordEmbeddingsMixin, decoder_cache, encoder_options, run_stack, unpad_of
+from ..nn.heads import causal_lm_output, finish, flat_choices, head_output, keep_positions, span_output
+from ..nn.losses import cross_entropy, sequence_classification_loss
 from ..nn.outputs import (BaseModelOutputWithPoolingAndCrossAttentions, CausalLMOutputWithCrossAttentions,
                           MaskedLMOutput, MultipleChoiceModelOutput, SequenceClassifierOutput, TokenClassifierOutput)
 from .configs import CamembertConfig, RobertaConfig, XLMRobertaConfig
@@ -107,7 +106,7 @@ class RobertaPreTrainedModel(PreTrainedModel):
             module.bias.data.zero_()
 
 
-class RobertaModel(RobertaPreTrainedModel):
+class RobertaModel(WordEmbeddingsMixin, RobertaPreTrainedModel):
     """The bare encoder: last hidden states and (with `add_pooling_layer`) tanh(Dense(h[:, 0])) as pooler_output."""
 
     def __init__(self, config: RobertaConfig, add_pooling_layer: bool = True):
@@ -121,12 +120,6 @@ class RobertaModel(RobertaPreTrainedModel):
             self.pooler.dense = nn.Linear(config.hidden_size, config.hidden_size)
         self.post_init()
 
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.embeddings.word_embeddings
-
-    def set_input_embeddings(self, value: nn.Embedding) -> None:
-        self.embeddings.word_embeddings = value
-
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
                 inputs_embeds=None, encoder_hidden_states=None, encoder_attention_mask=None, past_key_values=None,
                 use_cache=None, output_attentions=None, output_hidden_states=None, return_dict=None, cache=None,
@@ -135,19 +128,9 @@ class RobertaModel(RobertaPreTrainedModel):
         token_type_ids (B, T) default 0; position_ids default from input_ids (see the module docstring). `cache` is
         an alias of `past_key_values` (used only when config.is_decoder)."""
         config = self.config
-        if (input_ids is None) == (inputs_embeds is None):
-            raise ValueError("You must specify exactly one of input_ids or inputs_embeds")
-        output_attentions = config.output_attentions if output_attentions is None else output_attentions
-        output_hidden_states = config.output_hidden_states if output_hidden_states is None else output_hidden_states
-        return_dict = config.return_dict if return_dict is None else return_dict
-        cache = past_key_values if past_key_values is not None else cache
-        use_cache = bool(config.is_decoder and (config.use_cache if use_cache is None else use_cache))
-        if self.checkpointing():  # recomputed blocks would write a cache twice
-            use_cache, cache = False, None
-        if use_cache and cache is None:
-            cache = DynamicCache(config)
-        past = cache.get_seq_length() if cache is not None else 0
-
+        output_attentions, output_hidden_states, return_dict = encoder_options(
+            config, input_ids, inputs_embeds, output_attentions, output_hidden_states, return_dict)
+        cache, use_cache, past = decoder_cache(self, past_key_values, cache, use_cache)
         x = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds, past)  # (B, T, H)
         x, hidden_states, attentions, cross_attentions = run_stack(
             self, self.encoder.layer, x, attention_mask, past=past, cache=cache, causal=config.is_decoder,
@@ -211,10 +194,8 @@ class RobertaForCausalLM(GenerationMixin, _RobertaWithLMHead):
                            False if labels is not None else use_cache, output_attentions, output_hidden_states,
                            return_dict=True, cache=cache)
         logits = self.lm_head(keep_positions(out.last_hidden_state, logits_to_keep))  # (B, T', V)
-        loss = None if labels is None else causal_lm_loss(logits, labels)
-        return finish(self.config, CausalLMOutputWithCrossAttentions(
-            loss=loss, logits=logits, past_key_values=out.past_key_values, hidden_states=out.hidden_states,
-            attentions=out.attentions, cross_attentions=out.cross_attentions), return_dict)
+        return finish(self.config, causal_lm_output(logits, labels, None, out, CausalLMOutputWithCrossAttentions,
+                                                    cross_attentions=out.cross_attentions), return_dict)
 
 
 class RobertaForMaskedLM(_RobertaWithLMHead):
@@ -228,8 +209,7 @@ class RobertaForMaskedLM(_RobertaWithLMHead):
                            output_hidden_states=output_hidden_states, return_dict=True)
         logits = self.lm_head(out.last_hidden_state)  # (B, T, V)
         loss = cross_entropy(logits, labels) if labels is not None else None
-        return finish(self.config, MaskedLMOutput(loss=loss, logits=logits, hidden_states=out.hidden_states,
-                                                   attentions=out.attentions), return_dict)
+        return head_output(self.config, MaskedLMOutput, loss, logits, out, return_dict)
 
 
 class _RobertaClassifier(_RobertaHead):
@@ -242,19 +222,14 @@ class _RobertaClassifier(_RobertaHead):
                 inputs_embeds=None, labels=None, output_attentions=None, output_hidden_states=None,
                 return_dict=None):
         C = (input_ids if input_ids is not None else inputs_embeds).shape[1]
-
-        def flat(t):  # multiple choice: (B, C, T, ...) -> (B*C, T, ...)
-            return t.reshape(-1, *t.shape[2:]) if t is not None and self.choices else t
-
-        out = self.roberta(flat(input_ids), flat(attention_mask), flat(token_type_ids), flat(position_ids),
-                           flat(inputs_embeds), output_attentions=output_attentions,
+        out = self.roberta(*flat_choices(self.choices, input_ids, attention_mask, token_type_ids, position_ids,
+                                         inputs_embeds), output_attentions=output_attentions,
                            output_hidden_states=output_hidden_states, return_dict=True)
         logits = self.head(out)  # (B, labels), (B, T, labels) or (B*C, 1)
         if self.choices:
             logits = logits.view(-1, C)  # (B, C)
         loss = None if labels is None else self._loss(logits, labels)
-        return finish(self.config, self.output_class(
-            loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions), return_dict)
+        return head_output(self.config, self.output_class, loss, logits, out, return_dict)
 
     def _loss(self, logits, labels):
         return cross_entropy(logits, labels)

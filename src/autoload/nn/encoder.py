@@ -10,17 +10,68 @@ subclasses `EncoderLayer` under the reference's name (`BertLayer`, `RobertaLayer
 config is read duck-typed: hidden_size, num_attention_heads, intermediate_size, hidden_act, hidden_dropout_prob,
 attention_probs_dropout_prob, layer_norm_eps, is_decoder (causal self-attention with a KV cache),
 add_cross_attention, and `_attn_implementation` at each call ("eager" computes and returns the weights).
+
+`EncoderEmbeddings` is BERT's embedding block (ELECTRA and ALBERT at their embedding_size); `WordEmbeddingsMixin`
+gives a backbone get/set_input_embeddings. Also what the forwards of every encoder family share: the argument checks
+and config defaults (encoder_options), a BERT-style decoder's KV cache (decoder_cache), the 2-D attention-mask check
+(check_mask) and the one-time warning that SDPA returns no attention weights (warn_no_weights).
 """
 
 from __future__ import annotations
+
+import logging
 
 import torch
 from torch import nn
 
 from .activations import Activation
 from .attention import attention
+from .cache import DynamicCache
 from .masks import attention_mask as build_mask
 from .packing import Packing, packing_for
+
+logger = logging.getLogger("autoload")
+_warned: set[str] = set()
+
+
+class WordEmbeddingsMixin:
+    """get/set_input_embeddings of an encoder backbone, on its `embeddings.word_embeddings`; listed before the
+    family's PreTrainedModel (`class BertModel(WordEmbeddingsMixin, BertPreTrainedModel)`)."""
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.embeddings.word_embeddings
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.embeddings.word_embeddings = value
+
+
+class EncoderEmbeddings(nn.Module):
+    """Sum of word, token-type (segment) and absolute position embeddings of `width` (default hidden_size), then
+    LayerNorm and dropout. Keys `word_embeddings`, `position_embeddings`, `token_type_embeddings`, `LayerNorm`."""
+
+    def __init__(self, config, width: int | None = None):
+        super().__init__()  # built in the reference's order: a seeded build draws the same numbers
+        E = config.hidden_size if width is None else width
+        self.word_embeddings = nn.Embedding(config.vocab_size, E, padding_idx=config.pad_token_id)
+        self.position_embeddings = nn.Embedding(config.max_position_embeddings, E)
+        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, E)
+        self.LayerNorm = nn.LayerNorm(E, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        positions = torch.arange(config.max_position_embeddings, dtype=torch.long)[None]  # (1, P)
+        self.register_buffer("position_ids", positions, persistent=False)
+        self.register_buffer("token_type_ids", torch.zeros_like(positions), persistent=False)
+
+    def forward(self, input_ids=None, token_type_ids=None, position_ids=None, inputs_embeds=None, past_length=0):
+        B, T = input_ids.shape if input_ids is not None else inputs_embeds.shape[:2]
+        if position_ids is None:  # positions continue after the cached ones; padding is not skipped (right padding)
+            position_ids = self.position_ids[:, past_length:past_length + T]  # (1, T)
+        if token_type_ids is None:
+            token_type_ids = self.token_type_ids[:, :T].expand(B, T)  # (B, T) all segment A
+        if inputs_embeds is None:
+            inputs_embeds = self.word_embeddings(input_ids)  # (B, T, E)
+        x = inputs_embeds + self.token_type_embeddings(token_type_ids)  # (B, T, E)
+        x = x + self.position_embeddings(position_ids)  # (B, T, E)
+        return self.dropout(self.LayerNorm(x))
 
 
 class EncoderSelfAttention(nn.Module):
@@ -141,6 +192,45 @@ def cross_attention_mask(encoder_attention_mask: torch.Tensor | None, batch: int
     return encoder_attention_mask[:, None, None, :].bool().expand(batch, 1, q_len, -1)  # (B, 1, T, S_enc)
 
 
+def encoder_options(config, input_ids, inputs_embeds, output_attentions, output_hidden_states, return_dict):
+    """What an encoder backbone's forward starts with: exactly one of input_ids and inputs_embeds, then the config
+    defaults. Returns (output_attentions, output_hidden_states, return_dict)."""
+    if (input_ids is None) == (inputs_embeds is None):
+        raise ValueError("Pass exactly one of input_ids and inputs_embeds.")
+    return (config.output_attentions if output_attentions is None else output_attentions,
+            config.output_hidden_states if output_hidden_states is None else output_hidden_states,
+            config.return_dict if return_dict is None else return_dict)
+
+
+def decoder_cache(model, past_key_values, cache, use_cache):
+    """The KV cache of a BERT-style backbone (`cache` is an alias of `past_key_values`): used only when
+    config.is_decoder (use_cache default config.use_cache), never while gradient checkpointing (recomputed blocks
+    would write it twice), a new DynamicCache when one is wanted. Returns (cache, use_cache, cached length)."""
+    config = model.config
+    cache = past_key_values if past_key_values is not None else cache
+    use_cache = bool(config.is_decoder and (config.use_cache if use_cache is None else use_cache))
+    if model.checkpointing():
+        use_cache, cache = False, None
+    if use_cache and cache is None:
+        cache = DynamicCache(config)
+    return cache, use_cache, cache.get_seq_length() if cache is not None else 0
+
+
+def check_mask(attention_mask: torch.Tensor | None) -> None:
+    """An attention mask must be (B, keys), 1 = attend, 0 = padding."""
+    if attention_mask is not None and attention_mask.dim() != 2:
+        raise ValueError(f"attention_mask must be 2-D (batch, keys) with 1 = attend and 0 = padding, got shape "
+                         f"{tuple(attention_mask.shape)}.")
+
+
+def warn_no_weights(config, output_attentions: bool) -> None:
+    """Once per process: output_attentions=True under SDPA returns no weights (eager computes them)."""
+    if output_attentions and getattr(config, "_attn_implementation", None) != "eager" and "sdpa" not in _warned:
+        _warned.add("sdpa")
+        logger.warning("output_attentions=True with sdpa attention returns no weights (as transformers does); "
+                       "load with attn_implementation='eager' to get them.")
+
+
 def unpad_of(config, unpad: bool | None) -> bool:
     """A forward's `unpad` argument, else the config's `unpad_inputs` (default False)."""
     return bool(getattr(config, "unpad_inputs", False)) if unpad is None else bool(unpad)
@@ -153,9 +243,7 @@ def run_stack(owner, layers, x: torch.Tensor, attention_mask: torch.Tensor | Non
     `owner.run_layer` (gradient checkpointing), unpadded when `unpad` applies (nn/packing.py).
     Returns (last hidden state (B, T, H), hidden states [embeddings, layer 1, ...], attentions, cross-attentions)."""
     B, T, _ = x.shape
-    if attention_mask is not None and attention_mask.dim() != 2:
-        raise ValueError(f"attention_mask must be 2-D (batch, keys) with 1 = attend and 0 = padding, got shape "
-                         f"{tuple(attention_mask.shape)}.")
+    check_mask(attention_mask)
     # (B, 1, T, S) bool, True = attend: padding hidden, future keys hidden in a decoder; None if SDPA needs none
     padding = None if attention_mask is None else attention_mask[:, -(past + T):].to(x.device, torch.bool)
     mask = build_mask(padding, B, T, past, causal=causal, device=x.device)

@@ -1,8 +1,8 @@
 """What the task heads of every family share: forward-argument defaults, the positions to score, last-non-pad
-pooling, the output objects of the causal-LM, classification and question-answering heads (logits in, loss and
-output out), returning an output object or its tuple, and the head mixins of the decoder families (a backbone
-`model` of the class's `model_class` plus the task layer, placed before the family's PreTrainedModel, which they
-reach through super()). Configs are read duck-typed."""
+pooling, multiple choice's flattened inputs, the output objects of the causal-LM, classification and
+question-answering heads (logits in, loss and output out), returning an output object or its tuple, and the head
+mixins of the decoder families (a backbone `model` of the class's `model_class` plus the task layer, placed before
+the family's PreTrainedModel, which they reach through super()). Configs are read duck-typed."""
 
 from __future__ import annotations
 
@@ -52,6 +52,19 @@ def run_backbone(backbone, input_ids, attention_mask, position_ids, past_key_val
 def finish(config, out, return_dict: bool | None):
     """The output object, or its tuple of set fields when return_dict (default config.return_dict) is False."""
     return out if (config.return_dict if return_dict is None else return_dict) else out.to_tuple()
+
+
+def head_output(config, output_class, loss, logits, out, return_dict: bool | None):
+    """An encoder head's output_class of its loss and logits, with the hidden states and attentions of the
+    backbone's output `out`; its tuple when return_dict is False (finish)."""
+    return finish(config, output_class(loss=loss, logits=logits, hidden_states=out.hidden_states,
+                                       attentions=out.attentions), return_dict)
+
+
+def flat_choices(choices: bool, *inputs):
+    """Multiple choice: each (B, C, T, ...) input as (B*C, T, ...), so that every choice is encoded on its own
+    (None stays None); the inputs as they are when `choices` is False."""
+    return [t.reshape(-1, *t.shape[2:]) if choices and t is not None else t for t in inputs]
 
 
 def keep_positions(h: torch.Tensor, logits_to_keep: int | torch.Tensor) -> torch.Tensor:
