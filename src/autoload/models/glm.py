@@ -142,7 +142,7 @@ class GlmModel(GlmPreTrainedModel):
             output_hidden_states, return_dict)  # inputs_embeds (B, T, C)
         eager = is_eager(self.config)
         _, position_ids, masks = positions_and_masks(inputs_embeds, attention_mask, position_ids, cache, eager=eager)
-        warn_no_weights(output_attentions, eager)
+        warn_no_weights(self.config, output_attentions)
         cos, sin = self.rotary_emb(inputs_embeds, position_ids)  # (B, T, rd) each, angle i in columns i and rd/2 + i
         rd = cos.shape[-1]
         cos, sin = cos[..., :rd // 2], sin[..., :rd // 2]  # (B, T, rd/2): one angle per interleaved pair

@@ -19,7 +19,6 @@ anything else that looks for nn.Linear find them) whose checkpoint layout is GPT
 
 from __future__ import annotations
 
-import logging
 import math
 
 import torch
@@ -28,7 +27,7 @@ from torch import nn
 from ..generation.mixin import GenerationMixin
 from ..modeling import PreTrainedModel
 from ..nn.activations import Activation
-from ..nn.attention import attention
+from ..nn.attention import attention, warn_no_weights
 from ..nn.cache import DynamicCache
 from ..nn.heads import finish, keep_positions, pool_last_token, span_output
 from ..nn.losses import causal_lm_loss, cross_entropy, sequence_classification_loss
@@ -37,8 +36,6 @@ from ..nn.outputs import (BaseModelOutputWithPast, CausalLMOutputWithCrossAttent
                           TokenClassifierOutput)
 from .configs import GPT2Config
 
-logger = logging.getLogger("autoload")
-_warned: set[str] = set()
 
 
 def _weight_to_checkpoint(module, state_dict, prefix, local_metadata) -> None:
@@ -212,10 +209,7 @@ class GPT2Model(GPT2PreTrainedModel):
                                  f"({T}) tokens = {past + T} are attended.")
             mask = attention_mask.to(h.device, torch.bool)
         mask = build_mask(mask, B, T, past, additive=eager, dtype=h.dtype, device=h.device)  # (B, 1, T, S) or None
-        if output_attentions and not eager and "sdpa" not in _warned:
-            _warned.add("sdpa")
-            logger.warning("output_attentions=True: sdpa attention returns no weights (an empty tuple, as the "
-                           "reference); load with attn_implementation='eager' to get them.")
+        warn_no_weights(self.config, output_attentions)
         hidden_states, attentions = [], []
         for block in self.h:
             if output_hidden_states:

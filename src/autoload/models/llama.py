@@ -199,7 +199,7 @@ class LlamaModel(LlamaPreTrainedModel):
         windows = {layer.self_attn.sliding_window for layer in self.layers}  # one mask per window (None: full)
         _, position_ids, masks = positions_and_masks(inputs_embeds, attention_mask, position_ids, cache, windows,
                                                      eager=eager, packed=True)
-        warn_no_weights(output_attentions, eager)
+        warn_no_weights(self.config, output_attentions)
 
         moe = isinstance(config, MOE_CONFIGS)
         if output_router_logits is None:

@@ -138,7 +138,7 @@ class Phi3Model(Phi3PreTrainedModel):
         window = self.config.window_of(0)  # the same on every layer; a given mask is cut to it
         _, position_ids, masks = positions_and_masks(inputs_embeds, attention_mask, position_ids, cache, (window,),
                                                      eager=eager, cut_given=True)
-        warn_no_weights(output_attentions, eager)
+        warn_no_weights(self.config, output_attentions)
         cos, sin = self.rotary_emb(inputs_embeds, position_ids)  # (B, T, rd) each
         fields, _ = run_layers(self, inputs_embeds, lambda layer: (cos, sin, masks[window], cache), cache, use_cache,
                                output_attentions, output_hidden_states)

@@ -14,8 +14,22 @@ additive (B or 1, nh, T, K) float term on the scores (ALiBi, relative-position b
 
 from __future__ import annotations
 
+import logging
+
 import torch
 import torch.nn.functional as F
+
+logger = logging.getLogger("autoload")
+_warned: set[str] = set()
+
+
+def warn_no_weights(config, output_attentions: bool) -> None:
+    """Once per process: output_attentions=True under SDPA returns no weights (an empty tuple, as the
+    reference); eager attention computes them."""
+    if output_attentions and getattr(config, "_attn_implementation", None) != "eager" and "sdpa" not in _warned:
+        _warned.add("sdpa")
+        logger.warning("output_attentions=True: sdpa attention returns no weights (an empty tuple, as the "
+                       "reference); load with attn_implementation='eager' to get them.")
 
 
 def repeat_kv(x: torch.Tensor, n: int) -> torch.Tensor:

@@ -9,31 +9,19 @@ hs head size.
 
 from __future__ import annotations
 
-import logging
-
 import torch
 from torch import nn
 
-from .attention import attention
+from .attention import attention, warn_no_weights  # noqa: F401  (the families' import point)
 from .masks import attention_mask as build_mask
 from .masks import packed_segments, within_window
 from .rope import apply_rotary
 
-logger = logging.getLogger("autoload")
-_warned: set[str] = set()
 
 
 def is_eager(config) -> bool:
     """Whether the config asks for eager attention (the weights are returned; masks are additive)."""
     return getattr(config, "_attn_implementation", None) == "eager"
-
-
-def warn_no_weights(output_attentions: bool, eager: bool) -> None:
-    """Warn once that output_attentions under SDPA returns no weights (an empty tuple, as the reference)."""
-    if output_attentions and not eager and "sdpa" not in _warned:
-        _warned.add("sdpa")
-        logger.warning("output_attentions=True: sdpa attention returns no weights (an empty tuple, as the "
-                       "reference); load with attn_implementation='eager' to get them.")
 
 
 def positions_and_masks(h: torch.Tensor, attention_mask, position_ids, cache, windows=(None,), *, eager: bool,

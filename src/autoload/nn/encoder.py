@@ -19,19 +19,15 @@ and config defaults (encoder_options), a BERT-style decoder's KV cache (decoder_
 
 from __future__ import annotations
 
-import logging
-
 import torch
 from torch import nn
 
 from .activations import Activation
-from .attention import attention
+from .attention import attention, warn_no_weights  # noqa: F401  (the families' import point)
 from .cache import DynamicCache
 from .masks import attention_mask as build_mask
 from .packing import Packing, packing_for
 
-logger = logging.getLogger("autoload")
-_warned: set[str] = set()
 
 
 class WordEmbeddingsMixin:
@@ -221,14 +217,6 @@ def check_mask(attention_mask: torch.Tensor | None) -> None:
     if attention_mask is not None and attention_mask.dim() != 2:
         raise ValueError(f"attention_mask must be 2-D (batch, keys) with 1 = attend and 0 = padding, got shape "
                          f"{tuple(attention_mask.shape)}.")
-
-
-def warn_no_weights(config, output_attentions: bool) -> None:
-    """Once per process: output_attentions=True under SDPA returns no weights (eager computes them)."""
-    if output_attentions and getattr(config, "_attn_implementation", None) != "eager" and "sdpa" not in _warned:
-        _warned.add("sdpa")
-        logger.warning("output_attentions=True with sdpa attention returns no weights (as transformers does); "
-                       "load with attn_implementation='eager' to get them.")
 
 
 def unpad_of(config, unpad: bool | None) -> bool:
