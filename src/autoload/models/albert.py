@@ -21,7 +21,7 @@ from torch import nn
 
 from ..modeling import PreTrainedModel
 from ..nn.activations import Activation
-from ..nn.attention import attention
+from ..nn.attention import attention, is_eager
 from ..nn.encoder import EncoderEmbeddings, WordEmbeddingsMixin, check_mask, encoder_options, warn_no_weights
 from ..nn.heads import finish, flat_choices, head_output, span_output
 from ..nn.losses import cross_entropy, sequence_classification_loss
@@ -65,7 +65,7 @@ class AlbertAttention(nn.Module):
             return t.view(B, T, self.num_heads, self.head_dim).transpose(1, 2)
 
         q, k, v = split_heads(self.query(x)), split_heads(self.key(x)), split_heads(self.value(x))  # (B, nh, T, hs)
-        eager = getattr(self.config, "_attn_implementation", None) == "eager"
+        eager = is_eager(self.config)
         y, weights = attention(q, k, v, mask, eager=eager, softmax_fp32=False,
                                dropout=self.attention_dropout.p if self.training else 0.0)
         y = self.output_dropout(self.dense(y.transpose(1, 2).reshape(B, T, H)))  # (B, T, H)

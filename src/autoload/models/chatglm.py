@@ -29,7 +29,7 @@ from torch import nn
 
 from ..generation.mixin import GenerationMixin
 from ..modeling import PreTrainedModel
-from ..nn.attention import attention
+from ..nn.attention import attention, is_eager
 from ..nn.heads import finish, forward_options, keep_positions
 from ..nn.losses import causal_lm_loss, sequence_classification_loss
 from ..nn.masks import attention_mask as build_mask
@@ -81,7 +81,7 @@ class SelfAttention(nn.Module):
             k, v = cache.update(k, v, self.layer_idx)  # (B, nkv, K, hs)
         y, weights = attention(q, k, v, mask, is_causal=True, scale=1 / math.sqrt(hs),
                                dropout=self.config.attention_dropout if self.training else 0.0,
-                               eager=getattr(self.config, "_attn_implementation", None) == "eager")
+                               eager=is_eager(self.config))
         y = y.transpose(1, 2).reshape(b, t, nh * hs)  # (B, T, nh·hs)
         return self.dense(y), weights
 

@@ -19,7 +19,7 @@ from torch import nn
 
 from ..modeling import PreTrainedModel
 from ..nn.activations import Activation
-from ..nn.attention import attention
+from ..nn.attention import attention, is_eager
 from ..nn.encoder import EncoderIntermediate, EncoderOutput, WordEmbeddingsMixin, check_mask, encoder_options
 from ..nn.heads import finish, flat_choices, head_output, span_output
 from ..nn.losses import cross_entropy, sequence_classification_loss
@@ -240,7 +240,7 @@ class DebertaV2Model(WordEmbeddingsMixin, DebertaV2PreTrainedModel):
             keep = attention_mask.to(x.device).bool()  # (B, T)
             pad_query = ~keep[:, None, :, None]  # (B, 1, T, 1)
             mask = keep[:, None, None, :] | pad_query  # (B, 1, T, T): padded keys hidden (padded queries: see above)
-        eager = bool(output_attentions) or getattr(config, "_attn_implementation", None) == "eager"
+        eager = bool(output_attentions) or is_eager(config)
         rel_embeddings, rel_index = self.encoder.relative_inputs(T, x.device)  # (2S, H), (T, T)
 
         embedded, hidden_states, attentions = x, [x], []

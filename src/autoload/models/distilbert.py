@@ -19,7 +19,7 @@ from torch import nn
 
 from ..modeling import PreTrainedModel
 from ..nn.activations import Activation
-from ..nn.attention import attention
+from ..nn.attention import attention, is_eager
 from ..nn.encoder import WordEmbeddingsMixin, encoder_options
 from ..nn.heads import finish, flat_choices, head_output, span_output
 from ..nn.losses import cross_entropy, sequence_classification_loss
@@ -83,7 +83,7 @@ class DistilBertSelfAttention(nn.Module):
             return t.view(B, T, self.n_heads, self.head_dim).transpose(1, 2)
 
         q, k, v = split_heads(self.q_lin(x)), split_heads(self.k_lin(x)), split_heads(self.v_lin(x))
-        eager = getattr(self.config, "_attn_implementation", None) == "eager"
+        eager = is_eager(self.config)
         y, weights = attention(q, k, v, mask, eager=eager, softmax_fp32=False,
                                dropout=self.dropout.p if self.training else 0.0)  # (B, nh, T, hs)
         return self.out_lin(y.transpose(1, 2).reshape(B, T, D)), weights  # (B, T, D)

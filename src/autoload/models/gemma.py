@@ -42,7 +42,7 @@ from torch import nn
 from ..generation.mixin import GenerationMixin
 from ..modeling import PreTrainedModel
 from ..nn.activations import Activation
-from ..nn.attention import attention
+from ..nn.attention import attention, is_eager
 from ..nn.heads import (CausalLMHead, LastTokenClassifierHead, causal_lm_output, classifier_dropout, finish,
                         forward_options, keep_positions, last_token_output, run_backbone, token_output)
 from ..nn.masks import attention_mask as build_mask
@@ -121,7 +121,7 @@ class GemmaAttention(nn.Module):
             k, v = cache.update(k, v, self.layer_idx)  # (B, nkv, K, hs)
         y, weights = attention(q, k, v, mask, is_causal=self.causal, scale=self.scaling, softcap=self.softcap,
                                dropout=self.config.attention_dropout if self.training else 0.0,
-                               eager=getattr(self.config, "_attn_implementation", None) == "eager")
+                               eager=is_eager(self.config))
         return self.o_proj(y.transpose(1, 2).reshape(b, t, -1)), weights  # (B, T, C)
 
 
@@ -283,7 +283,7 @@ class GemmaModel(GemmaPreTrainedModel):
         if position_ids is None:
             position_ids = (torch.arange(t, device=device) + past).unsqueeze(0)  # (1, T)
 
-        eager = getattr(config, "_attn_implementation", None) == "eager"
+        eager = is_eager(config)
         if given_mask:  # the sliding layers see the given mask cut to their window
             queries = writing if writing is not None else torch.arange(past, past + t, device=device)
             masks = {w: attention_mask if w is None else _windowed(attention_mask, w, queries) for w in windows}

@@ -27,7 +27,7 @@ from torch import nn
 from ..generation.mixin import GenerationMixin
 from ..modeling import PreTrainedModel
 from ..nn.activations import Activation
-from ..nn.attention import attention, warn_no_weights
+from ..nn.attention import attention, is_eager, warn_no_weights
 from ..nn.cache import DynamicCache
 from ..nn.heads import finish, keep_positions, pool_last_token, span_output
 from ..nn.losses import causal_lm_loss, cross_entropy, sequence_classification_loss
@@ -201,7 +201,7 @@ class GPT2Model(GPT2PreTrainedModel):
         if token_type_ids is not None:
             h = h + self.wte(token_type_ids)
         h = self.drop(h)
-        eager = getattr(cfg, "_attn_implementation", None) == "eager"
+        eager = is_eager(cfg)
         mask = None
         if attention_mask is not None:  # (B, past+T): 0 at padding
             if attention_mask.shape[-1] < past + T:

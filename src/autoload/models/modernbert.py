@@ -31,7 +31,7 @@ from torch import nn
 
 from ..modeling import PreTrainedModel
 from ..nn.activations import Activation
-from ..nn.attention import attention
+from ..nn.attention import attention, is_eager
 from ..nn.encoder import encoder_options, unpad_of
 from ..nn.heads import finish, flat_choices, head_output, span_output
 from ..nn.losses import cross_entropy, sequence_classification_loss
@@ -111,7 +111,7 @@ class ModernBertAttention(nn.Module):
         dtype = q.dtype
         q, k = apply_rotary(q.float(), k.float(), cos, sin)  # rotated in fp32, as the reference
         q, k = q.to(dtype), k.to(dtype)
-        options = dict(scale=self.head_dim ** -0.5, eager=getattr(self.config, "_attn_implementation", None) == "eager",
+        options = dict(scale=self.head_dim ** -0.5, eager=is_eager(self.config),
                        dropout=self.config.attention_dropout if self.training else 0.0)
         if segments is None:
             y, weights = attention(q, k, v, mask, **options)  # (B, nh, T, hs)

@@ -24,7 +24,7 @@ from torch.nn import functional as F
 
 from ..modeling import PreTrainedModel
 from ..nn.activations import Activation
-from ..nn.attention import attention
+from ..nn.attention import attention, is_eager
 from ..nn.encoder import WordEmbeddingsMixin, check_mask, encoder_options, unpad_of
 from ..nn.heads import finish, flat_choices, head_output, span_output
 from ..nn.losses import cross_entropy, sequence_classification_loss
@@ -107,7 +107,7 @@ class MPNetSelfAttention(nn.Module):
             return t.view(B, T, self.num_heads, self.head_dim).transpose(1, 2)
 
         q, k, v = split_heads(self.q(x)), split_heads(self.k(x)), split_heads(self.v(x))  # (B, nh, T, hs)
-        eager = eager or getattr(self.config, "_attn_implementation", None) == "eager"
+        eager = eager or is_eager(self.config)
         y, weights = attention(q, k, v, mask, bias=bias, eager=eager, softmax_fp32=False,
                                dropout=self.dropout.p if self.training else 0.0)  # (B, nh, T, hs)
         return self.o(y.transpose(1, 2).reshape(B, T, H)), weights  # (B, T, H)

@@ -35,7 +35,7 @@ from torch import nn
 from ..generation.mixin import GenerationMixin
 from ..modeling import PreTrainedModel
 from ..nn.activations import Activation
-from ..nn.attention import attention
+from ..nn.attention import attention, is_eager
 from ..nn.cache import EncoderDecoderCache
 from ..nn.heads import finish
 from ..nn.losses import cross_entropy, qa_span_loss, sequence_classification_loss, shift_tokens_right
@@ -359,7 +359,7 @@ class T5Stack(T5PreTrainedModel):
         source_mask = None
         if encoder_hidden_states is not None and encoder_attention_mask is not None:
             source_mask = encoder_attention_mask.to(h.device, torch.bool)[:, None, None, :]  # (B, 1, 1, S)
-        eager = getattr(cfg, "_attn_implementation", None) == "eager"
+        eager = is_eager(cfg)
         h = self.dropout(h)
         hidden, attentions, cross_attentions = [], [], []
         for block in self.block:

@@ -23,10 +23,15 @@ logger = logging.getLogger("autoload")
 _warned: set[str] = set()
 
 
+def is_eager(config) -> bool:
+    """Whether the config asks for eager attention (the weights are returned; masks are additive)."""
+    return getattr(config, "_attn_implementation", None) == "eager"
+
+
 def warn_no_weights(config, output_attentions: bool) -> None:
     """Once per process: output_attentions=True under SDPA returns no weights (an empty tuple, as the
     reference); eager attention computes them."""
-    if output_attentions and getattr(config, "_attn_implementation", None) != "eager" and "sdpa" not in _warned:
+    if output_attentions and not is_eager(config) and "sdpa" not in _warned:
         _warned.add("sdpa")
         logger.warning("output_attentions=True: sdpa attention returns no weights (an empty tuple, as the "
                        "reference); load with attn_implementation='eager' to get them.")

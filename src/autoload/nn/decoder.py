@@ -12,16 +12,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .attention import attention, warn_no_weights  # noqa: F401  (the families' import point)
+from .attention import attention, is_eager, warn_no_weights  # noqa: F401  (the families' import point)
 from .masks import attention_mask as build_mask
 from .masks import packed_segments, within_window
 from .rope import apply_rotary
-
-
-
-def is_eager(config) -> bool:
-    """Whether the config asks for eager attention (the weights are returned; masks are additive)."""
-    return getattr(config, "_attn_implementation", None) == "eager"
 
 
 def positions_and_masks(h: torch.Tensor, attention_mask, position_ids, cache, windows=(None,), *, eager: bool,

@@ -23,11 +23,10 @@ import torch
 from torch import nn
 
 from .activations import Activation
-from .attention import attention, warn_no_weights  # noqa: F401  (the families' import point)
+from .attention import attention, is_eager, warn_no_weights  # noqa: F401  (the families' import point)
 from .cache import DynamicCache
 from .masks import attention_mask as build_mask
 from .packing import Packing, packing_for
-
 
 
 class WordEmbeddingsMixin:
@@ -102,7 +101,7 @@ class EncoderSelfAttention(nn.Module):
         k, v = split_heads(self.key(source)), split_heads(self.value(source))  # (B, nh, S, hs)
         if cache is not None and encoder_hidden_states is None:
             k, v = cache.update(k, v, self.layer_idx)  # (B, nh, past + T, hs)
-        eager = getattr(self.config, "_attn_implementation", None) == "eager"
+        eager = is_eager(self.config)
         # softmax in the input dtype (as the reference); with no mask a causal decoder uses SDPA's is_causal
         y, weights = attention(q, k, v, mask, is_causal=self.is_causal, eager=eager, softmax_fp32=False,
                                dropout=self.dropout.p if self.training else 0.0)

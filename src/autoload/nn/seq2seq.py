@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .activations import Activation
-from .attention import attention
+from .attention import attention, is_eager
 from .cache import DynamicCache, EncoderDecoderCache
 from .encoder import cross_attention_mask
 from .heads import decoder_lm_output, finish, keep_positions
@@ -66,7 +66,7 @@ class Seq2SeqAttention(nn.Module):
             cached = cache is not None and hasattr(cache, "cross")  # a decoder-only DynamicCache keeps no cross keys
             k, v = cache.cross(self.layer_idx, project, encoder_hidden_states) if cached else \
                 project(encoder_hidden_states)
-        eager = getattr(self.config, "_attn_implementation", None) == "eager"
+        eager = is_eager(self.config)
         y, weights = attention(q, k, v, mask, is_causal=self.causal, eager=eager, softmax_fp32=False,
                                dropout=self.dropout if self.training else 0.0)  # (B, nh, T, hs)
         return self.out_proj(y.transpose(1, 2).reshape(B, T, d)), weights  # (B, T, d)
