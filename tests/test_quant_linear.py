@@ -119,6 +119,19 @@ def test_split_wide_codes_is_exact(bits):
         ql.split_wide_codes(q[:, :40].to(torch.uint8), scale[:, :2], offset[:, :2], group)
 
 
+@pytest.mark.parametrize("rows, cols", [(16, 32), (64, 96), (80, 64), (208, 256), (1040, 128)])
+def test_cpu_packing_in_uint8_equals_torchs_packer(rows, cols):
+    """The CPU layout written in uint8 (whole blocks of `_cpu_pack_block()` rows, 64 with AVX-512; a tail by torch;
+    everything by torch where no block size matched) is byte-equal to torch's own packer, and `_unpack` reads the
+    codes back, through the direct path and the probing one."""
+    from autoload.quant import linear
+    q = torch.randint(0, 16, (rows, cols), generator=torch.Generator().manual_seed(rows), dtype=torch.uint8)
+    packed = linear._device_pack(q)
+    assert torch.equal(packed, linear._cpu_pack_torch(q))
+    assert torch.equal(linear._unpack(packed, rows, cols), q)
+    assert torch.equal(linear._unpack_probed(packed, rows, cols), q)
+
+
 def test_int4_rejects_bad_inputs():
     with pytest.raises(ValueError, match="group size 48"):
         ql.Int4Linear.from_affine(*affine_int4(16, 128, 48), 48)

@@ -63,8 +63,8 @@ def quantized_state_dict(gf: GGUFFile, config: dict):
     kernel; the fp32 one is ~25x slower, see docs/quantization.md). Q6_K's groups of 16 are below the kernel's
     smallest group (32): re-quantized to 8-bit codes in groups of 32 (`gguf_blocks.q6_k_as_8bit`: the half of
     each group with the larger scale exact, the other within an eighth of its Q6_K step), then split the same
-    way. Block tensors of other modules (the embeddings) become float32; float tensors of the file
-    stay views of it."""
+    way. Embeddings in blocks stay in the file (`GGUFEmbedding`), and a head tied to them gets its own layer on
+    their codes; any other block tensor becomes float32; float tensors of the file stay views of it."""
     blocks, state = {}, {}
     for key, name, info, heads, shift in tensors(gf, config):
         if key.endswith(".weight") and gguf_blocks.TYPES[info.type_id][1] > 1:
@@ -126,7 +126,8 @@ class GGUFEmbedding(torch.nn.Module):
         self.blocks = blocks  # uint8 [V, bytes per row], a plain attribute: never moved or cast
         self.type_id, self.padding_idx = type_id, padding_idx
         self.num_embeddings = blocks.shape[0]
-        self.embedding_dim = gguf_blocks.dequantize(blocks[:1], type_id).shape[1]
+        _, values, size = gguf_blocks.TYPES[type_id]
+        self.embedding_dim = blocks.shape[1] // size * values
         self.output = torch.empty(0)  # the dtype and device of what forward returns (float32 on the CPU)
 
     def _apply(self, fn, recurse=True):

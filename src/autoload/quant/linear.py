@@ -34,6 +34,7 @@ Whole-model operations (quantize_model, set_compute_dtype, the saved format) are
 
 from __future__ import annotations
 
+import functools
 import threading
 from typing import Callable
 
@@ -80,41 +81,34 @@ def _device_pack(q: torch.Tensor) -> torch.Tensor:
         inner = 8 if q.shape[1] % 256 == 0 else 4 if q.shape[1] % 128 == 0 else 2
         q = q.to(torch.uint8)
         return torch.ops.aten._convert_weight_to_int4pack((q[:, 0::2] << 4) | q[:, 1::2], inner)
-    block = _cpu_pack_block()
-    if block and q.shape[0] >= block:  # whole row blocks packed in uint8; the rest by torch
-        full = q.shape[0] // block * block
-        head = q[:full].to(torch.uint8).reshape(-1, 2, block // 2, q.shape[1]).permute(0, 3, 2, 1)
-        head = (head[..., 0] | (head[..., 1] << 4)).contiguous().reshape(full, -1)
-        if full == q.shape[0]:
-            return head
-        return torch.cat([head, _cpu_pack_torch(q[full:])])
-    return _cpu_pack_torch(q)
+    return _cpu_pack(q, _cpu_pack_block())
+
+
+def _cpu_pack(q: torch.Tensor, block: int) -> torch.Tensor:
+    """torch's CPU int4 layout, written in uint8 for the whole blocks of `block` rows (0: none); the rows past the
+    last whole block are packed by torch itself."""
+    full = q.shape[0] // block * block if block else 0
+    if not full:
+        return _cpu_pack_torch(q)
+    head = q[:full].to(torch.uint8).reshape(-1, 2, block // 2, q.shape[1]).permute(0, 3, 2, 1)
+    head = (head[..., 0] | (head[..., 1] << 4)).contiguous().reshape(full, -1)
+    return head if full == q.shape[0] else torch.cat([head, _cpu_pack_torch(q[full:])])
 
 
 def _cpu_pack_torch(q: torch.Tensor) -> torch.Tensor:
     return torch.ops.aten._convert_weight_to_int4pack_for_cpu(q.to(torch.int32), 2)
 
 
-_CPU_PACK_BLOCK: list[int] = []
-
-
+@functools.cache
 def _cpu_pack_block() -> int:
     """The CPU packer lays each block of B rows out as [K, B / 2] bytes, row n in the low nibble and row n + B/2 in
     the high one (B = 64 with AVX-512). Doing that in uint8 avoids the int32 copy torch's packer takes (4 bytes a
     code; most of a GGUF load). B is found once per process by comparing with torch's own packer on random codes
     (rows past the last whole block stay with torch); 0 when no B matches, and torch packs everything."""
-    if not _CPU_PACK_BLOCK:
-        g = torch.Generator().manual_seed(0)
-        probe = torch.randint(0, 16, (208, 96), generator=g, dtype=torch.int32)  # 3 blocks of 64 + 16 rows
-        expected = _cpu_pack_torch(probe)
-        found = 0
-        for block in (64, 32, 16):
-            _CPU_PACK_BLOCK[:] = [block]
-            if torch.equal(_device_pack(probe), expected):
-                found = block
-                break
-        _CPU_PACK_BLOCK[:] = [found]
-    return _CPU_PACK_BLOCK[0]
+    g = torch.Generator().manual_seed(0)
+    probe = torch.randint(0, 16, (208, 96), generator=g, dtype=torch.int32)  # 3 blocks of 64 + 16 rows
+    expected = _cpu_pack_torch(probe)
+    return next((block for block in (64, 32, 16) if torch.equal(_cpu_pack(probe, block), expected)), 0)
 
 
 def _nibble_slots(packed: torch.Tensor) -> torch.Tensor:
